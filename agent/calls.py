@@ -1,0 +1,460 @@
+"""The call tracker: a pure per-line state machine from ``LineEvent`` to ``CallEvent``.
+
+It does no I/O and reads no clock: every time comes in as an argument, so it is
+tested with plain event sequences. One tracker per line.
+
+How it reads the line, in short:
+
+- inbound: a ring or a caller-ID message on an idle line starts a call (caller
+  ID may come before the first ring, as DTMF caller ID does); off-hook answers
+  it; on-hook ends it. When rings stop for ``ring_timeout`` seconds without an
+  answer the call ended unanswered: ``missed`` where the device reports hook
+  state, ``unknown`` where it cannot (a plain modem never sees the handset).
+- outbound: off-hook on an idle line starts dialing; the first digit starts the
+  call; dialing is complete after ``dial_timeout`` seconds without a digit (or at
+  once when the device reports the whole number). Where the device sees the far
+  end answer (``Connected``) that is the answer time; where it cannot, the end
+  of dialing is taken as the answer, so talk time still counts toward quotas.
+- a ring or caller ID during a call is call waiting: it becomes a separate call
+  that ends ``missed`` (the rep did not take it, as far as we can see), so the
+  customer who tried is not lost.
+- a device going down ends what is in progress with what is known.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid as uuidlib
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from agent.events import (
+    Call,
+    CallerId,
+    CallEvent,
+    CallEventKind,
+    Connected,
+    DeviceDown,
+    DeviceUp,
+    Dialed,
+    Direction,
+    Disposition,
+    EndReason,
+    LineError,
+    LineEvent,
+    LineState,
+    OffHook,
+    OnHook,
+    Ring,
+)
+from agent.numbers import DEFAULT_REGION, to_e164
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrackerConfig:
+    """How a tracker reads its line.
+
+    :param ring_timeout: seconds after the last ring (or caller ID) with no more
+        rings before an unanswered call is over. Ring cycles are 5 s in China
+        (1 s on, 4 s off) and 6 s in North America, so 8 s is one missed cycle.
+    :param dial_timeout: seconds after the last dialed digit before dialing is complete.
+    :param reports_hook: the device reports off-hook/on-hook. When False the
+        tracker still switches to hook-aware reading on the first hook event it sees.
+    :param reports_connect: the device reports when the far end answers an outbound call.
+    :param no_number_calls: record off-hook then on-hook with nothing dialed as an
+        outbound call (disposition ``unknown``, end reason ``no_number``).
+    :param region: default region for normalising numbers.
+    """
+
+    ring_timeout: float = 8.0
+    dial_timeout: float = 4.0
+    reports_hook: bool = True
+    reports_connect: bool = False
+    no_number_calls: bool = False
+    region: str = DEFAULT_REGION
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LineIdentity:
+    """Who and where a line is: written on every call it carries."""
+
+    seat: str
+    device_id: str
+    line: str
+    rep: str = ""
+    team: str = ""
+
+
+def _seconds(later: datetime, earlier: datetime) -> float:
+    return round(max(0.0, (later - earlier).total_seconds()), 3)
+
+
+def _new_uuid() -> str:
+    return str(uuidlib.uuid4())
+
+
+class CallTracker:
+    """Pure state machine for one line. Feed it events and ticks; it returns call events."""
+
+    def __init__(
+        self,
+        identity: LineIdentity,
+        config: TrackerConfig | None = None,
+        *,
+        new_uuid: Callable[[], str] = _new_uuid,
+        now: datetime | None = None,
+    ) -> None:
+        self.identity = identity
+        self.config = config or TrackerConfig()
+        self._new_uuid = new_uuid
+        self._hook_seen = self.config.reports_hook
+        self._state = LineState.IDLE
+        self._state_since: datetime | None = now
+        self._call: Call | None = None
+        self._waiting: Call | None = None
+        self._last_ring: datetime | None = None
+        self._waiting_last: datetime | None = None
+        self._offhook_at: datetime | None = None
+        self._last_digit: datetime | None = None
+        self._dial_done_at: datetime | None = None
+
+    # -- what the runtime reads -------------------------------------------------
+
+    @property
+    def state(self) -> LineState:
+        """The line's state now."""
+        return self._state
+
+    @property
+    def state_since(self) -> datetime | None:
+        """When the line entered its state (None before the first event)."""
+        return self._state_since
+
+    @property
+    def call(self) -> Call | None:
+        """The call in progress, if any."""
+        return self._call
+
+    @property
+    def waiting_call(self) -> Call | None:
+        """A call-waiting caller ringing during the current call, if any."""
+        return self._waiting
+
+    def deadline(self) -> datetime | None:
+        """The earliest time at which :meth:`tick` may change something, or None."""
+        times: list[datetime] = []
+        if self._state is LineState.RINGING and self._last_ring is not None:
+            times.append(self._after(self._last_ring, self.config.ring_timeout))
+        if self._waiting is not None and self._waiting_last is not None:
+            times.append(self._after(self._waiting_last, self.config.ring_timeout))
+        if (
+            self._state is LineState.DIALING
+            and self._call is not None
+            and self._dial_done_at is None
+            and self._last_digit is not None
+        ):
+            times.append(self._after(self._last_digit, self.config.dial_timeout))
+        return min(times) if times else None
+
+    # -- input --------------------------------------------------------------------
+
+    def feed(self, event: LineEvent, now: datetime) -> list[CallEvent]:
+        """Take one line event seen at ``now``; return what happened to calls because of it."""
+        out: list[CallEvent] = []
+        # A timer may have run out between the last event and this one.
+        out.extend(self.tick(now))
+        match event:
+            case Ring():
+                self._on_ring(now, out)
+            case CallerId():
+                self._on_caller_id(event, now, out)
+            case OffHook():
+                self._hook_seen = True
+                self._on_off_hook(now, out)
+            case OnHook():
+                self._hook_seen = True
+                self._on_on_hook(now, out)
+            case Dialed():
+                self._on_dialed(event, now, out)
+            case Connected():
+                self._on_connected(now, out)
+            case DeviceDown():
+                self._end_all(now, EndReason.DEVICE_DOWN, out)
+                self._set_state(LineState.DOWN, now)
+            case DeviceUp():
+                if self._state is LineState.DOWN:
+                    self._set_state(LineState.IDLE, now)
+            case LineError():
+                pass  # the runtime logs and counts these; they change no call
+            case _:
+                logger.debug("%s: ignoring unknown event %r", self.identity.line, event)
+        return out
+
+    def tick(self, now: datetime) -> list[CallEvent]:
+        """Advance time to ``now``: end calls whose rings stopped, complete dialing."""
+        out: list[CallEvent] = []
+        timeout = self.config.ring_timeout
+        if self._waiting is not None and self._waiting_last is not None:
+            if now >= self._after(self._waiting_last, timeout):
+                self._end_waiting(self._waiting_last, EndReason.RING_TIMEOUT, out)
+        if self._state is LineState.RINGING and self._call is not None and self._last_ring is not None:
+            if now >= self._after(self._last_ring, timeout):
+                disposition = Disposition.MISSED if self._hook_seen else Disposition.UNKNOWN
+                self._finish(self._last_ring, disposition, EndReason.RING_TIMEOUT, out)
+                self._set_state(LineState.IDLE, self._last_ring)
+        if (
+            self._state is LineState.DIALING
+            and self._call is not None
+            and self._dial_done_at is None
+            and self._last_digit is not None
+            and now >= self._after(self._last_digit, self.config.dial_timeout)
+        ):
+            self._complete_dialing(self._last_digit, now, out)
+        return out
+
+    def close(self, now: datetime) -> list[CallEvent]:
+        """The agent is stopping: end what is in progress with what is known."""
+        out = self.tick(now)
+        self._end_all(now, EndReason.SHUTDOWN, out)
+        self._set_state(LineState.IDLE, now)
+        return out
+
+    # -- handlers -----------------------------------------------------------------
+
+    def _on_ring(self, now: datetime, out: list[CallEvent]) -> None:
+        if self._state in (LineState.IDLE, LineState.DOWN):
+            self._start(Direction.IN, now, out)
+            self._call = replace(self._require_call(), rings=1)
+            self._last_ring = now
+            self._set_state(LineState.RINGING, now)
+        elif self._state is LineState.RINGING:
+            call = self._require_call()
+            self._call = replace(call, rings=call.rings + 1)
+            self._last_ring = now
+        else:
+            self._ring_waiting(now, out)
+
+    def _on_caller_id(self, event: CallerId, now: datetime, out: list[CallEvent]) -> None:
+        if self._state in (LineState.IDLE, LineState.DOWN):
+            self._start(Direction.IN, now, out)
+            self._last_ring = now
+            self._set_state(LineState.RINGING, now)
+            self._call = self._apply_caller_id(self._require_call(), event, now, out)
+        elif self._state is LineState.RINGING:
+            self._last_ring = max(now, self._last_ring or now)
+            self._call = self._apply_caller_id(self._require_call(), event, now, out)
+        else:
+            self._ring_waiting(now, out, counts_as_ring=False)
+            assert self._waiting is not None
+            self._waiting = self._apply_caller_id(self._waiting, event, now, out)
+
+    def _on_off_hook(self, now: datetime, out: list[CallEvent]) -> None:
+        if self._state is LineState.RINGING:
+            call = self._require_call()
+            self._call = replace(call, answered_at=now, ring_seconds=_seconds(now, call.started_at))
+            self._set_state(LineState.TALKING, now)
+            out.append(CallEvent(CallEventKind.ANSWERED, self._call, now))
+        elif self._state in (LineState.IDLE, LineState.DOWN):
+            self._begin_dialing(now)
+        # Off-hook while already off hook is a repeat; nothing changes.
+
+    def _on_on_hook(self, now: datetime, out: list[CallEvent]) -> None:
+        if self._state is LineState.TALKING:
+            self._finish(now, Disposition.ANSWERED, EndReason.HANGUP, out)
+        elif self._state is LineState.DIALING:
+            if self._call is None:
+                if self.config.no_number_calls and self._offhook_at is not None:
+                    self._start(Direction.OUT, self._offhook_at, out)
+                    self._finish(now, Disposition.UNKNOWN, EndReason.NO_NUMBER, out)
+            else:
+                if self._dial_done_at is None:
+                    assert self._last_digit is not None
+                    self._complete_dialing(self._last_digit, now, out)
+                if self._state is LineState.TALKING:
+                    self._finish(now, Disposition.ANSWERED, EndReason.HANGUP, out)
+                else:
+                    self._finish(now, Disposition.ABANDONED, EndReason.HANGUP, out)
+        elif self._state is LineState.RINGING:
+            # A device that reports the end of an unanswered call (a PBX, an
+            # Ethernet unit's end record) tells us the caller gave up.
+            self._finish(now, Disposition.MISSED, EndReason.HANGUP, out)
+        else:
+            return
+        self._set_state(LineState.IDLE, now)
+
+    def _on_dialed(self, event: Dialed, now: datetime, out: list[CallEvent]) -> None:
+        digits = "".join(ch for ch in event.digits if ch.isdigit() or ch in "*#+")
+        if self._state in (LineState.IDLE, LineState.DOWN):
+            # Digits without an off-hook first: the device does not report hook
+            # state before dialing (a PBX, NCID's OUT line). The call starts now.
+            self._begin_dialing(now)
+        if self._state is not LineState.DIALING:
+            if self._state is LineState.TALKING:
+                logger.debug("%s: digits during a call (not part of the number)", self.identity.line)
+            return
+        if self._dial_done_at is not None:
+            return
+        if self._call is None:
+            assert self._offhook_at is not None
+            self._start(Direction.OUT, self._offhook_at, out)
+        call = self._require_call()
+        self._call = replace(call, number_raw=(call.number_raw or "") + digits)
+        self._last_digit = now
+        if event.complete:
+            self._complete_dialing(now, now, out)
+
+    def _on_connected(self, now: datetime, out: list[CallEvent]) -> None:
+        if self._state is not LineState.DIALING or self._call is None:
+            return
+        if self._dial_done_at is None:
+            self._complete_dialing(self._last_digit or now, now, out)
+        if self._state is LineState.DIALING:
+            self._answer_outbound(now, out)
+
+    # -- building blocks ----------------------------------------------------------
+
+    def _begin_dialing(self, now: datetime) -> None:
+        self._offhook_at = now
+        self._last_digit = None
+        self._dial_done_at = None
+        self._set_state(LineState.DIALING, now)
+
+    def _complete_dialing(self, done_at: datetime, now: datetime, out: list[CallEvent]) -> None:
+        """Dialing is over at ``done_at``: the number is known; answer it if nothing else will."""
+        call = self._require_call()
+        self._dial_done_at = done_at
+        self._call = replace(call, number_e164=to_e164(call.number_raw, self.config.region))
+        out.append(CallEvent(CallEventKind.IDENTIFIED, self._call, now))
+        if not self.config.reports_connect:
+            self._answer_outbound(done_at, out)
+
+    def _answer_outbound(self, at: datetime, out: list[CallEvent]) -> None:
+        call = self._require_call()
+        dial_done = self._dial_done_at or at
+        self._call = replace(call, answered_at=at, ring_seconds=_seconds(at, dial_done))
+        self._set_state(LineState.TALKING, at)
+        out.append(CallEvent(CallEventKind.ANSWERED, self._call, at))
+
+    def _start(
+        self, direction: Direction, at: datetime, out: list[CallEvent], *, waiting: bool = False
+    ) -> Call:
+        ident = self.identity
+        call = Call(
+            uuid=self._new_uuid(),
+            seat=ident.seat,
+            device_id=ident.device_id,
+            line=ident.line,
+            rep=ident.rep,
+            team=ident.team,
+            direction=direction,
+            started_at=at,
+            waiting=waiting,
+        )
+        if waiting:
+            self._waiting = call
+        else:
+            self._call = call
+        out.append(CallEvent(CallEventKind.STARTED, call, at))
+        return call
+
+    def _ring_waiting(self, now: datetime, out: list[CallEvent], *, counts_as_ring: bool = True) -> None:
+        if self._waiting is None:
+            self._start(Direction.IN, now, out, waiting=True)
+        assert self._waiting is not None
+        if counts_as_ring:
+            self._waiting = replace(self._waiting, rings=self._waiting.rings + 1)
+        self._waiting_last = now
+
+    def _apply_caller_id(self, call: Call, event: CallerId, now: datetime, out: list[CallEvent]) -> Call:
+        """Merge a caller-ID message into ``call``; emit ``identified`` when it taught us something."""
+        number = event.number.strip() if event.number else None
+        name = event.name.strip() if event.name else None
+        updated = call
+        if number:
+            if call.number_raw and call.number_raw != number:
+                logger.info("%s: caller ID changed during the call", self.identity.line)
+            if call.number_raw != number:
+                updated = replace(
+                    updated, number_raw=number, number_e164=to_e164(number, self.config.region), absence=None
+                )
+        elif event.absence is not None and not call.number_raw and call.absence is None:
+            # A later "O"/"P" never masks a number we already have.
+            updated = replace(updated, absence=event.absence)
+        if name and name != call.cid_name:
+            updated = replace(updated, cid_name=name)
+        if updated != call:
+            out.append(CallEvent(CallEventKind.IDENTIFIED, updated, now))
+        return updated
+
+    def _finish(
+        self, at: datetime, disposition: Disposition, reason: EndReason, out: list[CallEvent]
+    ) -> None:
+        call = self._require_call()
+        self._call = None
+        out.append(CallEvent(CallEventKind.ENDED, self._ended(call, at, disposition, reason), at))
+        self._last_ring = None
+        self._offhook_at = None
+        self._last_digit = None
+        self._dial_done_at = None
+        # The call-waiting caller was not taken (as far as the line shows).
+        if self._waiting is not None:
+            self._end_waiting(self._waiting_last or at, reason, out)
+
+    def _ended(self, call: Call, at: datetime, disposition: Disposition, reason: EndReason) -> Call:
+        ring = call.ring_seconds
+        if ring is None:
+            if call.direction is Direction.IN:
+                ring = _seconds(call.answered_at or at, call.started_at)
+            else:
+                ring = _seconds(at, self._dial_done_at) if self._dial_done_at else 0.0
+        talk = _seconds(at, call.answered_at) if call.answered_at is not None else 0.0
+        return replace(
+            call,
+            ended_at=at,
+            ring_seconds=ring,
+            talk_seconds=talk,
+            disposition=disposition,
+            end_reason=reason,
+        )
+
+    def _end_waiting(self, at: datetime, reason: EndReason, out: list[CallEvent]) -> None:
+        waiting = self._waiting
+        if waiting is None:
+            return
+        self._waiting = None
+        self._waiting_last = None
+        ended = self._ended(waiting, max(at, waiting.started_at), Disposition.MISSED, reason)
+        out.append(CallEvent(CallEventKind.ENDED, ended, at))
+
+    def _end_all(self, now: datetime, reason: EndReason, out: list[CallEvent]) -> None:
+        if self._call is not None:
+            call = self._call
+            if self._state is LineState.DIALING and self._dial_done_at is None and call.number_raw:
+                call = self._call = replace(call, number_e164=to_e164(call.number_raw, self.config.region))
+                out.append(CallEvent(CallEventKind.IDENTIFIED, call, now))
+            disposition = Disposition.ANSWERED if call.answered_at is not None else Disposition.UNKNOWN
+            self._finish(now, disposition, reason, out)
+        elif self._waiting is not None:
+            self._end_waiting(now, reason, out)
+        self._offhook_at = None
+        self._last_ring = None
+
+    def _set_state(self, state: LineState, at: datetime) -> None:
+        if state is not self._state:
+            self._state = state
+            self._state_since = at
+
+    def _require_call(self) -> Call:
+        if self._call is None:  # pragma: no cover - a bug in this module, not in the input
+            raise RuntimeError(f"{self.identity.line}: no call in state {self._state}")
+        return self._call
+
+    @staticmethod
+    def _after(at: datetime, seconds: float) -> datetime:
+        return at + timedelta(seconds=seconds)
+
+
+__all__ = ["CallTracker", "LineIdentity", "TrackerConfig"]

@@ -1,0 +1,324 @@
+"""The agent's configuration: one TOML file parsed into pydantic models.
+
+Unknown keys are errors. An error names the key and the line of the file it is
+on (``agent.toml:12: devices[0].rate: ...``), never a traceback. Environment
+variables override secrets and URLs only: ``CTI_AGENT_DATABASE_URL``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from agent.calls import TrackerConfig
+from agent.devices import DeviceRegistry
+from agent.errors import ConfigError
+from agent.numbers import DEFAULT_REGION
+
+APP_NAME = "cti-agent"
+
+
+def default_data_dir() -> Path:
+    """The platform data directory (``~/.local/share/cti-agent`` on Linux)."""
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """Split ``HOST:PORT`` (``[::1]:8330`` for IPv6) into host and port."""
+    match = re.fullmatch(r"\[([^\]]+)\]:(\d+)|([^:\[\]]*):(\d+)", value.strip())
+    if not match:
+        raise ValueError(f"expected HOST:PORT, got {value!r}")
+    host = match.group(1) or match.group(3) or "127.0.0.1"
+    port = int(match.group(2) or match.group(4))
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port {port} is out of range")
+    return host, port
+
+
+class AgentSection(_Section):
+    """``[agent]``: who this seat is and where it keeps its data."""
+
+    seat: str = Field(default_factory=socket.gethostname, min_length=1)
+    rep: str = ""
+    team: str = ""
+    region: str = DEFAULT_REGION
+    data_dir: Path = Field(default_factory=default_data_dir)
+    disabled_plugins: list[str] = []
+    lookup_timeout: float = Field(default=0.5, gt=0)
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        import phonenumbers
+
+        value = value.upper()
+        if value not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"unknown region {value!r} (an ISO 3166 code such as CN, US, GB)")
+        return value
+
+
+class StorageSection(_Section):
+    """``[storage]``: the database (SQLite in the data directory unless a URL is given)."""
+
+    url: str | None = None
+
+
+class WebSection(_Section):
+    """``[web]``: the seat page's listener (loopback unless configured otherwise)."""
+
+    enabled: bool = True
+    listen: str = "127.0.0.1:8330"
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        parse_listen(value)
+        return value
+
+
+class MetricsSection(_Section):
+    """``[metrics]``: the Prometheus exporter's listener and call rules."""
+
+    enabled: bool = True
+    listen: str = "127.0.0.1:9330"
+    effective_call_seconds: float = Field(default=60.0, ge=0)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        parse_listen(value)
+        return value
+
+
+class TrackerSection(_Section):
+    """``[tracker]``: how calls are read from line events (see :class:`agent.calls.TrackerConfig`)."""
+
+    ring_timeout: float = Field(default=8.0, gt=0)
+    dial_timeout: float = Field(default=4.0, gt=0)
+    no_number_calls: bool = False
+
+
+class DeviceSection(BaseModel):
+    """``[[devices]]``: one device. Keys other than these go to the device type's ``Config``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    type: str = Field(min_length=1)
+    enabled: bool = True
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The device type's own options."""
+        return dict(self.model_extra or {})
+
+
+class LineSection(_Section):
+    """``[[lines]]``: names a device's line and says whose it is (defaults from ``[agent]``)."""
+
+    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
+    device: str
+    port: str = "1"
+    rep: str | None = None
+    team: str | None = None
+
+
+class Config(_Section):
+    """The whole configuration file."""
+
+    agent: AgentSection = Field(default_factory=AgentSection)
+    storage: StorageSection = Field(default_factory=StorageSection)
+    web: WebSection = Field(default_factory=WebSection)
+    metrics: MetricsSection = Field(default_factory=MetricsSection)
+    tracker: TrackerSection = Field(default_factory=TrackerSection)
+    devices: list[DeviceSection] = []
+    lines: list[LineSection] = []
+
+    @model_validator(mode="after")
+    def _references(self) -> Config:
+        seen: set[str] = set()
+        for device in self.devices:
+            if device.id in seen:
+                raise ValueError(f"device id {device.id!r} is used twice")
+            seen.add(device.id)
+        line_ids: set[str] = set()
+        for line in self.lines:
+            if line.device not in seen:
+                raise ValueError(f"line {line.id!r} names device {line.device!r}, which is not configured")
+            if line.id in line_ids:
+                raise ValueError(f"line id {line.id!r} is used twice")
+            line_ids.add(line.id)
+        return self
+
+    @property
+    def database_url(self) -> str:
+        """The SQLAlchemy URL: ``CTI_AGENT_DATABASE_URL``, ``[storage] url``, or SQLite in the data dir."""
+        env = os.environ.get("CTI_AGENT_DATABASE_URL")
+        if env:
+            return env
+        if self.storage.url:
+            return self.storage.url
+        return f"sqlite:///{self.agent.data_dir / 'cti-agent.db'}"
+
+    def tracker_config(self, *, reports_hook: bool, reports_connect: bool) -> TrackerConfig:
+        """The call tracker's settings for a line on a device with these capabilities."""
+        return TrackerConfig(
+            ring_timeout=self.tracker.ring_timeout,
+            dial_timeout=self.tracker.dial_timeout,
+            no_number_calls=self.tracker.no_number_calls,
+            reports_hook=reports_hook,
+            reports_connect=reports_connect,
+            region=self.agent.region,
+        )
+
+    def line_for(self, device_id: str, port: str) -> LineSection:
+        """The configured line for a device's port, or one made from the ``[agent]`` defaults."""
+        for line in self.lines:
+            if line.device == device_id and line.port == port:
+                return line
+        line_id = device_id if port == "1" else f"{device_id}:{port}"
+        return LineSection(id=line_id, device=device_id, port=port)
+
+
+def load_config(
+    path: Path | None,
+    registry: DeviceRegistry | None = None,
+    *,
+    overrides: dict[str, Any] | None = None,
+) -> Config:
+    """Read and validate a config file (or the embedded defaults when ``path`` is None).
+
+    With a ``registry``, each device's options are validated by its type's ``Config``.
+    ``overrides`` are merged over the file's top-level tables (used by ``demo``).
+    Raises :class:`ConfigError` with the file name, line and key on any mistake.
+    """
+    text = ""
+    data: dict[str, Any] = {}
+    label = "<defaults>"
+    if path is not None:
+        label = str(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read the config file: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: the config file is not UTF-8 text") from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    for key, value in (overrides or {}).items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key] = {**data[key], **value}
+        else:
+            data[key] = value
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, text, label)) from None
+    if registry is not None:
+        for index, device in enumerate(config.devices):
+            try:
+                device_cls = registry.get(device.type)
+            except ConfigError as exc:
+                where = _where(text, label, ("devices", index, "type"))
+                raise ConfigError(f"{where}devices[{index}].type: {exc}") from None
+            try:
+                device_cls.Config.model_validate(device.options)
+            except ValidationError as exc:
+                raise ConfigError(_describe(exc, text, label, prefix=("devices", index))) from None
+    return config
+
+
+def device_options(config: Config, registry: DeviceRegistry, device: DeviceSection) -> Any:
+    """The validated options model of ``device`` (call after :func:`load_config` checked them)."""
+    return registry.get(device.type).Config.model_validate(device.options)
+
+
+# -- error messages that point into the file --------------------------------------
+
+
+def _describe(exc: ValidationError, text: str, label: str, prefix: Sequence[str | int] = ()) -> str:
+    lines = []
+    for error in exc.errors():
+        loc = (*prefix, *error["loc"])
+        key = _dotted(loc)
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        lines.append(f"{_where(text, label, loc)}{key}: {message}")
+    return "\n".join(lines)
+
+
+def _dotted(loc: Sequence[str | int]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def _where(text: str, label: str, loc: Sequence[str | int]) -> str:
+    line = locate(text, loc)
+    return f"{label}:{line}: " if line else f"{label}: "
+
+
+_HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(?:#.*)?$")
+_KEY = re.compile(r"""^\s*("[^"]*"|'[^']*'|[A-Za-z0-9_.-]+)\s*=""")
+
+
+def locate(text: str, loc: Sequence[str | int]) -> int | None:
+    """The 1-based line of ``text`` where the key at ``loc`` is written, as near as can be told.
+
+    ``loc`` is a pydantic error location such as ``("devices", 1, "rate")``. Keys
+    of tables and arrays of tables are found; a key that is missing (a required
+    one) points at its table's header. Inline tables point at the line of their key.
+    """
+    if not text:
+        return None
+    wanted = [str(p) if not isinstance(p, int) else p for p in loc]
+    path: list[str | int] = []
+    counts: dict[str, int] = {}
+    best: int | None = None
+    best_len = -1
+    for number, raw in enumerate(text.splitlines(), start=1):
+        header = _HEADER.match(raw)
+        if header:
+            names = [n.strip().strip("\"'") for n in header.group(2).split(".")]
+            if header.group(1) == "[[":
+                key = ".".join(names)
+                counts[key] = counts.get(key, -1) + 1
+                path = [*names, counts[key]]
+            else:
+                path = list(names)
+            if _is_prefix(path, wanted) and len(path) > best_len:
+                best, best_len = number, len(path)
+            continue
+        match = _KEY.match(raw)
+        if match:
+            names = [n.strip().strip("\"'") for n in match.group(1).split(".")]
+            full = [*path, *names]
+            if _is_prefix(full, wanted) and len(full) > best_len:
+                best, best_len = number, len(full)
+    return best
+
+
+def _is_prefix(path: Sequence[str | int], wanted: Sequence[str | int]) -> bool:
+    return len(path) <= len(wanted) and list(wanted[: len(path)]) == list(path)
+
+
+__all__ = ["Config", "default_data_dir", "load_config", "locate", "parse_listen"]

@@ -1,0 +1,118 @@
+"""The device interface every device plugin implements, and the registry of device types."""
+
+from __future__ import annotations
+
+import abc
+import logging
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import ClassVar
+
+import pluggy
+from pydantic import BaseModel, ConfigDict
+
+from agent.errors import ConfigError, DeviceError
+from agent.events import LineEvent
+
+logger = logging.getLogger(__name__)
+
+
+class DeviceConfig(BaseModel):
+    """Base of a device type's options: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Device(abc.ABC):
+    """A source of line events: constructed from its config alone, used as ``async with device:``.
+
+    Subclasses set ``type`` (the config name) and a nested ``Config`` model, and
+    the capability flags that tell the call tracker what the hardware can see.
+    ``__init__`` must do no I/O; opening happens in ``__aenter__``. When the
+    hardware goes away, ``events()`` raises :class:`agent.errors.DeviceError`;
+    the runtime reports ``device_down``, backs off and opens the device again.
+    """
+
+    type: ClassVar[str]
+    Config: ClassVar[type[DeviceConfig]] = DeviceConfig
+    reports_hook: ClassVar[bool] = False
+    reports_connect: ClassVar[bool] = False
+    can_dial: ClassVar[bool] = False
+    can_hangup: ClassVar[bool] = False
+
+    def __init__(self, device_id: str, config: DeviceConfig) -> None:
+        self.device_id = device_id
+        self.config = config
+
+    def lines(self) -> list[str]:
+        """The device's own labels of the lines it serves, where it knows them up front."""
+        return ["1"]
+
+    async def __aenter__(self) -> Device:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None
+
+    @abc.abstractmethod
+    def events(self) -> AsyncIterator[LineEvent]:
+        """Line events as the device sees them, until it is closed or fails."""
+
+    async def dial(self, line: str, number: str) -> None:
+        """Place an outbound call on ``line`` (click-to-dial), where the hardware can."""
+        raise DeviceError(f"{self.device_id}: a {self.type} device cannot dial")
+
+    async def hangup(self, line: str) -> None:
+        """Release ``line``, where the hardware can."""
+        raise DeviceError(f"{self.device_id}: a {self.type} device cannot hang up")
+
+
+class DeviceRegistry:
+    """Device types by config name, collected through the ``register_devices`` hook."""
+
+    def __init__(self) -> None:
+        self._types: dict[str, type[Device]] = {}
+        self._owners: dict[str, str] = {}
+
+    @classmethod
+    def from_plugins(cls, pm: pluggy.PluginManager) -> DeviceRegistry:
+        """Ask every plugin for its device types."""
+        registry = cls()
+        for impl in pm.hook.register_devices.get_hookimpls():
+
+            def register(device_cls: type[Device], _owner: str = impl.plugin_name) -> None:
+                registry.add(device_cls, _owner)
+
+            impl.function(register=register)
+        return registry
+
+    def add(self, device_cls: type[Device], owner: str) -> None:
+        """Register ``device_cls`` under its ``type``; a name taken twice is a config error."""
+        name = device_cls.type
+        if name in self._types and self._types[name] is not device_cls:
+            raise ConfigError(
+                f"device type {name!r} is registered by both {self._owners[name]!r} and {owner!r}"
+            )
+        self._types[name] = device_cls
+        self._owners[name] = owner
+
+    def get(self, name: str) -> type[Device]:
+        """The device class for ``name``, or a :class:`ConfigError` listing the known types."""
+        try:
+            return self._types[name]
+        except KeyError:
+            known = ", ".join(sorted(self._types)) or "none"
+            raise ConfigError(f"unknown device type {name!r} (known: {known})") from None
+
+    def owner(self, name: str) -> str:
+        """The plugin that registered ``name``."""
+        return self._owners[name]
+
+    def names(self) -> list[str]:
+        """Every registered type name, sorted."""
+        return sorted(self._types)

@@ -1,0 +1,309 @@
+"""What devices see (``LineEvent``) and what happens to calls (``CallEvent``, ``Call``).
+
+Line events are frozen, slotted dataclasses, one class per kind, each with the
+device id, the device's own label for the line and a tz-aware time. Devices
+report what they can: a plain modem sees rings and caller ID only, a line-tap
+box sees hook state and digits, a PBX sees everything. The call tracker
+(:mod:`agent.calls`) copes with partial information.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any, ClassVar
+
+
+class Absence(enum.StrEnum):
+    """Why a caller-ID message carries no number (Bellcore GR-30 / ETSI EN 300 659-3)."""
+
+    PRIVATE = "P"  # withheld by the caller
+    UNAVAILABLE = "O"  # out of area, or the network did not pass it on
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LineEvent:
+    """Something a device saw on one of its lines."""
+
+    kind: ClassVar[str] = "event"
+
+    device_id: str
+    line: str
+    at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict with ``kind`` first and the time in ISO 8601."""
+        out: dict[str, Any] = {"kind": self.kind}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, datetime):
+                value = value.isoformat()
+            elif isinstance(value, enum.Enum):
+                value = value.value
+            out[f.name] = value
+        return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ring(LineEvent):
+    """One ring burst. ``cadence`` is a distinctive-ring label (``A``, ``2``) when the device tells."""
+
+    kind: ClassVar[str] = "ring"
+    cadence: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallerId(LineEvent):
+    """Caller identification as the device sent it.
+
+    ``number`` is exactly what the device sent (not reformatted); it is None when
+    ``absence`` says why there is none. ``device_time`` is the date/time field of
+    the message, as sent (caller-ID clocks carry no year and are often wrong).
+    """
+
+    kind: ClassVar[str] = "caller_id"
+    number: str | None = None
+    name: str | None = None
+    absence: Absence | None = None
+    name_absence: Absence | None = None
+    device_time: str | None = None
+    raw: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OffHook(LineEvent):
+    """The local handset went off hook (picked up)."""
+
+    kind: ClassVar[str] = "off_hook"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OnHook(LineEvent):
+    """The local handset went on hook (hung up)."""
+
+    kind: ClassVar[str] = "on_hook"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Dialed(LineEvent):
+    """Digits dialed on the line.
+
+    A line-tap box reports digits as the rep presses them (``complete`` False,
+    possibly in several bursts); a PBX or NCID reports the whole number of an
+    outbound call at once (``complete`` True).
+    """
+
+    kind: ClassVar[str] = "dialed"
+    digits: str
+    complete: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Connected(LineEvent):
+    """The far end of an outbound call answered (call progress, or a PBX saying so)."""
+
+    kind: ClassVar[str] = "connected"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeviceUp(LineEvent):
+    """The device is open and working. ``line`` is ``"*"``: it concerns every line of the device."""
+
+    kind: ClassVar[str] = "device_up"
+    detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeviceDown(LineEvent):
+    """The device went away (port vanished, connection lost); ``line`` is ``"*"``."""
+
+    kind: ClassVar[str] = "device_down"
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LineError(LineEvent):
+    """Something the device sent that could not be decoded, kept with the offending text."""
+
+    kind: ClassVar[str] = "error"
+    error: str
+    raw: str = ""
+
+
+ALL_LINES = "*"
+
+LINE_EVENT_TYPES: tuple[type[LineEvent], ...] = (
+    Ring,
+    CallerId,
+    OffHook,
+    OnHook,
+    Dialed,
+    Connected,
+    DeviceUp,
+    DeviceDown,
+    LineError,
+)
+
+
+class Direction(enum.StrEnum):
+    """Which way a call went."""
+
+    IN = "in"
+    OUT = "out"
+
+
+class Disposition(enum.StrEnum):
+    """How a call ended.
+
+    - ``answered``: it connected (inbound picked up; outbound answered by the far
+      end, or dialing finished on a device that cannot see the answer).
+    - ``missed``: inbound that rang and was not picked up (also a call-waiting
+      caller that rang during another call).
+    - ``abandoned``: outbound that was dialed but never connected; the rep gave up.
+    - ``unknown``: the device could not tell (no hook state, or it went down
+      before the call connected).
+    """
+
+    ANSWERED = "answered"
+    MISSED = "missed"
+    ABANDONED = "abandoned"
+    UNKNOWN = "unknown"
+
+
+class EndReason(enum.StrEnum):
+    """What made the tracker end a call."""
+
+    HANGUP = "hangup"  # on-hook seen
+    RING_TIMEOUT = "ring_timeout"  # rings stopped
+    DEVICE_DOWN = "device_down"
+    SHUTDOWN = "shutdown"  # the agent stopped with the call in progress
+    NO_NUMBER = "no_number"  # off-hook and on-hook with nothing dialed
+
+
+class LineState(enum.StrEnum):
+    """What a line is doing now; exported as a metric and shown on the seat page."""
+
+    IDLE = "idle"
+    RINGING = "ringing"
+    DIALING = "dialing"
+    TALKING = "talking"
+    DOWN = "down"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Call:
+    """A snapshot of one call. The tracker replaces it as the call goes on.
+
+    Times are tz-aware; seconds are floats rounded to milliseconds. ``number_raw``
+    is the number as the device gave it, ``number_e164`` its normalised form
+    (None when it cannot be normalised or is absent).
+    """
+
+    uuid: str
+    seat: str
+    device_id: str
+    line: str
+    rep: str
+    team: str
+    direction: Direction
+    started_at: datetime
+    number_raw: str | None = None
+    number_e164: str | None = None
+    cid_name: str | None = None
+    absence: Absence | None = None
+    answered_at: datetime | None = None
+    ended_at: datetime | None = None
+    ring_seconds: float | None = None
+    talk_seconds: float | None = None
+    disposition: Disposition | None = None
+    end_reason: EndReason | None = None
+    rings: int = 0
+    waiting: bool = False
+    customer_id: int | None = None
+    customer_name: str | None = None
+
+    @property
+    def ended(self) -> bool:
+        """True once the call has ended."""
+        return self.ended_at is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (times ISO 8601, enums as their values)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, datetime):
+                value = value.isoformat()
+            elif isinstance(value, enum.Enum):
+                value = value.value
+            out[f.name] = value
+        return out
+
+
+class CallEventKind(enum.StrEnum):
+    """What happened to a call."""
+
+    STARTED = "started"
+    IDENTIFIED = "identified"
+    ANSWERED = "answered"
+    ENDED = "ended"
+
+
+@dataclass(frozen=True, slots=True)
+class CallEvent:
+    """One step in a call's life, carrying the call as it is after that step."""
+
+    kind: CallEventKind
+    call: Call
+    at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict: ``kind``, ``at`` and the call."""
+        return {"kind": self.kind.value, "at": self.at.isoformat(), "call": self.call.to_dict()}
+
+
+@dataclass(frozen=True, slots=True)
+class LineStatus:
+    """A line changed state (or its device went up or down)."""
+
+    seat: str
+    line: str
+    device_id: str
+    rep: str
+    team: str
+    state: LineState
+    since: datetime
+    call_uuid: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "kind": "line",
+            "seat": self.seat,
+            "line": self.line,
+            "device_id": self.device_id,
+            "rep": self.rep,
+            "team": self.team,
+            "state": self.state.value,
+            "since": self.since.isoformat(),
+            "call_uuid": self.call_uuid,
+        }
+
+
+Message = CallEvent | LineStatus
+"""What the runtime fans out to observers."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Customer:
+    """Who is behind a number, as a ``lookup_customer`` plugin found them.
+
+    ``source`` names the plugin that answered (``sql``, ``crm_http``, ...).
+    """
+
+    id: int | None = None
+    name: str | None = None
+    company: str | None = None
+    owner_rep: str | None = None
+    source: str = ""

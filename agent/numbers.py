@@ -1,0 +1,40 @@
+"""Phone-number normalisation (pure; ``phonenumbers`` does the numbering-plan work)."""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+
+import phonenumbers
+
+DEFAULT_REGION = "CN"
+
+
+def clean(raw: str) -> str:
+    """Fold full-width characters (``１３８``) to ASCII and strip what is not part of a dial string."""
+    folded = unicodedata.normalize("NFKC", raw).strip()
+    return re.sub(r"[^\d+*#]", "", folded)
+
+
+@functools.lru_cache(maxsize=65536)
+def to_e164(raw: str | None, region: str = DEFAULT_REGION) -> str | None:
+    """The E.164 form of ``raw`` (``+8613812345678``), or None when it is not a valid number.
+
+    ``raw`` may be national (``13812345678``, ``022-1234 5678``), international
+    (``+86 138...``, ``0086 138...``) or full-width. Short codes and numbers that
+    are not valid in the numbering plan give None: the raw string is kept beside
+    it by the caller, so nothing is lost.
+    """
+    if not raw:
+        return None
+    cleaned = clean(raw)
+    if not cleaned or "*" in cleaned or "#" in cleaned:
+        return None
+    try:
+        parsed = phonenumbers.parse(cleaned, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(parsed):
+        return None
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)

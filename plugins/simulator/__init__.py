@@ -1,0 +1,1 @@
+"""Simulated phone lines (filled in by the simulator work)."""
