@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import builtins
 import logging
 from collections.abc import AsyncIterator
 from types import TracebackType
@@ -34,7 +35,7 @@ class Device(abc.ABC):
     """
 
     type: ClassVar[str]
-    Config: ClassVar[type[DeviceConfig]] = DeviceConfig
+    Config: ClassVar[builtins.type[DeviceConfig]] = DeviceConfig
     reports_hook: ClassVar[bool] = False
     reports_connect: ClassVar[bool] = False
     can_dial: ClassVar[bool] = False
@@ -53,7 +54,7 @@ class Device(abc.ABC):
 
     async def __aexit__(
         self,
-        exc_type: type[BaseException] | None,
+        exc_type: builtins.type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:

@@ -1,0 +1,253 @@
+"""SQLAlchemy 2 models: one schema for the embedded SQLite database and the central PostgreSQL.
+
+Times are stored in UTC and always come back tz-aware (:class:`UTCDateTime`).
+Phone numbers are text: the normalised E.164 form beside the raw string a device
+or an import gave. ``calls.rep`` and ``calls.team`` are names, not foreign keys,
+so a seat can write its calls before the centre knows the rep.
+
+The first Alembic revision (``storage/migrations/versions``) creates exactly these
+tables; a test checks that the migrated schema and these models agree.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    false,
+    text,
+    true,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION: dict[str, str] = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+ROLES: tuple[str, ...] = ("rep", "lead", "manager", "admin")
+RECORDING_STATUSES: tuple[str, ...] = ("complete", "recovered", "partial", "failed")
+
+
+def utcnow() -> datetime:
+    """The current time, tz-aware UTC (the default for ``created_at`` / ``updated_at``)."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC that always comes back tz-aware UTC.
+
+    PostgreSQL keeps it as ``timestamp with time zone``; SQLite, which has no
+    time zones, keeps the naive UTC wall time. Naive datetimes are refused on
+    the way in: guessing their zone is how call times end up hours off.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """UTC on the way in; naive UTC for SQLite."""
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value.isoformat()} given: times must be tz-aware")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Tz-aware UTC on the way out, whatever the database kept."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    """Declarative base: the naming convention gives every constraint and index a stable name."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: dict[Any, Any] = {datetime: UTCDateTime()}
+
+
+class Team(Base):
+    """A sales team and its daily targets per rep (None: no target)."""
+
+    __tablename__ = "teams"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    target_calls: Mapped[int | None] = mapped_column(Integer)
+    target_talk_seconds: Mapped[int | None] = mapped_column(Integer)
+    target_effective_calls: Mapped[int | None] = mapped_column(Integer)
+
+
+class Rep(Base):
+    """A sales rep; ``name`` is what seats write into ``calls.rep``."""
+
+    __tablename__ = "reps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    display_name: Mapped[str | None] = mapped_column(String(200))
+    team_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id", ondelete="SET NULL"))
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+
+
+class User(Base):
+    """A console log-in. ``role`` decides what they may see (rep < lead < manager < admin)."""
+
+    __tablename__ = "users"
+    __table_args__ = (CheckConstraint(_in("role", ROLES), name="role"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    login: Mapped[str] = mapped_column(String(100), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    rep_id: Mapped[int | None] = mapped_column(ForeignKey("reps.id", ondelete="SET NULL"))
+    team_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id", ondelete="SET NULL"))
+    language: Mapped[str] = mapped_column(String(16), default="en", server_default="en")
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("CURRENT_TIMESTAMP"))
+
+
+class CustomerRecord(Base):
+    """A customer (a lead or an account). ``owner_rep`` is the rep name that works them."""
+
+    __tablename__ = "customers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    company: Mapped[str | None] = mapped_column(String(200))
+    owner_rep: Mapped[str | None] = mapped_column(String(100))
+    notes: Mapped[str | None] = mapped_column(Text)
+    tags: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("CURRENT_TIMESTAMP"))
+    updated_at: Mapped[datetime] = mapped_column(
+        default=utcnow, onupdate=utcnow, server_default=text("CURRENT_TIMESTAMP")
+    )
+
+    phones: Mapped[list[CustomerPhone]] = relationship(
+        back_populates="customer",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="CustomerPhone.id",
+    )
+
+
+class CustomerPhone(Base):
+    """One number of a customer. ``number_e164`` is unique: a number has one owner."""
+
+    __tablename__ = "customer_phones"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), index=True)
+    number_e164: Mapped[str] = mapped_column(String(32), unique=True)
+    # Indexed because a lookup falls back to the raw form when normalisation fails.
+    number_raw: Mapped[str | None] = mapped_column(String(64), index=True)
+    label: Mapped[str | None] = mapped_column(String(50))
+
+    customer: Mapped[CustomerRecord] = relationship(back_populates="phones")
+
+
+class CallRecord(Base):
+    """One call, as the latest :class:`agent.events.Call` snapshot left it, plus the rep's note.
+
+    ``notes`` and ``follow_up_at`` belong to the rep, not to the snapshot: call
+    writes never touch them. The column names are read by reports and outside
+    tools; keep them.
+    """
+
+    __tablename__ = "calls"
+    __table_args__ = (
+        CheckConstraint("direction IN ('in', 'out')", name="direction"),
+        CheckConstraint("absence IS NULL OR absence IN ('P', 'O')", name="absence"),
+        Index(None, "rep", "started_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    seat: Mapped[str] = mapped_column(String(100))
+    device_id: Mapped[str] = mapped_column(String(100))
+    line: Mapped[str] = mapped_column(String(100))
+    rep: Mapped[str] = mapped_column(String(100))
+    team: Mapped[str] = mapped_column(String(100))
+    direction: Mapped[str] = mapped_column(String(3))
+    number_e164: Mapped[str | None] = mapped_column(String(32), index=True)
+    number_raw: Mapped[str | None] = mapped_column(String(64))
+    cid_name: Mapped[str | None] = mapped_column(String(200))
+    absence: Mapped[str | None] = mapped_column(String(1))
+    customer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("customers.id", ondelete="SET NULL"), index=True
+    )
+    started_at: Mapped[datetime] = mapped_column(index=True)
+    answered_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    ring_seconds: Mapped[float | None] = mapped_column(Float)
+    talk_seconds: Mapped[float | None] = mapped_column(Float)
+    disposition: Mapped[str | None] = mapped_column(String(16), index=True)
+    end_reason: Mapped[str | None] = mapped_column(String(16))
+    rings: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    waiting: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    notes: Mapped[str | None] = mapped_column(Text)
+    follow_up_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("CURRENT_TIMESTAMP"))
+    updated_at: Mapped[datetime] = mapped_column(
+        default=utcnow, onupdate=utcnow, server_default=text("CURRENT_TIMESTAMP")
+    )
+
+
+class Recording(Base):
+    """An audio file of a call. ``status`` says whether the file was closed cleanly or repaired."""
+
+    __tablename__ = "recordings"
+    __table_args__ = (CheckConstraint(_in("status", RECORDING_STATUSES), name="status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    call_uuid: Mapped[str] = mapped_column(ForeignKey("calls.uuid"), index=True)
+    path_or_uri: Mapped[str] = mapped_column(Text)
+    codec: Mapped[str | None] = mapped_column(String(32))
+    sample_rate: Mapped[int | None] = mapped_column(Integer)
+    channels: Mapped[int | None] = mapped_column(Integer)
+    seconds: Mapped[float | None] = mapped_column(Float)
+    bytes: Mapped[int | None] = mapped_column(BigInteger)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("CURRENT_TIMESTAMP"))
+
+
+class AuditEntry(Base):
+    """Who did what to which call or recording (every play and download is one row)."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("CURRENT_TIMESTAMP"), index=True)
+    user_login: Mapped[str | None] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str | None] = mapped_column(Text)
+    detail: Mapped[str | None] = mapped_column(Text)
+    remote_addr: Mapped[str | None] = mapped_column(String(64))
