@@ -197,14 +197,22 @@ class CallTracker:
         """Advance time to ``now``: end calls whose rings stopped, complete dialing."""
         out: list[CallEvent] = []
         timeout = self.config.ring_timeout
-        if self._waiting is not None and self._waiting_last is not None:
-            if now >= self._after(self._waiting_last, timeout):
-                self._end_waiting(self._waiting_last, EndReason.RING_TIMEOUT, out)
-        if self._state is LineState.RINGING and self._call is not None and self._last_ring is not None:
-            if now >= self._after(self._last_ring, timeout):
-                disposition = Disposition.MISSED if self._hook_seen else Disposition.UNKNOWN
-                self._finish(self._last_ring, disposition, EndReason.RING_TIMEOUT, out)
-                self._set_state(LineState.IDLE, self._last_ring)
+        if (
+            self._waiting is not None
+            and self._waiting_last is not None
+            and now >= self._after(self._waiting_last, timeout)
+        ):
+            self._end_waiting(self._waiting_last, EndReason.RING_TIMEOUT, out)
+        if (
+            self._state is LineState.RINGING
+            and self._call is not None
+            and self._last_ring is not None
+            and now >= self._after(self._last_ring, timeout)
+        ):
+            disposition = Disposition.MISSED if self._hook_seen else Disposition.UNKNOWN
+            last_ring = self._last_ring  # _finish clears it
+            self._finish(last_ring, disposition, EndReason.RING_TIMEOUT, out)
+            self._set_state(LineState.IDLE, last_ring)
         if (
             self._state is LineState.DIALING
             and self._call is not None
@@ -271,10 +279,12 @@ class CallTracker:
                     self._finish(now, Disposition.UNKNOWN, EndReason.NO_NUMBER, out)
             else:
                 if self._dial_done_at is None:
-                    assert self._last_digit is not None
-                    self._complete_dialing(self._last_digit, now, out)
-                if self._state is LineState.TALKING:
-                    self._finish(now, Disposition.ANSWERED, EndReason.HANGUP, out)
+                    # Hung up while still dialing: the number is what was dialed,
+                    # but the call never got through, so it must not count as a
+                    # connected call toward quotas.
+                    self._dial_done_at = self._last_digit
+                    self._identify_dialed(now, out)
+                    self._finish(now, Disposition.ABANDONED, EndReason.HANGUP, out)
                 else:
                     self._finish(now, Disposition.ABANDONED, EndReason.HANGUP, out)
         elif self._state is LineState.RINGING:
@@ -287,6 +297,8 @@ class CallTracker:
 
     def _on_dialed(self, event: Dialed, now: datetime, out: list[CallEvent]) -> None:
         digits = "".join(ch for ch in event.digits if ch.isdigit() or ch in "*#+")
+        if not digits:
+            return
         if self._state in (LineState.IDLE, LineState.DOWN):
             # Digits without an off-hook first: the device does not report hook
             # state before dialing (a PBX, NCID's OUT line). The call starts now.
@@ -324,12 +336,15 @@ class CallTracker:
 
     def _complete_dialing(self, done_at: datetime, now: datetime, out: list[CallEvent]) -> None:
         """Dialing is over at ``done_at``: the number is known; answer it if nothing else will."""
-        call = self._require_call()
         self._dial_done_at = done_at
-        self._call = replace(call, number_e164=to_e164(call.number_raw, self.config.region))
-        out.append(CallEvent(CallEventKind.IDENTIFIED, self._call, now))
+        self._identify_dialed(now, out)
         if not self.config.reports_connect:
             self._answer_outbound(done_at, out)
+
+    def _identify_dialed(self, now: datetime, out: list[CallEvent]) -> None:
+        call = self._require_call()
+        self._call = replace(call, number_e164=to_e164(call.number_raw, self.config.region))
+        out.append(CallEvent(CallEventKind.IDENTIFIED, self._call, now))
 
     def _answer_outbound(self, at: datetime, out: list[CallEvent]) -> None:
         call = self._require_call()
@@ -401,7 +416,8 @@ class CallTracker:
         self._dial_done_at = None
         # The call-waiting caller was not taken (as far as the line shows).
         if self._waiting is not None:
-            self._end_waiting(self._waiting_last or at, reason, out)
+            waiting_reason = reason if reason in (EndReason.DEVICE_DOWN, EndReason.SHUTDOWN) else EndReason.HANGUP
+            self._end_waiting(self._waiting_last or at, waiting_reason, out)
 
     def _ended(self, call: Call, at: datetime, disposition: Disposition, reason: EndReason) -> Call:
         ring = call.ring_seconds
@@ -433,8 +449,8 @@ class CallTracker:
         if self._call is not None:
             call = self._call
             if self._state is LineState.DIALING and self._dial_done_at is None and call.number_raw:
-                call = self._call = replace(call, number_e164=to_e164(call.number_raw, self.config.region))
-                out.append(CallEvent(CallEventKind.IDENTIFIED, call, now))
+                self._identify_dialed(now, out)
+                call = self._require_call()
             disposition = Disposition.ANSWERED if call.answered_at is not None else Disposition.UNKNOWN
             self._finish(now, disposition, reason, out)
         elif self._waiting is not None:

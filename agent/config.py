@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from agent.calls import TrackerConfig
 from agent.devices import DeviceRegistry
@@ -146,22 +146,6 @@ class Config(_Section):
     devices: list[DeviceSection] = []
     lines: list[LineSection] = []
 
-    @model_validator(mode="after")
-    def _references(self) -> Config:
-        seen: set[str] = set()
-        for device in self.devices:
-            if device.id in seen:
-                raise ValueError(f"device id {device.id!r} is used twice")
-            seen.add(device.id)
-        line_ids: set[str] = set()
-        for line in self.lines:
-            if line.device not in seen:
-                raise ValueError(f"line {line.id!r} names device {line.device!r}, which is not configured")
-            if line.id in line_ids:
-                raise ValueError(f"line id {line.id!r} is used twice")
-            line_ids.add(line.id)
-        return self
-
     @property
     def database_url(self) -> str:
         """The SQLAlchemy URL: ``CTI_AGENT_DATABASE_URL``, ``[storage] url``, or SQLite in the data dir."""
@@ -228,8 +212,13 @@ def load_config(
         config = Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, text, label)) from None
+    problems = [f"{_where(text, label, loc)}{_dotted(loc)}: {message}" for loc, message in _references(config)]
+    if problems:
+        raise ConfigError("\n".join(problems))
     if registry is not None:
         for index, device in enumerate(config.devices):
+            if not device.enabled:
+                continue  # a disabled device's plugin need not be installed
             try:
                 device_cls = registry.get(device.type)
             except ConfigError as exc:
@@ -245,6 +234,30 @@ def load_config(
 def device_options(config: Config, registry: DeviceRegistry, device: DeviceSection) -> Any:
     """The validated options model of ``device`` (call after :func:`load_config` checked them)."""
     return registry.get(device.type).Config.model_validate(device.options)
+
+
+def _references(config: Config) -> list[tuple[tuple[str | int, ...], str]]:
+    """Cross-table mistakes: ids used twice, lines naming missing devices or mapping a port twice."""
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    devices: set[str] = set()
+    for index, device in enumerate(config.devices):
+        if device.id in devices:
+            problems.append((("devices", index, "id"), f"device id {device.id!r} is used twice"))
+        devices.add(device.id)
+    line_ids: set[str] = set()
+    ports: set[tuple[str, str]] = set()
+    for index, line in enumerate(config.lines):
+        if line.device not in devices:
+            problems.append((("lines", index, "device"), f"names device {line.device!r}, which is not configured"))
+        if line.id in line_ids:
+            problems.append((("lines", index, "id"), f"line id {line.id!r} is used twice"))
+        if (line.device, line.port) in ports:
+            problems.append(
+                (("lines", index, "port"), f"port {line.port!r} of device {line.device!r} is mapped twice")
+            )
+        line_ids.add(line.id)
+        ports.add((line.device, line.port))
+    return problems
 
 
 # -- error messages that point into the file --------------------------------------

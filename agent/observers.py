@@ -52,7 +52,8 @@ def notify_each(
     caller = getattr(pm.hook, hook_name)
     for impl in caller.get_hookimpls():
         try:
-            impl.function(**kwargs)
+            # Like pluggy: an implementation may take fewer arguments than the spec.
+            impl.function(**{name: kwargs[name] for name in impl.argnames})
         except Exception:
             logger.exception("plugin %s failed in %s", impl.plugin_name, hook_name)
             if errors is not None:

@@ -1,0 +1,98 @@
+"""Phone-number normalisation."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.numbers import DEFAULT_REGION, clean, to_e164
+
+
+@pytest.mark.parametrize(
+    ("raw", "e164"),
+    [
+        # mobiles
+        ("13812345678", "+8613812345678"),
+        ("138 1234 5678", "+8613812345678"),
+        ("138-1234-5678", "+8613812345678"),
+        # landlines with area codes: Beijing (2-digit code), Tianjin, Shenzhen (3-digit code)
+        ("010-65529988", "+861065529988"),
+        ("(010) 6552 9988", "+861065529988"),
+        ("022-2345 6789", "+862223456789"),
+        ("0755-86013388", "+8675586013388"),
+        ("0755 8601 3388", "+8675586013388"),
+        # international forms
+        ("+86 138 1234 5678", "+8613812345678"),
+        ("+86-10-6552-9988", "+861065529988"),
+        ("0086 13812345678", "+8613812345678"),
+        ("0086-755-86013388", "+8675586013388"),
+        ("8613812345678", "+8613812345678"),
+        # full-width digits, as some Chinese input methods and CRMs produce them
+        ("１３８１２３４５６７８", "+8613812345678"),
+        ("＋８６ １３８－１２３４－５６７８", "+8613812345678"),
+        ("００８６１３８１２３４５６７８", "+8613812345678"),
+        # a foreign number given in international form
+        ("+1 650 253 0000", "+16502530000"),
+        ("+44 20 7946 0018", "+442079460018"),
+        ("  13812345678\r\n", "+8613812345678"),
+    ],
+)
+def test_to_e164_in_china(raw: str, e164: str) -> None:
+    assert DEFAULT_REGION == "CN"
+    assert to_e164(raw) == e164
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "10086",  # carrier service number
+        "110",  # emergency
+        "95588",  # bank hotline
+        "12345",
+        "1381234567",  # a digit short
+        "138123456789",  # a digit long
+        "abc",
+        "",
+        "   ",
+        "-",
+        "*67#",  # feature codes are dial strings, not numbers
+        "13812345678#",
+        "P",  # what a modem prints for a withheld number
+        "O",
+    ],
+)
+def test_to_e164_gives_none_for_what_is_not_a_number(raw: str) -> None:
+    assert to_e164(raw) is None
+
+
+def test_to_e164_of_none_is_none() -> None:
+    assert to_e164(None) is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "region", "e164"),
+    [
+        ("(650) 253-0000", "US", "+16502530000"),
+        ("650.253.0000", "US", "+16502530000"),
+        ("1 650 253 0000", "US", "+16502530000"),
+        ("011 86 138 1234 5678", "US", "+8613812345678"),  # the US international prefix
+        ("020 7946 0018", "GB", "+442079460018"),
+        ("13812345678", "US", None),  # a Chinese mobile is no US number
+        ("(650) 253-0000", "CN", None),
+    ],
+)
+def test_to_e164_in_other_regions(raw: str, region: str, e164: str | None) -> None:
+    assert to_e164(raw, region) == e164
+
+
+@pytest.mark.parametrize(
+    ("raw", "cleaned"),
+    [
+        ("１３８ １２３４－５６７８", "13812345678"),
+        ("+86 (10) 6552-9988", "+861065529988"),
+        ("*67#", "*67#"),
+        ("tel: 10086", "10086"),
+        ("", ""),
+    ],
+)
+def test_clean(raw: str, cleaned: str) -> None:
+    assert clean(raw) == cleaned
