@@ -1,0 +1,325 @@
+"""The seat page: a Starlette app showing this seat's lines and calls, live over Server-Sent Events.
+
+Routes: ``/`` (the page), ``/events`` (the event stream), ``/api/state`` (the
+snapshot as JSON), ``/healthz``, ``/static/...`` (served from the package, so it
+works offline) and whatever plugins add through ``register_routes``.
+
+Everything a caller controls (name, number) reaches the browser as text only:
+Jinja2 autoescapes the page, JSON escapes ``<``, ``>`` and ``&``, and the page's
+script builds rows with ``textContent``. The Content-Security-Policy allows no
+inline script, so an injected tag could not run even if one slipped through.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from importlib import metadata
+from typing import Any
+
+import anyio
+import pluggy
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from starlette.applications import Starlette
+from starlette.datastructures import MutableHeaders
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from agent.observers import PluginErrorCounter
+from agent.web import i18n
+from agent.web.bus import SeatBus, Subscription, SubscriptionEnded
+
+logger = logging.getLogger(__name__)
+
+#: No inline script or style, nothing from another origin, no framing.
+CONTENT_SECURITY_POLICY = "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+#: How long the browser waits before reconnecting a dropped event stream, in milliseconds.
+RECONNECT_MS = 2000
+
+
+class SecurityHeadersMiddleware:
+    """Adds :data:`SECURITY_HEADERS` to every HTTP response, plugin routes included.
+
+    A response that sets one of these headers itself keeps its own value.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers.setdefault(name, value)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def to_json(value: Any) -> str:
+    """Compact JSON with ``<``, ``>``, ``&`` escaped, safe to place anywhere in HTML or an event stream."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+class SafeJSONResponse(Response):
+    """A JSON response whose text never contains a raw ``<``, ``>`` or ``&``."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return to_json(content).encode("utf-8")
+
+
+def format_sse(event_id: int, event: str, payload: dict[str, Any]) -> bytes:
+    """One Server-Sent Events frame: ``id``, ``event`` and a single ``data`` line, then a blank line.
+
+    The JSON is one line (newlines inside strings are escaped), so it cannot end
+    the frame early or inject a field.
+    """
+    return f"id: {event_id}\nevent: {event}\ndata: {to_json(payload)}\n\n".encode()
+
+
+class EventStreamResponse(Response):
+    """Streams a bus subscription as ``text/event-stream`` until the client goes or the bus ends it.
+
+    Sends a ``retry`` field first, then one frame per message, and a comment
+    line every ``heartbeat`` seconds of silence so proxies and browsers keep the
+    connection open and a dead client is noticed. The subscription is closed
+    however the stream ends.
+    """
+
+    media_type = "text/event-stream"
+
+    def __init__(self, subscription: Subscription, *, heartbeat: float) -> None:
+        # Not Response.__init__: it would add "Content-Length: 0" for the absent body.
+        self.status_code = 200
+        self.background = None
+        self.init_headers({"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        self.subscription = subscription
+        self.heartbeat = heartbeat
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            async with anyio.create_task_group() as group:
+
+                async def watch_disconnect() -> None:
+                    while (await receive())["type"] != "http.disconnect":
+                        pass
+                    group.cancel_scope.cancel()
+
+                group.start_soon(watch_disconnect)
+                await self._stream(send)
+                group.cancel_scope.cancel()
+        except OSError:
+            logger.debug("seat page client went away mid-write")
+        finally:
+            self.subscription.close()
+
+    async def _stream(self, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        await send(
+            {"type": "http.response.body", "body": f"retry: {RECONNECT_MS}\n\n".encode(), "more_body": True}
+        )
+        while True:
+            try:
+                item = await self.subscription.get(timeout=self.heartbeat)
+            except SubscriptionEnded:
+                break
+            body = b": heartbeat\n\n" if item is None else format_sse(*item)
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def parse_last_event_id(value: str | None) -> int | None:
+    """The integer in a ``Last-Event-ID`` header (or query value), None when absent or not one of ours."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not value.isascii() or not value.isdigit():
+        return None
+    return int(value)
+
+
+def format_duration(seconds: float | None) -> str:
+    """``m:ss`` (or ``h:mm:ss`` from an hour), empty for None; the page's script formats the same way."""
+    if seconds is None:
+        return ""
+    total = max(int(seconds), 0)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def format_clock(iso: str | None) -> str:
+    """``HH:MM:SS`` in this machine's local time, from an ISO 8601 time."""
+    if not iso:
+        return ""
+    return datetime.fromisoformat(iso).astimezone().strftime("%H:%M:%S")
+
+
+def number_text(call: dict[str, Any], t: Callable[[str], str]) -> tuple[str, bool]:
+    """What to show for a call's number, and whether it is a placeholder (no number sent)."""
+    if call.get("number_raw"):
+        return str(call["number_raw"]), False
+    absence = call.get("absence")
+    if absence == "P":
+        return t("number.withheld"), True
+    if absence == "O":
+        return t("number.unavailable"), True
+    return t("number.unknown"), True
+
+
+def call_status(call: dict[str, Any]) -> str:
+    """A catalog key for a call's status: its disposition once ended, else what it is doing."""
+    if call.get("disposition"):
+        return f"disposition.{call['disposition']}"
+    if call.get("answered_at"):
+        return "state.talking"
+    return "state.ringing" if call.get("direction") == "in" else "state.dialing"
+
+
+def call_view(call: dict[str, Any], t: Callable[[str], str]) -> dict[str, Any]:
+    """The display strings of one call row (``seat.js`` builds the same row from the same dict)."""
+    number, placeholder = number_text(call, t)
+    status = call_status(call)
+    return {
+        "uuid": call["uuid"],
+        "time": format_clock(call.get("started_at")),
+        "started_at": call.get("started_at") or "",
+        "answered_at": call.get("answered_at") or "",
+        "line": call.get("line") or "",
+        "direction": call.get("direction") or "",
+        "direction_text": t(f"direction.{call.get('direction')}"),
+        "number": number,
+        "number_placeholder": placeholder,
+        "cid_name": call.get("cid_name") or "",
+        "customer_name": call.get("customer_name") or "",
+        "status": status.split(".", 1)[1],
+        "status_text": t(status),
+        "waiting": bool(call.get("waiting")),
+        "ring": format_duration(call.get("ring_seconds")),
+        "talk": format_duration(call.get("talk_seconds")),
+    }
+
+
+def _package_version() -> str:
+    try:
+        return metadata.version("cti-agent")
+    except metadata.PackageNotFoundError:
+        return "0"
+
+
+def _plugin_routes(pm: pluggy.PluginManager, errors: PluginErrorCounter | None) -> list[BaseRoute]:
+    """Routes from every ``register_routes`` implementation; a plugin that fails adds none of its own."""
+    routes: list[BaseRoute] = []
+    for impl in pm.hook.register_routes.get_hookimpls():
+        contributed: list[Any] = []
+        try:
+            impl.function(**{name: contributed.append for name in impl.argnames if name == "register"})
+            for route in contributed:
+                if not isinstance(route, BaseRoute):
+                    raise TypeError(
+                        f"register() expects a Starlette Route or Mount, got {type(route).__name__}"
+                    )
+        except Exception:
+            logger.exception("plugin %s failed in register_routes; its pages are left out", impl.plugin_name)
+            if errors is not None:
+                errors.plugin_error(impl.plugin_name, "register_routes")
+            continue
+        routes.extend(contributed)
+        logger.debug("plugin %s added %d route(s)", impl.plugin_name, len(contributed))
+    return routes
+
+
+def make_seat_app(
+    bus: SeatBus,
+    *,
+    seat: str,
+    pm: pluggy.PluginManager | None = None,
+    language: str | None = None,
+    errors: PluginErrorCounter | None = None,
+    heartbeat: float = 15.0,
+) -> Starlette:
+    """Build the seat page app.
+
+    :param bus: the seat's :class:`~agent.web.bus.SeatBus` (also registered as an observer).
+    :param seat: the seat's name, shown in the header.
+    :param pm: plugin manager whose ``register_routes`` implementations add routes.
+    :param language: the configured page language; ``?lang=`` overrides it, and
+        without it the browser's ``Accept-Language`` decides (``zh*`` → Simplified Chinese, else English).
+    :param errors: counts a plugin failing in ``register_routes`` (the metrics object).
+    :param heartbeat: seconds of silence after which the event stream sends a comment line.
+    """
+    env = Environment(
+        loader=PackageLoader("agent.web", "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    template = env.get_template("seat.html")
+    version = _package_version()
+
+    async def page(request: Request) -> Response:
+        lang = i18n.negotiate(
+            request.query_params.get("lang"), request.headers.get("accept-language"), default=language
+        )
+        t = i18n.Translator(lang)
+        state = bus.snapshot()
+        root = request.scope.get("root_path", "")
+        html = template.render(
+            lang=lang,
+            t=t,
+            seat=seat,
+            root=root,
+            version=version,
+            last_id=state["last_id"],
+            lines=[{**line, "state_text": t(f"state.{line['state']}")} for line in state["lines"]],
+            calls=[call_view(call, t) for call in state["calls"]],
+            other_languages=[(code, t(f"lang.{code}")) for code in i18n.LANGUAGES if code != lang],
+            strings_json=to_json(t.strings),
+        )
+        return HTMLResponse(
+            html, headers={"Cache-Control": "no-store", "Vary": "Accept-Language", "Content-Language": lang}
+        )
+
+    async def events(request: Request) -> Response:
+        last_id = parse_last_event_id(request.headers.get("last-event-id"))
+        if last_id is None:
+            last_id = parse_last_event_id(request.query_params.get("last_event_id"))
+        return EventStreamResponse(bus.subscribe(last_id), heartbeat=heartbeat)
+
+    async def api_state(request: Request) -> Response:
+        return SafeJSONResponse({"seat": seat, **bus.snapshot()}, headers={"Cache-Control": "no-store"})
+
+    async def healthz(request: Request) -> Response:
+        return SafeJSONResponse({"status": "ok", "seat": seat, "clients": bus.clients})
+
+    routes: list[BaseRoute] = [
+        Route("/", page, name="page"),
+        Route("/events", events, methods=["GET"], name="events"),
+        Route("/api/state", api_state, name="state"),
+        Route("/healthz", healthz, name="healthz"),
+    ]
+    if pm is not None:
+        routes.extend(_plugin_routes(pm, errors))
+    routes.append(Mount("/static", StaticFiles(packages=[("agent.web", "static")]), name="static"))
+    return Starlette(routes=routes, middleware=[Middleware(SecurityHeadersMiddleware)])
