@@ -416,7 +416,9 @@ class CallTracker:
         self._dial_done_at = None
         # The call-waiting caller was not taken (as far as the line shows).
         if self._waiting is not None:
-            waiting_reason = reason if reason in (EndReason.DEVICE_DOWN, EndReason.SHUTDOWN) else EndReason.HANGUP
+            waiting_reason = (
+                reason if reason in (EndReason.DEVICE_DOWN, EndReason.SHUTDOWN) else EndReason.HANGUP
+            )
             self._end_waiting(self._waiting_last or at, waiting_reason, out)
 
     def _ended(self, call: Call, at: datetime, disposition: Disposition, reason: EndReason) -> Call:

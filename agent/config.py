@@ -212,7 +212,9 @@ def load_config(
         config = Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, text, label)) from None
-    problems = [f"{_where(text, label, loc)}{_dotted(loc)}: {message}" for loc, message in _references(config)]
+    problems = [
+        f"{_where(text, label, loc)}{_dotted(loc)}: {message}" for loc, message in _references(config)
+    ]
     if problems:
         raise ConfigError("\n".join(problems))
     if registry is not None:
@@ -248,7 +250,9 @@ def _references(config: Config) -> list[tuple[tuple[str | int, ...], str]]:
     ports: set[tuple[str, str]] = set()
     for index, line in enumerate(config.lines):
         if line.device not in devices:
-            problems.append((("lines", index, "device"), f"names device {line.device!r}, which is not configured"))
+            problems.append(
+                (("lines", index, "device"), f"names device {line.device!r}, which is not configured")
+            )
         if line.id in line_ids:
             problems.append((("lines", index, "id"), f"line id {line.id!r} is used twice"))
         if (line.device, line.port) in ports:

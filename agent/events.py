@@ -240,6 +240,30 @@ class Call:
             out[f.name] = value
         return out
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Call:
+        """The inverse of :meth:`to_dict` (used to replay spooled calls)."""
+        kwargs: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name not in data:
+                continue
+            value = data[f.name]
+            if value is not None and f.name in _CALL_CONVERTERS:
+                value = _CALL_CONVERTERS[f.name](value)
+            kwargs[f.name] = value
+        return cls(**kwargs)
+
+
+_CALL_CONVERTERS: dict[str, Any] = {
+    "direction": Direction,
+    "absence": Absence,
+    "disposition": Disposition,
+    "end_reason": EndReason,
+    "started_at": datetime.fromisoformat,
+    "answered_at": datetime.fromisoformat,
+    "ended_at": datetime.fromisoformat,
+}
+
 
 class CallEventKind(enum.StrEnum):
     """What happened to a call."""
@@ -261,6 +285,13 @@ class CallEvent:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict: ``kind``, ``at`` and the call."""
         return {"kind": self.kind.value, "at": self.at.isoformat(), "call": self.call.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CallEvent:
+        """The inverse of :meth:`to_dict`."""
+        return cls(
+            CallEventKind(data["kind"]), Call.from_dict(data["call"]), datetime.fromisoformat(data["at"])
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,285 @@
+"""The ``cti-agent`` command line.
+
+Exit codes scripts can rely on: 0 ok, 1 runtime failure (a device, the
+database, a port already taken), 2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import pluggy
+
+from agent import __version__
+from agent.config import Config, load_config
+from agent.devices import DeviceRegistry
+from agent.errors import AgentError, ConfigError
+from agent.plugins import describe_plugins, make_plugin_manager
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="cti-agent")
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    default="info",
+    show_default=True,
+    help="How much to log (to stderr). Caller numbers are logged only at debug.",
+)
+def cli(log_level: str) -> None:
+    """cti-agent: caller ID, screen-pop, call recording and live call stats for telesales seats."""
+    _setup_logging(log_level)
+
+
+def _load(path: Path | None, overrides: dict[str, Any] | None = None) -> tuple[Config, pluggy.PluginManager]:
+    """Load the config, build the plugin manager it asks for, and validate devices against it."""
+    first = load_config(path, overrides=overrides)
+    pm = make_plugin_manager(disabled=first.agent.disabled_plugins)
+    config = load_config(path, DeviceRegistry.from_plugins(pm), overrides=overrides)
+    return config, pm
+
+
+def _run_agent(config: Config, pm: pluggy.PluginManager, duration: float | None) -> None:
+    from agent.runner import Agent
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        if duration is not None:
+            loop.call_later(duration, stop.set)
+        agent = Agent(config, pm)
+        runner = asyncio.create_task(agent.run(stop))
+        started = asyncio.create_task(agent.started.wait())
+        await asyncio.wait([runner, started], return_when=asyncio.FIRST_COMPLETED)
+        if agent.started.is_set():
+            host = config.web.listen.rsplit(":", 1)[0]
+            if config.web.enabled:
+                click.echo(f"seat page:  http://{host}:{agent.web_port}/", err=True)
+            if config.metrics.enabled:
+                mhost = config.metrics.listen.rsplit(":", 1)[0]
+                click.echo(f"metrics:    http://{mhost}:{agent.metrics_port}/metrics", err=True)
+            click.echo(f"database:   {_safe_url(config.database_url)}", err=True)
+            click.echo("press Ctrl-C to stop", err=True)
+        else:
+            started.cancel()
+        await runner
+
+    asyncio.run(main())
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@cli.command()
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="The TOML config file.",
+)
+@click.option("--duration", type=float, default=None, help="Stop after this many seconds (for scripts).")
+def run(config_path: Path, duration: float | None) -> None:
+    """Run the agent from a config file until SIGINT/SIGTERM."""
+    config, pm = _load(config_path)
+    _run_agent(config, pm, duration)
+
+
+@cli.command()
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Where the SQLite database and recordings go (default: the platform data directory).",
+)
+@click.option("--lines", type=click.IntRange(1, 64), default=2, show_default=True, help="Simulated lines.")
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0.01),
+    default=2.0,
+    show_default=True,
+    help="Calls per minute per line.",
+)
+@click.option("--seed", type=int, default=None, help="Seed for a repeatable run.")
+@click.option(
+    "--speed",
+    type=click.FloatRange(min=0.1, max=1000),
+    default=1.0,
+    show_default=True,
+    help="Time compression: 10 runs calls ten times faster.",
+)
+@click.option("--listen", default="127.0.0.1:8330", show_default=True, help="Seat page HOST:PORT.")
+@click.option(
+    "--metrics-listen", default="127.0.0.1:9330", show_default=True, help="Prometheus metrics HOST:PORT."
+)
+@click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
+def demo(
+    data_dir: Path | None,
+    lines: int,
+    rate: float,
+    seed: int | None,
+    speed: float,
+    listen: str,
+    metrics_listen: str,
+    duration: float | None,
+) -> None:
+    """Run everything on simulated lines with embedded defaults (no config file needed)."""
+    agent_section: dict[str, Any] = {"seat": "demo-seat", "team": "team-a"}
+    if data_dir is not None:
+        agent_section["data_dir"] = str(data_dir)
+    overrides: dict[str, Any] = {
+        "agent": agent_section,
+        "web": {"listen": listen},
+        "metrics": {"listen": metrics_listen},
+        "devices": [
+            {
+                "id": "sim",
+                "type": "simulator",
+                "lines": lines,
+                "rate": rate,
+                "seed": seed,
+                "speed": speed,
+            }
+        ],
+        "lines": [
+            {"id": f"line{n}", "device": "sim", "port": str(n), "rep": f"rep{n:02d}"}
+            for n in range(1, lines + 1)
+        ],
+    }
+    if seed is None:
+        del overrides["devices"][0]["seed"]
+    if speed != 1.0:
+        # Ring and dial time-outs shrink with the simulated clock.
+        overrides["tracker"] = {"ring_timeout": 8.0 / speed, "dial_timeout": 4.0 / speed}
+    config, pm = _load(None, overrides)
+    _run_agent(config, pm, duration)
+
+
+@cli.command("plugins")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per plugin.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Apply this config's disabled_plugins.",
+)
+def plugins_command(as_json: bool, config_path: Path | None) -> None:
+    """List the loaded plugins: name, version, where each came from, and its hooks."""
+    disabled = load_config(config_path).agent.disabled_plugins if config_path else []
+    pm = make_plugin_manager(disabled=disabled)
+    registry = DeviceRegistry.from_plugins(pm)
+    infos = describe_plugins(pm)
+    if as_json:
+        for info in infos:
+            device_types = [name for name in registry.names() if registry.owner(name) == info.name]
+            record = {
+                "name": info.name,
+                "version": info.version,
+                "source": info.source,
+                "hooks": list(info.hooks),
+                "device_types": device_types,
+            }
+            click.echo(json.dumps(record, ensure_ascii=False))
+        return
+    rows = [("NAME", "VERSION", "SOURCE", "HOOKS")]
+    rows += [(i.name, i.version or "-", i.source, ", ".join(i.hooks)) for i in infos]
+    widths = [max(len(row[col]) for row in rows) for col in range(3)]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(widths[n]) for n, cell in enumerate(row[:3])) + "  " + row[3])
+
+
+@cli.group()
+def db() -> None:
+    """Database maintenance."""
+
+
+@db.command("upgrade")
+@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False), default=None)
+@click.option("--url", default=None, help="A SQLAlchemy database URL (overrides the config).")
+def db_upgrade(config_path: Path | None, url: str | None) -> None:
+    """Create or migrate the database schema to the newest revision."""
+    from storage.db import current_revision, head_revision, make_engine, upgrade
+
+    config = load_config(config_path)
+    target = url or config.database_url
+    if target.startswith("sqlite:///") and url is None:
+        config.agent.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(target)
+    try:
+        before = current_revision(engine)
+        upgrade(engine)
+        after = current_revision(engine)
+    finally:
+        engine.dispose()
+    if before == after:
+        click.echo(f"{_safe_url(target)}: already at {after} (head {head_revision()})")
+    else:
+        click.echo(f"{_safe_url(target)}: upgraded {before or 'empty'} -> {after}")
+
+
+def _add_plugin_commands() -> None:
+    try:
+        pm = make_plugin_manager()
+    except Exception as exc:  # a broken third-party plugin must not break --help
+        logger.warning("plugins could not be loaded for extra commands: %s", exc)
+        return
+    for impl in pm.hook.register_commands.get_hookimpls():
+        try:
+            impl.function(cli=cli)
+        except Exception:
+            logger.exception("plugin %s failed in register_commands", impl.plugin_name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``cti-agent`` script; returns the exit code."""
+    _add_plugin_commands()
+    try:
+        cli.main(args=argv, prog_name="cti-agent", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return EXIT_FAILURE
+    except click.ClickException as exc:
+        exc.show()
+        return EXIT_USAGE if isinstance(exc, click.UsageError) else exc.exit_code
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except ConfigError as exc:
+        click.echo(f"config error: {exc}", err=True)
+        return EXIT_USAGE
+    except AgentError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,512 @@
+"""The asyncio runtime: devices → trackers → observers, with back-off and an orderly shutdown.
+
+This module alone owns tasks, queues, retries and shutdown. Everything it wires
+together is tested on its own; here is only the glue:
+
+- one task per device: open it, read its events, and on failure report
+  ``device_down`` to its lines, back off, and open it again;
+- one tracker per line, fed synchronously (it is pure), plus one ticker task
+  that wakes at the earliest tracker deadline;
+- one task per line that enriches call events in order (customer lookup in a
+  worker thread, bounded by ``[agent] lookup_timeout``) and hands them on;
+- one queue and task per observer, so a slow or failing observer never holds
+  up another. Storage must not lose a call: a failed write is retried with
+  back-off, and whatever is still unwritten at shutdown is spooled to a file
+  that the next start writes first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pluggy
+from prometheus_client import CollectorRegistry
+from sqlalchemy.engine import Engine
+
+from agent.calls import CallTracker, LineIdentity
+from agent.config import Config, device_options, parse_listen
+from agent.devices import Device, DeviceRegistry
+from agent.errors import AgentError, DeviceError
+from agent.events import (
+    ALL_LINES,
+    Call,
+    CallEvent,
+    CallEventKind,
+    Customer,
+    DeviceDown,
+    DeviceUp,
+    LineError,
+    LineEvent,
+    LineStatus,
+    Message,
+)
+from agent.metrics import Metrics, make_metrics_app
+from agent.observers import HookObserver, Observer
+from agent.web.app import make_seat_app
+from agent.web.bus import SeatBus
+from agent.web.serve import AgentServer, make_server
+from storage.db import make_engine, upgrade
+from storage.observer import StorageObserver
+from storage.plugin import SqlStore
+
+logger = logging.getLogger(__name__)
+
+SPOOL_NAME = "unwritten-calls.jsonl"
+BACKOFF_START = 0.5
+BACKOFF_MAX = 30.0
+DEVICE_STABLE_SECONDS = 60.0
+SHUTDOWN_DRAIN_SECONDS = 10.0
+
+
+def utcnow() -> datetime:
+    """The wall clock, tz-aware UTC."""
+    return datetime.now(UTC)
+
+
+@dataclass
+class _Line:
+    """A line's tracker and the queue of call events waiting for enrichment, in order."""
+
+    tracker: CallTracker
+    device_type: str
+    queue: asyncio.Queue[CallEvent | LineStatus] = field(default_factory=asyncio.Queue)
+    last_status: tuple[Any, ...] | None = None
+    customers: dict[str, Customer | None] = field(default_factory=dict)
+
+
+class _Pipe:
+    """One observer's queue and delivery loop."""
+
+    def __init__(self, observer: Observer, metrics: Metrics) -> None:
+        self.observer = observer
+        self.metrics = metrics
+        self.queue: asyncio.Queue[Message] = asyncio.Queue()
+        self.in_flight: Message | None = None
+
+    async def run(self) -> None:
+        while True:
+            message = await self.queue.get()
+            self.in_flight = message
+            await self._deliver(message)
+            self.in_flight = None
+            self.queue.task_done()
+            self.metrics.queue_depth(self.observer.name, self.queue.qsize())
+
+    async def _deliver(self, message: Message) -> None:
+        delay = BACKOFF_START
+        while True:
+            try:
+                await self.observer.notify(message)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.metrics.observer_error(self.observer.name)
+                if not self.observer.must_deliver:
+                    logger.exception("observer %s failed; going on", self.observer.name)
+                    return
+                logger.warning(
+                    "observer %s failed (%s); retrying in %.1f s with %d queued",
+                    self.observer.name,
+                    exc,
+                    delay,
+                    self.queue.qsize() + 1,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, BACKOFF_MAX)
+
+    def pending(self) -> list[Message]:
+        """What has not been delivered: the message being retried and everything queued."""
+        out: list[Message] = [self.in_flight] if self.in_flight is not None else []
+        while not self.queue.empty():
+            out.append(self.queue.get_nowait())
+            self.queue.task_done()
+        return out
+
+
+class Agent:
+    """The seat agent: runs devices, trackers, storage, metrics and the seat page until stopped."""
+
+    def __init__(
+        self,
+        config: Config,
+        pm: pluggy.PluginManager,
+        *,
+        devices: DeviceRegistry | None = None,
+        registry: CollectorRegistry | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.config = config
+        self.pm = pm
+        self.device_types = devices or DeviceRegistry.from_plugins(pm)
+        self.registry = registry or CollectorRegistry()
+        self.clock = clock
+        self.metrics = Metrics(
+            self.registry,
+            seat=config.agent.seat,
+            effective_call_seconds=config.metrics.effective_call_seconds,
+        )
+        self.bus = SeatBus()
+        self.engine: Engine | None = None
+        self.devices: dict[str, Device] = {}
+        self.lines: dict[tuple[str, str], _Line] = {}
+        self.started = asyncio.Event()
+        self.web_port: int | None = None
+        self.metrics_port: int | None = None
+        self._pipes: list[_Pipe] = []
+        self._wake = asyncio.Event()
+        self._line_tasks: list[asyncio.Task[None]] = []
+        self._servers: list[AgentServer] = []
+        self._server_tasks: list[asyncio.Task[None]] = []
+
+    # -- life cycle ---------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Start everything, run until ``stop`` is set, then shut down in order."""
+        data_dir = self.config.agent.data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.engine = await asyncio.to_thread(self._open_database)
+        if not self.pm.is_blocked("sql") and self.pm.get_plugin("sql") is None:
+            self.pm.register(SqlStore(self.engine), name="sql")
+        observers: list[Observer] = [
+            StorageObserver(self.engine),
+            self.metrics,
+            self.bus,
+            HookObserver(self.pm, self.metrics),
+        ]
+        self._pipes = [_Pipe(observer, self.metrics) for observer in observers]
+        await self._replay_spool()
+        pipe_tasks = [asyncio.create_task(p.run(), name=f"observer:{p.observer.name}") for p in self._pipes]
+        device_tasks: list[asyncio.Task[None]] = []
+        ticker: asyncio.Task[None] | None = None
+        try:
+            await self._start_servers()
+        except BaseException:
+            await self._shutdown(device_tasks, ticker, pipe_tasks)
+            raise
+        for device_section in self.config.devices:
+            if not device_section.enabled:
+                continue
+            device_cls = self.device_types.get(device_section.type)
+            device = device_cls(
+                device_section.id, device_options(self.config, self.device_types, device_section)
+            )
+            self.devices[device_section.id] = device
+            for port in device.lines():
+                self._line(device, port)
+        device_tasks = [
+            asyncio.create_task(self._run_device(device), name=f"device:{device_id}")
+            for device_id, device in self.devices.items()
+        ]
+        ticker = asyncio.create_task(self._ticker(), name="ticker")
+        self.started.set()
+        logger.info(
+            "agent running on seat %s: %d device(s), %d line(s)",
+            self.config.agent.seat,
+            len(self.devices),
+            len(self.lines),
+        )
+        stopped = asyncio.create_task(stop.wait(), name="stop")
+        try:
+            done, _ = await asyncio.wait([stopped, *self._server_tasks], return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task is not stopped and task.exception() is not None:
+                    raise AgentError(f"{task.get_name()} failed: {task.exception()}")
+        finally:
+            stopped.cancel()
+            await self._shutdown(device_tasks, ticker, pipe_tasks)
+
+    def _open_database(self) -> Engine:
+        url = self.config.database_url
+        engine = make_engine(url)
+        upgrade(engine)
+        return engine
+
+    async def _start_servers(self) -> None:
+        """Start the seat page and metrics listeners; a port already taken is a clear error."""
+        wanted: list[tuple[str, str, Any]] = []
+        if self.config.web.enabled:
+            app = make_seat_app(self.bus, pm=self.pm, seat=self.config.agent.seat, errors=self.metrics)
+            wanted.append(("seat page", self.config.web.listen, app))
+        if self.config.metrics.enabled:
+            wanted.append(("metrics", self.config.metrics.listen, make_metrics_app(self.registry)))
+        for what, listen, app in wanted:
+            host, port = parse_listen(listen)
+            server = make_server(app, host, port)
+            self._servers.append(server)
+            self._server_tasks.append(asyncio.create_task(server.serve(), name=f"web:{what}"))
+            try:
+                await server.wait_started()
+            except AgentError as exc:
+                raise AgentError(f"cannot listen on {listen} for the {what}: {exc}") from None
+            if what == "seat page":
+                self.web_port = server.port
+            else:
+                self.metrics_port = server.port
+
+    async def _shutdown(
+        self,
+        device_tasks: list[asyncio.Task[None]],
+        ticker: asyncio.Task[None] | None,
+        pipe_tasks: list[asyncio.Task[None]],
+    ) -> None:
+        stoppable = [*device_tasks, *([ticker] if ticker else [])]
+        for task in stoppable:
+            task.cancel()
+        await asyncio.gather(*stoppable, return_exceptions=True)
+        now = self.clock()
+        for line in self.lines.values():
+            self._emit(line, line.tracker.close(now))
+        # Let each line finish enriching what it has, then let observers drain.
+        await self._drain_lines()
+        for task in self._line_tasks:
+            task.cancel()
+        await asyncio.gather(*self._line_tasks, return_exceptions=True)
+        try:
+            await asyncio.wait_for(
+                asyncio.gather(*(p.queue.join() for p in self._pipes)), SHUTDOWN_DRAIN_SECONDS
+            )
+        except TimeoutError:
+            logger.warning("observers did not drain within %.0f s", SHUTDOWN_DRAIN_SECONDS)
+        for task in pipe_tasks:
+            task.cancel()
+        await asyncio.gather(*pipe_tasks, return_exceptions=True)
+        self._spool_unwritten()
+        # Close the event streams first, so the servers need not wait them out.
+        self.bus.close()
+        for server in self._servers:
+            server.should_exit = True
+        try:
+            await asyncio.wait_for(asyncio.gather(*self._server_tasks, return_exceptions=True), 10)
+        except TimeoutError:
+            logger.warning("web listeners did not stop in time")
+        if self.engine is not None:
+            self.engine.dispose()
+        logger.info("agent stopped")
+
+    async def _drain_lines(self) -> None:
+        for line in self.lines.values():
+            await line.queue.join()
+
+    # -- devices ------------------------------------------------------------------
+
+    def _line(self, device: Device, port: str) -> _Line:
+        key = (device.device_id, port)
+        line = self.lines.get(key)
+        if line is None:
+            section = self.config.line_for(device.device_id, port)
+            identity = LineIdentity(
+                seat=self.config.agent.seat,
+                device_id=device.device_id,
+                line=section.id,
+                rep=section.rep if section.rep is not None else self.config.agent.rep,
+                team=section.team if section.team is not None else self.config.agent.team,
+            )
+            tracker_config = self.config.tracker_config(
+                reports_hook=device.reports_hook, reports_connect=device.reports_connect
+            )
+            line = _Line(CallTracker(identity, tracker_config, now=self.clock()), device.type)
+            self.lines[key] = line
+            self._line_tasks.append(asyncio.create_task(self._run_line(line), name=f"line:{section.id}"))
+            self._publish_status(line)
+        return line
+
+    async def _run_device(self, device: Device) -> None:
+        delay = BACKOFF_START
+        while True:
+            opened_at: datetime | None = None
+            try:
+                async with device:
+                    opened_at = self.clock()
+                    self.metrics.device_status(device.device_id, device.type, True)
+                    self.feed(DeviceUp(device_id=device.device_id, line=ALL_LINES, at=opened_at))
+                    async for event in device.events():
+                        self.feed(event)
+                reason = "closed"
+            except asyncio.CancelledError:
+                raise
+            except (DeviceError, OSError) as exc:
+                reason = str(exc) or type(exc).__name__
+                logger.warning("device %s: %s", device.device_id, reason)
+            except Exception as exc:
+                # A bug in a device plugin must not take the agent down.
+                reason = f"{type(exc).__name__}: {exc}"
+                logger.exception("device %s failed", device.device_id)
+            now = self.clock()
+            self.metrics.device_status(device.device_id, device.type, False)
+            self.metrics.device_reconnect(device.device_id)
+            self.feed(DeviceDown(device_id=device.device_id, line=ALL_LINES, at=now, reason=reason))
+            if opened_at is not None and (now - opened_at).total_seconds() > DEVICE_STABLE_SECONDS:
+                delay = BACKOFF_START
+            logger.info("device %s: reopening in %.1f s", device.device_id, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, BACKOFF_MAX)
+
+    def feed(self, event: LineEvent) -> None:
+        """Route one line event to its line's tracker (``"*"`` goes to every line of the device)."""
+        self.metrics.line_event(event.device_id, event.kind)
+        device = self.devices.get(event.device_id)
+        if device is None:
+            logger.warning("event from unknown device %s dropped: %s", event.device_id, event.kind)
+            return
+        if isinstance(event, LineError):
+            logger.warning("device %s line %s: %s: %r", event.device_id, event.line, event.error, event.raw)
+            return
+        if event.line == ALL_LINES:
+            targets = [line for (dev, _), line in self.lines.items() if dev == event.device_id]
+        else:
+            targets = [self._line(device, event.line)]
+        now = self.clock()
+        for line in targets:
+            self._emit(line, line.tracker.feed(event, now))
+        self._wake.set()
+
+    async def _ticker(self) -> None:
+        while True:
+            deadlines = [d for line in self.lines.values() if (d := line.tracker.deadline()) is not None]
+            timeout = 1.0
+            if deadlines:
+                timeout = max(0.0, min(timeout, (min(deadlines) - self.clock()).total_seconds()))
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            now = self.clock()
+            for line in self.lines.values():
+                deadline = line.tracker.deadline()
+                if deadline is not None and deadline <= now:
+                    self._emit(line, line.tracker.tick(now))
+
+    def _emit(self, line: _Line, events: list[CallEvent]) -> None:
+        for event in events:
+            line.queue.put_nowait(event)
+        self._publish_status(line)
+
+    def _publish_status(self, line: _Line) -> None:
+        tracker = line.tracker
+        call = tracker.call
+        key = (tracker.state, call.uuid if call else None)
+        if key == line.last_status:
+            return
+        line.last_status = key
+        ident = tracker.identity
+        line.queue.put_nowait(
+            LineStatus(
+                seat=ident.seat,
+                line=ident.line,
+                device_id=ident.device_id,
+                rep=ident.rep,
+                team=ident.team,
+                state=tracker.state,
+                since=tracker.state_since or self.clock(),
+                call_uuid=call.uuid if call else None,
+            )
+        )
+
+    # -- per line: enrich in order, then fan out ----------------------------------
+
+    async def _run_line(self, line: _Line) -> None:
+        while True:
+            message = await line.queue.get()
+            try:
+                if isinstance(message, CallEvent):
+                    message = await self._enrich(line, message)
+                self._fan_out(message)
+            finally:
+                line.queue.task_done()
+
+    async def _enrich(self, line: _Line, event: CallEvent) -> CallEvent:
+        call = event.call
+        if event.kind is CallEventKind.IDENTIFIED and call.number_raw:
+            line.customers[call.uuid] = await self._lookup(call)
+        customer = line.customers.get(call.uuid)
+        if event.kind is CallEventKind.ENDED:
+            line.customers.pop(call.uuid, None)
+        if customer is None:
+            return event
+        enriched = dataclasses.replace(call, customer_id=customer.id, customer_name=customer.name)
+        return CallEvent(event.kind, enriched, event.at)
+
+    async def _lookup(self, call: Call) -> Customer | None:
+        assert call.number_raw is not None
+        try:
+            result = await asyncio.wait_for(
+                asyncio.to_thread(
+                    self.pm.hook.lookup_customer, number_e164=call.number_e164, number_raw=call.number_raw
+                ),
+                self.config.agent.lookup_timeout,
+            )
+        except TimeoutError:
+            logger.warning("customer lookup for call %s took too long; going on without", call.uuid)
+            return None
+        except Exception:
+            logger.exception("customer lookup for call %s failed", call.uuid)
+            self.metrics.plugin_error("lookup_customer", "lookup_customer")
+            return None
+        return result if isinstance(result, Customer) else None
+
+    def _fan_out(self, message: Message) -> None:
+        for pipe in self._pipes:
+            pipe.queue.put_nowait(message)
+
+    # -- nothing lost: the spool ------------------------------------------------
+
+    def _spool_path(self) -> Path:
+        return self.config.agent.data_dir / SPOOL_NAME
+
+    def _spool_unwritten(self) -> None:
+        pipe = next((p for p in self._pipes if p.observer.must_deliver), None)
+        if pipe is None:
+            return
+        latest: dict[str, CallEvent] = {}
+        for message in pipe.pending():
+            if isinstance(message, CallEvent):
+                latest[message.call.uuid] = message
+        if not latest:
+            return
+        path = self._spool_path()
+        with path.open("a", encoding="utf-8") as spool:
+            for event in latest.values():
+                spool.write(json.dumps(event.to_dict(), ensure_ascii=False) + "\n")
+            spool.flush()
+            os.fsync(spool.fileno())
+        logger.error(
+            "the database could not take %d call(s); kept in %s for the next start", len(latest), path
+        )
+
+    async def _replay_spool(self) -> None:
+        path = self._spool_path()
+        if not path.exists():
+            return
+        storage = next(p for p in self._pipes if p.observer.must_deliver)
+        kept: list[str] = []
+        replayed = 0
+        for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if not text.strip():
+                continue
+            try:
+                event = CallEvent.from_dict(json.loads(text))
+            except (ValueError, KeyError, TypeError) as exc:
+                logger.error("%s:%d: unreadable spooled call kept aside: %s", path, number, exc)
+                kept.append(text)
+                continue
+            try:
+                await storage.observer.notify(event)
+                replayed += 1
+            except Exception as exc:
+                logger.error("spooled call %s still cannot be written: %s", event.call.uuid, exc)
+                kept.append(text)
+        if kept:
+            path.write_text("\n".join(kept) + "\n", encoding="utf-8")
+        else:
+            path.unlink()
+        logger.info("wrote %d spooled call(s) from the last run", replayed)
