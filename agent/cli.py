@@ -36,6 +36,9 @@ def _setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # Libraries' start-up chatter says nothing a user needs at info level.
+    for noisy in ("alembic.runtime.plugins", "uvicorn.error"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
