@@ -218,6 +218,46 @@ def plugins_command(as_json: bool, config_path: Path | None) -> None:
         click.echo("  ".join(cell.ljust(widths[n]) for n, cell in enumerate(row[:3])) + "  " + row[3])
 
 
+@cli.command("decode")
+@click.argument("path", type=click.Path(allow_dash=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    default="auto",
+    show_default=True,
+    help="The input's format (a decoder name; `auto` guesses from the first bytes).",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per event (the default is a table).")
+@click.option("--region", default="CN", show_default=True, help="Region for normalising numbers to E.164.")
+def decode_command(path: Path, fmt: str, as_json: bool, region: str) -> None:
+    """Decode a captured modem log, caller-ID hex, NCID log, unit packets or a WAV into events.
+
+    PATH `-` reads standard input. What cannot be decoded is an `error` record
+    with the offending text; decoding goes on after it.
+    """
+    from agent.decode import collect_decoders, decode, pick_decoder
+
+    decoders = collect_decoders(make_plugin_manager())
+    known = ", ".join(sorted(decoders)) or "none"
+    if fmt != "auto" and fmt not in decoders:
+        raise click.UsageError(f"unknown format {fmt!r} (known: auto, {known})")
+    try:
+        data = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    decoder = decoders[fmt] if fmt != "auto" else pick_decoder(decoders, data)
+    if decoder is None:
+        raise click.UsageError(f"cannot tell the format of {path}; name it with --format ({known})")
+    columns = ("kind", "line", "number", "number_e164", "name", "absence", "datetime", "error")
+    if not as_json:
+        click.echo("\t".join(c.upper() for c in columns))
+    for record in decode(decoder, data, region.upper()):
+        if as_json:
+            click.echo(json.dumps(record, ensure_ascii=False))
+        else:
+            click.echo("\t".join("" if record.get(c) is None else str(record.get(c)) for c in columns))
+
+
 @cli.group()
 def db() -> None:
     """Database maintenance."""

@@ -16,6 +16,7 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
+    from agent.decode import Decoder
     from agent.devices import Device
     from agent.events import Call, Customer
 
@@ -34,6 +35,20 @@ def register_devices(register: Callable[[type[Device]], None]) -> None:
     When called: once, when the agent (or ``cti-agent devices`` / ``plugins``)
     builds its device registry, on the main thread. Registering a type name
     twice is a configuration error naming both plugins.
+    """
+
+
+@hookspec
+def register_decoders(register: Callable[[Decoder], None]) -> None:
+    """Contribute input formats for ``cti-agent decode``.
+
+    :param register: call it once per :class:`agent.decode.Decoder`; its ``name``
+        is the ``--format`` value, its ``sniff`` tells ``--format auto`` how sure
+        it is of some input, and its ``decode`` turns captured device output into
+        line events, with what it cannot decode as ``LineError`` events.
+
+    When called: once, when ``cti-agent decode`` starts. A name registered by
+    two plugins is an error naming both.
     """
 
 

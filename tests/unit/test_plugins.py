@@ -585,3 +585,46 @@ def test_hook_register_commands() -> None:
     result = CliRunner().invoke(cli, ["greet", "13812345678"])
     assert result.exit_code == 0, result.output
     assert result.output == "hello 13812345678\n"
+
+
+class Decodes:
+    """A plugin contributing a decoder for lines of ``RING`` / ``NMBR=...`` text."""
+
+    @hookimpl
+    def register_decoders(self, register: Any) -> None:
+        from agent.decode import Decoder
+        from agent.events import CallerId, LineError, Ring
+
+        def decode(data: bytes) -> list[Any]:
+            at = datetime(2026, 1, 1, tzinfo=UTC)
+            out: list[Any] = []
+            for text in data.decode("ascii", "replace").splitlines():
+                if text == "RING":
+                    out.append(Ring(device_id="file", line="1", at=at))
+                elif text.startswith("NMBR="):
+                    out.append(CallerId(device_id="file", line="1", at=at, number=text[5:]))
+                else:
+                    out.append(LineError(device_id="file", line="1", at=at, error="not RING/NMBR", raw=text))
+            return out
+
+        register(Decoder("toy", "RING and NMBR= lines", decode, lambda head: 0.9 * head.startswith(b"RING")))
+
+
+def test_hook_register_decoders() -> None:
+    from agent.decode import collect_decoders, decode, pick_decoder
+
+    pm = fresh_pm((Decodes(), "toy-plugin"))
+    decoders = collect_decoders(pm)
+    assert list(decoders) == ["toy"]
+    assert pick_decoder(decoders, b"RING\nNMBR=13800138000\n") is decoders["toy"]
+    assert pick_decoder(decoders, b"\x80\x10garbage") is None
+    records = list(decode(decoders["toy"], b"RING\nNMBR=13800138000\n??\n", region="CN"))
+    assert [r["kind"] for r in records] == ["ring", "caller_id", "error"]
+    assert records[1]["number"] == "13800138000"
+    assert records[1]["number_e164"] == "+8613800138000"
+    assert records[2]["raw"] == "??"
+    assert records[2]["error"] == "not RING/NMBR"
+
+    twice = fresh_pm((Decodes(), "toy-plugin"), (Decodes(), "copycat"))
+    with pytest.raises(ConfigError, match="'toy-plugin' and 'copycat'"):
+        collect_decoders(twice)

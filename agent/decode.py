@@ -1,0 +1,117 @@
+"""``cti-agent decode``: captured device output → one JSON record per event.
+
+Device plugins contribute decoders through the ``register_decoders`` hook: a
+name (the ``--format`` value), a sniffer that says how sure it is that some
+bytes are its format, and a function from the whole input to line events. The
+records carry the number exactly as the device sent it and its E.164 form
+beside it, so a user can check what their device sends.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pluggy
+
+from agent.errors import ConfigError
+from agent.events import CallerId, Dialed, LineError, LineEvent
+from agent.numbers import DEFAULT_REGION, to_e164
+
+logger = logging.getLogger(__name__)
+
+SNIFF_BYTES = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Decoder:
+    """One input format ``decode`` understands.
+
+    :param name: the ``--format`` value (``hayes``, ``ncid``, ``wav`` ...).
+    :param description: one line for ``--help`` and error messages.
+    :param decode: the whole input → line events (or ready records, for
+        decoders whose events carry extra fields such as an offset in seconds).
+        It must not raise on bad input: what cannot be decoded is a
+        :class:`~agent.events.LineError` with the offending text.
+    :param sniff: the first bytes of the input → confidence 0..1 that it is this format.
+    """
+
+    name: str
+    description: str
+    decode: Callable[[bytes], Iterable[LineEvent | dict[str, Any]]]
+    sniff: Callable[[bytes], float]
+
+
+def collect_decoders(pm: pluggy.PluginManager) -> dict[str, Decoder]:
+    """Every decoder the plugins register, by name; a name taken twice is a config error."""
+    decoders: dict[str, Decoder] = {}
+    owners: dict[str, str] = {}
+    for impl in pm.hook.register_decoders.get_hookimpls():
+
+        def register(decoder: Decoder, _owner: str = impl.plugin_name) -> None:
+            if decoder.name in decoders:
+                raise ConfigError(
+                    f"decoder {decoder.name!r} is registered by both {owners[decoder.name]!r} and {_owner!r}"
+                )
+            decoders[decoder.name] = decoder
+            owners[decoder.name] = _owner
+
+        impl.function(register=register)
+    return decoders
+
+
+def pick_decoder(decoders: dict[str, Decoder], head: bytes) -> Decoder | None:
+    """The decoder most sure of ``head`` (the input's first bytes), or None when none is."""
+    best: tuple[float, str] | None = None
+    for name, decoder in decoders.items():
+        try:
+            score = decoder.sniff(head[:SNIFF_BYTES])
+        except Exception:
+            logger.exception("decoder %s failed to sniff", name)
+            continue
+        if score > 0 and (best is None or score > best[0]):
+            best = (score, name)
+    return decoders[best[1]] if best else None
+
+
+def event_record(event: LineEvent, region: str = DEFAULT_REGION) -> dict[str, Any]:
+    """The JSON record of one event: ``kind``, ``number`` as sent, ``number_e164``, ``name``,
+    ``absence``, ``datetime`` (as the device sent it), ``line`` and ``error``."""
+    record: dict[str, Any] = {
+        "kind": event.kind,
+        "number": None,
+        "number_e164": None,
+        "name": None,
+        "absence": None,
+        "datetime": None,
+        "line": event.line,
+        "error": None,
+    }
+    if isinstance(event, CallerId):
+        record.update(
+            number=event.number,
+            number_e164=to_e164(event.number, region) if event.number else None,
+            name=event.name,
+            absence=event.absence.value if event.absence else None,
+            datetime=event.device_time,
+        )
+        if event.name_absence is not None:
+            record["name_absence"] = event.name_absence.value
+        if event.raw is not None:
+            record["raw"] = event.raw
+    elif isinstance(event, Dialed):
+        record.update(number=event.digits, number_e164=to_e164(event.digits, region))
+    elif isinstance(event, LineError):
+        record.update(error=event.error, raw=event.raw)
+    return record
+
+
+def decode(decoder: Decoder, data: bytes, region: str = DEFAULT_REGION) -> Iterator[dict[str, Any]]:
+    """Run ``decoder`` over ``data`` and turn what it finds into records."""
+    for item in decoder.decode(data):
+        if isinstance(item, LineEvent):
+            yield event_record(item, region)
+        else:
+            yield item
