@@ -22,6 +22,19 @@ class Absence(enum.StrEnum):
     UNAVAILABLE = "O"  # out of area, or the network did not pass it on
 
 
+def _fields_to_json(obj: Any) -> dict[str, Any]:
+    """A dataclass's fields as JSON-ready values: times in ISO 8601, enums as their values."""
+    out: dict[str, Any] = {}
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if isinstance(value, datetime):
+            value = value.isoformat()
+        elif isinstance(value, enum.Enum):
+            value = value.value
+        out[f.name] = value
+    return out
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LineEvent:
     """Something a device saw on one of its lines."""
@@ -34,15 +47,7 @@ class LineEvent:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict with ``kind`` first and the time in ISO 8601."""
-        out: dict[str, Any] = {"kind": self.kind}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, datetime):
-                value = value.isoformat()
-            elif isinstance(value, enum.Enum):
-                value = value.value
-            out[f.name] = value
-        return out
+        return {"kind": self.kind, **_fields_to_json(self)}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -230,15 +235,7 @@ class Call:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (times ISO 8601, enums as their values)."""
-        out: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, datetime):
-                value = value.isoformat()
-            elif isinstance(value, enum.Enum):
-                value = value.value
-            out[f.name] = value
-        return out
+        return _fields_to_json(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Call:
