@@ -10,14 +10,18 @@ beside it, so a user can check what their device sends.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import pluggy
 
+from agent import callerid
 from agent.errors import ConfigError
 from agent.events import CallerId, Dialed, LineError, LineEvent
+from agent.hookspecs import hookimpl
 from agent.numbers import DEFAULT_REGION, to_e164
 
 logger = logging.getLogger(__name__)
@@ -115,3 +119,53 @@ def decode(decoder: Decoder, data: bytes, region: str = DEFAULT_REGION) -> Itera
             yield event_record(item, region)
         else:
             yield item
+
+
+# -- the core's own format: caller-ID messages as hex (Bellcore GR-30 / ETSI EN 300 659-3) ----
+
+_HEX_TEXT = re.compile(rb"^[0-9A-Fa-f\s:,-]+$")
+
+
+def _sniff_hex(head: bytes) -> float:
+    text = head.strip()
+    if not text or not _HEX_TEXT.match(text):
+        return 0.0
+    first = re.sub(rb"[^0-9A-Fa-f]", b"", text)[:2].upper()
+    # SDMF messages start with 04, MDMF with 80 (GR-30); 55/FF are seizure and mark bytes.
+    return 0.7 if first in (b"04", b"80", b"55", b"FF") else 0.3
+
+
+def _decode_hex(data: bytes) -> Iterator[LineEvent]:
+    """Each line is one stream of hex digits; every message found in it is an event."""
+    at = datetime.now(UTC)
+    for number, raw_line in enumerate(data.decode("ascii", "replace").splitlines(), start=1):
+        digits = re.sub(r"[\s:,-]", "", raw_line)
+        if not digits:
+            continue
+        try:
+            blob = bytes.fromhex(digits)
+        except ValueError:
+            yield LineError(device_id="file", line="1", at=at, error=f"line {number}: not hex", raw=raw_line)
+            continue
+        found, consumed = callerid.find_messages(blob)
+        for item in found:
+            if isinstance(item, callerid.CallerIdError):
+                yield LineError(
+                    device_id="file", line="1", at=at, error=f"line {number}: {item}", raw=item.raw.hex()
+                )
+            else:
+                yield callerid.to_event(item, device_id="file", line="1", at=at)
+        if consumed < len(blob):
+            yield LineError(
+                device_id="file",
+                line="1",
+                at=at,
+                error=f"line {number}: truncated message",
+                raw=blob[consumed:].hex(),
+            )
+
+
+@hookimpl
+def register_decoders(register: Callable[[Decoder], None]) -> None:
+    """The ``hex`` format: caller-ID messages (SDMF/MDMF) written as hex, one stream per line."""
+    register(Decoder("hex", "caller-ID messages (SDMF/MDMF) as hex digits", _decode_hex, _sniff_hex))

@@ -1,0 +1,60 @@
+"""Caller-ID boxes that are not modems, on a serial or USB-serial port: the ``serialbox`` device type.
+
+Raw decoder boxes (Holtek HT9032D, CTI Comet USB), NetCallerID boxes and
+CallerID.com "Whozz Calling?" serial units (TCI format). Configure it as::
+
+    [[devices]]
+    id = "box"
+    type = "serialbox"
+    port = "/dev/ttyUSB0"     # or usb = "0403:6001" and/or serial_number = "A1B2C3"
+    format = "auto"           # "binary" | "netcallerid" | "tci"
+    # baudrate = 4800         # default by format: binary 1200, netcallerid 4800, tci 9600
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import agent
+from agent.decode import Decoder
+from agent.devices import Device
+from agent.events import LineEvent
+from plugins.serialbox.config import SerialBoxConfig
+from plugins.serialbox.device import SerialBoxDevice
+from plugins.serialbox.protocol import Format, Parser, detect, to_events
+
+
+@agent.hookimpl
+def register_devices(register: Callable[[type[Device]], None]) -> None:
+    """Contribute the ``serialbox`` device type."""
+    register(SerialBoxDevice)
+
+
+def _sniff(head: bytes) -> float:
+    fmt = detect(head)
+    # Raw binary frames are also what the core's "hex" decoder reads as text; only
+    # claim binary input that is not printable text.
+    if fmt is None or (fmt is Format.BINARY and head.isascii()):
+        return 0.0
+    return 0.8
+
+
+def _decode(data: bytes) -> list[LineEvent]:
+    parser = Parser(Format.AUTO)
+    at = datetime.now(UTC)
+    items = [*parser.feed(data), *parser.flush()]
+    return [event for item in items for event in to_events(item, device_id="file", at=at)]
+
+
+@agent.hookimpl
+def register_decoders(register: Callable[[Decoder], None]) -> None:
+    """``serialbox``: a capture of a caller-ID box's serial output (binary frames, NetCallerID, TCI)."""
+    register(
+        Decoder(
+            "serialbox", "caller-ID box serial capture: binary SDMF/MDMF, NetCallerID, TCI", _decode, _sniff
+        )
+    )
+
+
+__all__ = ["SerialBoxConfig", "SerialBoxDevice", "register_decoders", "register_devices"]
