@@ -76,3 +76,18 @@ def test_a_missing_file_is_a_usage_error(tmp_path: Path) -> None:
     assert code == 2
     assert "missing.log" in err
     assert "Traceback" not in err
+
+
+def test_a_modem_log_guessed_with_the_number_as_sent() -> None:
+    log = (
+        b"RING\r\n\r\nDATE = 1127\r\nTIME = 1030\r\nNMBR = 13812345678\r\nNAME = WANG WEI\r\n\r\nRING\r\n"
+        b"NAME=ONMBR=5072884388\r\nRING\r\n"
+    )
+    code, records, err = decode("-", "--json", stdin=log)
+    assert code == 0, err
+    assert [r["kind"] for r in records] == ["ring", "caller_id", "ring", "caller_id", "ring"]
+    assert records[1]["number"] == "13812345678"
+    assert records[1]["name"] == "WANG WEI"
+    assert records[1]["datetime"] == "11271030"
+    assert records[3]["number"] == "5072884388"
+    assert records[3]["name_absence"] == "O"

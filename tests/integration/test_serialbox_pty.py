@@ -16,6 +16,8 @@ from agent.events import Absence, CallerId, LineError, LineEvent, OffHook, OnHoo
 from plugins.serialbox.config import SerialBoxConfig
 from plugins.serialbox.device import SerialBoxDevice
 
+pytestmark = pytest.mark.pty
+
 
 class Pty:
     """The master side of a pseudo-terminal; the device opens the slave by name."""
