@@ -18,6 +18,7 @@ import click
 import pluggy
 
 from agent import __version__
+from agent.commands.devices import devices_command
 from agent.config import Config, load_config
 from agent.devices import DeviceRegistry
 from agent.errors import AgentError, ConfigError
@@ -285,6 +286,10 @@ def db_upgrade(config_path: Path | None, url: str | None) -> None:
         click.echo(f"{_safe_url(target)}: already at {after} (head {head_revision()})")
     else:
         click.echo(f"{_safe_url(target)}: upgraded {before or 'empty'} -> {after}")
+
+
+# Commands that live in their own modules (agent/commands/).
+cli.add_command(devices_command)
 
 
 def _add_plugin_commands() -> None:

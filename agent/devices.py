@@ -64,6 +64,15 @@ class Device(abc.ABC):
     def events(self) -> AsyncIterator[LineEvent]:
         """Line events as the device sees them, until it is closed or fails."""
 
+    @classmethod
+    async def probe(cls, port: str) -> str | None:
+        """Whether a device of this type answers on serial ``port``: a description, or None.
+
+        Used by ``cti-agent devices --probe``. Serial device types override it;
+        it must give the port back closed and leave no line seized.
+        """
+        return None
+
     async def dial(self, line: str, number: str) -> None:
         """Place an outbound call on ``line`` (click-to-dial), where the hardware can."""
         raise DeviceError(f"{self.device_id}: a {self.type} device cannot dial")

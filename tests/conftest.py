@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -69,3 +70,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def session_data_home() -> Path:
     """The session's ``XDG_DATA_HOME``: where ``platformdirs`` puts cti-agent's data in tests."""
     return Path(os.environ["XDG_DATA_HOME"])
+
+
+# Emulators and signal generators shared by tests live beside this file (tests/*.py);
+# make them importable as top-level modules from any test folder.
+if str(Path(__file__).parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).parent))

@@ -71,6 +71,28 @@ class HayesModem(Device):
         """The one line a modem serves."""
         return [self.options.line]
 
+    @classmethod
+    async def probe(cls, port: str) -> str | None:
+        """Send ``AT`` (and ``ATI3`` for the model) to ``port``; a modem answers OK."""
+        transport = SerialTransport(device_id=f"probe:{port}", port=port, baud=115200, read_timeout=0.2)
+        try:
+            await transport.open()
+        except DeviceError:
+            return None
+        try:
+            if "OK" not in await _ask(transport, b"AT\r"):
+                return None
+            model = [
+                line.strip()
+                for line in (await _ask(transport, b"ATI3\r")).splitlines()
+                if line.strip() and line.strip() not in ("OK", "ERROR", "ATI3")
+            ]
+            return "Hayes modem (answers AT)" + (f": {model[0]}" if model else "")
+        except DeviceError:
+            return None
+        finally:
+            await transport.close()
+
     # -- open and close -----------------------------------------------------------
 
     async def __aenter__(self) -> HayesModem:
@@ -277,3 +299,16 @@ class HayesModem(Device):
 
 
 __all__ = ["HayesModem"]
+
+
+async def _ask(transport: SerialTransport, command: bytes, wait: float = 1.5) -> str:
+    """Write ``command`` and collect what comes back until a result code or ``wait`` seconds."""
+    await transport.write(command)
+    text = ""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    while loop.time() < deadline:
+        text += (await transport.read()).decode("ascii", "replace")
+        if any(code in text for code in ("OK\r", "OK\n", "ERROR")):
+            break
+    return text

@@ -1,0 +1,112 @@
+"""``cti-agent devices``: what is attached (serial ports, USB ids), what answers, what each line reports."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+import httpx
+from serial.tools import list_ports
+
+from agent.config import load_config
+from agent.devices import Device, DeviceRegistry
+from agent.plugins import make_plugin_manager
+
+
+def serial_ports() -> list[dict[str, Any]]:
+    """Every serial port the system lists, with its USB identity where it has one."""
+    ports = []
+    for port in sorted(list_ports.comports(), key=lambda p: p.device):
+        usb = f"{port.vid:04x}:{port.pid:04x}" if port.vid is not None and port.pid is not None else None
+        ports.append(
+            {
+                "port": port.device,
+                "usb": usb,
+                "serial_number": port.serial_number,
+                "description": port.description if port.description != "n/a" else None,
+                "answers": None,
+            }
+        )
+    return ports
+
+
+async def probe_ports(ports: list[dict[str, Any]], device_types: list[type[Device]]) -> None:
+    """Ask each serial device type whether it answers on each port (one port at a time)."""
+    for entry in ports:
+        for device_cls in device_types:
+            answer = await device_cls.probe(entry["port"])
+            if answer:
+                entry["answers"] = f"{device_cls.type}: {answer}"
+                break
+
+
+def line_states(listen: str) -> list[dict[str, Any]] | str:
+    """The lines as the running agent on ``listen`` sees them, or why they cannot be read."""
+    host, _, port = listen.rpartition(":")
+    # A wildcard listen address is reached through loopback.
+    host = {"0.0.0.0": "127.0.0.1", "[::]": "[::1]", "": "127.0.0.1"}.get(host, host)  # noqa: S104
+    url = f"http://{host}:{port}/api/state"
+    try:
+        response = httpx.get(url, timeout=3)
+        response.raise_for_status()
+    except httpx.HTTPError as exc:
+        return f"the agent is not answering at {url} ({exc})"
+    lines: list[dict[str, Any]] = response.json().get("lines", [])
+    return lines
+
+
+@click.command("devices")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Also show what each configured line's device reports now (asks the running agent).",
+)
+@click.option(
+    "--probe", is_flag=True, help="Send a harmless query (AT) to each serial port to see who answers."
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per port and per line.")
+def devices_command(config_path: Path | None, probe: bool, as_json: bool) -> None:
+    """List serial ports with their USB ids, which answer, and the configured lines' state."""
+    ports = serial_ports()
+    pm = make_plugin_manager()
+    registry = DeviceRegistry.from_plugins(pm)
+    if probe:
+        asyncio.run(probe_ports(ports, [registry.get(name) for name in registry.names()]))
+    lines: list[dict[str, Any]] | str = []
+    if config_path is not None:
+        config = load_config(config_path, registry)
+        lines = (
+            line_states(config.web.listen)
+            if config.web.enabled
+            else "the seat page is disabled in the config"
+        )
+    if as_json:
+        for entry in ports:
+            click.echo(json.dumps({"kind": "port", **entry}, ensure_ascii=False))
+        if isinstance(lines, list):
+            for line in lines:
+                click.echo(json.dumps({"kind": "line", **line}, ensure_ascii=False))
+        else:
+            click.echo(json.dumps({"kind": "error", "error": lines}, ensure_ascii=False))
+        return
+    click.echo(f"serial ports: {len(ports)}")
+    for entry in ports:
+        usb = f"  usb {entry['usb']}" if entry["usb"] else ""
+        serial = f" serial {entry['serial_number']}" if entry["serial_number"] else ""
+        answers = f"  -> {entry['answers']}" if entry["answers"] else ("  (no answer)" if probe else "")
+        click.echo(f"  {entry['port']}{usb}{serial}  {entry['description'] or ''}{answers}")
+    if config_path is not None:
+        if isinstance(lines, str):
+            click.echo(f"lines: {lines}")
+        else:
+            click.echo(f"lines: {len(lines)}")
+            for line in lines:
+                click.echo(
+                    f"  {line['line']}  {line['state']:<8} since {line['since']}  "
+                    f"device {line['device_id']}  rep {line['rep'] or '-'}"
+                )
