@@ -19,7 +19,14 @@ PROJECT = "cti_agent"
 ENTRY_POINT_GROUP = "cti_agent"
 
 # Built-in plugins, registered exactly as a third-party plugin would be.
-DEFAULT_PLUGINS: tuple[str, ...] = ("agent.decode", "plugins.simulator", "plugins.hayes", "plugins.serialbox")
+DEFAULT_PLUGINS: tuple[str, ...] = (
+    "agent.decode",
+    "plugins.simulator",
+    "plugins.hayes",
+    "plugins.serialbox",
+    "plugins.ncid",
+    "plugins.whozz",
+)
 
 
 def make_plugin_manager(

@@ -1,0 +1,74 @@
+"""CallerID.com "Whozz Calling?" Ethernet Link units: the ``whozz`` device type.
+
+Basic and Deluxe units, 2 to 8 lines each (up to 32 line numbers), broadcast a
+UDP packet per call record to port 3520 of the LAN. Configure as::
+
+    [[devices]]
+    id = "wc"
+    type = "whozz"
+    listen = "0.0.0.0:3520"   # the default: units broadcast, so listen on every address
+    line_count = 4
+    detail_records = true     # Deluxe; false for Basic units
+
+The record parser (:func:`plugins.whozz.protocol.parse_record`) also reads the
+same records from a serial Whozz Calling unit.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import agent
+from agent.decode import Decoder
+from agent.devices import Device
+from agent.events import LineError, LineEvent
+from plugins.whozz.config import WhozzConfig
+from plugins.whozz.device import WhozzDevice
+from plugins.whozz.protocol import WhozzDecoder, WhozzParseError, parse_datagram, parse_record
+
+
+@agent.hookimpl
+def register_devices(register: Callable[[type[Device]], None]) -> None:
+    """Contribute the ``whozz`` device type."""
+    register(WhozzDevice)
+
+
+_RECORD = re.compile(rb"^\s*\d{2} [IOR] ", re.MULTILINE)
+_HEX = re.compile(r"^[0-9A-Fa-f\s]+$")
+
+
+def _sniff(head: bytes) -> float:
+    return 0.85 if _RECORD.search(head) or head.startswith(b"^^<U>") else 0.0
+
+
+def _decode(data: bytes) -> list[LineEvent]:
+    """One record per line: the record text, or a captured datagram written as hex."""
+    decoder = WhozzDecoder("file", detail_records=False)
+    at = datetime.now(UTC)
+    out: list[LineEvent] = []
+    for raw in data.decode("latin-1").splitlines():
+        if not raw.strip():
+            continue
+        try:
+            if _HEX.match(raw) and len(raw.strip()) > 20:
+                record = parse_datagram(bytes.fromhex(raw)).record
+            else:
+                record = parse_record(raw)
+        except (WhozzParseError, ValueError) as exc:
+            out.append(LineError(device_id="file", line="*", at=at, error=str(exc), raw=raw))
+            continue
+        out.extend(decoder.events(record, at))
+    return out
+
+
+@agent.hookimpl
+def register_decoders(register: Callable[[Decoder], None]) -> None:
+    """``whozz``: Whozz Calling records, as text lines or captured datagrams in hex."""
+    register(
+        Decoder("whozz", "CallerID.com Whozz Calling records (text or UDP datagrams as hex)", _decode, _sniff)
+    )
+
+
+__all__ = ["WhozzConfig", "WhozzDevice", "register_decoders", "register_devices"]

@@ -1,0 +1,187 @@
+"""The ``whozz`` device: CallerID.com Whozz Calling Ethernet Link units, over UDP.
+
+Opening the device binds a UDP socket (``listen``, by default every address on
+port 3520, where units broadcast); each datagram goes through the pure pieces of
+:mod:`plugins.whozz.protocol`: repeat filter, header and record parser, decoder.
+UDP has no connection, so a unit that is unplugged is silent rather than down;
+the socket failing is a :class:`DeviceError`, and the runtime binds it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, ClassVar
+
+from agent.devices import Device, DeviceConfig
+from agent.errors import DeviceError
+from agent.events import LineError, LineEvent
+from plugins.whozz.config import WhozzConfig, parse_listen
+from plugins.whozz.protocol import Deduper, NotARecord, WhozzDecoder, WhozzParseError, parse_datagram
+
+logger = logging.getLogger(__name__)
+
+_ERROR_LINE = "1"
+
+
+@dataclass
+class WhozzStats:
+    """What the device has received since it was constructed."""
+
+    datagrams: int = 0
+    records: int = 0
+    repeats: int = 0
+    not_records: int = 0
+    errors: int = 0
+    rejected: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    error: Exception
+
+
+class _Closed:
+    """Put on the queue when the device closes, so a reader still waiting ends."""
+
+
+class _Receiver(asyncio.DatagramProtocol):
+    """Hands datagrams (and a socket failure) to the device's queue."""
+
+    def __init__(self, queue: asyncio.Queue[tuple[bytes, Any] | _Failed | _Closed]) -> None:
+        self.queue = queue
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        self.queue.put_nowait((data, addr))
+
+    def error_received(self, exc: Exception) -> None:
+        # An ICMP error for something we never sent; nothing to do but note it.
+        logger.debug("whozz socket error: %s", exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None:
+            self.queue.put_nowait(_Failed(exc))
+
+
+class WhozzDevice(Device):
+    """Calls on up to 32 lines per unit: caller ID, outbound numbers, hook state and ends.
+
+    ``reports_hook`` follows ``detail_records``: Deluxe units send off-hook and
+    on-hook detail records, Basic units only start records, so their unanswered
+    and answered calls alike end by the tracker's ring time-out.
+    """
+
+    type: ClassVar[str] = "whozz"
+    Config: ClassVar[builtins.type[DeviceConfig]] = WhozzConfig
+    reports_hook: ClassVar[bool] = True
+    reports_connect: ClassVar[bool] = False
+
+    def __init__(self, device_id: str, config: DeviceConfig) -> None:
+        if not isinstance(config, WhozzConfig):
+            config = WhozzConfig.model_validate(config.model_dump())
+        super().__init__(device_id, config)
+        self.options: WhozzConfig = config
+        # Per device, not per class: a Basic unit cannot see the handset.
+        self.reports_hook = config.detail_records  # type: ignore[misc]
+        self.stats = WhozzStats()
+        self._transport: asyncio.DatagramTransport | None = None
+        self._queue: asyncio.Queue[tuple[bytes, Any] | _Failed | _Closed] | None = None
+        self._decoder = WhozzDecoder(device_id, config.lines, detail_records=config.detail_records)
+        self._deduper = Deduper(config.dedupe_seconds)
+
+    def lines(self) -> list[str]:
+        """The mapped labels, or ``"1"`` .. ``line_count``."""
+        if self.options.lines:
+            return sorted(set(self.options.lines.values()))
+        return [str(n) for n in range(1, self.options.line_count + 1)]
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """The bound ``(host, port)`` while open (the real port when ``listen`` asked for 0)."""
+        if self._transport is None:
+            return None
+        sockname = self._transport.get_extra_info("sockname")
+        return (str(sockname[0]), int(sockname[1]))
+
+    async def __aenter__(self) -> WhozzDevice:
+        if self._transport is not None:
+            raise DeviceError(f"{self.device_id}: already listening")
+        host, port = parse_listen(self.options.listen)
+        queue: asyncio.Queue[tuple[bytes, Any] | _Failed | _Closed] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+        try:
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: _Receiver(queue), local_addr=(host, port)
+            )
+        except OSError as exc:
+            raise DeviceError(
+                f"{self.device_id}: cannot listen on UDP {self.options.listen}: {exc.strerror or exc}"
+            ) from exc
+        self._transport = transport
+        self._queue = queue
+        logger.info(
+            "%s: listening for Whozz Calling packets on UDP %s:%d", self.device_id, *self.address or ("?", 0)
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: builtins.type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        transport, self._transport = self._transport, None
+        queue, self._queue = self._queue, None
+        if transport is not None:
+            transport.close()
+        if queue is not None:
+            queue.put_nowait(_Closed())
+
+    async def events(self) -> AsyncIterator[LineEvent]:
+        """Line events from every unit heard, in arrival order, until closed or the socket fails."""
+        queue = self._queue
+        if queue is None:
+            raise DeviceError(f"{self.device_id}: the whozz device is not open")
+        loop = asyncio.get_running_loop()
+        while True:
+            item = await queue.get()
+            if isinstance(item, _Closed):
+                return
+            if isinstance(item, _Failed):
+                raise DeviceError(f"{self.device_id}: UDP socket failed: {item.error}") from item.error
+            data, addr = item
+            for event in self.receive(data, addr, loop.time(), datetime.now(UTC)):
+                yield event
+
+    def receive(self, data: bytes, addr: tuple[str, int] | None, now: float, at: datetime) -> list[LineEvent]:
+        """One datagram from ``addr`` at monotonic ``now`` (wall time ``at``) -> events."""
+        stats = self.stats
+        stats.datagrams += 1
+        source = str(addr[0]) if addr else ""
+        if self.options.sources and source not in self.options.sources:
+            stats.rejected += 1
+            logger.debug("%s: packet from %s ignored (not in sources)", self.device_id, source)
+            return []
+        if self._deduper.is_repeat(data, now):
+            stats.repeats += 1
+            return []
+        try:
+            packet = parse_datagram(data)
+        except NotARecord as exc:
+            stats.not_records += 1
+            logger.debug("%s: %s from %s", self.device_id, exc, source)
+            return []
+        except WhozzParseError as exc:
+            stats.errors += 1
+            raw = data.decode("ascii", errors="backslashreplace")
+            return [LineError(device_id=self.device_id, line=_ERROR_LINE, at=at, error=str(exc), raw=raw)]
+        stats.records += 1
+        return self._decoder.events(packet.record, at)
+
+
+__all__ = ["WhozzDevice", "WhozzStats"]
