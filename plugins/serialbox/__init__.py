@@ -32,12 +32,17 @@ def register_devices(register: Callable[[type[Device]], None]) -> None:
 
 
 def _sniff(head: bytes) -> float:
+    """Claim only what no other decoder reads: NetCallerID records and binary frames.
+
+    CallerID.com (TCI) text records are the ``whozz`` decoder's, which reads the
+    records of serial and Ethernet units with the same parser. Raw binary frames
+    are also what the core's "hex" decoder reads as text; only binary input that
+    is not printable text is claimed.
+    """
     fmt = detect(head)
-    # Raw binary frames are also what the core's "hex" decoder reads as text; only
-    # claim binary input that is not printable text.
-    if fmt is None or (fmt is Format.BINARY and head.isascii()):
-        return 0.0
-    return 0.8
+    if fmt is Format.NETCALLERID or (fmt is Format.BINARY and not head.isascii()):
+        return 0.8
+    return 0.0
 
 
 def _decode(data: bytes) -> list[LineEvent]:

@@ -24,20 +24,16 @@ first records):
 
 ``tci``
     CallerID.com units (Whozz Calling? serial, "TCI" and "CallerID.com"
-    formats), 9600 8N1, one CR LF terminated line per record. From the Whozz
-    Calling? manuals (callerid.com/Manuals: "Comprehensive Format", "Limited
-    Format", "Detail Mode Output")::
+    formats), 9600 8N1, one CR LF terminated line per record::
 
         01 I S 0276 G B3 09/26 11:28 AM 800-240-4637 CallerID.com
         $01 09/26 02:30 PM 8002404637 I CallerID.com
         01 R 11/07 07:43:52      (ring; F off hook, N on hook, H hook flash)
 
-    Comprehensive fields: line (2), Inbound/Outbound, Start/End, duration in
-    seconds (4), G good / B bad caller-ID checksum, ring type and count (2),
-    date MM/DD (leading zero may be a space), time hh:mm, AM/PM, number (14
-    columns: left-justified in CallerID.com format, right-justified in TCI
-    format, "Private" or "Out-of-Area" in its place), name (15). Fields are
-    read by pattern, not column, since the two layouts pad differently.
+    The record format belongs to the ``whozz`` plugin, whose
+    :func:`plugins.whozz.protocol.parse_record` reads every line (its docstring
+    cites the manuals); this module only frames the serial stream into lines and
+    turns each record into a :class:`ParsedRecord`.
 
 Every record becomes a :class:`ParsedRecord` or, when it cannot be trusted, a
 :class:`ParseError` holding the offending text: garbage never becomes a number.
@@ -62,6 +58,7 @@ from agent.events import (
     OnHook,
     Ring,
 )
+from plugins.whozz.protocol import Detail, WhozzParseError, WhozzRecord, parse_record
 
 
 class Format(enum.StrEnum):
@@ -289,24 +286,13 @@ class _NetCallerIdParser:
 
 # -- CallerID.com / TCI -------------------------------------------------------------
 
-_TCI_CALL = re.compile(
-    r"(?P<line>\d\d) (?P<dir>[IO]) (?P<se>[SE]) (?P<duration>\d{4}) (?P<check>[GB]) (?P<ring>\S\S)"
-    r" +(?P<date>\d{1,2}/\d\d) +(?P<time>\d{1,2}:\d\d) (?P<ampm>[AP]M)"
-    r"(?: +(?P<number>\S+))?(?: +(?P<name>.*?))? *"
-)
-_TCI_LIMITED = re.compile(
-    r"\$(?P<line>\d\d) +(?P<date>\d{1,2}/\d\d) +(?P<time>\d{1,2}:\d\d) (?P<ampm>[AP]M)"
-    r" +(?P<number>\S+) +(?P<dir>[IO])(?: +(?P<name>.*?))? *"
-)
-_TCI_DETAIL = re.compile(
-    r"(?P<line>\d\d) (?P<event>[RFNH]) +(?P<date>\d{1,2}/\d\d) +(?P<time>\d\d:\d\d:\d\d) *"
-)
-_TCI_DETAIL_KINDS = {"R": Kind.RING, "F": Kind.OFF_HOOK, "N": Kind.ON_HOOK, "H": Kind.HOOK_FLASH}
+_TCI_DETAIL_KINDS = {
+    Detail.RING: Kind.RING,
+    Detail.OFF_HOOK: Kind.OFF_HOOK,
+    Detail.ON_HOOK: Kind.ON_HOOK,
+    Detail.HOOK_FLASH: Kind.HOOK_FLASH,
+}
 _TCI_MAX_LINE = 160  # records are 70-odd characters
-
-
-def _tci_line(value: str) -> str:
-    return str(int(value))  # "01" -> "1": the label lines are configured with
 
 
 class _TciParser:
@@ -341,47 +327,39 @@ class _TciParser:
 
 
 def parse_tci_line(text: str) -> Item | None:
-    """One CallerID.com / TCI record line (without its line end); None for a blank line."""
+    """One CallerID.com / TCI record line (without its line end); None for a blank line.
+
+    The line is read by :func:`plugins.whozz.protocol.parse_record`; a line it
+    refuses is a :class:`ParseError` with its reason.
+    """
     raw = text.rstrip("\r\n")
-    line = raw.strip("\r\n\x00 ")
-    if not line:
+    if not raw.strip("\r\n\x00 "):
         return None
-    if (m := _TCI_DETAIL.fullmatch(line)) is not None:
+    try:
+        record = parse_record(raw)
+    except WhozzParseError as exc:
+        return ParseError(str(exc), raw)
+    return _tci_item(record, raw)
+
+
+def _tci_item(record: WhozzRecord, raw: str) -> Item:
+    label = str(record.line)  # "01" -> "1": the label lines are configured with
+    # As the box sent them, without the blank that pads a leading zero.
+    stamp = f"{record.date.strip()} {record.time.strip()}"
+    if record.detail is not None:
         return ParsedRecord(
-            kind=_TCI_DETAIL_KINDS[m["event"]],
-            format=Format.TCI,
-            raw=raw,
-            line=_tci_line(m["line"]),
-            datetime=f"{m['date']} {m['time']}",
+            kind=_TCI_DETAIL_KINDS[record.detail], format=Format.TCI, raw=raw, line=label, datetime=stamp
         )
-    m = _TCI_CALL.fullmatch(line) or _TCI_LIMITED.fullmatch(line)
-    if m is None:
-        return ParseError("not a CallerID.com record", raw)
-    fields = m.groupdict()
-    inbound = fields["dir"] == "I"
-    ending = fields.get("se") == "E"
-    if fields.get("check") == "B":
-        if not ending:
+    direction = "in" if record.inbound else "out"
+    number, name = record.number, record.name
+    absence, name_absence = record.absence, record.name_absence
+    if not record.checksum_ok:
+        if record.start:
             return ParseError("the box reports a bad caller-ID checksum", raw)
         # The call did end; only its caller ID is not to be trusted.
-        fields["number"] = fields["name"] = None
-    number_field = (fields["number"] or "").strip()
-    absence = _ABSENCE_WORDS.get(number_field.upper())
-    number: str | None = None
-    if absence is None and number_field:
-        if not _NUMBER_RE.fullmatch(number_field):
-            return ParseError(f"bad number {number_field!r}", raw)
-        number = number_field
-    name = (fields["name"] or "").strip() or None
-    name_absence = _ABSENCE_WORDS.get(name.upper()) if name else None
-    if name_absence is not None:
-        name = None
-    if name is not None and not name.isprintable():
-        return ParseError("bad name", raw)
-    stamp = f"{fields['date']} {fields['time']} {fields['ampm']}"
-    label = _tci_line(fields["line"])
-    direction = "in" if inbound else "out"
-    if ending:
+        number = name = None
+        absence = name_absence = None
+    if not record.start:
         return ParsedRecord(
             kind=Kind.CALL_END,
             format=Format.TCI,
@@ -393,9 +371,9 @@ def parse_tci_line(text: str) -> Item | None:
             name_absence=name_absence,
             datetime=stamp,
             direction=direction,
-            duration=int(fields["duration"]),
+            duration=record.duration,
         )
-    if not inbound:
+    if not record.inbound:
         if number is None:
             return ParseError("outbound record without a number", raw)
         return ParsedRecord(

@@ -10,8 +10,10 @@ UDP packet per call record to port 3520 of the LAN. Configure as::
     line_count = 4
     detail_records = true     # Deluxe; false for Basic units
 
-The record parser (:func:`plugins.whozz.protocol.parse_record`) also reads the
-same records from a serial Whozz Calling unit.
+The record parser (:func:`plugins.whozz.protocol.parse_record`) is the one parser
+of the CallerID.com record format: the ``serialbox`` plugin reads serial Whozz
+Calling units with it, and ``cti-agent decode`` picks this plugin's decoder for
+any capture of such records, from either kind of unit.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from agent.devices import Device
 from agent.events import LineError, LineEvent
 from plugins.whozz.config import WhozzConfig
 from plugins.whozz.device import WhozzDevice
-from plugins.whozz.protocol import WhozzDecoder, WhozzParseError, parse_datagram, parse_record
+from plugins.whozz.protocol import UNIT_TAG, WhozzDecoder, WhozzParseError, parse_datagram, parse_record
 
 
 @agent.hookimpl
@@ -35,17 +37,34 @@ def register_devices(register: Callable[[type[Device]], None]) -> None:
     register(WhozzDevice)
 
 
-_RECORD = re.compile(rb"^\s*\d{2} [IOR] ", re.MULTILINE)
 _HEX = re.compile(r"^[0-9A-Fa-f\s]+$")
+_HEX_HEADER = UNIT_TAG.hex()
 
 
 def _sniff(head: bytes) -> float:
-    return 0.85 if _RECORD.search(head) or head.startswith(b"^^<U>") else 0.0
+    """Sure of text holding a record :func:`parse_record` reads (what Ethernet Link and
+    serial units send alike, so ``serialbox`` leaves these to us) or a datagram."""
+    if head.startswith(UNIT_TAG):
+        return 0.85
+    for raw in head.decode("latin-1").splitlines():
+        if _HEX.match(raw) and re.sub(r"\s", "", raw).lower().startswith(_HEX_HEADER):
+            return 0.85
+        try:
+            parse_record(raw)
+        except WhozzParseError:
+            continue
+        return 0.85
+    return 0.0
 
 
 def _decode(data: bytes) -> list[LineEvent]:
-    """One record per line: the record text, or a captured datagram written as hex."""
-    decoder = WhozzDecoder("file", detail_records=False)
+    """One record per line: the record text, or a captured datagram written as hex.
+
+    Decoding shows what the records say: a start record is its caller ID and no
+    more. The ring a Basic unit's start record implies is an inference the device
+    makes for the call tracker (``detail_records = false``), not part of a capture.
+    """
+    decoder = WhozzDecoder("file", detail_records=True)
     at = datetime.now(UTC)
     out: list[LineEvent] = []
     for raw in data.decode("latin-1").splitlines():

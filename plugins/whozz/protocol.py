@@ -20,6 +20,15 @@ Sources (cited where used below):
       01 R     11/07 07:43:52      ring        01 F     11/07 17:45:04   off hook
       02 N     11/07 10:46:23      on hook     01 H     11/07 22:11:08   hook flash
 
+- [WC48L] *Whozz Calling? 4 & 8 Line*, "Limited Format"
+  (http://www.callerid.com/Manuals/wc48-man/limited.html), sent when the ``x`` toggle
+  is set: a leading ``$`` ("c" toggle set), line, date, 12-hour time, AM/PM, the
+  number with dashes removed (14 chars), ``I``/``O``, the name (15 chars)::
+
+      $01 09/26 02:30 PM 8002404637 I CallerID.com
+
+  The manual says fields are separated by spaces; its example pads none of them.
+
 - [BASIC] *Whozz Calling? Basic POS 2* manual, Fig. 3a: Basic units always send
   ``I`` and ``S``, duration ``0000`` and ring ``A0``; leading zeroes of the date are
   sent as spaces; "Private" or "Out-of-Area" can appear in the number field.
@@ -42,7 +51,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypedDict
+from typing import NamedTuple, TypedDict
 
 from agent.events import Absence, CallerId, Dialed, LineError, LineEvent, OffHook, OnHook, Ring
 
@@ -61,13 +70,25 @@ SERIAL_SLICE = slice(14, 20)
 HEADER_LENGTH = 20
 SEPARATOR = 0x24  # "$"
 
+# Between the ring field and the date, and the date and the time, serial units in
+# the TCI layout [BASIC] and other senders pad with more than one space: " +?" takes
+# the extra ones and leaves the date/time its single leading pad, as sent.
 _CALL = re.compile(
     r"^(?P<line>\d{2}) (?P<direction>[IO]) (?P<phase>[SE]) (?P<duration>\d{4}) (?P<checksum>[GB])"
-    r" (?P<ring>\S{2}) (?P<date>[ \d]\d/[ \d]\d) (?P<time>[ \d]\d:\d\d) (?P<ampm>[AP]M)(?: (?P<rest>.*))?$"
+    r" (?P<ring>\S{2}) +?(?P<date>[ \d]?\d/[ \d]?\d) +?(?P<time>[ \d]?\d:\d\d) (?P<ampm>[AP]M)"
+    r"(?: (?P<rest>.*))?$"
 )
 _DETAIL = re.compile(
-    r"^(?P<line>\d{2}) (?P<event>[A-Z]) +(?P<date>[ \d]\d/[ \d]\d) (?P<time>\d\d:\d\d:\d\d)\s*$"
+    r"^(?P<line>\d{2}) (?P<event>[A-Z]) +?(?P<date>[ \d]?\d/[ \d]?\d) +(?P<time>\d\d:\d\d:\d\d)\s*$"
 )
+# [WC48L]; the "$" is there only with the "c" toggle.
+_LIMITED = re.compile(
+    r"^\$?(?P<line>\d{2}) +?(?P<date>[ \d]?\d/[ \d]?\d) +?(?P<time>[ \d]?\d:\d\d) (?P<ampm>[AP]M)"
+    r" +(?P<number>\S+) +(?P<direction>[IO])(?: +(?P<name>.*))?$"
+)
+#: What a number field holds when it holds a number: digits, dashes, and the
+#: "+", "*", "#" a line can carry. Anything else is line noise, never a number.
+_NUMBER = re.compile(r"[0-9+*#][0-9+*#\-]*")
 _NUMBER_WIDTH = 14
 
 _PRIVATE = frozenset({"PRIVATE", "P"})
@@ -115,6 +136,7 @@ class WhozzRecord:
     name: str | None = None
     name_absence: Absence | None = None
     detail: Detail | None = None
+    limited: bool = False  # the limited format [WC48L]: no start/end, checksum, ring or duration
 
     @property
     def device_time(self) -> str:
@@ -165,17 +187,21 @@ def _number_and_name(rest: str) -> tuple[str, str]:
 def parse_record(text: str) -> WhozzRecord:
     """Parse one record line as a unit sends it over UDP or a serial port.
 
-    Raises :class:`WhozzParseError` when the text is not a record.
+    Reads the comprehensive format [WC48] in both number layouts [BASIC], detail
+    records [WC2D] and the limited format [WC48L]. Raises :class:`WhozzParseError`
+    when the text is not a record.
     """
-    line_text = text.strip("\r\n\x00")
-    # A unit's record never has leading blanks; the leading "$" of the limited
-    # format [WC48 "Limited Format"] is not this format.
+    # Blanks and NULs around a record are serial-line padding, not part of it.
+    line_text = text.strip("\r\n\x00 ")
     match = _CALL.match(line_text)
     if match:
         return _call_record(line_text, match)
     match = _DETAIL.match(line_text)
     if match:
         return _detail_record(line_text, match)
+    match = _LIMITED.match(line_text)
+    if match:
+        return _limited_record(line_text, match)
     raise WhozzParseError("not a Whozz Calling record")
 
 
@@ -186,20 +212,45 @@ def _line_number(text: str) -> int:
     return number
 
 
-def _call_record(text: str, match: re.Match[str]) -> WhozzRecord:
-    number_text, name_text = _number_and_name(match.group("rest") or "")
+class _Fields(NamedTuple):
+    number: str | None
+    absence: Absence | None
+    name: str | None
+    name_absence: Absence | None
+
+
+def _number_fields(number_text: str, name_text: str) -> _Fields:
+    """The number, name and their absences of a call record, checked.
+
+    "Private"/"Out-of-Area" (or ``P``/``O``) stand in either field [BASIC]. A number
+    field with other letters, or a name with control characters, is a record damaged
+    on the line: an error, so that garbage never becomes a number.
+    """
     absence = _absence(number_text) if number_text else None
     number: str | None = number_text or None
     if absence is not None:
         number = None
-    elif number is not None and not any(ch.isdigit() for ch in number):
-        raise WhozzParseError(f"number field {number_text!r} holds no digits")
+    elif number is not None:
+        if not any(ch in "0123456789" for ch in number):
+            raise WhozzParseError(f"number field {number_text!r} holds no digits")
+        if not _NUMBER.fullmatch(number):
+            raise WhozzParseError(f"number field {number_text!r} holds characters no unit sends")
+    if not name_text.isprintable():
+        raise WhozzParseError(f"name field {name_text!r} holds control characters")
     name_absence = _absence(name_text) if name_text else None
+    name = None if name_absence is not None else (name_text or None)
+    return _Fields(number, absence, name, name_absence)
+
+
+def _call_record(text: str, match: re.Match[str]) -> WhozzRecord:
+    line = _line_number(match.group("line"))
+    fields = _number_fields(*_number_and_name(match.group("rest") or ""))
     ring = match.group("ring")
-    rings = int(ring[1]) if ring[1].isdigit() else None
+    # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
+    rings = int(ring[1]) if ring[1] in "0123456789" else None
     return WhozzRecord(
         kind=Kind.CALL,
-        line=_line_number(match.group("line")),
+        line=line,
         text=text,
         inbound=match.group("direction") == "I",
         start=match.group("phase") == "S",
@@ -209,10 +260,30 @@ def _call_record(text: str, match: re.Match[str]) -> WhozzRecord:
         rings=rings,
         date=match.group("date"),
         time=f"{match.group('time')} {match.group('ampm')}",
-        number=number,
-        absence=absence,
-        name=None if name_absence is not None else (name_text or None),
-        name_absence=name_absence,
+        number=fields.number,
+        absence=fields.absence,
+        name=fields.name,
+        name_absence=fields.name_absence,
+    )
+
+
+def _limited_record(text: str, match: re.Match[str]) -> WhozzRecord:
+    """A limited-format record [WC48L]: taken as the start of a call with a good checksum,
+    since the format carries neither (units send it when caller ID arrives)."""
+    line = _line_number(match.group("line"))
+    fields = _number_fields(match.group("number"), (match.group("name") or "").strip())
+    return WhozzRecord(
+        kind=Kind.CALL,
+        line=line,
+        text=text,
+        inbound=match.group("direction") == "I",
+        date=match.group("date"),
+        time=f"{match.group('time')} {match.group('ampm')}",
+        number=fields.number,
+        absence=fields.absence,
+        name=fields.name,
+        name_absence=fields.name_absence,
+        limited=True,
     )
 
 

@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 
 from agent.callerid import encode_mdmf, encode_sdmf
+from agent.decode import collect_decoders, pick_decoder
 from agent.events import Absence
+from agent.plugins import make_plugin_manager
 
 CLI = [sys.executable, "-m", "agent.cli", "decode"]
 
@@ -54,6 +56,30 @@ def test_a_serial_box_capture_from_stdin() -> None:
     assert "error" in kinds
     assert records[0]["number"] == "021-6234-5678"
     assert records[0]["number_e164"] == "+862162345678"
+    # A serial unit's CallerID.com records are read by the whozz decoder, one event a record.
+    assert picked(capture) == "whozz"
+    assert kinds == ["caller_id", "error", "on_hook"]
+    assert "garbage" in records[1]["raw"]
+    assert records[2]["line"] == "1"
+
+
+def picked(data: bytes) -> str | None:
+    decoder = pick_decoder(collect_decoders(make_plugin_manager()), data)
+    return decoder.name if decoder else None
+
+
+def test_serialbox_keeps_what_only_it_reads() -> None:
+    """NetCallerID records and binary frames go to serialbox; whozz never claims them."""
+    ncid = b"###DATE08082225...NMBR14075551212...NAMEJOHN+++\r"
+    binary = b"\x55" * 20 + b"\xff" * 10 + encode_mdmf(datetime="11271030", number="13812345678")
+    assert picked(ncid) == "serialbox"
+    assert picked(binary) == "serialbox"
+    code, records, err = decode("-", "--json", stdin=ncid)
+    assert code == 0, err
+    assert [(r["kind"], r["number"], r["name"]) for r in records] == [("caller_id", "14075551212", "JOHN")]
+    code, records, err = decode("-", "--json", stdin=binary)
+    assert code == 0, err
+    assert [(r["kind"], r["number"]) for r in records] == [("caller_id", "13812345678")]
 
 
 @pytest.mark.parametrize(
@@ -91,3 +117,37 @@ def test_a_modem_log_guessed_with_the_number_as_sent() -> None:
     assert records[1]["datetime"] == "11271030"
     assert records[3]["number"] == "5072884388"
     assert records[3]["name_absence"] == "O"
+
+
+def test_an_ncid_log_includes_history_and_keeps_unknown_lines_as_errors() -> None:
+    log = (
+        b"200 NCID Server: ncidd 1.13\n"
+        b"CIDLOG: *DATE*11272026*TIME*1030*LINE*POTS*NMBR*13812345678*MESG*NONE*NAME*WANG WEI*\n"
+        b"300 End of call log\n"
+        b"CID: *DATE*11272026*TIME*1031*LINE*POTS*NMBR*PRIVATE*MESG*NONE*NAME*PRIVATE*\n"
+        b"XYZ: junk\n"
+    )
+    code, records, err = decode("-", "--json", stdin=log)
+    assert code == 0, err
+    assert [(r["kind"], r["number"], r["absence"]) for r in records] == [
+        ("caller_id", "13812345678", None),
+        ("caller_id", None, "P"),
+        ("error", None, None),
+    ]
+    assert records[0]["line"] == "POTS"
+    assert records[2]["raw"] == "XYZ: junk"
+
+
+def test_whozz_records_guessed() -> None:
+    records_in = (
+        b"01 I S 0276 G B3 09/26 11:28 AM 021-6234-5678 ZHANG SAN\n"
+        b"02 O S 0000 G A0 09/26 11:29 AM 13812345678\n"
+        b"01 I E 0276 G B3 09/26 11:33 AM 021-6234-5678 ZHANG SAN\n"
+    )
+    assert picked(records_in) == "whozz"
+    code, records, err = decode("-", "--json", stdin=records_in)
+    assert code == 0, err
+    numbered = [(r["kind"], r["line"], r["number"]) for r in records if r["number"]]
+    assert ("caller_id", "1", "021-6234-5678") in numbered
+    assert ("dialed", "2", "13812345678") in numbered
+    assert records[-1]["kind"] == "on_hook"

@@ -14,7 +14,17 @@ from whozz_emulator import TRAP_SERIAL, build_packet, call_record, detail_record
 
 from agent.calls import CallTracker, LineIdentity, TrackerConfig
 from agent.devices import DeviceRegistry
-from agent.events import Call, CallerId, CallEventKind, Dialed, Direction, Disposition, LineError, LineEvent
+from agent.events import (
+    Absence,
+    Call,
+    CallerId,
+    CallEventKind,
+    Dialed,
+    Direction,
+    Disposition,
+    LineError,
+    LineEvent,
+)
 from plugins import whozz
 from plugins.whozz.config import WhozzConfig, parse_listen
 from plugins.whozz.device import WhozzDevice
@@ -319,3 +329,54 @@ def test_record_like_text_never_crashes_or_invents_a_number(text: str, truncate:
     if not record.checksum_ok and record.inbound and record.start:
         assert not _numbers(events)
         assert any(isinstance(e, LineError) for e in events)
+
+
+def test_parse_record_reads_what_serial_units_send() -> None:
+    """The layouts serial units send [WC48L], [BASIC]: the one parser ``serialbox`` uses too."""
+    limited = parse_record("$01 09/26 02:30 PM 8002404637 I CallerID.com\r\n")
+    assert (limited.kind, limited.limited, limited.line, limited.inbound, limited.start) == (
+        Kind.CALL,
+        True,
+        1,
+        True,
+        True,
+    )
+    assert (limited.number, limited.name, limited.device_time) == (
+        "8002404637",
+        "CallerID.com",
+        "09/26 02:30 PM",
+    )
+    no_dollar = parse_record("02  9/26  2:31 PM     4075550000 O")
+    assert (no_dollar.inbound, no_dollar.number, no_dollar.name, no_dollar.device_time) == (
+        False,
+        "4075550000",
+        None,
+        " 9/26  2:31 PM",
+    )
+    # Extra blanks before the date and time, and around the record, as TCI-layout units pad.
+    padded = parse_record("  03 I S 0000 G A0   9/26 1:28 PM        Private\x00\r\n")
+    assert (padded.line, padded.date, padded.time, padded.number, padded.absence) == (
+        3,
+        " 9/26",
+        "1:28 PM",
+        None,
+        Absence.PRIVATE,
+    )
+    assert parse_record("01 R 9/26 11:28:02").date == "9/26"
+    assert parse_record("01 I S 0000 G A² 09/26 01:28 AM 5551234").rings is None
+    assert parse_record("01 I S 0000 G A1 09/26 01:28 AM +8613812345678 *67#").number == "+8613812345678"
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("01 I S 0000 G A1 09/26 01:28 AM 555-12B4     JOHN", "characters no unit sends"),
+        ("01 I S 0000 G A1 09/26 01:28 AM 555-1234     JO\x13HN", "control characters"),
+        ("$01 09/26 02:30 PM 8002404637 X CallerID.com", "not a Whozz Calling record"),
+        ("$33 09/26 02:30 PM 8002404637 I CallerID.com", "out of range"),
+        ("$01 09/26 02:30 PM ABC I CallerID.com", "holds no digits"),
+    ],
+)
+def test_damaged_records_are_errors(text: str, reason: str) -> None:
+    with pytest.raises(WhozzParseError, match=reason):
+        parse_record(text)
