@@ -22,6 +22,7 @@ from agent.devices import Device, DeviceConfig
 from agent.errors import DeviceError
 from agent.events import ALL_LINES, CallerId, DeviceUp, LineEvent, OnHook
 from agent.numbers import clean
+from plugins.simulator.audio import SyntheticSource, call_seed
 from plugins.simulator.config import SimulatorConfig
 from plugins.simulator.scenario import CallScript, Scenario, Step, line_random
 
@@ -82,6 +83,10 @@ class SimulatorDevice(Device):
     def lines(self) -> list[str]:
         """``"1"`` .. ``"N"``."""
         return list(self._lines)
+
+    def audio_source(self, line: str, call_uuid: str, samplerate: int) -> SyntheticSource:
+        """Synthetic audio of a call on ``line`` (speech-like, seeded by the device seed and the call)."""
+        return SyntheticSource(call_seed(self.options.seed, line, call_uuid), samplerate)
 
     async def __aenter__(self) -> SimulatorDevice:
         if self._tasks:
