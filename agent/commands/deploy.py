@@ -1,0 +1,138 @@
+"""``cti-agent deploy``: files for the central stack, generated from what the floor has."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+__all__ = ["Seat", "deploy", "file_sd_targets", "read_seats"]
+
+_LABEL_VALUE = re.compile(r"^[^\x00-\x1f\"\\]*$")
+_ADDRESS = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
+
+
+@dataclass(frozen=True, slots=True)
+class Seat:
+    """One seat to scrape: its metrics listener's ``host:port``, seat name and team."""
+
+    address: str
+    seat: str
+    team: str = ""
+
+
+def _seat(record: dict[str, Any], where: str) -> Seat:
+    unknown = set(record) - {"address", "seat", "team"}
+    if unknown:
+        raise click.BadParameter(f"{where}: unknown column(s) {', '.join(sorted(unknown))}")
+    address = str(record.get("address") or "").strip()
+    seat = str(record.get("seat") or "").strip()
+    team = str(record.get("team") or "").strip()
+    match = _ADDRESS.match(address)
+    if not match or not 0 < int(match.group(2)) < 65536:
+        raise click.BadParameter(f"{where}: address {address!r} is not HOST:PORT")
+    if not seat:
+        raise click.BadParameter(f"{where}: the seat name is empty")
+    for value in (seat, team):
+        if not _LABEL_VALUE.match(value):
+            raise click.BadParameter(f"{where}: {value!r} has quotes, backslashes or control characters")
+    return Seat(address=address, seat=seat, team=team)
+
+
+def read_seats(text: str, *, toml: bool) -> list[Seat]:
+    """Parse a seat list: CSV with a header ``address,seat,team`` or TOML ``[[seats]]`` tables.
+
+    Blank CSV lines and lines starting with ``#`` are skipped. A seat name or an
+    address listed twice is an error (two targets would double the floor's numbers).
+    Raises :class:`click.BadParameter` naming the line or entry at fault.
+    """
+    seats: list[Seat] = []
+    if toml:
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise click.BadParameter(f"not valid TOML: {exc}") from None
+        unknown = set(data) - {"seats"}
+        if unknown:
+            raise click.BadParameter(f"unknown table(s) {', '.join(sorted(unknown))}; expected [[seats]]")
+        for index, record in enumerate(data.get("seats", [])):
+            seats.append(_seat(record, f"seats[{index}]"))
+    else:
+        rows = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+        reader = csv.DictReader(io.StringIO("\n".join(rows)))
+        if reader.fieldnames is None or not {"address", "seat"} <= {f.strip() for f in reader.fieldnames}:
+            raise click.BadParameter("the CSV needs a header line with address,seat[,team]")
+        for number, record in enumerate(reader, start=2):
+            clean = {(k or "").strip(): v for k, v in record.items()}
+            if None in record.values() or "" in clean:
+                raise click.BadParameter(f"line {number}: wrong number of columns")
+            seats.append(_seat(clean, f"line {number}"))
+    for attribute in ("seat", "address"):
+        seen: set[str] = set()
+        for seat in seats:
+            value = getattr(seat, attribute)
+            if value in seen:
+                raise click.BadParameter(f"{attribute} {value!r} is listed twice")
+            seen.add(value)
+    return seats
+
+
+def file_sd_targets(seats: list[Seat]) -> list[dict[str, Any]]:
+    """Prometheus file_sd entries: one target group per seat, labelled with ``seat`` and ``team``."""
+    groups = []
+    for seat in seats:
+        labels = {"seat": seat.seat}
+        if seat.team:
+            labels["team"] = seat.team
+        groups.append({"targets": [seat.address], "labels": labels})
+    return groups
+
+
+@click.group()
+def deploy() -> None:
+    """Generate files for the central Prometheus and Grafana."""
+
+
+@deploy.command("prometheus-targets")
+@click.option(
+    "--seats",
+    "seats_path",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    required=True,
+    help="The seat list: CSV (address,seat,team) or TOML ([[seats]] tables), by extension.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="The targets file to write (default: standard output).",
+)
+def prometheus_targets(seats_path: Path, output: Path | None) -> None:
+    """Write Prometheus' file_sd targets (JSON) for the seats' metrics listeners.
+
+    The file is replaced atomically, so Prometheus never reads half of it.
+    """
+    try:
+        text = seats_path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise click.BadParameter("the seat list is not UTF-8 text", param_hint="--seats") from None
+    seats = read_seats(text, toml=seats_path.suffix.lower() == ".toml")
+    if not seats:
+        raise click.BadParameter("the seat list is empty", param_hint="--seats")
+    document = json.dumps(file_sd_targets(seats), indent=2, ensure_ascii=False) + "\n"
+    if output is None:
+        click.echo(document, nl=False)
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    temporary = output.with_name(f".{output.name}.tmp")
+    temporary.write_text(document, encoding="utf-8")
+    temporary.replace(output)
+    click.echo(f"{output}: {len(seats)} seat(s)", err=True)

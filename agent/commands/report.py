@@ -1,0 +1,118 @@
+"""``cti-agent report``: call history from the database, by hour, day, rep or team."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, tzinfo
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import click
+from sqlalchemy.orm import Session
+
+from agent.config import load_config
+from agent.report import FORMATS, GROUPINGS, call_report, format_report, local_zone, parse_when, start_of_day
+
+__all__ = ["report"]
+
+
+def _zone(name: str | None) -> tzinfo:
+    if not name:
+        return local_zone()
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise click.BadParameter(f"unknown time zone {name!r} (an IANA name such as Asia/Shanghai)") from None
+
+
+def _when(text: str, zone: tzinfo, option: str) -> datetime:
+    try:
+        return parse_when(text, zone)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=option) from None
+
+
+@click.command()
+@click.option(
+    "--by",
+    type=click.Choice(GROUPINGS),
+    default="day",
+    show_default=True,
+    help="Group the calls by hour, day, rep or team.",
+)
+@click.option(
+    "--from",
+    "start_text",
+    default=None,
+    help="First day or time counted (2026-03-02 or 2026-03-02 09:00). Default: today 00:00.",
+)
+@click.option(
+    "--to",
+    "end_text",
+    default=None,
+    help="End of the report, not included (a date means its 00:00). Default: now.",
+)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option(
+    "--tz", "tz_name", default=None, help="Time zone of the hours and days (default: this machine's)."
+)
+@click.option("--team", default=None, help="Only this team's calls.")
+@click.option("--rep", default=None, help="Only this rep's calls.")
+@click.option(
+    "--effective-seconds",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Talk time from which a call is effective (default: the config's [metrics] effective_call_seconds).",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="Read the database URL and the effective-call threshold from this config.",
+)
+@click.option("--url", default=None, help="A SQLAlchemy database URL (overrides the config).")
+def report(
+    by: str,
+    start_text: str | None,
+    end_text: str | None,
+    fmt: str,
+    tz_name: str | None,
+    team: str | None,
+    rep: str | None,
+    effective_seconds: float | None,
+    config_path: Path | None,
+    url: str | None,
+) -> None:
+    """Calls, answered, missed, talk time and effective calls from the database.
+
+    A call counts once it has ended, in the hour or day it started. The database
+    keeps every call; Prometheus only weeks of them.
+    """
+    from storage.db import make_engine, storage_errors
+
+    zone = _zone(tz_name)
+    now = datetime.now(zone)
+    start = _when(start_text, zone, "--from") if start_text else start_of_day(now.date(), zone)
+    end = _when(end_text, zone, "--to") if end_text else now
+    if end.astimezone(UTC) <= start.astimezone(UTC):
+        raise click.BadParameter(f"{end.isoformat()} is not after {start.isoformat()}", param_hint="--to")
+    if (end.astimezone(UTC) - start.astimezone(UTC)) > timedelta(days=3660) and by == "hour":
+        raise click.BadParameter("an hourly report of more than ten years is too long", param_hint="--from")
+    config = load_config(config_path)
+    threshold = config.metrics.effective_call_seconds if effective_seconds is None else effective_seconds
+    engine = make_engine(url or config.database_url)
+    try:
+        with storage_errors(engine, "reading calls"), Session(engine) as session:
+            result = call_report(
+                session,
+                by=by,  # type: ignore[arg-type]
+                start=start,
+                end=end,
+                zone=zone,
+                effective_seconds=threshold,
+                team=team,
+                rep=rep,
+            )
+    finally:
+        engine.dispose()
+    click.echo(format_report(result, fmt), nl=False)

@@ -1,0 +1,417 @@
+"""Call history from the database, grouped by hour, day, rep or team (``cti-agent report``).
+
+Prometheus keeps weeks and loses what a seat counted between its last scrape and
+a restart; the database keeps every call for years. These are the figures of
+record, computed the same way as the live metrics:
+
+- a call is counted once it has ended (``ended_at`` set), in the bucket of its
+  *start* (a call from 09:58 to 10:03 belongs to 09:00-10:00);
+- ``answered``/``missed`` are the dispositions; ``talk_seconds`` is the talk time
+  of answered calls; ``effective`` counts answered calls whose talk time reached
+  the threshold (``[metrics] effective_call_seconds``), like
+  ``cti_effective_calls_total``.
+
+Hours and days are those of a time zone given by the caller (the floor's zone,
+``Asia/Shanghai`` in China). The queries are plain SQL that SQLite and
+PostgreSQL run alike: rep and team are grouped by the database; hours and days
+are grouped here in Python, because SQLite has no time zones and an hour of a
+zone is not always an hour of UTC (zones with half-hour offsets, days of 23 or
+25 hours when daylight saving time changes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import ColumnElement, and_, case, func, select
+from sqlalchemy.orm import Session
+
+from storage.models import CallRecord
+
+Grouping = Literal["hour", "day", "rep", "team"]
+GROUPINGS: tuple[Grouping, ...] = ("hour", "day", "rep", "team")
+FORMATS: tuple[str, ...] = ("table", "csv", "json")
+
+#: Columns of a report, in output order (``key`` is the hour, day, rep or team).
+COLUMNS: tuple[str, ...] = (
+    "key",
+    "calls",
+    "answered",
+    "missed",
+    "talk_seconds",
+    "effective",
+    "avg_talk_seconds",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ReportRow:
+    """The figures of one hour, day, rep or team."""
+
+    key: str
+    calls: int = 0
+    answered: int = 0
+    missed: int = 0
+    talk_seconds: float = 0.0
+    effective: int = 0
+
+    @property
+    def avg_talk_seconds(self) -> float | None:
+        """Average talk time of the answered calls; None when none was answered."""
+        return self.talk_seconds / self.answered if self.answered else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict with every column (seconds rounded to milliseconds)."""
+        average = self.avg_talk_seconds
+        return {
+            "key": self.key,
+            "calls": self.calls,
+            "answered": self.answered,
+            "missed": self.missed,
+            "talk_seconds": round(self.talk_seconds, 3),
+            "effective": self.effective,
+            "avg_talk_seconds": None if average is None else round(average, 3),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """A report: its rows in order, the window ``[start, end)`` and the zone of its hours and days."""
+
+    by: Grouping
+    start: datetime
+    end: datetime
+    zone: str
+    rows: list[ReportRow]
+
+    @property
+    def total(self) -> ReportRow:
+        """All rows added up."""
+        return ReportRow(
+            key="total",
+            calls=sum(r.calls for r in self.rows),
+            answered=sum(r.answered for r in self.rows),
+            missed=sum(r.missed for r in self.rows),
+            talk_seconds=sum(r.talk_seconds for r in self.rows),
+            effective=sum(r.effective for r in self.rows),
+        )
+
+
+def local_zone() -> tzinfo:
+    """The machine's time zone: ``$TZ``, else ``/etc/localtime``'s zone name, else its current offset.
+
+    A named zone knows its daylight-saving rules; the offset fallback does not,
+    so a report across a DST change on such a machine should name ``--tz``.
+    """
+    candidates: list[str] = []
+    if os.environ.get("TZ"):
+        candidates.append(os.environ["TZ"].lstrip(":"))
+    localtime = Path("/etc/localtime")
+    try:
+        target = str(localtime.resolve())
+    except OSError:
+        target = ""
+    if "zoneinfo/" in target:
+        candidates.append(target.split("zoneinfo/", 1)[1])
+    with contextlib.suppress(OSError):
+        candidates.append(Path("/etc/timezone").read_text(encoding="utf-8").strip())
+    for name in candidates:
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            continue
+    zone = datetime.now().astimezone().tzinfo
+    return zone if zone is not None else UTC
+
+
+def zone_name(zone: tzinfo) -> str:
+    """A zone's IANA name, or what it calls itself (``UTC``, ``+0800``)."""
+    return getattr(zone, "key", None) or datetime.now(zone).strftime("%Z") or str(zone)
+
+
+def _window(start: datetime, end: datetime) -> ColumnElement[bool]:
+    if start.tzinfo is None or end.tzinfo is None:
+        raise ValueError("the report window must be tz-aware")
+    if end <= start:
+        raise ValueError(f"the report window is empty: {start.isoformat()} is not before {end.isoformat()}")
+    return and_(
+        CallRecord.ended_at.is_not(None),
+        CallRecord.started_at >= start,
+        CallRecord.started_at < end,
+    )
+
+
+def _filters(team: str | None, rep: str | None) -> list[ColumnElement[bool]]:
+    out = []
+    if team is not None:
+        out.append(CallRecord.team == team)
+    if rep is not None:
+        out.append(CallRecord.rep == rep)
+    return out
+
+
+def _grouped_by_owner(
+    session: Session,
+    column: Any,
+    where: list[ColumnElement[bool]],
+    effective_seconds: float,
+) -> list[ReportRow]:
+    answered = CallRecord.disposition == "answered"
+    talk = func.coalesce(CallRecord.talk_seconds, 0.0)
+    query = (
+        select(
+            column,
+            func.count(),
+            func.sum(case((answered, 1), else_=0)),
+            func.sum(case((CallRecord.disposition == "missed", 1), else_=0)),
+            func.sum(case((answered, talk), else_=0.0)),
+            func.sum(case((and_(answered, talk >= effective_seconds), 1), else_=0)),
+        )
+        .where(*where)
+        .group_by(column)
+        .order_by(column)
+    )
+    return [
+        ReportRow(
+            key=str(key),
+            calls=int(calls),
+            answered=int(n_answered or 0),
+            missed=int(n_missed or 0),
+            talk_seconds=float(talk_sum or 0.0),
+            effective=int(n_effective or 0),
+        )
+        for key, calls, n_answered, n_missed, talk_sum, n_effective in session.execute(query)
+    ]
+
+
+def _hour_start(moment: datetime, zone: tzinfo) -> datetime:
+    return moment.astimezone(zone).replace(minute=0, second=0, microsecond=0)
+
+
+def _time_keys(by: Grouping, start: datetime, end: datetime, zone: tzinfo) -> Iterator[str]:
+    """Every hour or day of the window, in order, as the keys :func:`_time_key` gives."""
+    if by == "day":
+        day = start.astimezone(zone).date()
+        last = (end - timedelta(microseconds=1)).astimezone(zone).date()
+        while day <= last:
+            yield day.isoformat()
+            day += timedelta(days=1)
+        return
+    hour = _hour_start(start, zone)
+    # Compared in UTC: Python compares two times of the same zone by their wall clocks.
+    end = end.astimezone(UTC)
+    while hour.astimezone(UTC) < end:
+        yield _time_key("hour", hour, zone)
+        # Step in UTC: a local hour repeated or skipped by a DST change is still one hour.
+        hour = _hour_start(hour.astimezone(UTC) + timedelta(hours=1), zone)
+
+
+def _time_key(by: Grouping, moment: datetime, zone: tzinfo) -> str:
+    local = moment.astimezone(zone)
+    if by == "day":
+        return local.date().isoformat()
+    # The offset tells apart the two 01:00s of a night when the clocks go back.
+    return local.replace(minute=0, second=0, microsecond=0).isoformat(timespec="minutes")
+
+
+def _grouped_by_time(
+    session: Session,
+    by: Grouping,
+    where: list[ColumnElement[bool]],
+    start: datetime,
+    end: datetime,
+    zone: tzinfo,
+    effective_seconds: float,
+) -> list[ReportRow]:
+    totals: dict[str, list[float]] = {key: [0, 0, 0, 0.0, 0] for key in _time_keys(by, start, end, zone)}
+    query = (
+        select(CallRecord.started_at, CallRecord.disposition, CallRecord.talk_seconds)
+        .where(*where)
+        .execution_options(yield_per=2000)
+    )
+    for started_at, disposition, talk_seconds in session.execute(query):
+        # Every key of the window is already there; setdefault only guards against a bug there.
+        bucket = totals.setdefault(_time_key(by, started_at, zone), [0, 0, 0, 0.0, 0])
+        bucket[0] += 1
+        if disposition == "answered":
+            talk = talk_seconds or 0.0
+            bucket[1] += 1
+            bucket[3] += talk
+            if talk >= effective_seconds:
+                bucket[4] += 1
+        elif disposition == "missed":
+            bucket[2] += 1
+    return [
+        ReportRow(
+            key=key,
+            calls=int(calls),
+            answered=int(answered),
+            missed=int(missed),
+            talk_seconds=float(talk),
+            effective=int(effective),
+        )
+        for key, (calls, answered, missed, talk, effective) in totals.items()
+    ]
+
+
+def call_report(
+    session: Session,
+    *,
+    by: Grouping,
+    start: datetime,
+    end: datetime,
+    zone: tzinfo,
+    effective_seconds: float = 60.0,
+    team: str | None = None,
+    rep: str | None = None,
+) -> Report:
+    """The ended calls that started in ``[start, end)``, grouped ``by`` hour, day, rep or team.
+
+    Hour and day reports have a row for every hour or day of the window (zeros
+    included, so gaps show); rep and team reports a row for each one that has
+    calls, by name. ``team``/``rep`` narrow the calls counted.
+
+    :raises ValueError: ``start``/``end`` are naive or ``end`` is not after ``start``.
+    """
+    if by not in GROUPINGS:
+        raise ValueError(f"cannot group by {by!r}; one of {', '.join(GROUPINGS)}")
+    if start.tzinfo is not None and end.tzinfo is not None:
+        # Python compares and subtracts times of one zone by their wall clocks; UTC has no folds.
+        start, end = start.astimezone(UTC), end.astimezone(UTC)
+    where = [_window(start, end), *_filters(team, rep)]
+    if by in ("rep", "team"):
+        column = CallRecord.rep if by == "rep" else CallRecord.team
+        rows = _grouped_by_owner(session, column, where, effective_seconds)
+    else:
+        rows = _grouped_by_time(session, by, where, start, end, zone, effective_seconds)
+    return Report(
+        by=by, start=start.astimezone(zone), end=end.astimezone(zone), zone=zone_name(zone), rows=rows
+    )
+
+
+def parse_when(text: str, zone: tzinfo) -> datetime:
+    """``2026-03-02``, ``2026-03-02 09:30`` or an ISO 8601 time; without an offset it is in ``zone``.
+
+    :raises ValueError: not one of those forms.
+    """
+    text = text.strip()
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a date (2026-03-02) or a time (2026-03-02 09:30)") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=zone)
+    return moment
+
+
+def start_of_day(day: date, zone: tzinfo) -> datetime:
+    """Local midnight of ``day`` in ``zone`` (the first moment of the day where midnight is skipped)."""
+    moment = datetime(day.year, day.month, day.day, tzinfo=zone)
+    # Round-trip through UTC: a nonexistent local time comes back as a real one.
+    return moment.astimezone(UTC).astimezone(zone)
+
+
+# -- output --------------------------------------------------------------------------------
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
+def format_table(report: Report) -> str:
+    """Aligned columns for a terminal, durations as h:mm:ss, and a total line."""
+    header = (report.by.upper(), "CALLS", "ANSWERED", "MISSED", "TALK", "EFFECTIVE", "AVG TALK")
+
+    def cells(row: ReportRow) -> tuple[str, ...]:
+        return (
+            row.key,
+            str(row.calls),
+            str(row.answered),
+            str(row.missed),
+            _duration(row.talk_seconds),
+            str(row.effective),
+            _duration(row.avg_talk_seconds),
+        )
+
+    body = [cells(row) for row in report.rows]
+    total = cells(report.total)
+    widths = [max(len(line[n]) for line in [header, *body, total]) for n in range(len(header))]
+
+    def render(line: Iterable[str]) -> str:
+        parts = list(line)
+        first = parts[0].ljust(widths[0])
+        rest = [part.rjust(widths[n + 1]) for n, part in enumerate(parts[1:])]
+        return "  ".join([first, *rest]).rstrip()
+
+    title = (
+        f"calls by {report.by}, {report.start.isoformat()} to {report.end.isoformat()} "
+        f"(times in {report.zone})"
+    )
+    rule = "-" * len(render(header))
+    lines = [title, render(header), rule, *(render(line) for line in body), rule, render(total)]
+    return "\n".join(lines) + "\n"
+
+
+def format_csv(report: Report) -> str:
+    """CSV with a header line; seconds as numbers; no total line (a spreadsheet sums)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([report.by if c == "key" else c for c in COLUMNS])
+    for row in report.rows:
+        data = row.to_dict()
+        writer.writerow(["" if data[c] is None else data[c] for c in COLUMNS])
+    return out.getvalue()
+
+
+def format_json(report: Report) -> str:
+    """One JSON document: the window, the zone, the rows and the total."""
+    document = {
+        "by": report.by,
+        "from": report.start.isoformat(),
+        "to": report.end.isoformat(),
+        "timezone": report.zone,
+        "rows": [row.to_dict() for row in report.rows],
+        "total": report.total.to_dict(),
+    }
+    return json.dumps(document, ensure_ascii=False, indent=2) + "\n"
+
+
+def format_report(report: Report, fmt: str) -> str:
+    """The report as ``table``, ``csv`` or ``json`` text."""
+    if fmt == "table":
+        return format_table(report)
+    if fmt == "csv":
+        return format_csv(report)
+    if fmt == "json":
+        return format_json(report)
+    raise ValueError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
+
+
+__all__ = [
+    "COLUMNS",
+    "FORMATS",
+    "GROUPINGS",
+    "Report",
+    "ReportRow",
+    "call_report",
+    "format_report",
+    "local_zone",
+    "parse_when",
+    "start_of_day",
+    "zone_name",
+]

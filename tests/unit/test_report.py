@@ -1,0 +1,294 @@
+"""``cti-agent report``: grouping by hour, day, rep and team in a time zone, formats, the command."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from agent.commands.report import report
+from agent.events import Call, Direction, Disposition
+from agent.report import (
+    Report,
+    ReportRow,
+    call_report,
+    format_report,
+    local_zone,
+    parse_when,
+    start_of_day,
+    zone_name,
+)
+from storage.db import make_engine, upgrade
+from storage.repository import upsert_call
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+NEW_YORK = ZoneInfo("America/New_York")
+
+
+def call(
+    uuid: str,
+    started: datetime,
+    *,
+    rep: str = "alice",
+    team: str = "north",
+    direction: Direction = Direction.IN,
+    disposition: Disposition = Disposition.ANSWERED,
+    talk: float = 90.0,
+    ended: bool = True,
+) -> Call:
+    answered = disposition is Disposition.ANSWERED
+    ring = 6.0
+    return Call(
+        uuid=uuid,
+        seat="seat-1",
+        device_id="sim",
+        line="L1",
+        rep=rep,
+        team=team,
+        direction=direction,
+        started_at=started,
+        number_raw="13812345678",
+        answered_at=started + timedelta(seconds=ring) if answered else None,
+        ended_at=started + timedelta(seconds=ring + (talk if answered else 0)) if ended else None,
+        ring_seconds=ring,
+        talk_seconds=talk if answered and ended else None,
+        disposition=disposition if ended else None,
+    )
+
+
+# Monday 2 March 2026 in Shanghai (UTC+8): 09:10, 09:50, 10:05, 23:30 (that is 15:30 UTC) ...
+DAY = datetime(2026, 3, 2, tzinfo=SHANGHAI)
+CALLS = [
+    call("a1", DAY + timedelta(hours=9, minutes=10), talk=30.0),
+    call("a2", DAY + timedelta(hours=9, minutes=50), disposition=Disposition.MISSED),
+    call("a3", DAY + timedelta(hours=10, minutes=5), talk=600.0, direction=Direction.OUT),
+    call("b1", DAY + timedelta(hours=9, minutes=15), rep="bob", talk=60.0),
+    call("b2", DAY + timedelta(hours=23, minutes=30), rep="bob", disposition=Disposition.ABANDONED),
+    call("c1", DAY + timedelta(hours=11), rep="carol", team="south", talk=59.9),
+    # ... the next day in Shanghai, still 2 March in UTC (16:30 UTC)
+    call("c2", DAY + timedelta(days=1, minutes=30), rep="carol", team="south", talk=120.0),
+    # not counted: still in progress; before the window
+    call("x1", DAY + timedelta(hours=10), ended=False),
+    call("x2", DAY - timedelta(minutes=1)),
+]
+
+
+@pytest.fixture
+def engine() -> Iterator[Engine]:
+    eng = make_engine("sqlite://")
+    upgrade(eng)
+    with Session(eng) as session, session.begin():
+        for c in CALLS:
+            upsert_call(session, c)
+    yield eng
+    eng.dispose()
+
+
+def run(
+    engine: Engine, by: str, start: datetime, end: datetime, zone: ZoneInfo = SHANGHAI, **kw: object
+) -> Report:
+    with Session(engine) as session:
+        return call_report(session, by=by, start=start, end=end, zone=zone, **kw)  # type: ignore[arg-type]
+
+
+def test_by_rep(engine: Engine) -> None:
+    result = run(engine, "rep", DAY, DAY + timedelta(days=2), effective_seconds=60.0)
+    assert result.rows == [
+        ReportRow("alice", calls=3, answered=2, missed=1, talk_seconds=630.0, effective=1),
+        ReportRow("bob", calls=2, answered=1, missed=0, talk_seconds=60.0, effective=1),
+        ReportRow("carol", calls=2, answered=2, missed=0, talk_seconds=179.9, effective=1),
+    ]
+    assert result.rows[0].avg_talk_seconds == 315.0
+    assert result.total == ReportRow("total", calls=7, answered=5, missed=1, talk_seconds=869.9, effective=3)
+
+
+def test_by_team_with_filters_and_threshold(engine: Engine) -> None:
+    window = (DAY, DAY + timedelta(days=2))
+    assert run(engine, "team", *window, effective_seconds=30.0).rows == [
+        ReportRow("north", calls=5, answered=3, missed=1, talk_seconds=690.0, effective=3),
+        ReportRow("south", calls=2, answered=2, missed=0, talk_seconds=179.9, effective=2),
+    ]
+    assert run(engine, "team", *window, rep="bob").rows == [
+        ReportRow("north", calls=2, answered=1, missed=0, talk_seconds=60.0, effective=1)
+    ]
+    assert run(engine, "rep", *window, team="south").rows[0].key == "carol"
+    assert run(engine, "rep", *window, team="nobody").rows == []
+
+
+def test_by_hour_in_the_floor_time_zone(engine: Engine) -> None:
+    result = run(engine, "hour", DAY + timedelta(hours=9), DAY + timedelta(hours=12), effective_seconds=60.0)
+    assert result.zone == "Asia/Shanghai"
+    assert result.rows == [
+        ReportRow("2026-03-02T09:00+08:00", calls=3, answered=2, missed=1, talk_seconds=90.0, effective=1),
+        ReportRow("2026-03-02T10:00+08:00", calls=1, answered=1, missed=0, talk_seconds=600.0, effective=1),
+        ReportRow("2026-03-02T11:00+08:00", calls=1, answered=1, missed=0, talk_seconds=59.9, effective=0),
+    ]
+
+
+def test_by_hour_lists_empty_hours_and_respects_the_window_edges(engine: Engine) -> None:
+    # 09:15 to 09:50: a1 (09:10) is before, a2 (09:50) is at the excluded end; only b1.
+    result = run(engine, "hour", DAY + timedelta(hours=9, minutes=15), DAY + timedelta(hours=9, minutes=50))
+    assert [(r.key, r.calls) for r in result.rows] == [("2026-03-02T09:00+08:00", 1)]
+    result = run(engine, "hour", DAY + timedelta(hours=12), DAY + timedelta(hours=15))
+    assert [(r.key, r.calls) for r in result.rows] == [
+        ("2026-03-02T12:00+08:00", 0),
+        ("2026-03-02T13:00+08:00", 0),
+        ("2026-03-02T14:00+08:00", 0),
+    ]
+
+
+def test_days_follow_the_zone_not_utc(engine: Engine) -> None:
+    window = (datetime(2026, 3, 1, 16, tzinfo=UTC), datetime(2026, 3, 3, 16, tzinfo=UTC))
+    shanghai = run(engine, "day", *window, zone=SHANGHAI)
+    assert [(r.key, r.calls) for r in shanghai.rows] == [("2026-03-02", 6), ("2026-03-03", 1)]
+    utc = run(engine, "day", *window, zone=ZoneInfo("UTC"))
+    # In UTC the window spans three dates, and every call is on 2 March (c2 at 16:30 UTC too).
+    assert [(r.key, r.calls) for r in utc.rows] == [("2026-03-01", 0), ("2026-03-02", 7), ("2026-03-03", 0)]
+    assert shanghai.total == utc.total
+
+
+def test_groupings_agree_on_the_totals(engine: Engine) -> None:
+    window = (DAY - timedelta(days=1), DAY + timedelta(days=3))
+    totals = {
+        by: run(engine, by, *window, effective_seconds=45.0).total for by in ("hour", "day", "rep", "team")
+    }
+    assert len(set(totals.values())) == 1
+    assert totals["rep"].calls == 8  # x2 too, the day before; never x1 (not ended)
+
+
+def test_a_night_when_the_clocks_go_back() -> None:
+    # New York, 1 November 2026: 01:00-02:00 happens twice (EDT, then EST); the day has 25 hours.
+    eng = make_engine("sqlite://")
+    upgrade(eng)
+    first = datetime(2026, 11, 1, 5, 30, tzinfo=UTC)  # 01:30 EDT
+    second = datetime(2026, 11, 1, 6, 30, tzinfo=UTC)  # 01:30 EST
+    with Session(eng) as session, session.begin():
+        upsert_call(session, call("n1", first))
+        upsert_call(session, call("n2", second))
+    day_start = start_of_day(datetime(2026, 11, 1).date(), NEW_YORK)
+    day_end = start_of_day(datetime(2026, 11, 2).date(), NEW_YORK)
+    assert day_end.astimezone(UTC) - day_start.astimezone(UTC) == timedelta(hours=25)
+    hours = run(eng, "hour", day_start, day_end, zone=NEW_YORK)
+    assert len(hours.rows) == 25
+    busy = [(r.key, r.calls) for r in hours.rows if r.calls]
+    assert busy == [("2026-11-01T01:00-04:00", 1), ("2026-11-01T01:00-05:00", 1)]
+    days = run(eng, "day", day_start, day_end, zone=NEW_YORK)
+    assert [(r.key, r.calls) for r in days.rows] == [("2026-11-01", 2)]
+    eng.dispose()
+
+
+def test_window_must_be_aware_and_not_empty(engine: Engine) -> None:
+    with pytest.raises(ValueError, match="tz-aware"):
+        run(engine, "rep", datetime(2026, 3, 2), datetime(2026, 3, 3))  # noqa: DTZ001
+    with pytest.raises(ValueError, match="empty"):
+        run(engine, "rep", DAY, DAY)
+    with pytest.raises(ValueError, match="cannot group"):
+        run(engine, "week", DAY, DAY + timedelta(days=1))
+
+
+def test_formats(engine: Engine) -> None:
+    result = run(engine, "rep", DAY, DAY + timedelta(days=2), effective_seconds=60.0)
+    table = format_report(result, "table")
+    lines = table.splitlines()
+    assert lines[0].startswith("calls by rep, 2026-03-02T00:00:00+08:00")
+    assert lines[1].split() == ["REP", "CALLS", "ANSWERED", "MISSED", "TALK", "EFFECTIVE", "AVG", "TALK"]
+    assert lines[3].split() == ["alice", "3", "2", "1", "0:10:30", "1", "0:05:15"]
+    assert lines[-1].split() == ["total", "7", "5", "1", "0:14:30", "3", "0:02:54"]
+    rows = list(csv.DictReader(io.StringIO(format_report(result, "csv"))))
+    assert rows[2] == {
+        "rep": "carol",
+        "calls": "2",
+        "answered": "2",
+        "missed": "0",
+        "talk_seconds": "179.9",
+        "effective": "1",
+        "avg_talk_seconds": "89.95",
+    }
+    document = json.loads(format_report(result, "json"))
+    assert document["timezone"] == "Asia/Shanghai"
+    assert document["total"]["calls"] == 7
+    assert document["rows"][1]["avg_talk_seconds"] == 60.0
+    empty = run(engine, "rep", DAY + timedelta(days=5), DAY + timedelta(days=6))
+    assert json.loads(format_report(empty, "json"))["rows"] == []
+    assert "-" in format_report(empty, "table").splitlines()[-1]  # no average of nothing
+    with pytest.raises(ValueError, match="unknown format"):
+        format_report(result, "xml")
+
+
+def test_parse_when_and_zones(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert parse_when("2026-03-02", SHANGHAI) == datetime(2026, 3, 2, tzinfo=SHANGHAI)
+    assert parse_when("2026-03-02 09:30", SHANGHAI) == datetime(2026, 3, 2, 9, 30, tzinfo=SHANGHAI)
+    assert parse_when("2026-03-02T01:30:00+00:00", SHANGHAI) == datetime(2026, 3, 2, 1, 30, tzinfo=UTC)
+    with pytest.raises(ValueError, match="not a date"):
+        parse_when("yesterday", SHANGHAI)
+    monkeypatch.setenv("TZ", "Asia/Shanghai")
+    assert zone_name(local_zone()) == "Asia/Shanghai"
+    monkeypatch.setenv("TZ", "Not/AZone")
+    assert local_zone() is not None
+
+
+# -- the command --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'calls.db'}"
+    eng = make_engine(url)
+    upgrade(eng)
+    with Session(eng) as session, session.begin():
+        for c in CALLS:
+            upsert_call(session, c)
+    eng.dispose()
+    return url
+
+
+def test_report_command_json(db_url: str) -> None:
+    args = ["--by", "rep", "--from", "2026-03-02", "--to", "2026-03-04", "--tz", "Asia/Shanghai"]
+    result = CliRunner().invoke(
+        report, [*args, "--format", "json", "--url", db_url, "--effective-seconds", "60"]
+    )
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.output)
+    assert [r["key"] for r in document["rows"]] == ["alice", "bob", "carol"]
+    assert document["total"]["effective"] == 3
+    assert document["from"] == "2026-03-02T00:00:00+08:00"
+
+
+def test_report_command_reads_url_and_threshold_from_config(db_url: str, tmp_path: Path) -> None:
+    config = tmp_path / "agent.toml"
+    config.write_text(f'[storage]\nurl = "{db_url}"\n[metrics]\neffective_call_seconds = 100\n')
+    result = CliRunner().invoke(
+        report,
+        ["--by", "hour", "--from", "2026-03-02 09:00", "--to", "2026-03-02 11:00", "--tz", "Asia/Shanghai"]
+        + ["--format", "csv", "--config", str(config)],
+    )
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.output)))
+    assert [(r["hour"], r["calls"], r["effective"]) for r in rows] == [
+        ("2026-03-02T09:00+08:00", "3", "0"),
+        ("2026-03-02T10:00+08:00", "1", "1"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--tz", "Mars/Olympus"], "unknown time zone"),
+        (["--from", "2026-03-03", "--to", "2026-03-02"], "is not after"),
+        (["--from", "someday"], "not a date"),
+        (["--by", "week"], "week"),
+    ],
+)
+def test_report_command_usage_errors(db_url: str, args: list[str], message: str) -> None:
+    result = CliRunner().invoke(report, [*args, "--url", db_url])
+    assert result.exit_code == 2
+    assert message in result.output
