@@ -9,18 +9,20 @@ duplicate a row or undo a later state.
 from __future__ import annotations
 
 import enum
+import json
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, ScalarSelect, and_, or_, select, update
+from sqlalchemy import ColumnElement, ScalarSelect, and_, case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from agent.events import Call, Customer
 from agent.numbers import DEFAULT_REGION, clean, to_e164
-from storage.models import CallRecord, CustomerPhone, CustomerRecord, utcnow
+from storage.models import AuditEntry, CallRecord, CustomerPhone, CustomerRecord, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -212,3 +214,310 @@ def save_note(session: Session, uuid: str, notes: str | None, follow_up_at: date
         .execution_options(synchronize_session="fetch")
     )
     return bool(getattr(result, "rowcount", 0))
+
+
+# -- the seat page: a customer's history, follow-ups, today's counts ---------------------------
+
+
+def get_customer(session: Session, customer_id: int) -> CustomerRecord | None:
+    """The customer with this id (with its phones), or None."""
+    return session.get(CustomerRecord, customer_id)
+
+
+def calls_with(
+    session: Session,
+    *,
+    customer_id: int | None = None,
+    number_e164: str | None = None,
+    exclude_uuid: str | None = None,
+    limit: int = 10,
+) -> list[CallRecord]:
+    """The newest calls with a customer (by id) or a number (E.164), newest first.
+
+    Either may be None; with both, a call matching either is returned (a call
+    from a customer's other number, or from the number before it was imported).
+    """
+    conditions: list[ColumnElement[bool]] = []
+    if customer_id is not None:
+        conditions.append(CallRecord.customer_id == customer_id)
+    if number_e164:
+        conditions.append(CallRecord.number_e164 == number_e164)
+    if not conditions:
+        return []
+    query = select(CallRecord).where(or_(*conditions))
+    if exclude_uuid is not None:
+        query = query.where(CallRecord.uuid != exclude_uuid)
+    query = query.order_by(CallRecord.started_at.desc(), CallRecord.id.desc()).limit(limit)
+    return list(session.scalars(query))
+
+
+def due_follow_ups(session: Session, *, rep: str, until: datetime, limit: int = 50) -> list[CallRecord]:
+    """Calls of ``rep`` whose follow-up is due by ``until`` and not yet done, the oldest due first.
+
+    A follow-up is done once a later call with the same number was answered
+    (the rep called back, or the customer called in and got through).
+    """
+    later = CallRecord.__table__.alias("later")
+    done = (
+        select(later.c.id)
+        .where(
+            later.c.number_e164 == CallRecord.number_e164,
+            later.c.started_at > CallRecord.started_at,
+            later.c.disposition == "answered",
+        )
+        .exists()
+    )
+    query = (
+        select(CallRecord)
+        .where(
+            CallRecord.rep == rep,
+            CallRecord.follow_up_at.is_not(None),
+            CallRecord.follow_up_at <= until,
+            ~done,
+        )
+        .order_by(CallRecord.follow_up_at, CallRecord.id)
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def day_counts(
+    session: Session, *, rep: str, since: datetime, effective_seconds: float = 60.0
+) -> dict[str, float]:
+    """A rep's calls since ``since`` (the start of their day).
+
+    ``{"calls", "answered", "inbound", "outbound", "missed", "talk_seconds", "effective_calls"}``;
+    an effective call is an answered one that talked at least ``effective_seconds``.
+    """
+    talk = func.coalesce(CallRecord.talk_seconds, 0.0)
+    row = session.execute(
+        select(
+            func.count(CallRecord.id),
+            func.coalesce(func.sum(case((CallRecord.disposition == "answered", 1), else_=0)), 0),
+            func.coalesce(func.sum(case((CallRecord.direction == "in", 1), else_=0)), 0),
+            func.coalesce(func.sum(case((CallRecord.direction == "out", 1), else_=0)), 0),
+            func.coalesce(func.sum(case((CallRecord.disposition == "missed", 1), else_=0)), 0),
+            func.coalesce(func.sum(talk), 0.0),
+            func.coalesce(
+                func.sum(
+                    case((and_(CallRecord.disposition == "answered", talk >= effective_seconds), 1), else_=0)
+                ),
+                0,
+            ),
+        ).where(CallRecord.rep == rep, CallRecord.started_at >= since)
+    ).one()
+    keys = ("calls", "answered", "inbound", "outbound", "missed", "talk_seconds", "effective_calls")
+    return {
+        key: float(value) if key == "talk_seconds" else int(value)
+        for key, value in zip(keys, row, strict=True)
+    }
+
+
+# -- lead ownership: claims, audited --------------------------------------------------------
+
+CLAIM_ACTION = "lead_claim"
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimStatus:
+    """Whether ``rep`` may claim a customer now, and why not.
+
+    ``reason``: ``"ok"``, ``"yours"`` (already the owner), ``"protected"`` (another
+    rep's protection runs until ``protected_until``), ``"limit"`` (no claims left
+    today) or ``"not_found"``.
+    """
+
+    reason: str
+    owner_rep: str | None = None
+    protected_until: datetime | None = None
+    claims_left: int = 0
+
+    @property
+    def claimable(self) -> bool:
+        """True when a claim would succeed."""
+        return self.reason == "ok"
+
+
+def _target(customer_id: int) -> str:
+    return f"customer:{customer_id}"
+
+
+def claim_status(
+    session: Session,
+    customer_id: int,
+    rep: str,
+    *,
+    now: datetime,
+    day_start: datetime,
+    protection: timedelta,
+    daily_limit: int,
+) -> ClaimStatus:
+    """Whether ``rep`` may claim the customer (see :class:`ClaimStatus`).
+
+    A customer's protection starts when they were created (imported) or last
+    claimed, whichever is later, and lasts ``protection``; an unowned customer
+    is never protected. Claims today are counted from the audit log.
+    """
+    customer = session.get(CustomerRecord, customer_id)
+    if customer is None:
+        return ClaimStatus("not_found")
+    used = session.scalar(
+        select(func.count(AuditEntry.id)).where(
+            AuditEntry.action == CLAIM_ACTION, AuditEntry.user_login == rep, AuditEntry.at >= day_start
+        )
+    )
+    left = max(daily_limit - int(used or 0), 0)
+    owner = customer.owner_rep
+    if owner == rep:
+        return ClaimStatus("yours", owner, claims_left=left)
+    if owner:
+        last_claim = session.scalar(
+            select(func.max(AuditEntry.at)).where(
+                AuditEntry.action == CLAIM_ACTION, AuditEntry.target == _target(customer_id)
+            )
+        )
+        since = max(t for t in (customer.created_at, last_claim) if t is not None)
+        until = since + protection
+        if until > now:
+            return ClaimStatus("protected", owner, protected_until=until, claims_left=left)
+    if left <= 0:
+        return ClaimStatus("limit", owner, claims_left=0)
+    return ClaimStatus("ok", owner, claims_left=left)
+
+
+def claim_customer(
+    session: Session,
+    customer_id: int,
+    rep: str,
+    *,
+    now: datetime,
+    day_start: datetime,
+    protection: timedelta,
+    daily_limit: int,
+    remote_addr: str | None = None,
+) -> ClaimStatus:
+    """Make ``rep`` the customer's owner if :func:`claim_status` allows it; audited.
+
+    The owner is changed with a compare-and-set on the owner seen, so of two
+    reps claiming at once only one wins (the other gets ``"protected"``). An
+    ``audit_log`` row (``lead_claim``, target ``customer:<id>``, detail
+    ``from=<previous owner>``) records the change. Returns the status before
+    the claim (``"ok"`` when it succeeded).
+    """
+    status = claim_status(
+        session,
+        customer_id,
+        rep,
+        now=now,
+        day_start=day_start,
+        protection=protection,
+        daily_limit=daily_limit,
+    )
+    if not status.claimable:
+        return status
+    owner_is = (
+        CustomerRecord.owner_rep.is_(None)
+        if status.owner_rep is None
+        else CustomerRecord.owner_rep == status.owner_rep
+    )
+    result = session.execute(
+        update(CustomerRecord)
+        .where(CustomerRecord.id == customer_id, owner_is)
+        .values(owner_rep=rep, updated_at=now)
+        .execution_options(synchronize_session="fetch")
+    )
+    if not getattr(result, "rowcount", 0):
+        return ClaimStatus("protected", None, claims_left=status.claims_left)
+    session.add(
+        AuditEntry(
+            at=now,
+            user_login=rep,
+            action=CLAIM_ACTION,
+            target=_target(customer_id),
+            detail=f"from={status.owner_rep or ''}",
+            remote_addr=remote_addr,
+        )
+    )
+    session.flush()
+    return status
+
+
+# -- rep state: stored in the audit log, summed for reports ---------------------------------
+
+REP_STATE_ACTION = "rep_state"
+
+
+def record_rep_state(
+    session: Session,
+    *,
+    rep: str,
+    state: str,
+    reason: str | None,
+    at: datetime,
+    previous: str,
+    previous_seconds: float,
+    previous_reason: str | None = None,
+) -> None:
+    """Store one rep-state change (an ``audit_log`` row: ``rep_state``, target = the new state).
+
+    ``detail`` is JSON with the reason and the state left and its length, which
+    :func:`rep_state_totals` sums.
+    """
+    session.add(
+        AuditEntry(
+            at=at,
+            user_login=rep,
+            action=REP_STATE_ACTION,
+            target=state,
+            detail=json.dumps(
+                {
+                    "reason": reason,
+                    "previous": previous,
+                    "previous_reason": previous_reason,
+                    "previous_seconds": round(previous_seconds, 3),
+                }
+            ),
+        )
+    )
+    session.flush()
+
+
+def rep_state_totals(session: Session, rep: str, *, since: datetime, until: datetime) -> dict[str, float]:
+    """Seconds ``rep`` spent in each state between ``since`` and ``until`` (``paused:<reason>`` per reason).
+
+    Built from the stored changes: each row closes the previous state; the time
+    from the last change to ``until`` is counted in the state it started.
+    """
+    rows = session.execute(
+        select(AuditEntry.at, AuditEntry.target, AuditEntry.detail)
+        .where(
+            AuditEntry.action == REP_STATE_ACTION,
+            AuditEntry.user_login == rep,
+            AuditEntry.at >= since,
+            AuditEntry.at <= until,
+        )
+        .order_by(AuditEntry.at, AuditEntry.id)
+    ).all()
+    totals: dict[str, float] = {}
+
+    def add(state: str, reason: str | None, seconds: float) -> None:
+        key = f"{state}:{reason}" if state == "paused" and reason else state
+        totals[key] = round(totals.get(key, 0.0) + max(seconds, 0.0), 3)
+
+    last: tuple[datetime, str, str | None] | None = None
+    for at, state, detail in rows:
+        info = json.loads(detail or "{}")
+        if last is None:
+            # The state left by the first change started before ``since``: count only its part after.
+            started = at - timedelta(seconds=float(info.get("previous_seconds", 0.0)))
+            add(
+                str(info.get("previous", "")),
+                info.get("previous_reason"),
+                (at - max(started, since)).total_seconds(),
+            )
+        else:
+            add(last[1], last[2], (at - last[0]).total_seconds())
+        last = (at, state or "", info.get("reason"))
+    if last is not None:
+        add(last[1], last[2], (until - last[0]).total_seconds())
+    return totals

@@ -1,8 +1,9 @@
 """The seat page: a Starlette app showing this seat's lines and calls, live over Server-Sent Events.
 
-Routes: ``/`` (the page), ``/events`` (the event stream), ``/api/state`` (the
-snapshot as JSON), ``/healthz``, ``/static/...`` (served from the package, so it
-works offline) and whatever plugins add through ``register_routes``.
+Routes: ``/`` (the page, with the caller card), ``/events`` (the event stream),
+``/api/state`` (the snapshot as JSON), ``/healthz``, the card/note/today/dial/
+claim/rep-state API of :mod:`agent.web.api`, ``/static/...`` (served from the
+package, so it works offline) and whatever plugins add through ``register_routes``.
 
 Everything a caller controls (name, number) reaches the browser as text only:
 Jinja2 autoescapes the page, JSON escapes ``<``, ``>`` and ``&``, and the page's
@@ -17,7 +18,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import pluggy
@@ -31,9 +32,14 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from agent.config import DailyTarget
 from agent.observers import PluginErrorCounter
 from agent.web import i18n
+from agent.web.api import Dialer, SeatApi, local_now
 from agent.web.bus import SeatBus, Subscription, SubscriptionEnded
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 logger = logging.getLogger(__name__)
 
@@ -257,6 +263,15 @@ def make_seat_app(
     language: str | None = None,
     errors: PluginErrorCounter | None = None,
     heartbeat: float = 15.0,
+    engine: Engine | None = None,
+    dialer: Dialer | None = None,
+    rep: str = "",
+    targets: DailyTarget | None = None,
+    effective_call_seconds: float = 60.0,
+    now: Callable[[], datetime] = local_now,
+    csrf_token: str | None = None,
+    protection_days: int = 30,
+    daily_claim_limit: int = 20,
 ) -> Starlette:
     """Build the seat page app.
 
@@ -267,7 +282,28 @@ def make_seat_app(
         without it the browser's ``Accept-Language`` decides (``zh*`` → Simplified Chinese, else English).
     :param errors: counts a plugin failing in ``register_routes`` (the metrics object).
     :param heartbeat: seconds of silence after which the event stream sends a comment line.
+    :param engine: the database, for the caller card's history, notes, follow-ups and counts.
+    :param dialer: click-to-dial (the runtime); without it nothing is dialable.
+    :param rep: the seat's rep, whose follow-ups and counts the page shows.
+    :param targets: the rep's daily targets, shown against today's counts.
+    :param now: the local wall clock (a rep's day starts at local midnight).
+    :param csrf_token: the token every POST must carry (random when not given).
+    :param protection_days: how long an owner keeps a customer before another rep may claim it.
+    :param daily_claim_limit: how many customers a rep may claim a day.
     """
+    api = SeatApi(
+        bus,
+        engine=engine,
+        dialer=dialer,
+        rep=rep,
+        targets=targets,
+        effective_call_seconds=effective_call_seconds,
+        now=now,
+        csrf_token=csrf_token,
+        json_response=SafeJSONResponse,
+        protection_days=protection_days,
+        daily_claim_limit=daily_claim_limit,
+    )
     env = Environment(
         loader=PackageLoader("agent.web", "templates"),
         autoescape=True,
@@ -296,6 +332,8 @@ def make_seat_app(
             calls=[call_view(call, t) for call in state["calls"]],
             other_languages=[(code, t(f"lang.{code}")) for code in i18n.LANGUAGES if code != lang],
             strings_json=to_json(t.strings),
+            csrf_token=api.csrf_token,
+            rep=rep,
         )
         return HTMLResponse(
             html, headers={"Cache-Control": "no-store", "Vary": "Accept-Language", "Content-Language": lang}
@@ -318,6 +356,7 @@ def make_seat_app(
         Route("/events", events, methods=["GET"], name="events"),
         Route("/api/state", api_state, name="state"),
         Route("/healthz", healthz, name="healthz"),
+        *api.routes(),
     ]
     if pm is not None:
         routes.extend(_plugin_routes(pm, errors))

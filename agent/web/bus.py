@@ -15,10 +15,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict, deque
+from collections.abc import Callable
+from datetime import datetime
 from types import TracebackType
 from typing import Any
 
-from agent.events import CallEvent, LineStatus, Message
+from agent.events import CallEvent, CallEventKind, Customer, LineStatus, Message
+from agent.web.repstate import RepState, RepStateChange, RepStateSink
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +30,7 @@ Item = tuple[int, str, dict[str, Any]]
 
 #: Event names. ``reset`` tells a client its ``Last-Event-ID`` is no longer in
 #: the replay buffer (or belongs to an earlier run): it must reload the snapshot.
-CALL, LINE, RESET = "call", "line", "reset"
+CALL, LINE, RESET, REP = "call", "line", "reset", "rep"
 
 _END = object()
 
@@ -125,17 +128,34 @@ class SeatBus:
     name = "seat-page"
     must_deliver = False
 
-    def __init__(self, *, max_calls: int = 200, replay_size: int = 1000, client_queue: int = 256) -> None:
+    def __init__(
+        self,
+        *,
+        max_calls: int = 200,
+        replay_size: int = 1000,
+        client_queue: int = 256,
+        rep_state: RepState | None = None,
+        rep_sink: RepStateSink | None = None,
+    ) -> None:
         if max_calls < 1 or replay_size < 1 or client_queue < 1:
             raise ValueError("max_calls, replay_size and client_queue must be positive")
         self._max_calls = max_calls
         self._client_queue = client_queue
         self._calls: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._customers: dict[str, dict[str, Any]] = {}
         self._lines: dict[str, dict[str, Any]] = {}
         self._replay: deque[Item] = deque(maxlen=replay_size)
         self._subscribers: set[Subscription] = set()
         self._last_id = 0
         self._closed = False
+        #: The seat rep's state (None: not tracked), moved by their calls and the page.
+        self.rep_state = rep_state
+        self._rep_sink = rep_sink
+        #: Called with every rep-state change (the seat page stores them for reports).
+        self.rep_listeners: list[Callable[[RepStateChange], None]] = []
+        self._wrap_up_timer: asyncio.TimerHandle | None = None
+        if rep_state is not None and rep_sink is not None:
+            rep_sink.rep_state(rep_state.rep, rep_state.state, rep_state.reason)
 
     @property
     def last_id(self) -> int:
@@ -153,20 +173,31 @@ class SeatBus:
 
     def publish(self, message: Message) -> int:
         """Record ``message`` in the snapshot and send it to every client; return its id."""
+        payload: dict[str, Any]
         if isinstance(message, CallEvent):
             event = CALL
             call = message.call
+            payload = message.to_dict()
+            customer = self._customers.get(call.uuid)
+            if customer is not None:
+                payload["call"]["customer"] = customer
             # A known call is updated in place: the list keeps first-seen order.
-            self._calls[call.uuid] = call.to_dict()
+            self._calls[call.uuid] = payload["call"]
             while len(self._calls) > self._max_calls:
-                self._calls.popitem(last=False)
+                old, _ = self._calls.popitem(last=False)
+                self._customers.pop(old, None)
+            self._follow_calls(message)
         elif isinstance(message, LineStatus):
             event = LINE
-            self._lines[message.line] = message.to_dict()
+            payload = message.to_dict()
+            self._lines[message.line] = payload
         else:
             raise TypeError(f"cannot publish {type(message).__name__}")
+        return self._send(event, payload)
+
+    def _send(self, event: str, payload: dict[str, Any]) -> int:
         self._last_id += 1
-        item: Item = (self._last_id, event, message.to_dict())
+        item: Item = (self._last_id, event, payload)
         self._replay.append(item)
         for sub in list(self._subscribers):
             if not sub._offer(item):
@@ -175,6 +206,77 @@ class SeatBus:
                 self._subscribers.discard(sub)
                 sub._end()
         return self._last_id
+
+    # -- rep state --------------------------------------------------------------------
+
+    def _follow_calls(self, message: CallEvent) -> None:
+        state = self.rep_state
+        if state is None or message.call.rep != state.rep:
+            return
+        if message.kind is CallEventKind.ANSWERED:
+            self._rep_changed(state.call_answered(message.call.uuid, message.at))
+        elif message.kind is CallEventKind.ENDED:
+            self._rep_changed(state.call_ended(message.call.uuid, message.at))
+
+    def choose_rep_state(self, state: str, reason: str | None, now: datetime) -> RepStateChange | None:
+        """The rep chose a state on the page (see :meth:`RepState.choose`; raises ValueError)."""
+        if self.rep_state is None:
+            raise ValueError("rep state is not tracked on this seat")
+        change = self.rep_state.choose(state, reason, now)
+        self._rep_changed(change)
+        return change
+
+    def tick_rep_state(self, now: datetime) -> None:
+        """End a wrap-up that ran out of time (the bus schedules this itself on the event loop)."""
+        if self.rep_state is not None:
+            self._rep_changed(self.rep_state.tick(now))
+
+    def _rep_changed(self, change: RepStateChange | None) -> None:
+        if change is None:
+            return
+        if self._rep_sink is not None:
+            self._rep_sink.rep_state_seconds(change.rep, change.previous, change.previous_seconds)
+            self._rep_sink.rep_state(change.rep, change.state, change.reason)
+        for listener in self.rep_listeners:
+            try:
+                listener(change)
+            except Exception:
+                logger.exception("rep state listener failed")
+        self._send(REP, change.to_dict())
+        self._schedule_wrap_up()
+
+    def _schedule_wrap_up(self) -> None:
+        if self._wrap_up_timer is not None:
+            self._wrap_up_timer.cancel()
+            self._wrap_up_timer = None
+        deadline = self.rep_state.deadline() if self.rep_state is not None else None
+        if deadline is None or self._closed:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop (a pure test): tick_rep_state is called by hand
+        delay = max((deadline - datetime.now(deadline.tzinfo)).total_seconds(), 0.0)
+        self._wrap_up_timer = loop.call_later(delay, lambda: self.tick_rep_state(deadline))
+
+    def set_customer(self, uuid: str, customer: Customer) -> None:
+        """Who is behind call ``uuid``: its later messages carry ``call.customer``.
+
+        ``{"id", "name", "company", "owner_rep", "source"}`` (``id`` only for our own
+        customers table). The runtime sets it just before it publishes the
+        ``identified`` event that names the customer.
+        """
+        self._customers[uuid] = {
+            "id": customer.id if customer.source == "sql" else None,
+            "name": customer.name,
+            "company": customer.company,
+            "owner_rep": customer.owner_rep,
+            "source": customer.source,
+        }
+
+    def call(self, uuid: str) -> dict[str, Any] | None:
+        """The latest state of a recent call (as in :meth:`snapshot`), or None."""
+        return self._calls.get(uuid)
 
     def subscribe(self, last_event_id: int | None = None) -> Subscription:
         """A new client's stream: messages after ``last_event_id`` (if given), then live ones.
@@ -208,11 +310,14 @@ class SeatBus:
             "last_id": self._last_id,
             "calls": list(reversed(self._calls.values())),
             "lines": list(self._lines.values()),
+            "rep_state": self.rep_state.snapshot() if self.rep_state is not None else None,
         }
 
     def close(self) -> None:
         """End every client's stream (at shutdown, so open event streams do not hold the web server)."""
         self._closed = True
+        if self._wrap_up_timer is not None:
+            self._wrap_up_timer.cancel()
         for sub in list(self._subscribers):
             self._subscribers.discard(sub)
             sub._end()

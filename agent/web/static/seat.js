@@ -15,10 +15,25 @@
   var stateUrl = body.getAttribute("data-state-url");
   var lastId = parseInt(body.getAttribute("data-last-id"), 10) || 0;
   var source = null;
+  var api = body.getAttribute("data-api");
+  var rep = body.getAttribute("data-rep") || "";
+  var csrfMeta = document.querySelector('meta[name="csrf-token"]');
+  var csrf = csrfMeta ? csrfMeta.getAttribute("content") : "";
+  var calls = {};          // uuid -> latest call dict
+  var cardUuid = null;     // the call the card shows
+  var cardData = null;     // what /api/card said about it
+  var dialLines = [];
+  var ACTIVE = { ringing: true, dialing: true, talking: true };
 
-  function t(key) {
-    return Object.prototype.hasOwnProperty.call(strings, key) ? strings[key] : key;
+  function t(key, values) {
+    var text = Object.prototype.hasOwnProperty.call(strings, key) ? strings[key] : key;
+    if (values) {
+      Object.keys(values).forEach(function (name) { text = text.split("{" + name + "}").join(String(values[name])); });
+    }
+    return text;
   }
+
+  function $(id) { return document.getElementById(id); }
 
   function el(tag, className, text) {
     var node = document.createElement(tag);
@@ -76,6 +91,7 @@
   function callRow(call) {
     var key = statusKey(call);
     var li = el("li", "call");
+    li.tabIndex = 0;
     li.setAttribute("data-uuid", call.uuid);
     li.setAttribute("data-status", key.split(".")[1]);
     li.setAttribute("data-direction", call.direction || "");
@@ -100,10 +116,11 @@
       name.title = t("caller");
       who.appendChild(name);
     }
-    if (call.customer_name) {
+    var customerName = call.customer_name || (call.customer && call.customer.name);
+    if (customerName) {
       var customer = el("span", "call-customer");
       customer.appendChild(el("span", "label", t("customer")));
-      customer.appendChild(document.createTextNode(" " + call.customer_name));
+      customer.appendChild(document.createTextNode(" " + customerName));
       who.appendChild(customer);
     }
     li.appendChild(who);
@@ -124,6 +141,9 @@
   }
 
   function upsertCall(call) {
+    var previous = calls[call.uuid];
+    calls[call.uuid] = call;
+    popCard(call, previous);
     var row = callRow(call);
     var existing = findByAttr(callsEl, "data-uuid", call.uuid);
     if (existing) {
@@ -146,6 +166,315 @@
     li.appendChild(el("span", "line-rep", status.rep));
     return li;
   }
+
+  // -- the caller card ----------------------------------------------------------------
+
+  function request(method, url, payload) {
+    var options = { method: method, cache: "no-store", headers: { "Accept": "application/json" } };
+    if (payload !== undefined) {
+      options.headers["Content-Type"] = "application/json";
+      options.headers["X-CSRF-Token"] = csrf;
+      options.body = JSON.stringify(payload);
+    }
+    return fetch(url, options).then(function (response) {
+      return response.json().catch(function () { return {}; }).then(function (data) {
+        if (!response.ok) {
+          var error = new Error(data.error || String(response.status));
+          error.status = response.status;
+          throw error;
+        }
+        return data;
+      });
+    });
+  }
+
+  function isActive(call) {
+    return ACTIVE[statusKey(call).split(".")[1]] === true;
+  }
+
+  // A new call, or the card's call changing: shown at once from the event itself.
+  function popCard(call, previous) {
+    var current = cardUuid ? calls[cardUuid] : null;
+    var take = call.uuid === cardUuid || !current || (!previous && isActive(call)) || (!isActive(current) && isActive(call));
+    if (!take) return;
+    var changed = call.uuid !== cardUuid;
+    cardUuid = call.uuid;
+    if (changed) clearCard();
+    renderCard();
+    var hadCustomer = previous && (previous.customer || previous.customer_name);
+    var hasCustomer = call.customer || call.customer_name;
+    var numberCame = call.number_raw && !(previous && previous.number_raw);
+    if (changed || numberCame || (hasCustomer && !hadCustomer) || (call.disposition && !(previous && previous.disposition))) {
+      loadCard(call.uuid);
+    }
+    document.dispatchEvent(new CustomEvent("cti:pop", { detail: { uuid: call.uuid } }));
+  }
+
+  function clearCard() {
+    cardData = null;
+    $("note-text").value = "";
+    $("note-text").removeAttribute("data-dirty");
+    $("note-follow-up").value = "";
+    $("note-status").textContent = "";
+  }
+
+  function selectCall(uuid) {
+    if (!calls[uuid]) return;
+    cardUuid = uuid;
+    clearCard();
+    renderCard();
+    loadCard(uuid);
+  }
+
+  function loadCard(uuid) {
+    request("GET", api + "/card/" + encodeURIComponent(uuid)).then(function (data) {
+      if (uuid !== cardUuid) return;
+      cardData = data;
+      dialLines = data.dial_lines || dialLines;
+      renderCard();
+      var note = data.note || {};
+      var text = $("note-text");
+      if (document.activeElement !== text && !text.getAttribute("data-dirty")) {
+        text.value = note.notes || "";
+        $("note-follow-up").value = note.follow_up || "";
+      }
+    }).catch(function () { /* the card keeps what the event said */ });
+  }
+
+  function dialButton(number) {
+    if (!dialLines.length || !number) return null;
+    var button = el("button", "dial", t("dial"));
+    button.type = "button";
+    button.title = t("dial.on", { line: dialLines[0] });
+    button.setAttribute("data-number", number);
+    button.addEventListener("click", function () { dial(number, button); });
+    return button;
+  }
+
+  function dial(number, button) {
+    button.disabled = true;
+    request("POST", api + "/dial", { line: dialLines[0], number: number }).then(function () {
+      button.textContent = t("dial.started");
+    }).catch(function (error) {
+      button.textContent = t("dial.failed");
+      button.title = error.message;
+    }).then(function () {
+      setTimeout(function () { button.disabled = false; button.textContent = t("dial"); }, 3000);
+    });
+  }
+
+  function renderCard() {
+    var card = $("card");
+    var call = cardUuid ? calls[cardUuid] : null;
+    if (!call) { card.hidden = true; return; }
+    card.hidden = false;
+    card.setAttribute("data-uuid", call.uuid);
+    var number = numberText(call);
+    var numberEl = $("card-number");
+    numberEl.textContent = number.text;
+    numberEl.className = "card-number" + (number.placeholder ? " placeholder" : "");
+    $("card-status").textContent = t(statusKey(call)) + " · " + t("direction." + call.direction);
+    $("card-line").textContent = call.line ? t("line") + " " + call.line : "";
+    var dialEl = $("card-dial");
+    dialEl.textContent = "";
+    var button = number.placeholder ? null : dialButton(call.number_e164 || call.number_raw);
+    if (button) dialEl.appendChild(button);
+
+    var customer = (cardData && cardData.customer) || call.customer || null;
+    var name = (customer && customer.name) || call.customer_name || "";
+    var lookedUp = cardData !== null || call.disposition;
+    card.setAttribute("data-customer", name ? "known" : (number.placeholder ? "none" : (lookedUp ? "unknown" : "pending")));
+    $("card-name").textContent = name || (number.placeholder || lookedUp ? "" : t("card.looking_up"));
+    $("card-unknown").hidden = !!name || number.placeholder || !lookedUp;
+    if (call.cid_name && call.cid_name !== name) {
+      var cid = el("span", "card-cid", call.cid_name);
+      cid.title = t("caller");
+      $("card-name").appendChild(document.createTextNode(" "));
+      $("card-name").appendChild(cid);
+    }
+    $("card-company").textContent = (customer && customer.company) || "";
+    $("card-owner").textContent = (customer && customer.owner_rep) || "";
+    var tags = $("card-tags");
+    tags.textContent = "";
+    ((customer && customer.tags) || []).forEach(function (tag) { tags.appendChild(el("span", "tag", tag)); });
+    $("card-customer-notes").textContent = (customer && customer.notes) || "";
+    var owner = customer && customer.owner_rep;
+    var conflict = $("card-conflict");
+    conflict.hidden = !(owner && rep && owner !== rep);
+    conflict.textContent = conflict.hidden ? "" : t("card.owned_by", { rep: owner });
+
+    var claim = cardData && cardData.claim;
+    var claimRow = $("card-claim-row");
+    claimRow.hidden = !claim || claim.reason === "yours";
+    $("card-claim").hidden = !(claim && claim.claimable);
+    if (claim && !claimRow.hidden) {
+      var claimText = "";
+      if (claim.reason === "protected" && claim.protected_until) {
+        claimText = t("claim.protected", { date: new Date(claim.protected_until).toLocaleDateString() });
+      } else if (claim.reason === "limit") {
+        claimText = t("claim.limit");
+      } else {
+        claimText = t("claim.left", { n: claim.claims_left });
+      }
+      $("card-claim-status").textContent = claimText;
+    }
+
+    var history = (cardData && cardData.history) || [];
+    var table = $("card-history");
+    var tbody = table.querySelector("tbody");
+    tbody.textContent = "";
+    history.forEach(function (h) {
+      var tr = document.createElement("tr");
+      var when = el("td", "history-date", h.started_at ? new Date(h.started_at).toLocaleString() : "");
+      tr.appendChild(when);
+      tr.appendChild(el("td", "history-direction", t("direction." + h.direction)));
+      tr.appendChild(el("td", "history-outcome", h.disposition ? t("disposition." + h.disposition) : ""));
+      tr.appendChild(el("td", "history-talk", duration(h.talk_seconds)));
+      var notes = el("td", "history-notes", h.notes);
+      if (h.follow_up) notes.appendChild(el("span", "history-follow-up", " → " + h.follow_up));
+      tr.appendChild(notes);
+      tbody.appendChild(tr);
+    });
+    table.hidden = history.length === 0;
+    $("card-no-history").hidden = history.length > 0;
+  }
+
+  function saveNote(event) {
+    event.preventDefault();
+    if (!cardUuid) return;
+    var uuid = cardUuid;
+    var status = $("note-status");
+    status.textContent = "";
+    request("POST", api + "/calls/" + encodeURIComponent(uuid) + "/note", {
+      notes: $("note-text").value,
+      follow_up: $("note-follow-up").value
+    }).then(function () {
+      $("note-text").removeAttribute("data-dirty");
+      status.textContent = t("note.saved");
+      status.setAttribute("data-state", "saved");
+      loadToday();
+    }).catch(function (error) {
+      status.textContent = t("note.failed") + ": " + error.message;
+      status.setAttribute("data-state", "failed");
+    });
+  }
+
+  // -- today: counts against targets, due follow-ups -----------------------------------
+
+  function loadToday() {
+    request("GET", api + "/today").then(renderToday).catch(function () {});
+  }
+
+  function renderToday(data) {
+    dialLines = data.dial_lines || dialLines;
+    var counts = data.counts || {};
+    var targets = data.targets || {};
+    var list = $("today-counts");
+    list.textContent = "";
+    [["count.calls", counts.calls, targets.calls, String],
+     ["count.answered", counts.answered, null, String],
+     ["count.missed", counts.missed, null, String],
+     ["count.effective", counts.effective_calls, targets.effective_calls, String],
+     ["count.talk", counts.talk_seconds, targets.talk_seconds, duration]].forEach(function (item) {
+      if (item[1] === undefined || item[1] === null) return;
+      var li = el("li", "count");
+      li.appendChild(el("span", "label", t(item[0])));
+      li.appendChild(document.createTextNode(" "));
+      var value = el("span", "value", item[3](item[1]));
+      li.appendChild(value);
+      if (item[2] !== undefined && item[2] !== null) {
+        li.appendChild(el("span", "target", " / " + item[3](item[2])));
+        if (item[1] >= item[2]) li.setAttribute("data-met", "true");
+      }
+      list.appendChild(li);
+    });
+    var follow = $("follow-ups");
+    follow.textContent = "";
+    (data.follow_ups || []).forEach(function (f) {
+      var li = el("li", "follow-up");
+      li.appendChild(el("span", "follow-up-due", f.due + (f.overdue ? " (" + t("today.overdue") + ")" : "")));
+      li.appendChild(el("span", "follow-up-name", f.name));
+      li.appendChild(el("span", "follow-up-number", f.number));
+      li.appendChild(el("span", "follow-up-notes", f.notes));
+      var button = dialButton(f.number_e164 || f.number);
+      if (button) li.appendChild(button);
+      if (f.overdue) li.setAttribute("data-overdue", "true");
+      follow.appendChild(li);
+    });
+    $("no-follow-ups").hidden = follow.children.length > 0;
+    if (cardUuid) renderCard();
+  }
+
+  // -- rep state ----------------------------------------------------------------------
+
+  var repState = null;
+
+  function renderRepState(state) {
+    if (!state) return;
+    repState = state;
+    var section = $("rep-state");
+    section.hidden = false;
+    section.setAttribute("data-state", state.state);
+    var text = t("rep_state." + state.state);
+    if (state.reason) text += " · " + t("pause." + state.reason);
+    $("rep-state-now").textContent = text;
+    var select = $("rep-pause-reason");
+    if (state.pause_reasons && select.children.length === 0) {
+      state.pause_reasons.forEach(function (code) {
+        var option = el("option", null, t("pause." + code));
+        option.value = code;
+        select.appendChild(option);
+      });
+    }
+    var onCall = state.state === "on_call";
+    $("rep-available").disabled = onCall || state.state === "available";
+    $("rep-pause").disabled = onCall;
+    tickRepState();
+  }
+
+  function tickRepState() {
+    if (repState) $("rep-state-elapsed").textContent = duration(since(repState.since));
+  }
+
+  function chooseRepState(state, reason) {
+    $("rep-state-error").textContent = "";
+    request("POST", api + "/rep-state", { state: state, reason: reason }).then(renderRepState).catch(function (error) {
+      $("rep-state-error").textContent = error.message;
+    });
+  }
+
+  $("rep-available").addEventListener("click", function () { chooseRepState("available", null); });
+  $("rep-pause").addEventListener("click", function () { chooseRepState("paused", $("rep-pause-reason").value); });
+
+  callsEl.addEventListener("click", function (event) {
+    var row = event.target.closest ? event.target.closest(".call") : null;
+    if (row) selectCall(row.getAttribute("data-uuid"));
+  });
+  callsEl.addEventListener("keydown", function (event) {
+    if (event.key !== "Enter" && event.key !== " ") return;
+    var row = event.target.closest ? event.target.closest(".call") : null;
+    if (row) { event.preventDefault(); selectCall(row.getAttribute("data-uuid")); $("note-text").focus(); }
+  });
+  $("note-form").addEventListener("submit", saveNote);
+  $("card-claim").addEventListener("click", function () {
+    var customer = cardData && cardData.customer;
+    if (!customer || customer.id === null || customer.id === undefined) return;
+    var uuid = cardUuid;
+    request("POST", api + "/customers/" + encodeURIComponent(customer.id) + "/claim", {}).then(function () {
+      $("card-claim-status").textContent = t("claim.done");
+      loadCard(uuid);
+    }).catch(function (error) {
+      $("card-claim-status").textContent = t("claim.failed") + ": " + error.message;
+    });
+  });
+  $("note-text").addEventListener("input", function () { $("note-text").setAttribute("data-dirty", "1"); });
+  // Alt+N jumps to the note box from anywhere.
+  document.addEventListener("keydown", function (event) {
+    if (event.altKey && (event.key === "n" || event.key === "N") && !$("card").hidden) {
+      event.preventDefault();
+      $("note-text").focus();
+    }
+  });
 
   function upsertLine(status) {
     var row = lineRow(status);
@@ -211,8 +540,14 @@
     source = new EventSource(eventsUrl + "?last_event_id=" + encodeURIComponent(lastId));
     source.onopen = function () { setConnection(true); };
     source.onerror = function () { setConnection(false); };
-    source.addEventListener("call", handle(function (payload) { upsertCall(payload.call); }));
+    source.addEventListener("call", handle(function (payload) {
+      upsertCall(payload.call);
+      if (payload.kind === "ended") loadToday();
+    }));
     source.addEventListener("line", handle(upsertLine));
+    source.addEventListener("rep", handle(function (change) {
+      renderRepState(Object.assign({}, repState || {}, change));
+    }));
     // Our position is no longer in the server's replay buffer (or the agent restarted): reload the state.
     source.addEventListener("reset", function () {
       source.close();
@@ -229,5 +564,12 @@
 
   tick();
   setInterval(tick, 1000);
+  // The rows rendered by the server: fetch their data so they can be opened in the card.
+  request("GET", stateUrl).then(function (state) {
+    state.calls.forEach(function (call) { if (!calls[call.uuid]) calls[call.uuid] = call; });
+    if (state.rep_state) renderRepState(state.rep_state);
+  }).catch(function () {});
+  setInterval(tickRepState, 1000);
+  loadToday();
   connect();
 })();

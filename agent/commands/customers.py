@@ -1,0 +1,174 @@
+"""``cti-agent import-customers`` and ``export-customers``: the customer list in and out of the database."""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from pathlib import Path
+
+import click
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
+from agent.config import Config, load_config
+from agent.errors import AgentError
+
+__all__ = ["export_customers_command", "import_customers_command"]
+
+#: How many report lines are printed before the rest is left to the reject file.
+SHOWN_ISSUES = 20
+
+_config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="Config file (for the database and the default region).",
+)
+_url_option = click.option("--url", default=None, help="A SQLAlchemy database URL (overrides the config).")
+
+
+def _engine(config: Config, url: str | None) -> Engine:
+    from storage.db import make_engine, upgrade
+
+    target = url or config.database_url
+    if url is None and target.startswith("sqlite:///"):
+        config.agent.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(target)
+    upgrade(engine)
+    return engine
+
+
+def _load(config_path: Path | None) -> Config:
+    try:
+        return load_config(config_path)
+    except AgentError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+@click.command("import-customers")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option(
+    "--owner", default=None, help="Owner rep of every imported customer (overrides an owner column)."
+)
+@click.option("--dry-run", is_flag=True, help="Check the file and report, write nothing.")
+@click.option(
+    "--mapping",
+    "mappings",
+    multiple=True,
+    metavar="FIELD=HEADER",
+    help="Map a column to a field (name, phone, company, owner, notes, tags, ignore); HEADER may be #N. "
+    "Repeatable: --mapping phone=主叫 --mapping phone=#5.",
+)
+@click.option(
+    "--reject-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Where rows that were not imported go [default: FILE.rejects.csv].",
+)
+@click.option("--encoding", default=None, help="CSV encoding [default: UTF-8, else GBK/GB18030].")
+@click.option("--region", default=None, help="Region for national numbers [default: the config's, CN].")
+@_config_option
+@_url_option
+def import_customers_command(
+    file: Path,
+    owner: str | None,
+    dry_run: bool,
+    mappings: tuple[str, ...],
+    reject_file: Path | None,
+    encoding: str | None,
+    region: str | None,
+    config_path: Path | None,
+    url: str | None,
+) -> None:
+    """Import customers from a CSV or XLSX FILE.
+
+    Columns are recognised by English or Chinese headers (姓名, 电话, 手机, 公司,
+    负责人, 备注, 标签 ...). Duplicates and numbers owned by another rep are
+    reported, never merged; every row not imported goes to the reject file with
+    its reason. Exits 1 when any row was not imported.
+    """
+    from storage.customers import ImportFileError, RejectWriter, import_customers, parse_mapping, read_rows
+
+    config = _load(config_path)
+    try:
+        mapping = parse_mapping(mappings)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--mapping") from None
+    rejects_path = reject_file or file.with_name(file.name + ".rejects.csv")
+    engine = _engine(config, url)
+    rejects = RejectWriter(rejects_path)
+    try:
+        total, rows = read_rows(file, encoding)
+        with (
+            Session(engine) as session,
+            click.progressbar(
+                length=max(total - 1, 1), label=f"importing {file.name}", file=sys.stderr
+            ) as bar,
+        ):
+            report = import_customers(
+                session,
+                rows,
+                owner=owner,
+                region=(region or config.agent.region).upper(),
+                mapping=mapping,
+                dry_run=dry_run,
+                reject=None if dry_run else rejects,
+                progress=bar.update,
+            )
+            if dry_run:
+                session.rollback()
+            else:
+                session.commit()
+    except ImportFileError as exc:
+        raise click.UsageError(f"{file}: {exc}") from None
+    except AgentError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        rejects.close()
+        engine.dispose()
+    click.echo(f"{file}: {report.rows} row(s) read")
+    click.echo("columns: " + ", ".join(f"{h} -> {f}" for h, f in report.columns.items()))
+    if report.ignored_columns:
+        click.echo("ignored columns: " + ", ".join(report.ignored_columns))
+    verb = "would import" if dry_run else "imported"
+    click.echo(f"{verb}: {report.imported} customer(s), {report.phones} number(s)")
+    kinds = Counter(issue.kind for issue in report.issues)
+    for kind in ("conflict", "duplicate_in_file", "duplicate_in_db", "rejected"):
+        if kinds[kind]:
+            click.echo(f"{kind.replace('_', ' ')}: {kinds[kind]}")
+    for issue in report.issues[:SHOWN_ISSUES]:
+        click.echo(f"  row {issue.row}: {issue.kind}: {issue.reason}")
+    if len(report.issues) > SHOWN_ISSUES:
+        click.echo(f"  ... and {len(report.issues) - SHOWN_ISSUES} more")
+    if rejects.count:
+        click.echo(f"not imported: {rejects.count} row(s), written with the reason to {rejects_path}")
+    if report.issues:
+        sys.exit(1)
+
+
+@click.command("export-customers")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@_config_option
+@_url_option
+def export_customers_command(file: Path, config_path: Path | None, url: str | None) -> None:
+    """Export every customer to FILE (.xlsx, or CSV in UTF-8 with BOM); it imports back unchanged."""
+    from storage.customers import export_customers
+    from storage.models import CustomerRecord
+
+    config = _load(config_path)
+    engine = _engine(config, url)
+    try:
+        with Session(engine) as session:
+            total = session.scalar(select(func.count()).select_from(CustomerRecord)) or 0
+            with click.progressbar(
+                length=max(total, 1), label=f"exporting {file.name}", file=sys.stderr
+            ) as bar:
+                count = export_customers(session, file, progress=bar.update)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {file}: {exc.strerror or exc}") from None
+    except AgentError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        engine.dispose()
+    click.echo(f"{file}: {count} customer(s) exported")

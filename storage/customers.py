@@ -1,0 +1,738 @@
+"""Customer import and export: CSV (UTF-8, UTF-8 with BOM, GBK/GB18030) and XLSX.
+
+An import never merges or drops anything silently. Every row ends in exactly one
+of three places, and the :class:`ImportReport` says which:
+
+- imported: a new customer with all of its numbers;
+- reported and rejected: a number already in the file (``duplicate_in_file``),
+  already in the database (``duplicate_in_db``), or owned by another rep
+  (``conflict``: the guard against two reps working one lead);
+- rejected as unreadable: no number, a number that is not valid in the
+  numbering plan, too many cells, an unreadable line.
+
+Rejected rows are written to a reject file (CSV, UTF-8 with BOM so Excel opens
+Chinese text) with the row number and the reason first, then the row's cells
+as read, so nothing is lost: fix them and import the reject file again.
+
+A row is taken whole or not at all: a customer is never half imported, so an
+import of the fixed reject file cannot create a second copy of the first half.
+
+Numbers are stored as E.164 (``+8613812345678``). An extension is kept in the
+RFC 3966 form ``+862212345678;ext=8001`` (unique per extension, so two people
+behind one switchboard are two numbers), the number as written beside it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import re
+import unicodedata
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, cast
+
+from sqlalchemy import Table, insert, select
+from sqlalchemy.orm import Session
+
+from agent.numbers import DEFAULT_REGION, to_e164
+from storage.models import CustomerPhone, CustomerRecord, utcnow
+
+logger = logging.getLogger(__name__)
+
+#: The fields a column can map to. ``phone`` may be mapped from several columns.
+FIELDS: tuple[str, ...] = ("name", "phone", "company", "owner_rep", "notes", "tags")
+
+#: Header names (after :func:`_header_key`) that map to a field; digits at the end are ignored
+#: (``电话2``, ``phone 3``).
+HEADER_ALIASES: dict[str, str] = {
+    **dict.fromkeys(
+        ["name", "fullname", "customer", "customername", "contact", "contactname", "client"], "name"
+    ),
+    **dict.fromkeys(
+        ["姓名", "名字", "客户", "客户名", "客户名称", "客户姓名", "联系人", "联系人姓名"], "name"
+    ),
+    **dict.fromkeys(
+        [
+            "phone",
+            "phones",
+            "phonenumber",
+            "mobile",
+            "mobilephone",
+            "cell",
+            "cellphone",
+            "tel",
+            "telephone",
+            "landline",
+            "number",
+            "workphone",
+            "homephone",
+        ],
+        "phone",
+    ),
+    **dict.fromkeys(
+        [
+            "电话",
+            "手机",
+            "手机号",
+            "手机号码",
+            "电话号码",
+            "联系电话",
+            "联系方式",
+            "座机",
+            "固话",
+            "固定电话",
+            "办公电话",
+            "号码",
+            "移动电话",
+        ],
+        "phone",
+    ),
+    **dict.fromkeys(["company", "companyname", "organization", "organisation", "org", "account"], "company"),
+    **dict.fromkeys(["公司", "公司名称", "单位", "单位名称", "企业", "企业名称"], "company"),
+    **dict.fromkeys(["owner", "ownerrep", "rep", "salesrep", "salesperson", "accountowner"], "owner_rep"),
+    **dict.fromkeys(
+        ["负责人", "业务员", "销售", "所属销售", "归属", "归属人", "跟进人", "坐席"], "owner_rep"
+    ),
+    **dict.fromkeys(["notes", "note", "remark", "remarks", "comment", "comments", "memo"], "notes"),
+    **dict.fromkeys(["备注", "说明", "附注", "描述"], "notes"),
+    **dict.fromkeys(["tags", "tag", "labels", "label", "category", "categories"], "tags"),
+    **dict.fromkeys(["标签", "分类", "类别", "客户标签"], "tags"),
+}
+
+#: How numbers are separated inside one cell (a space is not one: ``022 1234 5678`` is one number).
+_NUMBER_SEPARATORS = re.compile(r"[;,/、|\n\r；，／｜]+")
+_TAG_SEPARATORS = re.compile(r"[;,|、\s]+")
+#: An extension at the end of a number: ``转 8001``, ``ext. 8001``, ``x8001``, ``分机8001``, ``#8001``.
+_EXTENSION = re.compile(r"^(?P<main>.*?\d.*?)\s*(?:ext\.?|extn\.?|x|转|分机|#)\s*(?P<ext>\d{1,6})$", re.I)
+_MAX_NAME = 200
+_MAX_COMPANY = 200
+_MAX_OWNER = 100
+#: Rows per database round trip. SQLite allows 32766 bound parameters per statement.
+BATCH_ROWS = 2000
+
+
+class RejectSink(Protocol):
+    """Where rejected rows go: told the header once, then called once per row not imported."""
+
+    def begin(self, header: Sequence[str]) -> None:
+        """The import file's header row (before any reject)."""
+
+    def __call__(self, row: int, reason: str, cells: list[str]) -> None:
+        """One row that was not imported, with the reason."""
+
+
+class ImportFileError(ValueError):
+    """The file as a whole cannot be imported (unreadable, no header, no phone column)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Issue:
+    """One thing the report lists: which row (1-based, the header is row 1), what, and about which number."""
+
+    row: int
+    kind: str
+    reason: str
+    number: str | None = None
+
+
+@dataclass
+class ImportReport:
+    """What an import did. ``issues`` lists every row that was not imported, and why."""
+
+    rows: int = 0
+    imported: int = 0
+    phones: int = 0
+    dry_run: bool = False
+    columns: dict[str, str] = field(default_factory=dict)
+    ignored_columns: list[str] = field(default_factory=list)
+    issues: list[Issue] = field(default_factory=list)
+
+    def count(self, kind: str) -> int:
+        """How many issues of a kind (``rejected``, ``duplicate_in_file``, ``duplicate_in_db``, ...)."""
+        return sum(1 for issue in self.issues if issue.kind == kind)
+
+    @property
+    def not_imported(self) -> int:
+        """Rows that were not imported (every one of them is in the reject file)."""
+        return len(self.issues)
+
+
+@dataclass(frozen=True, slots=True)
+class _Phone:
+    key: str  # what goes into number_e164 (E.164, plus ;ext= when there is one)
+    raw: str
+    label: str | None
+
+
+@dataclass(slots=True)
+class _Row:
+    row: int
+    cells: list[str]
+    name: str
+    company: str | None
+    owner_rep: str | None
+    notes: str | None
+    tags: str | None
+    phones: list[_Phone]
+
+
+def _header_key(text: str) -> str:
+    folded = unicodedata.normalize("NFKC", text).strip().lower()
+    folded = re.sub(r"[\s_\-.:：()（）\[\]【】*]+", "", folded)
+    return folded.rstrip("0123456789")
+
+
+def parse_mapping(items: Iterable[str]) -> dict[str, str]:
+    """Parse ``FIELD=HEADER`` options (``phone=主叫号码``) into ``{header: field}``.
+
+    ``HEADER`` is a header's text or a 1-based column number (``phone=#3``).
+
+    :raises ValueError: an item has no ``=`` or names an unknown field.
+    """
+    mapping: dict[str, str] = {}
+    for item in items:
+        target, sep, header = item.partition("=")
+        target, header = target.strip().lower(), header.strip()
+        if target == "owner":
+            target = "owner_rep"
+        if not sep or not header:
+            raise ValueError(f"mapping {item!r}: expected FIELD=HEADER")
+        if target not in (*FIELDS, "ignore"):
+            raise ValueError(
+                f"mapping {item!r}: unknown field {target!r} (one of {', '.join(FIELDS)}, ignore)"
+            )
+        mapping[header] = target
+    return mapping
+
+
+def map_columns(header: Sequence[str], mapping: dict[str, str] | None = None) -> dict[int, str]:
+    """Which field each column holds: ``{column index: field}``.
+
+    Explicit ``mapping`` entries (``{header text or "#N": field}``, see
+    :func:`parse_mapping`) win; the other columns are recognised by their
+    English or Chinese header name. Columns mapped to nothing are ignored and
+    listed in the report.
+
+    :raises ImportFileError: no column holds phone numbers, or a mapping names a missing column.
+    """
+    columns: dict[int, str] = {}
+    explicit = dict(mapping or {})
+    for header_text, target in list(explicit.items()):
+        if header_text.startswith("#") and header_text[1:].isdigit():
+            index = int(header_text[1:]) - 1
+            if not 0 <= index < len(header):
+                raise ImportFileError(f"mapping names column {header_text}, the file has {len(header)}")
+            columns[index] = target
+            del explicit[header_text]
+    for index, text in enumerate(header):
+        if index in columns:
+            continue
+        if text.strip() in explicit:
+            columns[index] = explicit.pop(text.strip())
+            continue
+        found: str | None = HEADER_ALIASES.get(_header_key(text)) or HEADER_ALIASES.get(
+            unicodedata.normalize("NFKC", text).strip().lower()
+        )
+        if found is not None:
+            columns[index] = found
+    if explicit:
+        raise ImportFileError(f"mapping names column(s) not in the header: {', '.join(sorted(explicit))}")
+    columns = {index: target for index, target in columns.items() if target != "ignore"}
+    used = set(columns.values())
+    if "phone" not in used:
+        raise ImportFileError(
+            "no column of phone numbers found (headers: "
+            + ", ".join(repr(h) for h in header)
+            + "); name one with --mapping phone=HEADER"
+        )
+    for single in ("name", "company", "owner_rep"):
+        holders = [i for i, target in columns.items() if target == single]
+        if len(holders) > 1:
+            names = ", ".join(repr(header[i]) for i in holders)
+            raise ImportFileError(f"several columns map to {single}: {names}; choose one with --mapping")
+    return columns
+
+
+def normalise_number(text: str, region: str = DEFAULT_REGION) -> str | None:
+    """The stored form of one written number: E.164, ``;ext=N`` appended for an extension; None if invalid.
+
+    Full-width digits, spaces, dashes, brackets, ``+86``/``0086`` and national
+    forms with area codes (``022-1234 5678``) are all understood.
+    """
+    folded = unicodedata.normalize("NFKC", text).strip()
+    if not folded:
+        return None
+    extension = None
+    match = _EXTENSION.match(folded)
+    if match:
+        folded, extension = match.group("main"), match.group("ext")
+    if folded.startswith("00"):
+        folded = "+" + folded[2:]
+    e164 = to_e164(folded, region)
+    if e164 is None:
+        return None
+    return f"{e164};ext={extension}" if extension else e164
+
+
+def split_numbers(cell: str) -> list[str]:
+    """The numbers written in one cell (``138 1234 5678 / 022-12345678``)."""
+    return [part.strip() for part in _NUMBER_SEPARATORS.split(cell) if part.strip()]
+
+
+def _cell_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        # Excel keeps a number typed into a cell as a float: 13812345678.0.
+        return str(int(value))
+    return str(value).strip()
+
+
+# -- reading files -------------------------------------------------------------------
+
+
+def decode_csv_bytes(data: bytes, encoding: str | None = None) -> str:
+    """The text of a CSV file: UTF-8 (with or without BOM), else GB18030 (a superset of GBK and GB2312).
+
+    :raises ImportFileError: ``encoding`` was given and does not decode the file.
+    """
+    if encoding:
+        try:
+            return data.decode(encoding)
+        except (UnicodeDecodeError, LookupError) as exc:
+            raise ImportFileError(f"cannot decode the file as {encoding}: {exc}") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        # Excel on a Chinese Windows saves "CSV" in the ANSI code page, GBK. GB18030 decodes every
+        # byte sequence GBK can write, so a Chinese file never fails here.
+        return data.decode("gb18030", errors="replace")
+
+
+def _csv_rows(path: Path, encoding: str | None) -> tuple[int, Iterator[tuple[int, list[str] | str]]]:
+    text = decode_csv_bytes(path.read_bytes(), encoding)
+    sample = text[:8192]
+    try:
+        dialect: Any = csv.Sniffer().sniff(sample, delimiters=",;\t")
+    except csv.Error:
+        dialect = csv.excel
+    total = text.count("\n") + (0 if text.endswith("\n") else 1)
+
+    def rows() -> Iterator[tuple[int, list[str] | str]]:
+        lines = io.StringIO(text, newline="")
+        reader = csv.reader(lines, dialect)
+        while True:
+            line_before = reader.line_num
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                yield line_before + 1, f"unreadable line: {exc}"
+                continue
+            yield reader.line_num, row
+
+    return total, rows()
+
+
+def _xlsx_rows(path: Path) -> tuple[int, Iterator[tuple[int, list[str] | str]]]:
+    from openpyxl import load_workbook  # imported here: only XLSX imports pay for it
+
+    try:
+        workbook = load_workbook(path, read_only=True, data_only=True)
+    except Exception as exc:  # openpyxl raises many types for a damaged file
+        raise ImportFileError(f"cannot read {path.name} as XLSX: {exc}") from None
+    sheet = workbook.worksheets[0]
+    total = sheet.max_row or 0
+
+    def rows() -> Iterator[tuple[int, list[str] | str]]:
+        try:
+            for number, values in enumerate(sheet.iter_rows(values_only=True), start=1):
+                yield number, [_cell_text(v) for v in values]
+        finally:
+            workbook.close()
+
+    return total, rows()
+
+
+def read_rows(path: Path, encoding: str | None = None) -> tuple[int, Iterator[tuple[int, list[str] | str]]]:
+    """Open a customer file: (about how many rows, an iterator of (row number, cells or an error)).
+
+    ``.xlsx`` / ``.xlsm`` are read with openpyxl (first sheet), anything else as CSV.
+
+    :raises ImportFileError: the file cannot be opened or decoded.
+    """
+    try:
+        if path.suffix.lower() in (".xlsx", ".xlsm"):
+            return _xlsx_rows(path)
+        return _csv_rows(path, encoding)
+    except OSError as exc:
+        raise ImportFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+# -- importing -----------------------------------------------------------------------
+
+
+def _text(value: str, limit: int) -> str | None:
+    value = value.strip()
+    return value[:limit] if value else None
+
+
+def _parse_row(
+    number: int,
+    cells: list[str],
+    header: Sequence[str],
+    columns: dict[int, str],
+    *,
+    owner: str | None,
+    region: str,
+) -> _Row | str:
+    """A row's customer, or the reason it cannot be read."""
+    if len(cells) > len(header) and any(c.strip() for c in cells[len(header) :]):
+        return f"row has {len(cells)} cells, the header has {len(header)}"
+    values: dict[str, list[tuple[str, str]]] = {}
+    for index, target in columns.items():
+        cell = cells[index].strip() if index < len(cells) else ""
+        if cell:
+            values.setdefault(target, []).append((header[index], cell))
+    phones: list[_Phone] = []
+    seen: set[str] = set()
+    for label, cell in values.get("phone", []):
+        for written in split_numbers(cell):
+            key = normalise_number(written, region)
+            if key is None:
+                return f"not a valid phone number: {written!r}"
+            if key not in seen:
+                seen.add(key)
+                phones.append(_Phone(key=key, raw=written[:64], label=label.strip()[:50] or None))
+    if not phones:
+        return "no phone number"
+
+    def one(target: str, limit: int) -> str | None:
+        found = values.get(target)
+        return _text(found[0][1], limit) if found else None
+
+    notes = "\n".join(cell for _, cell in values.get("notes", [])) or None
+    tag_list: list[str] = []
+    for _, cell in values.get("tags", []):
+        tag_list.extend(t for t in _TAG_SEPARATORS.split(unicodedata.normalize("NFKC", cell)) if t)
+    company = one("company", _MAX_COMPANY)
+    name = one("name", _MAX_NAME) or company or phones[0].raw
+    return _Row(
+        row=number,
+        cells=cells,
+        name=name,
+        company=company,
+        owner_rep=owner if owner is not None else one("owner_rep", _MAX_OWNER),
+        notes=notes,
+        tags=",".join(dict.fromkeys(tag_list)) or None,
+        phones=phones,
+    )
+
+
+def _chunks(items: Sequence[str], size: int = 500) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class _Importer:
+    def __init__(
+        self,
+        session: Session,
+        report: ImportReport,
+        reject: RejectSink | None,
+        *,
+        dry_run: bool,
+    ) -> None:
+        self.session = session
+        self.report = report
+        self.reject = reject
+        self.dry_run = dry_run
+        #: number key -> (row, owner) of every number taken from the file so far.
+        self.seen: dict[str, tuple[int, str | None]] = {}
+
+    def issue(self, row: _Row | int, kind: str, reason: str, cells: list[str], number: str | None) -> None:
+        row_number = row if isinstance(row, int) else row.row
+        self.report.issues.append(Issue(row_number, kind, reason, number))
+        if self.reject is not None:
+            self.reject(row_number, reason, cells)
+
+    def flush(self, batch: list[_Row]) -> None:
+        if not batch:
+            return
+        keys = sorted({phone.key for row in batch for phone in row.phones})
+        existing: dict[str, tuple[int, str | None]] = {}
+        for chunk in _chunks(keys):
+            query = (
+                select(CustomerPhone.number_e164, CustomerRecord.id, CustomerRecord.owner_rep)
+                .join(CustomerRecord, CustomerPhone.customer_id == CustomerRecord.id)
+                .where(CustomerPhone.number_e164.in_(chunk))
+            )
+            for key, customer_id, owner_rep in self.session.execute(query):
+                existing[key] = (customer_id, owner_rep)
+        accepted: list[_Row] = []
+        for row in batch:
+            if self._check(row, existing):
+                accepted.append(row)
+                for phone in row.phones:
+                    self.seen[phone.key] = (row.row, row.owner_rep)
+        self.report.imported += len(accepted)
+        self.report.phones += sum(len(row.phones) for row in accepted)
+        if self.dry_run or not accepted:
+            return
+        now = utcnow()
+        customer_rows = [
+            {
+                "name": row.name,
+                "company": row.company,
+                "owner_rep": row.owner_rep,
+                "notes": row.notes,
+                "tags": row.tags,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for row in accepted
+        ]
+        # Core inserts (not ORM bulk): no identity map, no events; RETURNING in parameter order
+        # gives each row's id (SQLite >= 3.35 and PostgreSQL batch these as multi-row VALUES).
+        customers = cast(Table, CustomerRecord.__table__)
+        ids = (
+            self.session.connection()
+            .execute(
+                insert(customers).returning(customers.c.id, sort_by_parameter_order=True),
+                customer_rows,
+            )
+            .scalars()
+            .all()
+        )
+        phone_rows = [
+            {
+                "customer_id": customer_id,
+                "number_e164": phone.key,
+                "number_raw": phone.raw,
+                "label": phone.label,
+            }
+            for customer_id, row in zip(ids, accepted, strict=True)
+            for phone in row.phones
+        ]
+        self.session.connection().execute(insert(cast(Table, CustomerPhone.__table__)), phone_rows)
+
+    def _check(self, row: _Row, existing: dict[str, tuple[int, str | None]]) -> bool:
+        """False (and the row reported and rejected) when any of its numbers is taken."""
+        for phone in row.phones:
+            if phone.key in self.seen:
+                first_row, first_owner = self.seen[phone.key]
+                if first_owner and row.owner_rep and first_owner != row.owner_rep:
+                    kind = "conflict"
+                    reason = (
+                        f"{phone.raw} is also on row {first_row}, for rep {first_owner!r}, "
+                        f"not {row.owner_rep!r}"
+                    )
+                else:
+                    kind, reason = "duplicate_in_file", f"{phone.raw} is also on row {first_row}"
+                self.issue(row, kind, reason, row.cells, phone.key)
+                return False
+            if phone.key in existing:
+                customer_id, owner_rep = existing[phone.key]
+                if owner_rep and owner_rep != row.owner_rep:
+                    kind = "conflict"
+                    reason = f"{phone.raw} belongs to customer {customer_id}, owned by rep {owner_rep!r}"
+                else:
+                    kind, reason = "duplicate_in_db", f"{phone.raw} is already customer {customer_id}"
+                self.issue(row, kind, reason, row.cells, phone.key)
+                return False
+        return True
+
+
+def import_customers(
+    session: Session,
+    rows: Iterable[tuple[int, list[str] | str]],
+    *,
+    owner: str | None = None,
+    region: str = DEFAULT_REGION,
+    mapping: dict[str, str] | None = None,
+    dry_run: bool = False,
+    reject: RejectSink | None = None,
+    progress: Callable[[int], None] | None = None,
+    batch_rows: int = BATCH_ROWS,
+) -> ImportReport:
+    """Import customers from rows (as :func:`read_rows` gives them); the first row is the header.
+
+    :param owner: the owner rep of every imported customer (overrides an owner column).
+    :param region: default region for national-form numbers.
+    :param mapping: explicit ``{header or "#N": field}`` (see :func:`parse_mapping`).
+    :param dry_run: check everything, including against the database, but write nothing.
+    :param reject: told the header, then called as ``reject(row, reason, cells)`` for every row not imported.
+    :param progress: called with the number of rows handled since its last call.
+
+    The caller owns the transaction (commit it to keep the import). Rows are
+    inserted in batches; a whole import in one transaction is all or nothing.
+
+    :raises ImportFileError: no header, or the columns cannot be mapped.
+    """
+    report = ImportReport(dry_run=dry_run)
+    iterator = iter(rows)
+    for first_number, first in iterator:
+        if isinstance(first, str):
+            raise ImportFileError(f"row {first_number}: the header cannot be read: {first}")
+        if any(cell.strip() for cell in first):
+            header = [cell.strip() for cell in first]
+            break
+    else:
+        raise ImportFileError("the file is empty: no header row")
+    columns = map_columns(header, mapping)
+    report.columns = {header[i] or f"#{i + 1}": target for i, target in sorted(columns.items())}
+    report.ignored_columns = [h or f"#{i + 1}" for i, h in enumerate(header) if i not in columns]
+    if reject is not None:
+        reject.begin(header)
+    importer = _Importer(session, report, reject, dry_run=dry_run)
+    batch: list[_Row] = []
+    handled = 0
+    for number, cells in iterator:
+        handled += 1
+        if isinstance(cells, str):
+            report.rows += 1
+            importer.issue(number, "rejected", cells, [], None)
+        elif any(cell.strip() for cell in cells):
+            report.rows += 1
+            parsed = _parse_row(number, cells, header, columns, owner=owner, region=region)
+            if isinstance(parsed, str):
+                importer.issue(number, "rejected", parsed, cells, None)
+            else:
+                batch.append(parsed)
+        if len(batch) >= batch_rows:
+            importer.flush(batch)
+            batch = []
+        if progress is not None and handled >= 1000:
+            progress(handled)
+            handled = 0
+    importer.flush(batch)
+    if progress is not None and handled:
+        progress(handled)
+    report.issues.sort(key=lambda issue: issue.row)
+    logger.info(
+        "customer import: %d row(s), %d imported, %d not imported%s",
+        report.rows,
+        report.imported,
+        report.not_imported,
+        " (dry run)" if dry_run else "",
+    )
+    return report
+
+
+class RejectWriter:
+    """Writes rejected rows to a CSV file (UTF-8 with BOM), opened on the first reject.
+
+    The columns are ``row``, ``reason`` and then the import file's header, so
+    the file can be fixed and imported again as it is.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.header: list[str] = []
+        self.count = 0
+        self._file: io.TextIOWrapper | None = None
+        self._writer: Any = None
+
+    def begin(self, header: Sequence[str]) -> None:
+        """Remember the header for the file's first line."""
+        self.header = list(header)
+
+    def __call__(self, row: int, reason: str, cells: list[str]) -> None:
+        """Write one rejected row."""
+        if self._writer is None:
+            self._file = self.path.open("w", encoding="utf-8-sig", newline="")
+            self._writer = csv.writer(self._file)
+            self._writer.writerow(["row", "reason", *self.header])
+        self._writer.writerow([row, reason, *cells])
+        self.count += 1
+
+    def close(self) -> None:
+        """Close the file (if one was opened)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+# -- exporting -----------------------------------------------------------------------
+
+EXPORT_HEADER: tuple[str, ...] = ("name", "phone", "company", "owner", "tags", "notes")
+
+
+def _display_number(key: str) -> str:
+    number, sep, ext = key.partition(";ext=")
+    return f"{number} ext. {ext}" if sep else number
+
+
+def iter_export_rows(session: Session, *, batch: int = 5000) -> Iterator[list[str]]:
+    """Every customer as an export row (``EXPORT_HEADER`` order), numbers joined by ``"; "``.
+
+    Reads in id order, ``batch`` customers at a time, so a million customers
+    never sit in memory at once. The rows import back unchanged.
+    """
+    last_id = 0
+    while True:
+        customers = session.execute(
+            select(
+                CustomerRecord.id,
+                CustomerRecord.name,
+                CustomerRecord.company,
+                CustomerRecord.owner_rep,
+                CustomerRecord.tags,
+                CustomerRecord.notes,
+            )
+            .where(CustomerRecord.id > last_id)
+            .order_by(CustomerRecord.id)
+            .limit(batch)
+        ).all()
+        if not customers:
+            return
+        first, last_id = customers[0].id, customers[-1].id
+        phones: dict[int, list[str]] = {}
+        for customer_id, key in session.execute(
+            select(CustomerPhone.customer_id, CustomerPhone.number_e164)
+            .where(CustomerPhone.customer_id.between(first, last_id))
+            .order_by(CustomerPhone.id)
+        ):
+            phones.setdefault(customer_id, []).append(_display_number(key))
+        for c in customers:
+            yield [
+                c.name,
+                "; ".join(phones.get(c.id, [])),
+                c.company or "",
+                c.owner_rep or "",
+                c.tags or "",
+                c.notes or "",
+            ]
+
+
+def export_customers(session: Session, path: Path, *, progress: Callable[[int], None] | None = None) -> int:
+    """Write every customer to ``path`` (``.xlsx``, else CSV in UTF-8 with BOM); return how many."""
+    count = 0
+    if path.suffix.lower() == ".xlsx":
+        from openpyxl import Workbook
+
+        workbook = Workbook(write_only=True)
+        sheet = workbook.create_sheet("customers")
+        sheet.append(list(EXPORT_HEADER))
+        for row in iter_export_rows(session):
+            sheet.append(row)
+            count += 1
+            if progress is not None and count % 1000 == 0:
+                progress(1000)
+        workbook.save(path)
+    else:
+        with path.open("w", encoding="utf-8-sig", newline="") as out:
+            writer = csv.writer(out)
+            writer.writerow(EXPORT_HEADER)
+            for row in iter_export_rows(session):
+                writer.writerow(row)
+                count += 1
+                if progress is not None and count % 1000 == 0:
+                    progress(1000)
+    if progress is not None:
+        progress(count % 1000)
+    return count

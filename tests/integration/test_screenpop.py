@@ -1,0 +1,204 @@
+"""The two-phase pop in the runtime: the number at once, the customer when the lookup answers; dialing."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from agent import hookimpl
+from agent.config import load_config
+from agent.devices import Device, DeviceRegistry
+from agent.errors import DeviceError
+from agent.events import CallerId, Customer, LineEvent, OffHook, OnHook
+from agent.plugins import make_plugin_manager
+from agent.runner import Agent
+from agent.web.bus import Subscription
+
+
+class Feeder(Device):
+    """A device the test feeds through a class-level queue; it can dial."""
+
+    type = "feeder"
+    reports_hook = True
+    can_dial = True
+    queue: ClassVar[asyncio.Queue[LineEvent]]
+    dialed: ClassVar[list[tuple[str, str]]] = []
+    fail_dial: ClassVar[bool] = False
+
+    async def events(self) -> AsyncIterator[LineEvent]:
+        while True:
+            yield await Feeder.queue.get()
+
+    async def dial(self, line: str, number: str) -> None:
+        if Feeder.fail_dial:
+            raise DeviceError(f"{self.device_id}: NO DIALTONE")
+        Feeder.dialed.append((line, number))
+
+
+class Listener(Device):
+    """A device that cannot dial."""
+
+    type = "listener"
+
+    async def events(self) -> AsyncIterator[LineEvent]:
+        await asyncio.Event().wait()
+        yield  # pragma: no cover
+
+
+class SlowDirectory:
+    """A lookup plugin that takes ``delay`` seconds to answer."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+
+    @hookimpl
+    def lookup_customer(self, number_e164: str | None, number_raw: str) -> Customer | None:
+        time.sleep(self.delay)
+        return Customer(name="陈<b>老板</b>", company="Acme", owner_rep="rep02", source="crm_http", id=77)
+
+
+@pytest.fixture(autouse=True)
+def _reset() -> None:
+    Feeder.queue = asyncio.Queue()
+    Feeder.dialed = []
+    Feeder.fail_dial = False
+
+
+def make_agent(tmp_path: Path, delay: float, timeout: float = 5.0) -> Agent:
+    pm = make_plugin_manager(load_entrypoints=False)
+    pm.register(SlowDirectory(delay), name="slow-directory")
+    registry = DeviceRegistry.from_plugins(pm)
+    registry.add(Feeder, "test")
+    registry.add(Listener, "test")
+    config = load_config(
+        None,
+        registry,
+        overrides={
+            "agent": {"seat": "s1", "rep": "rep01", "data_dir": str(tmp_path), "lookup_timeout": timeout},
+            "web": {"enabled": False},
+            "metrics": {"enabled": False},
+            "devices": [{"id": "dev", "type": "feeder"}, {"id": "mute", "type": "listener"}],
+        },
+    )
+    return Agent(config, pm, devices=registry, registry=CollectorRegistry())
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def collect(sub: Subscription, until: Any, timeout: float = 10) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    async with asyncio.timeout(timeout):
+        async for _, event, payload in sub:
+            if event == "call":
+                out.append({**payload, "received": time.monotonic()})
+                if until(payload):
+                    return out
+    return out
+
+
+async def test_number_pops_at_once_and_the_customer_follows(tmp_path: Path) -> None:
+    agent = make_agent(tmp_path, delay=0.6)
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent.run(stop))
+    try:
+        await asyncio.wait_for(agent.started.wait(), 10)
+        with agent.bus.subscribe() as sub:
+            sent = time.monotonic()
+            Feeder.queue.put_nowait(CallerId(device_id="dev", line="1", at=now(), number="13812345678"))
+            events = await collect(sub, lambda p: p["call"].get("customer_name") is not None)
+            first = next(e for e in events if e["kind"] == "identified")
+            assert first["call"]["number_raw"] == "13812345678"
+            assert first["call"]["customer_name"] is None
+            assert first["received"] - sent < 0.3  # not held up by the 0.6 s lookup
+            late = events[-1]
+            assert late["kind"] == "identified"
+            assert late["received"] - sent >= 0.6
+            assert late["call"]["customer_name"] == "陈<b>老板</b>"
+            assert late["call"]["customer_id"] is None  # a CRM's id is not one of ours
+            assert late["call"]["customer"] == {
+                "id": None,
+                "name": "陈<b>老板</b>",
+                "company": "Acme",
+                "owner_rep": "rep02",
+                "source": "crm_http",
+            }
+            Feeder.queue.put_nowait(OffHook(device_id="dev", line="1", at=now()))
+            Feeder.queue.put_nowait(OnHook(device_id="dev", line="1", at=now()))
+            rest = await collect(sub, lambda p: p["kind"] == "ended")
+            assert [e["kind"] for e in rest] == ["answered", "ended"]
+            assert all(e["call"]["customer_name"] == "陈<b>老板</b>" for e in rest)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+async def test_ended_waits_for_the_lookup_and_is_never_overtaken(tmp_path: Path) -> None:
+    agent = make_agent(tmp_path, delay=0.5)
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent.run(stop))
+    try:
+        await asyncio.wait_for(agent.started.wait(), 10)
+        with agent.bus.subscribe() as sub:
+            Feeder.queue.put_nowait(CallerId(device_id="dev", line="1", at=now(), number="13812345678"))
+            Feeder.queue.put_nowait(OffHook(device_id="dev", line="1", at=now()))
+            Feeder.queue.put_nowait(OnHook(device_id="dev", line="1", at=now()))
+            events = await collect(sub, lambda p: p["kind"] == "ended")
+            assert events[-1]["call"]["customer_name"] == "陈<b>老板</b>"
+            assert [e["kind"] for e in events].count("ended") == 1
+            # Nothing about this call comes after its end (the lookup finished before it).
+            later: list[str] = []
+            while (item := await sub.get(timeout=0.8)) is not None:
+                if item[1] == "call":
+                    later.append(item[2]["kind"])
+            assert later == []
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+async def test_a_lookup_slower_than_the_timeout_leaves_the_number(tmp_path: Path) -> None:
+    agent = make_agent(tmp_path, delay=1.0, timeout=0.2)
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent.run(stop))
+    try:
+        await asyncio.wait_for(agent.started.wait(), 10)
+        with agent.bus.subscribe() as sub:
+            Feeder.queue.put_nowait(CallerId(device_id="dev", line="1", at=now(), number="13812345678"))
+            Feeder.queue.put_nowait(OffHook(device_id="dev", line="1", at=now()))
+            Feeder.queue.put_nowait(OnHook(device_id="dev", line="1", at=now()))
+            events = await collect(sub, lambda p: p["kind"] == "ended")
+            assert [e["kind"] for e in events] == ["started", "identified", "answered", "ended"]
+            assert all(e["call"]["customer_name"] is None for e in events)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+async def test_dial_goes_to_the_lines_device(tmp_path: Path) -> None:
+    agent = make_agent(tmp_path, delay=0)
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent.run(stop))
+    try:
+        await asyncio.wait_for(agent.started.wait(), 10)
+        assert agent.dialable_lines() == ["dev"]
+        await agent.dial("dev", "13812345678")
+        assert Feeder.dialed == [("1", "13812345678")]
+        with pytest.raises(DeviceError, match="cannot dial"):
+            await agent.dial("mute", "13812345678")
+        with pytest.raises(LookupError, match="no line"):
+            await agent.dial("nope", "13812345678")
+        Feeder.fail_dial = True
+        with pytest.raises(DeviceError, match="NO DIALTONE"):
+            await agent.dial("dev", "13812345678")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)

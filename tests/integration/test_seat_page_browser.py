@@ -1,0 +1,227 @@
+"""The seat page in real headless Chromium: the card pops with the right customer, notes stick, XSS is text.
+
+Debian's ``chromium`` driven by Playwright's Python package (never ``playwright
+install``; ``tests/system-deps.sh`` installs the browser). The agent runs in
+process with a device the test feeds, and its customers were imported with the
+same code as ``cti-agent import-customers``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+from sqlalchemy.orm import Session
+from test_screenpop import Feeder
+
+from agent.config import load_config
+from agent.devices import DeviceRegistry
+from agent.events import Absence, CallerId, OffHook, OnHook, Ring
+from agent.plugins import make_plugin_manager
+from agent.runner import Agent
+from storage.customers import import_customers, read_rows
+from storage.db import make_engine, upgrade
+
+pytestmark = pytest.mark.browser
+
+playwright_api = pytest.importorskip("playwright.async_api", reason="the test extra installs playwright")
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+XSS_NAME = '<img src=x onerror="window.__xss=1">'
+XSS_CID = "<script>window.__xss=2</script>"
+
+
+def seed_customers(data_dir: Path) -> None:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(f"sqlite:///{data_dir / 'cti-agent.db'}")
+    upgrade(engine)
+    source = data_dir / "leads.csv"
+    with source.open("w", encoding="gbk", newline="") as out:
+        csv.writer(out).writerows(
+            [
+                ["姓名", "手机", "公司", "负责人", "标签"],
+                ["张伟", "+86 138 1234 5678", "天津贸易", "rep01", "VIP，天津"],
+                [XSS_NAME, "139 0000 1111", "<b>Evil</b> Ltd", "rep02", "<i>x</i>"],
+            ]
+        )
+    _, rows = read_rows(source)
+    with Session(engine) as session, session.begin():
+        report = import_customers(session, rows)
+    assert report.imported == 2
+    engine.dispose()
+
+
+@pytest.fixture
+async def agent(tmp_path: Path) -> AsyncIterator[Agent]:
+    Feeder.queue = asyncio.Queue()
+    seed_customers(tmp_path)
+    pm = make_plugin_manager(load_entrypoints=False)
+    registry = DeviceRegistry.from_plugins(pm)
+    registry.add(Feeder, "test")
+    config = load_config(
+        None,
+        registry,
+        overrides={
+            "agent": {"seat": "seat-7", "rep": "rep01", "data_dir": str(tmp_path)},
+            "web": {"listen": "127.0.0.1:0"},
+            "metrics": {"enabled": False},
+            "devices": [{"id": "dev", "type": "feeder"}],
+            "lines": [{"id": "L1", "device": "dev"}],
+            "targets": {"calls": 80},
+        },
+    )
+    running = Agent(config, pm, devices=registry, registry=CollectorRegistry())
+    stop = asyncio.Event()
+    task = asyncio.create_task(running.run(stop))
+    await asyncio.wait_for(running.started.wait(), 15)
+    yield running
+    stop.set()
+    await asyncio.wait_for(task, 30)
+
+
+@pytest.fixture
+async def page(agent: Agent) -> AsyncIterator[Any]:
+    async with playwright_api.async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = await browser.new_context(locale="en-US")
+        page = await context.new_page()
+        dialogs: list[str] = []
+        page.on("dialog", lambda dialog: dialogs.append(dialog.message))
+        page.dialogs = dialogs
+        await page.goto(f"http://127.0.0.1:{agent.web_port}/")
+        await page.wait_for_selector('#connection[data-state="live"]')
+        yield page
+        await browser.close()
+
+
+def at() -> datetime:
+    return datetime.now(UTC)
+
+
+def feed(*events: Any) -> None:
+    for event in events:
+        Feeder.queue.put_nowait(event)
+
+
+async def card_for(page: Any, number: str, customer: str = "known") -> None:
+    await page.wait_for_function(
+        """([number, customer]) => {
+            const card = document.getElementById("card");
+            return !card.hidden && document.getElementById("card-number").textContent === number
+                && card.getAttribute("data-customer") === customer;
+        }""",
+        arg=[number, customer],
+        timeout=10_000,
+    )
+
+
+async def test_card_pops_with_the_customer_and_the_note_shows_on_the_next_call(page: Any) -> None:
+    feed(Ring(device_id="dev", line="1", at=at()))
+    feed(CallerId(device_id="dev", line="1", at=at(), number="13812345678"))
+    await card_for(page, "13812345678")
+    assert await page.inner_text("#card-name") == "张伟"
+    assert await page.inner_text("#card-company") == "天津贸易"
+    assert await page.inner_text("#card-owner") == "rep01"
+    await page.wait_for_selector("#card-tags .tag")  # tags come with the card's details from the database
+    assert await page.locator("#card-tags .tag").all_inner_texts() == ["VIP", "天津"]
+    assert await page.is_hidden("#card-conflict")
+    assert await page.is_visible("#card-no-history")
+
+    # Keyboard only: Alt+N to the note box, type, tab to the date, save with Enter on the button.
+    await page.keyboard.press("Alt+n")
+    await page.keyboard.type("wants a quote for 200 units")
+    await page.fill("#note-follow-up", "2030-01-15")
+    await page.focus("#note-save")
+    await page.keyboard.press("Enter")
+    await page.wait_for_selector('#note-status[data-state="saved"]')
+
+    feed(OffHook(device_id="dev", line="1", at=at()), OnHook(device_id="dev", line="1", at=at()))
+    await page.wait_for_selector('#card[data-uuid] #card-status:has-text("Answered")')
+    first_uuid = await page.get_attribute("#card", "data-uuid")
+
+    feed(CallerId(device_id="dev", line="1", at=at(), number="+86 138 1234 5678"))
+    await page.wait_for_function(
+        "uuid => document.getElementById('card').getAttribute('data-uuid') !== uuid", arg=first_uuid
+    )
+    await page.wait_for_selector("#card-history tbody tr")
+    row = page.locator("#card-history tbody tr").first
+    assert "wants a quote for 200 units" in await row.locator(".history-notes").inner_text()
+    assert "2030-01-15" in await row.locator(".history-notes").inner_text()
+    assert await row.locator(".history-outcome").inner_text() == "Answered"
+    assert await page.input_value("#note-text") == ""  # the new call starts with an empty note
+    feed(OnHook(device_id="dev", line="1", at=at()))
+
+
+async def test_caller_text_is_shown_as_text(page: Any) -> None:
+    feed(CallerId(device_id="dev", line="1", at=at(), number="13900001111", name=XSS_CID))
+    await card_for(page, "13900001111")
+    assert (await page.inner_text("#card-name")).startswith(XSS_NAME)
+    assert XSS_CID in await page.inner_text("#card-name")
+    assert await page.inner_text("#card-company") == "<b>Evil</b> Ltd"
+    await page.wait_for_selector("#card-tags .tag")
+    assert await page.locator("#card-tags .tag").all_inner_texts() == ["<i>x</i>"]
+    assert await page.locator("#card img, #calls img, #card b, #card i").count() == 0
+    # Owned by another rep: flagged on the card.
+    assert await page.is_visible("#card-conflict")
+    assert "rep02" in await page.inner_text("#card-conflict")
+    await page.wait_for_timeout(200)
+    assert await page.evaluate("window.__xss") is None
+    assert page.dialogs == []
+    feed(OnHook(device_id="dev", line="1", at=at()))
+
+
+async def test_withheld_and_unknown_numbers(page: Any) -> None:
+    feed(CallerId(device_id="dev", line="1", at=at(), absence=Absence.PRIVATE))
+    await card_for(page, "Withheld", customer="none")
+    feed(OnHook(device_id="dev", line="1", at=at()))
+    await page.wait_for_selector('#card-status:has-text("Missed"), #card-status:has-text("Unknown")')
+    feed(CallerId(device_id="dev", line="1", at=at(), number="13700002222"))
+    await card_for(page, "13700002222", customer="unknown")
+    assert await page.is_visible("#card-unknown")
+    feed(OnHook(device_id="dev", line="1", at=at()))
+
+
+async def test_chinese_page(agent: Agent) -> None:
+    async with playwright_api.async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = await browser.new_page(locale="zh-CN")
+        await page.goto(f"http://127.0.0.1:{agent.web_port}/")
+        assert await page.inner_text("#today-heading") == "今日"
+        await page.wait_for_selector("#today-counts .count")
+        counts = await page.locator("#today-counts .count").first.inner_text()
+        assert "通话数" in counts
+        assert "/ 80" in counts
+        await browser.close()
+
+
+async def test_rep_state_from_the_page_and_from_calls(page: Any) -> None:
+    await page.wait_for_selector('#rep-state[data-state="available"]')
+    await page.select_option("#rep-pause-reason", "training")
+    await page.click("#rep-pause")
+    await page.wait_for_selector('#rep-state[data-state="paused"]')
+    assert await page.inner_text("#rep-state-now") == "Paused · Training"
+    feed(
+        CallerId(device_id="dev", line="1", at=at(), number="13812345678"),
+        OffHook(device_id="dev", line="1", at=at()),
+    )
+    await page.wait_for_selector('#rep-state[data-state="on_call"]')
+    assert await page.is_disabled("#rep-pause")
+    feed(OnHook(device_id="dev", line="1", at=at()))
+    await page.wait_for_selector('#rep-state[data-state="wrap_up"]')
+    await page.click("#rep-available")
+    await page.wait_for_selector('#rep-state[data-state="available"]')

@@ -1,0 +1,161 @@
+"""Rep state: available, on a call, wrap-up with a time limit, paused with a reason; counted and stored."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from agent.events import Call, CallEvent, CallEventKind, Direction, Disposition
+from agent.web.app import make_seat_app
+from agent.web.bus import SeatBus
+from agent.web.repstate import RepState, RepStateSink
+from storage.db import make_engine, upgrade
+from storage.repository import rep_state_totals
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+def s(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def test_calls_move_the_state_and_wrap_up_ends_by_itself() -> None:
+    rep = RepState("alice", T0, wrap_up_seconds=30)
+    change = rep.call_answered("c1", s(10))
+    assert (change.previous, change.state, change.previous_seconds, change.automatic) == (
+        "available",
+        "on_call",
+        10.0,
+        True,
+    )
+    assert rep.call_answered("c2", s(20)) is None  # a second line: still on a call
+    assert rep.call_ended("c1", s(50)) is None
+    assert rep.call_ended("c2", s(70)).state == "wrap_up"
+    assert rep.deadline() == s(100)
+    assert rep.tick(s(99)) is None
+    back = rep.tick(s(130))
+    assert (back.state, back.since, back.previous_seconds) == ("available", s(100), 30.0)
+    assert rep.call_ended("unknown", s(140)) is None
+
+
+def test_pause_needs_a_listed_reason_and_resumes_after_a_call() -> None:
+    rep = RepState("alice", T0, wrap_up_seconds=0, pause_reasons=["meeting", "break"])
+    with pytest.raises(ValueError, match="needs a reason"):
+        rep.choose("paused", None, s(1))
+    with pytest.raises(ValueError, match="needs a reason"):
+        rep.choose("paused", "nap", s(1))
+    with pytest.raises(ValueError, match="state must be one of"):
+        rep.choose("on_call", None, s(1))
+    paused = rep.choose("paused", "break", s(5))
+    assert (paused.state, paused.reason, paused.automatic) == ("paused", "break", False)
+    rep.call_answered("c1", s(10))
+    with pytest.raises(ValueError, match="on a call"):
+        rep.choose("available", None, s(11))
+    # No wrap-up configured: straight back to the pause the call interrupted.
+    back = rep.call_ended("c1", s(40))
+    assert (back.state, back.reason) == ("paused", "break")
+    assert rep.choose("available", "ignored", s(60)).reason is None
+    assert rep.choose("available", None, s(61)) is None  # no change
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.states: list[tuple[str, str, str | None]] = []
+        self.seconds: list[tuple[str, str, float]] = []
+
+    def rep_state(self, rep: str, state: str, reason: str | None) -> None:
+        self.states.append((rep, state, reason))
+
+    def rep_state_seconds(self, rep: str, state: str, seconds: float) -> None:
+        self.seconds.append((rep, state, seconds))
+
+
+def call_event(kind: CallEventKind, at: datetime, rep: str = "alice") -> CallEvent:
+    call = Call(
+        uuid="c1",
+        seat="s",
+        device_id="d",
+        line="L1",
+        rep=rep,
+        team="",
+        direction=Direction.IN,
+        started_at=T0,
+    )
+    if kind is CallEventKind.ENDED:
+        call = replace(call, ended_at=at, disposition=Disposition.ANSWERED)
+    return CallEvent(kind, call, at)
+
+
+def test_bus_follows_the_reps_calls_streams_and_counts() -> None:
+    sink = Sink()
+    assert isinstance(sink, RepStateSink)
+    bus = SeatBus(rep_state=RepState("alice", T0, wrap_up_seconds=30), rep_sink=sink)
+    with bus.subscribe() as sub:
+        bus.publish(call_event(CallEventKind.ANSWERED, s(10), rep="bob"))  # another rep's line
+        bus.publish(call_event(CallEventKind.ANSWERED, s(20)))
+        bus.publish(call_event(CallEventKind.ENDED, s(80)))
+        bus.tick_rep_state(s(110))
+        items = [sub._replay.popleft() if sub._replay else sub._queue.get_nowait() for _ in range(6)]
+    reps = [payload for _, event, payload in items if event == "rep"]
+    assert [(r["previous"], r["state"]) for r in reps] == [
+        ("available", "on_call"),
+        ("on_call", "wrap_up"),
+        ("wrap_up", "available"),
+    ]
+    assert sink.states == [
+        ("alice", "available", None),
+        ("alice", "on_call", None),
+        ("alice", "wrap_up", None),
+        ("alice", "available", None),
+    ]
+    assert sink.seconds == [
+        ("alice", "available", 20.0),
+        ("alice", "on_call", 60.0),
+        ("alice", "wrap_up", 30.0),
+    ]
+    assert bus.snapshot()["rep_state"]["state"] == "available"
+
+
+@pytest.fixture
+def engine() -> Iterator[Engine]:
+    eng = make_engine("sqlite://")
+    upgrade(eng)
+    yield eng
+    eng.dispose()
+
+
+def test_page_sets_the_state_and_it_is_stored_for_reports(engine: Engine) -> None:
+    clock = [s(0)]
+    bus = SeatBus(rep_state=RepState("alice", T0, wrap_up_seconds=30, pause_reasons=["meeting", "break"]))
+    client = TestClient(
+        make_seat_app(bus, seat="s", engine=engine, rep="alice", now=lambda: clock[0], csrf_token="tok")
+    )
+    headers = {"X-CSRF-Token": "tok"}
+    assert client.post("/api/rep-state", json={"state": "paused", "reason": "break"}).status_code == 403
+    clock[0] = s(600)
+    response = client.post("/api/rep-state", json={"state": "paused", "reason": "break"}, headers=headers)
+    assert response.status_code == 200
+    assert response.json()["state"] == "paused"
+    bad = client.post("/api/rep-state", json={"state": "paused", "reason": "nap"}, headers=headers)
+    assert bad.status_code == 409
+    assert "meeting, break" in bad.json()["error"]
+    clock[0] = s(900)
+    client.post("/api/rep-state", json={"state": "paused", "reason": "meeting"}, headers=headers)
+    clock[0] = s(1500)
+    client.post("/api/rep-state", json={"state": "available"}, headers=headers)
+    assert client.get("/api/state").json()["rep_state"]["state"] == "available"
+    with Session(engine) as session:
+        totals = rep_state_totals(session, "alice", since=T0, until=s(1800))
+        later = rep_state_totals(session, "alice", since=s(700), until=s(1800))
+    assert totals == {"available": 900.0, "paused:break": 300.0, "paused:meeting": 600.0}
+    assert later == {"paused:break": 200.0, "paused:meeting": 600.0, "available": 300.0}
