@@ -1,0 +1,168 @@
+"""``cti-agent sync``: team mode by hand: the backlog (``--status``), one catch-up (``--once``), or a loop.
+
+The running agent syncs by itself when ``[central] url`` is set; this command
+is for looking at the backlog and for catching up without the agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from agent.config import Config, load_config
+from agent.errors import AgentError
+from agent.sync import SyncLoop, with_connect_timeout
+from storage.db import make_engine, safe_url, storage_errors, upgrade
+from storage.outbox import CentralSync, SyncError, SyncStatus, parked_entries, status
+
+logger = logging.getLogger(__name__)
+
+
+def _age(when: datetime | None, now: datetime) -> str:
+    if when is None:
+        return "never"
+    seconds = max((now - when).total_seconds(), 0)
+    if seconds < 120:
+        ago = f"{seconds:.0f} s"
+    elif seconds < 7200:
+        ago = f"{seconds / 60:.0f} min"
+    elif seconds < 172_800:
+        ago = f"{seconds / 3600:.1f} h"
+    else:
+        ago = f"{seconds / 86_400:.1f} days"
+    return f"{when:%Y-%m-%d %H:%M:%S} UTC ({ago} ago)"
+
+
+def format_status(state: SyncStatus, config: Config, now: datetime) -> str:
+    """The text ``sync --status`` prints."""
+    url = config.central_url
+    lines = [
+        f"central database:   {safe_url(url) if url else 'not configured (single-machine mode)'}",
+        f"recording store:    {config.central.recordings_dir or 'not configured'}",
+        f"outbox:             {'on' if state.enabled else 'off'}",
+        f"backlog:            {state.pending_calls} call(s), {state.pending_recordings} recording(s)",
+        f"oldest waiting:     {_age(state.oldest_pending_at, now) if state.pending else '-'}",
+        f"parked:             {state.parked}",
+        f"last in sync:       {_age(state.last_success_at, now)}",
+        f"last attempt:       {_age(state.last_attempt_at, now)}",
+    ]
+    if state.last_error:
+        lines.append(f"last error:         {_age(state.last_error_at, now)}: {state.last_error}")
+    return "\n".join(lines)
+
+
+def _open_local(config: Config) -> Engine:
+    engine = make_engine(config.database_url)
+    upgrade(engine)
+    return engine
+
+
+@click.command("sync")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="The agent's config file (default: the embedded defaults).",
+)
+@click.option(
+    "--status", "show_status", is_flag=True, help="Show the backlog and the last outcomes; send nothing."
+)
+@click.option("--once", is_flag=True, help="Send everything waiting, then exit (1 if the centre failed).")
+def sync(config_path: Path | None, show_status: bool, once: bool) -> None:
+    """Replay this seat's calls, notes and recordings into the central database ([central] url)."""
+    try:
+        config = load_config(config_path)
+    except AgentError as exc:
+        raise click.UsageError(str(exc)) from None
+    if show_status and once:
+        raise click.UsageError("give --status or --once, not both")
+    try:
+        local = _open_local(config)
+    except AgentError as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        if show_status:
+            _show_status(local, config)
+            return
+        url = config.central_url
+        if not url:
+            raise click.UsageError("no central database: set [central] url or CTI_AGENT_CENTRAL_URL")
+        try:
+            syncer = CentralSync(
+                local,
+                make_engine(with_connect_timeout(url)),
+                data_dir=config.agent.data_dir,
+                recordings_dir=config.central.recordings_dir,
+                batch_size=config.central.batch_size,
+            )
+        except AgentError as exc:
+            raise click.ClickException(str(exc)) from None
+        if once:
+            _once(syncer)
+        else:
+            _forever(syncer, config)
+    finally:
+        local.dispose()
+
+
+def _show_status(local: Engine, config: Config) -> None:
+    try:
+        with storage_errors(local, "reading the outbox"), Session(local) as session:
+            state = status(session)
+            parked = [(e.id, e.kind, e.ref, e.last_error) for e in parked_entries(session)]
+    except AgentError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(format_status(state, config, datetime.now(UTC)))
+    for entry_id, kind, ref, error in parked:
+        click.echo(f"  parked #{entry_id} {kind} {ref}: {error}")
+
+
+def _once(syncer: CentralSync) -> None:
+    calls = recordings = parked = 0
+    try:
+        syncer.enable()
+        while True:
+            result = syncer.run_batch()
+            calls += result.calls
+            recordings += result.recordings
+            parked += result.parked
+            if result.entries == 0 or (result.remaining == 0 and not result.full):
+                break
+    except SyncError as exc:
+        raise click.ClickException(
+            f"sent {calls} call(s) and {recordings} recording(s), then failed: {exc}"
+        ) from None
+    except AgentError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        syncer.close()
+    message = f"sent {calls} call(s) and {recordings} recording(s); nothing waiting"
+    if parked:
+        message += f"; {parked} entry(ies) parked (see sync --status)"
+    click.echo(message)
+
+
+def _forever(syncer: CentralSync, config: Config) -> None:
+    loop = SyncLoop(syncer, interval=config.central.interval, backoff_max=config.central.backoff_max)
+
+    async def main() -> None:
+        task = loop.start()
+        try:
+            await task
+        finally:
+            await loop.aclose()
+
+    click.echo(f"syncing to {safe_url(config.central_url or '')}; Ctrl-C stops")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())
+
+
+__all__ = ["format_status", "sync"]

@@ -1,0 +1,385 @@
+"""Team mode against a real PostgreSQL that the test stops and restarts mid-stream.
+
+Each test here starts its own throwaway server (the session's shared one must
+not be stopped under other tests), the same way ``conftest.pg_url`` does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import glob
+import hashlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import ProgrammingError
+from sqlalchemy.orm import Session
+
+from agent.commands.sync import sync as sync_command
+from agent.events import Call, Direction, Disposition, EndReason
+from agent.sync import SyncLoop
+from storage.db import make_engine, upgrade
+from storage.models import CallRecord, Recording
+from storage.outbox import CentralSync, central_path, purge_allowed
+from storage.recordings import RecordingFacts, RecordingStore
+from storage.repository import save_note, upsert_call
+
+pytestmark = pytest.mark.postgres
+
+T0 = datetime(2024, 5, 6, 9, 0, tzinfo=UTC)
+
+
+PG_MISSING = "PostgreSQL server binaries not found: run `make test` (it installs postgresql)"
+
+
+def _pg_bindir() -> Path | None:
+    """The newest /usr/lib/postgresql/<version>/bin with initdb and pg_ctl (as conftest.pg_url finds it)."""
+    found = [Path(p).parent for p in glob.glob("/usr/lib/postgresql/*/bin/initdb")]
+    found = [d for d in found if (d / "pg_ctl").is_file() and d.parent.name.split(".")[0].isdigit()]
+    if not found:
+        return None
+    return max(found, key=lambda d: tuple(int(x) for x in d.parent.name.split(".") if x.isdigit()))
+
+
+class Server:
+    """A PostgreSQL server of this test alone: it can be stopped (as by a crash) and started again."""
+
+    def __init__(self, bindir: Path) -> None:
+        self.bindir = bindir
+        self.as_postgres = os.geteuid() == 0
+        self.workdir = Path(tempfile.mkdtemp(prefix="cti-sync-pg-"))
+        self.workdir.chmod(0o755)
+        if self.as_postgres:
+            shutil.chown(self.workdir, "postgres", "postgres")
+        self.data = self.workdir / "data"
+        self.log = self.workdir / "pg.log"
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = int(sock.getsockname()[1])
+        self.running = False
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *argv: str) -> None:
+        command = [str(self.bindir / argv[0]), *argv[1:]]
+        if self.as_postgres:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+        if done.returncode != 0:
+            log = self.log.read_text(errors="replace") if self.log.exists() else ""
+            pytest.fail(f"{argv[0]} {argv[-1]} failed: {done.stderr or done.stdout}\n{log}")
+
+    def init(self) -> None:
+        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8")
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.workdir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run(
+            "pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", "-o", options, "start"
+        )
+        self.running = True
+
+    def crash(self) -> None:
+        """Stop at once, cutting every connection (``immediate``: no clean shutdown)."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        self.running = False
+
+    def remove(self) -> None:
+        if self.running:
+            self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    bindir = _pg_bindir()
+    if bindir is None:
+        pytest.fail(PG_MISSING)
+    own = Server(bindir)
+    try:
+        own.init()
+        own.start()
+        yield own
+    finally:
+        own.remove()
+
+
+@pytest.fixture
+def seat(tmp_path: Path) -> Iterator[Engine]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'seat' / 'cti-agent.db'}")
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+def make_call(n: int, stage: str) -> Call:
+    call = Call(
+        uuid=f"00000000-0000-4000-8000-{n:012d}",
+        seat="seat-7",
+        device_id="sim",
+        line="L1",
+        rep="alice",
+        team="north",
+        direction=Direction.OUT if n % 2 else Direction.IN,
+        started_at=T0 + timedelta(minutes=n),
+        number_raw=f"1380000{n:04d}",
+        number_e164=f"+861380000{n:04d}",
+    )
+    if stage in ("answered", "ended"):
+        call = dataclasses.replace(call, answered_at=call.started_at + timedelta(seconds=4), ring_seconds=4.0)
+    if stage == "ended":
+        call = dataclasses.replace(
+            call,
+            ended_at=call.started_at + timedelta(seconds=64 + n),
+            talk_seconds=float(60 + n),
+            disposition=Disposition.ANSWERED,
+            end_reason=EndReason.HANGUP,
+        )
+    return call
+
+
+def write_call(engine: Engine, data_dir: Path, n: int) -> None:
+    """One call's life as the agent writes it: three snapshots, sometimes a note and a recording."""
+    for stage in ("started", "answered", "ended"):
+        with Session(engine) as session, session.begin():
+            upsert_call(session, make_call(n, stage))
+    if n % 3 == 0:
+        with Session(engine) as session, session.begin():
+            save_note(session, make_call(n, "ended").uuid, f"note {n}", T0 + timedelta(days=1, minutes=n))
+    if n % 5 == 0:
+        add_recording(engine, data_dir, make_call(n, "ended"), f"audio of call {n}".encode() * 50)
+
+
+def add_recording(engine: Engine, data_dir: Path, call: Call, content: bytes) -> Path:
+    store = RecordingStore(data_dir, engine)
+    paths = store.paths(call.uuid, call.started_at, "flac")
+    paths.final.parent.mkdir(parents=True, exist_ok=True)
+    paths.final.write_bytes(content)
+    digest = hashlib.sha256(content).hexdigest()
+    store.save(
+        RecordingFacts(
+            call.uuid, store.relative(paths.final), "flac", 8000, 1, 1.0, len(content), digest, "complete"
+        ),
+        call,
+    )
+    return paths.final
+
+
+def snapshot(engine: Engine) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    with Session(engine) as session:
+        calls = session.execute(
+            select(
+                CallRecord.uuid,
+                CallRecord.ended_at,
+                CallRecord.talk_seconds,
+                CallRecord.disposition,
+                CallRecord.notes,
+                CallRecord.follow_up_at,
+            ).order_by(CallRecord.uuid)
+        ).all()
+        recordings = session.execute(
+            select(Recording.call_uuid, Recording.path_or_uri, Recording.sha256).order_by(Recording.call_uuid)
+        ).all()
+    return [tuple(r) for r in calls], [tuple(r) for r in recordings]
+
+
+class Counting:
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+        self.backlog: list[int] = []
+        self.successes = 0
+
+    def sync_backlog(self, rows: int) -> None:
+        self.backlog.append(rows)
+
+    def sync_error(self, kind: str) -> None:
+        self.errors.append(kind)
+
+    def sync_succeeded(self, timestamp: float) -> None:
+        self.successes += 1
+
+
+async def test_a_central_crash_mid_stream_loses_nothing_and_doubles_nothing(
+    server: Server, seat: Engine, tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "seat"
+    store_dir = tmp_path / "central-store"
+    central = make_engine(server.url)
+    syncer = CentralSync(seat, central, data_dir=data_dir, recordings_dir=store_dir, batch_size=25)
+    metrics = Counting()
+    loop = SyncLoop(syncer, interval=0.05, backoff_start=0.05, backoff_max=0.4, metrics=metrics)
+    total = 120
+    crash_at, restart_at = 40, 90
+    written = threading.Event()
+
+    def writer() -> None:
+        # The seat's own writes never wait for the centre: they run straight through the outage.
+        for n in range(total):
+            write_call(seat, data_dir, n)
+            if n == crash_at:
+                server.crash()
+            if n == restart_at:
+                server.start()
+        written.set()
+
+    loop.start()
+    try:
+        await asyncio.to_thread(writer)
+        for _ in range(600):
+            if (
+                written.is_set()
+                and syncer.status().pending == 0
+                and metrics.backlog
+                and metrics.backlog[-1] == 0
+            ):
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await loop.aclose()
+    assert syncer.status().pending == 0
+    assert "database" in metrics.errors  # the crash was seen...
+    local_calls, local_recordings = snapshot(seat)
+    central_check = make_engine(server.url)
+    try:
+        central_calls, central_recordings = snapshot(central_check)
+        with Session(central_check) as session:
+            assert session.scalar(select(func.count(CallRecord.id))) == total
+            assert session.scalar(select(func.count(Recording.id))) == total // 5
+    finally:
+        central_check.dispose()
+    # ...and afterwards the centre holds exactly what the seat holds (customer ids aside).
+    assert len(local_calls) == total
+    assert central_calls == local_calls
+    assert central_recordings == local_recordings
+    for _, path, digest in central_recordings:
+        assert hashlib.sha256(central_path(store_dir, str(path)).read_bytes()).hexdigest() == digest
+
+
+def test_a_corrupted_central_copy_is_found_by_the_purge_guard_and_copied_again(
+    server: Server, seat: Engine, tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "seat"
+    store_dir = tmp_path / "central-store"
+    syncer = CentralSync(seat, make_engine(server.url), data_dir=data_dir, recordings_dir=store_dir)
+    try:
+        syncer.enable()
+        source = add_recording(seat, data_dir, make_call(1, "ended"), b"the real audio" * 100)
+        assert syncer.run_batch().recordings == 1
+        with Session(seat) as session:
+            row = session.scalars(select(Recording)).one()
+            copy = central_path(store_dir, row.path_or_uri)
+            assert purge_allowed(session, row, store_dir)
+        copy.write_bytes(b"the real audio" * 99 + b"the fake audio")
+        with Session(seat) as session, session.begin():
+            row = session.scalars(select(Recording)).one()
+            assert not purge_allowed(session, row, store_dir)
+        assert syncer.status().pending_recordings == 1
+        assert syncer.run_batch().recordings == 1
+        assert copy.read_bytes() == source.read_bytes()
+        with Session(seat) as session:
+            assert purge_allowed(session, session.scalars(select(Recording)).one(), store_dir)
+        with Session(syncer.central) as session:
+            assert session.scalar(select(func.count(Recording.id))) == 1
+    finally:
+        syncer.close()
+
+
+def test_sync_status_and_once_through_an_outage(server: Server, tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        f'[agent]\ndata_dir = "{data_dir}"\n\n[central]\nurl = "{server.url}"\n'
+        f'recordings_dir = "{tmp_path / "store"}"\n',
+        encoding="utf-8",
+    )
+    seat = make_engine(f"sqlite:///{data_dir / 'cti-agent.db'}")
+    upgrade(seat)
+    runner = CliRunner()
+    try:
+        assert runner.invoke(sync_command, ["--config", str(config), "--once"]).exit_code == 0
+        for n in range(7):
+            write_call(seat, data_dir, n)
+        server.crash()
+        failed = runner.invoke(sync_command, ["--config", str(config), "--once"])
+        assert failed.exit_code == 1
+        assert "failed" in failed.output
+        shown = runner.invoke(sync_command, ["--config", str(config), "--status"])
+        assert shown.exit_code == 0, shown.output
+        assert "backlog:            7 call(s), 2 recording(s)" in shown.output
+        assert "last error:" in shown.output
+        assert "postgres@127.0.0.1" in shown.output
+        server.start()
+        done = runner.invoke(sync_command, ["--config", str(config), "--once"])
+        assert done.exit_code == 0, done.output
+        assert "sent 7 call(s) and 2 recording(s)" in done.output
+        shown = runner.invoke(sync_command, ["--config", str(config), "--status"])
+        assert "backlog:            0 call(s), 0 recording(s)" in shown.output
+        assert "last error:" not in shown.output
+    finally:
+        seat.dispose()
+
+
+@pytest.mark.slow
+async def test_the_running_agent_syncs_as_it_goes_and_flushes_at_shutdown(
+    pg_database_url: str, tmp_path: Path
+) -> None:
+    from agent.config import load_config
+    from agent.devices import DeviceRegistry
+    from agent.plugins import make_plugin_manager
+    from agent.runner import Agent
+
+    speed = 60.0
+    pm = make_plugin_manager(load_entrypoints=False)
+    overrides = {
+        "agent": {"seat": "seat-sync", "team": "team-a", "rep": "rep01", "data_dir": str(tmp_path)},
+        "web": {"enabled": False},
+        "metrics": {"enabled": False},
+        "tracker": {"ring_timeout": 8.0 / speed, "dial_timeout": 4.0 / speed},
+        "devices": [{"id": "sim", "type": "simulator", "lines": 2, "rate": 40, "seed": 3, "speed": speed}],
+        "central": {"url": pg_database_url, "interval": 0.2},
+    }
+    config = load_config(None, DeviceRegistry.from_plugins(pm), overrides=overrides)
+    agent = Agent(config, pm)
+    stop = asyncio.Event()
+    run = asyncio.create_task(agent.run(stop))
+    await asyncio.wait_for(agent.started.wait(), 20)
+    central = make_engine(pg_database_url)
+    try:
+        upstream_while_running = 0
+        try:
+            for _ in range(100):
+                await asyncio.sleep(0.1)
+                with contextlib.suppress(ProgrammingError), Session(central) as session:
+                    # ProgrammingError: the seat has not created the central schema yet.
+                    upstream_while_running = int(session.scalar(select(func.count(CallRecord.id))) or 0)
+                if upstream_while_running >= 3:
+                    break
+        finally:
+            stop.set()
+            await asyncio.wait_for(run, 40)
+        assert upstream_while_running >= 3, "calls should reach the centre while the agent runs"
+        seat = make_engine(f"sqlite:///{tmp_path / 'cti-agent.db'}")
+        try:
+            local_calls, _ = snapshot(seat)
+        finally:
+            seat.dispose()
+        central_calls, _ = snapshot(central)
+    finally:
+        central.dispose()
+    assert local_calls
+    assert all(row[1] is not None for row in local_calls)  # shutdown ended every call...
+    assert central_calls == local_calls  # ...and the last batch carried those ends upstream
