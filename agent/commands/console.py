@@ -1,0 +1,131 @@
+"""``cti-agent console``: the supervisor web app over the calls database."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import click
+
+from agent.config import load_config, parse_listen
+from agent.errors import AgentError
+from agent.report import local_zone
+from storage.models import ROLES
+
+__all__ = ["console"]
+
+
+def _roles(text: str) -> frozenset[str]:
+    roles = frozenset(part.strip() for part in text.split(",") if part.strip())
+    unknown = roles - set(ROLES)
+    if unknown:
+        raise click.BadParameter(
+            f"unknown role(s) {', '.join(sorted(unknown))}; roles are {', '.join(ROLES)}",
+            param_hint="--mask-roles",
+        )
+    return roles
+
+
+@click.command()
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="Read the database URL, data directory, targets and effective-call threshold from this config.",
+)
+@click.option("--url", default=None, help="A SQLAlchemy database URL (overrides the config).")
+@click.option(
+    "--listen", default="127.0.0.1:8340", show_default=True, help="HOST:PORT to serve the console on."
+)
+@click.option(
+    "--recordings-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Where recording paths are resolved (default: the config's data directory).",
+)
+@click.option(
+    "--mask-roles",
+    default="rep",
+    show_default=True,
+    help="Comma-separated roles that see numbers masked (138****5678); empty for none.",
+)
+@click.option("--tz", "tz_name", default=None, help="The floor's time zone (default: this machine's).")
+@click.option(
+    "--secret-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="The session key file, created 0600 when missing (default: console-secret in the data directory).",
+)
+@click.option(
+    "--secure-cookies/--no-secure-cookies",
+    default=False,
+    show_default=True,
+    help="Mark the session cookie Secure (when a TLS proxy serves the console).",
+)
+@click.option("--language", type=click.Choice(["en", "zh-CN"]), default=None, help="Fix the page language.")
+def console(
+    config_path: Path | None,
+    url: str | None,
+    listen: str,
+    recordings_dir: Path | None,
+    mask_roles: str,
+    tz_name: str | None,
+    secret_file: Path | None,
+    secure_cookies: bool,
+    language: str | None,
+) -> None:
+    """Serve the supervisor console: search calls, play recordings, statistics, wallboard.
+
+    Log-ins are made with `cti-agent users add`. Until SIGINT/SIGTERM.
+    """
+    from agent.console.app import ConsoleSettings, load_or_create_secret, make_console_app
+    from agent.web.serve import make_server
+    from storage.db import make_engine, upgrade
+
+    try:
+        host, port = parse_listen(listen)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--listen") from None
+    try:
+        zone = ZoneInfo(tz_name) if tz_name else local_zone()
+    except (ZoneInfoNotFoundError, ValueError):
+        raise click.BadParameter(f"unknown time zone {tz_name!r}", param_hint="--tz") from None
+    config = load_config(config_path)
+    data_dir = config.agent.data_dir
+    settings = ConsoleSettings(
+        secret=load_or_create_secret(secret_file or data_dir / "console-secret"),
+        recordings_dir=recordings_dir or data_dir,
+        zone=zone,
+        mask_roles=_roles(mask_roles),
+        secure_cookies=secure_cookies,
+        language=language,
+        region=config.agent.region,
+        effective_seconds=config.metrics.effective_call_seconds,
+        targets=config.targets,
+    )
+    engine = make_engine(url or config.database_url)
+    try:
+        upgrade(engine)
+        server = make_server(make_console_app(engine, settings), host, port)
+
+        async def main() -> None:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, setattr, server, "should_exit", True)
+            task = asyncio.create_task(server.serve())
+            try:
+                await server.wait_started()
+            except BaseException:
+                await asyncio.gather(task, return_exceptions=True)
+                raise
+            click.echo(f"console: http://{server.address}/", err=True)
+            await task
+
+        asyncio.run(main())
+    except AgentError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        engine.dispose()

@@ -1,0 +1,566 @@
+"""The console's search on SQLite: every filter, role scoping, pages and totals, masking, export, playback."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import warnings
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from openpyxl import load_workbook
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from agent.console.app import ConsoleSettings, make_console_app, range_start, waveform_peaks
+from agent.console.auth import Principal, create_user
+from agent.console.search import (
+    QueryError,
+    SearchQuery,
+    export_rows,
+    mask_number,
+    recording_filename,
+    search,
+    spreadsheet_text,
+    to_csv,
+    to_xlsx,
+)
+from storage.db import make_engine, upgrade
+from storage.models import AuditEntry, CallRecord, Recording
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+SECRET = b"s" * 32
+PASSWORD = "correct horse"
+
+# uuid: (rep, team, seat, line, direction, e164, raw, start offset hours, disposition, talk, notes, recorded)
+CALLS: dict[str, tuple] = {
+    "c-a1": (
+        "alice",
+        "north",
+        "s1",
+        "L1",
+        "in",
+        "+8613812345678",
+        "13812345678",
+        0,
+        "answered",
+        120.0,
+        "客户要报价 wants a QUOTE",
+        True,
+    ),
+    "c-a2": (
+        "alice",
+        "north",
+        "s1",
+        "L1",
+        "out",
+        "+8613900001111",
+        "139 0000 1111",
+        1,
+        "missed",
+        None,
+        None,
+        False,
+    ),
+    "c-b1": (
+        "bob",
+        "north",
+        "s2",
+        "L1",
+        "in",
+        "+862212345678",
+        "022-1234 5678",
+        2,
+        "answered",
+        30.0,
+        "100% sure",
+        True,
+    ),
+    "c-c1": (
+        "carol",
+        "south",
+        "s3",
+        "L2",
+        "out",
+        "+8615012345678",
+        "15012345678",
+        24,
+        "answered",
+        600.0,
+        "call back",
+        True,
+    ),
+    "c-c2": ("carol", "south", "s3", "L2", "in", None, None, 25, "missed", None, None, False),
+    "c-d1": (
+        "dave",
+        "south",
+        "s4",
+        "L1",
+        "in",
+        "+8613812349999",
+        "13812349999",
+        -24,
+        "answered",
+        45.0,
+        None,
+        False,
+    ),
+}
+
+MANAGER = Principal(1, "boss", "manager", None, None, "en")
+LEAD_NORTH = Principal(2, "nina", "lead", "north", None, "en")
+REP_ALICE = Principal(3, "alice", "rep", "north", "alice", "en")
+ADMIN = Principal(4, "root", "admin", None, None, "en")
+
+
+def write_wav(path: Path, seconds: float = 2.0, rate: int = 8000) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t = np.arange(int(seconds * rate)) / rate
+    sf.write(path, 0.3 * np.sin(2 * np.pi * 440 * t), rate, subtype="PCM_16")
+
+
+def seed(engine: Engine, data_dir: Path) -> dict[str, int]:
+    """The calls of :data:`CALLS` (recordings as real WAV files under ``data_dir``); recording ids by call."""
+    recording_ids = {}
+    with Session(engine) as session, session.begin():
+        for uuid, (
+            rep,
+            team,
+            seat,
+            line,
+            direction,
+            e164,
+            raw,
+            hours,
+            disp,
+            talk,
+            notes,
+            rec,
+        ) in CALLS.items():
+            started = T0 + timedelta(hours=hours)
+            session.add(
+                CallRecord(
+                    uuid=uuid,
+                    seat=seat,
+                    device_id="d",
+                    line=line,
+                    rep=rep,
+                    team=team,
+                    direction=direction,
+                    number_e164=e164,
+                    number_raw=raw,
+                    absence=None if raw else "P",
+                    started_at=started,
+                    answered_at=started if disp == "answered" else None,
+                    ended_at=started + timedelta(seconds=(talk or 0) + 10),
+                    ring_seconds=10.0,
+                    talk_seconds=talk,
+                    disposition=disp,
+                    notes=notes,
+                )
+            )
+            session.flush()
+            if rec:
+                relative = f"recordings/2026/03/02/{uuid}.wav"
+                write_wav(data_dir / relative)
+                recording = Recording(
+                    call_uuid=uuid,
+                    path_or_uri=relative,
+                    codec="wav",
+                    sample_rate=8000,
+                    channels=1,
+                    seconds=2.0,
+                    status="complete",
+                )
+                session.add(recording)
+                session.flush()
+                recording_ids[uuid] = recording.id
+    return recording_ids
+
+
+@pytest.fixture
+def engine() -> Iterator[Engine]:
+    engine = make_engine("sqlite://")
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def recordings(engine: Engine, tmp_path: Path) -> dict[str, int]:
+    return seed(engine, tmp_path)
+
+
+def found(engine: Engine, who: Principal = MANAGER, **params: str) -> set[str]:
+    query = SearchQuery.from_params(params | {"per_page": "200"}, UTC)
+    with Session(engine) as session:
+        return {row.uuid for row in search(session, query, who, masked=False).rows}
+
+
+# -- filters ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({}, set(CALLS)),
+        ({"number": "5678"}, {"c-a1", "c-b1", "c-c1"}),
+        ({"number": "*5678"}, {"c-a1", "c-b1", "c-c1"}),
+        ({"number": "1234"}, {"c-a1", "c-b1", "c-c1", "c-d1"}),
+        ({"number": "138*"}, {"c-a1", "c-d1"}),
+        ({"number": "138????5678"}, {"c-a1"}),
+        ({"number": "138-1234-5678"}, {"c-a1"}),
+        ({"number": "*9999"}, {"c-d1"}),
+        ({"number": "78"}, {"c-a1", "c-b1", "c-c1"}),
+        ({"number": "*8"}, {"c-a1", "c-b1", "c-c1"}),
+        ({"number": "??9*"}, {"c-a2"}),
+        ({"number": "?9*"}, set()),
+        ({"notes": "100%"}, {"c-b1"}),
+        ({"notes": "quote"}, {"c-a1"}),
+        ({"notes": "报价"}, {"c-a1"}),
+        ({"notes": "_"}, set()),
+        ({"talk_min": "100"}, {"c-a1", "c-c1"}),
+        ({"talk_max": "50"}, {"c-a2", "c-b1", "c-c2", "c-d1"}),
+        ({"talk_min": "30", "talk_max": "120"}, {"c-a1", "c-b1", "c-d1"}),
+        ({"recording": "yes"}, {"c-a1", "c-b1", "c-c1"}),
+        ({"recording": "no"}, {"c-a2", "c-c2", "c-d1"}),
+        ({"direction": "out"}, {"c-a2", "c-c1"}),
+        ({"disposition": "missed"}, {"c-a2", "c-c2"}),
+        ({"from": "2026-03-02", "to": "2026-03-03"}, {"c-a1", "c-a2", "c-b1"}),
+        ({"from": "2026-03-02 10:00"}, {"c-a2", "c-b1", "c-c1", "c-c2"}),
+        ({"rep": "alice"}, {"c-a1", "c-a2"}),
+        ({"team": "south"}, {"c-c1", "c-c2", "c-d1"}),
+        ({"seat": "s3"}, {"c-c1", "c-c2"}),
+        ({"line": "L2"}, {"c-c1", "c-c2"}),
+        ({"team": "north", "direction": "in", "recording": "yes", "number": "5678"}, {"c-a1", "c-b1"}),
+    ],
+)
+def test_each_filter_narrows_to_exactly_the_matching_calls(
+    engine: Engine, recordings: dict[str, int], params: dict[str, str], expected: set[str]
+) -> None:
+    assert found(engine, **params) == expected
+
+
+def test_role_scoping(engine: Engine, recordings: dict[str, int]) -> None:
+    assert found(engine, MANAGER) == set(CALLS)
+    assert found(engine, LEAD_NORTH) == {"c-a1", "c-a2", "c-b1"}
+    assert found(engine, REP_ALICE) == {"c-a1", "c-a2"}
+    assert found(engine, ADMIN) == set()
+    # A filter cannot widen the scope.
+    assert found(engine, LEAD_NORTH, team="south") == set()
+    assert found(engine, REP_ALICE, rep="bob") == set()
+    assert found(engine, Principal(9, "x", "rep", "north", None, "en")) == set()
+    assert found(engine, Principal(9, "x", "lead", None, None, "en")) == set()
+
+
+def test_pages_totals_and_stable_order(engine: Engine, recordings: dict[str, int]) -> None:
+    with Session(engine) as session:
+        seen = []
+        for page in (1, 2, 3):
+            query = SearchQuery.from_params({"per_page": "25", "page": str(page)}, UTC)
+            result = search(session, replace_per_page(query, 2), MANAGER, masked=False)
+            assert result.total_calls == 6
+            assert result.total_talk_seconds == pytest.approx(120 + 30 + 600 + 45)
+            assert result.pages == 3
+            seen.extend(row.uuid for row in result.rows)
+        assert seen == ["c-c2", "c-c1", "c-b1", "c-a2", "c-a1", "c-d1"]
+        by_talk = search(
+            session,
+            SearchQuery.from_params({"sort": "talk_seconds", "order": "asc"}, UTC),
+            LEAD_NORTH,
+            masked=False,
+        )
+        assert [row.uuid for row in by_talk.rows] == ["c-b1", "c-a1", "c-a2"]  # no talk time: last
+        assert by_talk.total_talk_seconds == pytest.approx(150)
+
+
+def replace_per_page(query: SearchQuery, per_page: int) -> SearchQuery:
+    from dataclasses import replace
+
+    return replace(query, per_page=per_page)
+
+
+def test_a_search_round_trips_through_its_query_string() -> None:
+    params = {
+        "from": "2026-03-02 08:00",
+        "to": "2026-03-03 00:00",
+        "number": "138*5678",
+        "rep": "alice",
+        "direction": "in",
+        "disposition": "answered",
+        "talk_min": "10",
+        "talk_max": "90.5",
+        "recording": "yes",
+        "notes": "quote",
+        "sort": "talk_seconds",
+        "order": "asc",
+        "page": "3",
+        "per_page": "100",
+        "team": "north",
+        "seat": "s1",
+        "line": "L1",
+    }
+    query = SearchQuery.from_params(params, UTC)
+    assert query.to_params(UTC) == params
+    assert SearchQuery.from_params(query.to_params(UTC), UTC) == query
+    assert SearchQuery().to_params(UTC) == {}
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"from": "yesterday"},
+        {"talk_min": "-1"},
+        {"talk_max": "nan"},
+        {"direction": "sideways"},
+        {"sort": "password_hash"},
+        {"page": "1; DROP TABLE calls"},
+        {"per_page": "1000000"},
+        {"number": "abc"},
+        {"recording": "maybe"},
+    ],
+)
+def test_malformed_parameters_are_refused(params: dict[str, str]) -> None:
+    with pytest.raises(QueryError):
+        SearchQuery.from_params(params, UTC)
+
+
+# -- masking -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("number", "masked"),
+    [
+        ("13812345678", "138****5678"),
+        ("+8613812345678", "+86138****5678"),
+        ("022-1234 5678", "022-**** 5678"),
+        ("12345678", "****5678"),
+        ("95555", "***55"),
+        ("", ""),
+    ],
+)
+def test_mask_number(number: str, masked: str) -> None:
+    assert mask_number(number) == masked
+
+
+def test_masked_rows_exports_and_file_names(engine: Engine, recordings: dict[str, int]) -> None:
+    with Session(engine) as session:
+        query = SearchQuery.from_params({"number": "5678"}, UTC)
+        rows = search(session, query, MANAGER, masked=True).rows
+        assert {row.number for row in rows} == {"138****5678", "022-**** 5678", "150****5678"}
+        exported = export_rows(session, query, MANAGER, masked=True)
+        text = to_csv(exported, UTC)
+        assert "13812345678" not in text
+        assert "138****5678" in text
+        records = list(csv.DictReader(io.StringIO(text.lstrip("\ufeff"))))
+        assert {r["uuid"] for r in records} == {"c-a1", "c-b1", "c-c1"}
+        sheet = load_workbook(io.BytesIO(to_xlsx(exported, UTC))).active
+        cells = [str(c.value) for row in sheet.iter_rows() for c in row]
+        assert "138****5678" in cells
+        assert not any("12345678" in c for c in cells)
+        call = session.get(CallRecord, 1)
+        recording = session.scalar(select(Recording).where(Recording.call_uuid == "c-a1"))
+        assert call is not None
+        assert recording is not None
+        assert (
+            recording_filename(call, recording, UTC, masked=True) == "20260302-090000_138xxxx5678_alice.wav"
+        )
+        assert (
+            recording_filename(call, recording, UTC, masked=False) == "20260302-090000_13812345678_alice.wav"
+        )
+
+
+def test_spreadsheet_formulas_are_neutralised_but_numbers_kept() -> None:
+    assert spreadsheet_text('=HYPERLINK("http://x")') == '\'=HYPERLINK("http://x")'
+    assert spreadsheet_text("@SUM(A1)") == "'@SUM(A1)"
+    assert spreadsheet_text("-1+cmd|' /C calc'!A0") == "'-1+cmd|' /C calc'!A0"
+    assert spreadsheet_text("+86 138****5678") == "+86 138****5678"
+    assert spreadsheet_text(12.5) == 12.5
+
+
+# -- the app: pages, playback, audit ------------------------------------------------------
+
+
+@pytest.fixture
+def app_client(engine: Engine, recordings: dict[str, int], tmp_path: Path) -> TestClient:
+    with Session(engine) as session, session.begin():
+        create_user(session, "boss", PASSWORD, role="manager")
+        create_user(session, "nina", PASSWORD, role="lead", team="north")
+        create_user(session, "alice", PASSWORD, role="rep", rep="alice")
+        create_user(session, "carol", PASSWORD, role="rep", rep="carol")
+    settings = ConsoleSettings(secret=SECRET, recordings_dir=tmp_path, mask_roles=frozenset({"rep"}))
+    return TestClient(make_console_app(engine, settings), base_url="http://127.0.0.1")
+
+
+def log_in(client: TestClient, login: str) -> None:
+    client.cookies.clear()
+    page = client.get("/login")
+    token = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert token is not None
+    response = client.post(
+        "/login",
+        data={"login": login, "password": PASSWORD, "csrf": token.group(1), "next": "/calls"},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303, response.text
+
+
+def audit_rows(engine: Engine) -> list[tuple[str | None, str, str | None]]:
+    with Session(engine) as session:
+        return [
+            (e.user_login, e.action, e.target)
+            for e in session.scalars(select(AuditEntry).order_by(AuditEntry.id))
+            if not e.action.startswith("login")
+        ]
+
+
+def test_search_page_masks_for_reps_and_not_for_managers(app_client: TestClient) -> None:
+    log_in(app_client, "alice")
+    page = app_client.get("/calls", params={"number": "5678"})
+    assert page.status_code == 200
+    assert "138****5678" in page.text
+    assert "13812345678" not in page.text
+    assert 'data-uuid="c-b1"' not in page.text  # bob's call: not alice's
+    call_page = app_client.get("/calls/c-a1")
+    assert "138****5678" in call_page.text
+    assert "13812345678" not in call_page.text
+    log_in(app_client, "boss")
+    page = app_client.get("/calls", params={"number": "5678"})
+    assert "13812345678" in page.text
+    assert page.text.count("data-uuid=") == 3
+
+
+def test_audio_is_served_in_ranges_with_its_mime_type_and_each_play_is_audited_once(
+    app_client: TestClient, engine: Engine, recordings: dict[str, int], tmp_path: Path
+) -> None:
+    log_in(app_client, "nina")
+    rid = recordings["c-a1"]
+    size = (tmp_path / "recordings/2026/03/02/c-a1.wav").stat().st_size
+    first = app_client.get(f"/recordings/{rid}/audio", headers={"Range": "bytes=0-"})
+    assert first.status_code == 206
+    assert first.headers["content-range"] == f"bytes 0-{size - 1}/{size}"
+    assert first.headers["content-type"] == "audio/wav"
+    assert first.headers["accept-ranges"] == "bytes"
+    assert first.headers["content-disposition"].startswith("inline")
+    middle = app_client.get(f"/recordings/{rid}/audio", headers={"Range": "bytes=100-199"})
+    assert middle.status_code == 206
+    assert len(middle.content) == 100
+    assert middle.headers["content-range"] == f"bytes 100-199/{size}"
+    assert middle.content == first.content[100:200]
+    beyond = app_client.get(f"/recordings/{rid}/audio", headers={"Range": f"bytes={size + 10}-"})
+    assert beyond.status_code == 416
+    whole = app_client.get(f"/recordings/{rid}/audio")
+    assert whole.status_code == 200
+    assert whole.content == first.content
+    assert audit_rows(engine) == [("nina", "play", f"recording:{rid}")] * 2
+    download = app_client.get(f"/recordings/{rid}/download")
+    assert download.status_code == 200
+    assert 'filename="20260302-090000_13812345678_alice.wav"' in download.headers["content-disposition"]
+    assert audit_rows(engine)[-1] == ("nina", "download", f"recording:{rid}")
+
+
+def test_a_rep_is_denied_another_teams_recording_on_the_audio_url(
+    app_client: TestClient, engine: Engine, recordings: dict[str, int]
+) -> None:
+    log_in(app_client, "alice")
+    theirs = recordings["c-c1"]
+    for kind in ("audio", "download", "waveform.svg"):
+        assert app_client.get(f"/recordings/{theirs}/{kind}").status_code == 403
+    assert app_client.get("/calls/c-c1").status_code == 404
+    assert app_client.get("/recordings/999/audio").status_code == 404
+    assert ("alice", "play_denied", f"recording:{theirs}") in audit_rows(engine)
+    own = app_client.get(f"/recordings/{recordings['c-a1']}/download")
+    assert own.status_code == 200
+    assert 'filename="20260302-090000_138xxxx5678_alice.wav"' in own.headers["content-disposition"]
+    app_client.cookies.clear()
+    assert app_client.get(f"/recordings/{recordings['c-a1']}/audio").status_code == 401
+
+
+def test_recording_paths_never_come_from_the_url_nor_leave_the_recordings_directory(
+    app_client: TestClient, engine: Engine, tmp_path: Path
+) -> None:
+    secret = tmp_path.parent / f"{tmp_path.name}-outside.wav"
+    write_wav(secret)
+    with Session(engine) as session, session.begin():
+        bad = [
+            Recording(call_uuid="c-a2", path_or_uri=f"../{secret.name}", codec="wav", status="complete"),
+            Recording(call_uuid="c-a2", path_or_uri=str(secret), codec="wav", status="complete"),
+        ]
+        session.add_all(bad)
+        session.flush()
+        ids = [r.id for r in bad]
+    log_in(app_client, "boss")
+    for rid in ids:
+        assert app_client.get(f"/recordings/{rid}/audio").status_code == 404
+    for url in (
+        "/recordings/..%2F..%2Fetc%2Fpasswd/audio",
+        "/recordings/1%2F..%2F..%2Fetc%2Fpasswd/audio",
+        "/recordings/-1/audio",
+        "/recordings/1/../../../etc/passwd",
+    ):
+        assert app_client.get(url).status_code == 404, url
+    secret.unlink()
+
+
+def test_export_is_audited_and_masked(app_client: TestClient, engine: Engine) -> None:
+    log_in(app_client, "alice")
+    response = app_client.get("/calls/export.csv", params={"number": "5678"})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/csv")
+    assert "138****5678" in response.text
+    assert "13812345678" not in response.text
+    xlsx = app_client.get("/calls/export.xlsx")
+    assert xlsx.content[:2] == b"PK"
+    actions = [(who, action) for who, action, _ in audit_rows(engine)]
+    assert actions == [("alice", "export_csv"), ("alice", "export_xlsx")]
+
+
+def test_audit_page_is_for_managers(
+    app_client: TestClient, engine: Engine, recordings: dict[str, int]
+) -> None:
+    log_in(app_client, "nina")
+    app_client.get(f"/recordings/{recordings['c-b1']}/audio")
+    assert app_client.get("/audit").status_code == 403
+    log_in(app_client, "boss")
+    page = app_client.get("/audit", params={"user": "nina", "action": "play"})
+    assert page.status_code == 200
+    assert page.text.count('<td class="action">play</td>') == 1
+    assert f"recording:{recordings['c-b1']}" in page.text
+
+
+def test_statistics_and_wallboard_pages(app_client: TestClient) -> None:
+    log_in(app_client, "nina")
+    day = app_client.get("/stats/day", params={"date": "2026-03-02"})
+    assert day.status_code == 200
+    assert "<svg" in day.text
+    assert "alice" in day.text
+    assert "carol" not in day.text
+    month = app_client.get("/stats/month", params={"month": "2026-03"})
+    assert month.status_code == 200
+    assert "bob" in month.text
+    assert "dave" not in month.text
+    assert app_client.get("/stats/day", params={"date": "March"}).status_code == 400
+    board = app_client.get("/wallboard")
+    assert board.status_code == 200
+    assert 'id="wallboard"' in board.text
+
+
+def test_range_start_and_waveform(tmp_path: Path) -> None:
+    assert range_start("bytes=0-") == 0
+    assert range_start("bytes=500-999, 0-1") == 500
+    assert range_start("bytes=-500") is None
+    assert range_start(None) is None
+    path = tmp_path / "x.wav"
+    write_wav(path, seconds=1.0)
+    peaks = waveform_peaks(path, points=50)
+    assert len(peaks) == 50
+    assert max(peaks) == pytest.approx(0.3, abs=0.01)
