@@ -18,7 +18,14 @@ import click
 import pluggy
 
 from agent import __version__
+from agent.commands.console import console
+from agent.commands.customers import export_customers_command, import_customers_command
+from agent.commands.deploy import deploy
 from agent.commands.devices import devices_command
+from agent.commands.purge import purge
+from agent.commands.report import report
+from agent.commands.sync import sync
+from agent.commands.users import users
 from agent.config import Config, load_config
 from agent.devices import DeviceRegistry
 from agent.errors import AgentError, ConfigError
@@ -161,6 +168,8 @@ def demo(
         "agent": agent_section,
         "web": {"listen": listen},
         "metrics": {"listen": metrics_listen},
+        # Simulated lines carry synthetic call audio, so the demo records real files.
+        "recording": {"enabled": True},
         "devices": [
             {
                 "id": "sim",
@@ -290,6 +299,14 @@ def db_upgrade(config_path: Path | None, url: str | None) -> None:
 
 # Commands that live in their own modules (agent/commands/).
 cli.add_command(devices_command)
+cli.add_command(report)
+cli.add_command(deploy)
+cli.add_command(purge)
+cli.add_command(import_customers_command)
+cli.add_command(export_customers_command)
+cli.add_command(sync)
+cli.add_command(console)
+cli.add_command(users)
 
 
 def _add_plugin_commands() -> None:

@@ -2,7 +2,8 @@
 
 Unknown keys are errors. An error names the key and the line of the file it is
 on (``agent.toml:12: devices[0].rate: ...``), never a traceback. Environment
-variables override secrets and URLs only: ``CTI_AGENT_DATABASE_URL``.
+variables override secrets and URLs only: ``CTI_AGENT_DATABASE_URL``,
+``CTI_AGENT_CENTRAL_URL``.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ import socket
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agent.calls import TrackerConfig
 from agent.devices import DeviceRegistry
@@ -56,7 +57,7 @@ class AgentSection(_Section):
     region: str = DEFAULT_REGION
     data_dir: Path = Field(default_factory=default_data_dir)
     disabled_plugins: list[str] = []
-    lookup_timeout: float = Field(default=0.5, gt=0)
+    lookup_timeout: float = Field(default=3.0, gt=0)
 
     @field_validator("region")
     @classmethod
@@ -102,6 +103,37 @@ class MetricsSection(_Section):
         return value
 
 
+class DailyTarget(_Section):
+    """A rep's quota for one day; None means no target of that kind."""
+
+    calls: int | None = Field(default=None, ge=0)
+    talk_seconds: float | None = Field(default=None, ge=0)
+    effective_calls: int | None = Field(default=None, ge=0)
+
+
+class TargetsSection(DailyTarget):
+    """``[targets]``: daily targets per rep, exported as ``cti_target_*`` gauges for the wallboard.
+
+    The top-level keys apply to every rep; ``[targets.teams.<team>]`` overrides
+    them for a team's reps and ``[targets.reps.<rep>]`` for one rep, key by key.
+    """
+
+    teams: dict[str, DailyTarget] = {}
+    reps: dict[str, DailyTarget] = {}
+
+    def for_rep(self, rep: str, team: str) -> DailyTarget:
+        """The targets of ``rep`` in ``team``: the rep's own, else the team's, else the defaults."""
+        merged = {name: getattr(self, name) for name in DailyTarget.model_fields}
+        for layer in (self.teams.get(team), self.reps.get(rep)):
+            if layer is None:
+                continue
+            for name in DailyTarget.model_fields:
+                value = getattr(layer, name)
+                if value is not None:
+                    merged[name] = value
+        return DailyTarget(**merged)
+
+
 class TrackerSection(_Section):
     """``[tracker]``: how calls are read from line events (see :class:`agent.calls.TrackerConfig`)."""
 
@@ -133,6 +165,76 @@ class LineSection(_Section):
     port: str = "1"
     rep: str | None = None
     team: str | None = None
+    #: The sound input this line's calls are recorded from: a sounddevice name (or part of one) or index.
+    audio_device: str | int | None = None
+    #: Which input channels (1-based) carry this line; several are mixed into one file, one channel each.
+    audio_channels: list[int] = Field(default=[1], min_length=1)
+
+    @field_validator("audio_channels")
+    @classmethod
+    def _channels(cls, value: list[int]) -> list[int]:
+        if any(c < 1 for c in value) or len(set(value)) != len(value):
+            raise ValueError("channels are distinct numbers from 1")
+        return value
+
+
+class RecordingSection(_Section):
+    """``[recording]``: which calls are recorded, how, and for how long they are kept."""
+
+    enabled: bool = False
+    codec: Literal["flac", "opus", "wav"] = "flac"
+    #: Hz; None records at the device's own rate (Opus needs 8000, 12000, 16000, 24000 or 48000).
+    sample_rate: int | None = Field(default=8000, ge=8000, le=48000)
+    start_on: Literal["answered", "off_hook", "ring"] = "answered"
+    pre_roll: float = Field(default=2.0, ge=0, le=30)
+    policy: Literal["all", "answered", "outbound"] = "answered"
+    #: A recording of a call that talked less than this is deleted (0 keeps all).
+    min_talk_seconds: float = Field(default=0.0, ge=0)
+    retention_days: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _opus_rate(self) -> RecordingSection:
+        if self.codec == "opus" and self.sample_rate not in (8000, 12000, 16000, 24000, 48000):
+            raise ValueError("opus records at 8000, 12000, 16000, 24000 or 48000 Hz: set sample_rate")
+        return self
+
+
+class LeadsSection(_Section):
+    """``[leads]``: lead ownership, the guard against two reps working one lead.
+
+    A customer's owner keeps them for ``protection_days`` after they were
+    imported or last claimed; after that (or when nobody owns them) another rep
+    may claim them from the seat page, at most ``daily_claim_limit`` a day.
+    """
+
+    protection_days: int = Field(default=30, ge=0)
+    daily_claim_limit: int = Field(default=20, ge=0)
+
+
+class RepStateSection(_Section):
+    """``[rep_state]``: after-call work and pause reasons for the seat page's rep state."""
+
+    #: How long after-call work (wrap-up) lasts before the rep is available again (0: no wrap-up).
+    wrap_up_seconds: float = Field(default=30.0, ge=0, le=3600)
+    pause_reasons: list[str] = Field(default=["meeting", "training", "break", "lunch"], min_length=1)
+
+
+class CentralSection(_Section):
+    """``[central]``: team mode. With ``url`` set, the seat's outbox is replayed into that PostgreSQL.
+
+    ``url`` may come from ``CTI_AGENT_CENTRAL_URL`` instead (it holds a
+    password). ``recordings_dir`` is the central recording store (a network
+    mount); without it recordings stay on the seat and are reported as parked.
+    """
+
+    url: str | None = None
+    recordings_dir: Path | None = None
+    #: Outbox entries sent per central transaction.
+    batch_size: int = Field(default=200, ge=1, le=10_000)
+    #: Seconds between polls of an empty outbox (a call's end wakes the sync at once).
+    interval: float = Field(default=5.0, gt=0, le=3600)
+    #: The longest wait between retries while the centre is unreachable (seconds).
+    backoff_max: float = Field(default=300.0, ge=1, le=86_400)
 
 
 class Config(_Section):
@@ -143,8 +245,15 @@ class Config(_Section):
     web: WebSection = Field(default_factory=WebSection)
     metrics: MetricsSection = Field(default_factory=MetricsSection)
     tracker: TrackerSection = Field(default_factory=TrackerSection)
+    targets: TargetsSection = Field(default_factory=TargetsSection)
+    recording: RecordingSection = Field(default_factory=RecordingSection)
+    leads: LeadsSection = Field(default_factory=LeadsSection)
+    rep_state: RepStateSection = Field(default_factory=RepStateSection)
+    central: CentralSection = Field(default_factory=CentralSection)
     devices: list[DeviceSection] = []
     lines: list[LineSection] = []
+    #: ``[plugins.<name>]``: each plugin's own table, validated by that plugin in ``agent_configured``.
+    plugins: dict[str, dict[str, Any]] = {}
 
     @property
     def database_url(self) -> str:
@@ -155,6 +264,11 @@ class Config(_Section):
         if self.storage.url:
             return self.storage.url
         return f"sqlite:///{self.agent.data_dir / 'cti-agent.db'}"
+
+    @property
+    def central_url(self) -> str | None:
+        """The central database of team mode: ``CTI_AGENT_CENTRAL_URL``, ``[central] url``, or None."""
+        return os.environ.get("CTI_AGENT_CENTRAL_URL") or self.central.url or None
 
     def tracker_config(self, *, reports_hook: bool, reports_connect: bool) -> TrackerConfig:
         """The call tracker's settings for a line on a device with these capabilities."""

@@ -73,6 +73,14 @@ class Device(abc.ABC):
         """
         return None
 
+    async def calibrate(self, seconds: float = 10.0) -> dict[str, dict[str, float]]:
+        """Listen to every line for ``seconds`` and suggest detection thresholds per line label.
+
+        For ``cti-agent devices --calibrate``; only devices that infer line state
+        from a signal (line-tap audio) can. The device must be open.
+        """
+        raise DeviceError(f"{self.device_id}: a {self.type} device has nothing to calibrate")
+
     async def dial(self, line: str, number: str) -> None:
         """Place an outbound call on ``line`` (click-to-dial), where the hardware can."""
         raise DeviceError(f"{self.device_id}: a {self.type} device cannot dial")

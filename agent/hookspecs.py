@@ -16,9 +16,11 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
+    from agent.config import Config
     from agent.decode import Decoder
     from agent.devices import Device
     from agent.events import Call, Customer
+    from storage.recordings import RecordingFacts
 
 hookspec = pluggy.HookspecMarker("cti_agent")
 hookimpl = pluggy.HookimplMarker("cti_agent")
@@ -85,6 +87,19 @@ def call_started(call: Call) -> None:
 
 
 @hookspec
+def call_identified(call: Call) -> None:
+    """A call's number became known (caller ID, or dialing complete), or its customer was found.
+
+    :param call: the call with ``number_raw`` / ``number_e164`` or ``absence``
+        set; ``customer_id`` / ``customer_name`` once a lookup found them (the
+        pop is two-phase: the number first, the customer when the lookup answers,
+        so this may be called twice for one call).
+
+    When called: as :func:`call_started`.
+    """
+
+
+@hookspec
 def call_answered(call: Call) -> None:
     """A call connected (inbound picked up; outbound answered or dialed).
 
@@ -102,6 +117,43 @@ def call_ended(call: Call) -> None:
 
     When called: as :func:`call_started`. Every started call ends exactly once,
     also when the agent shuts down or the device goes away mid-call.
+    """
+
+
+@hookspec
+def recording_finished(call: Call, recording: RecordingFacts) -> None:
+    """A call's recording was written (or closed as partial or failed).
+
+    :param call: the call the recording belongs to.
+    :param recording: what the ``recordings`` row says: path relative to the
+        data directory, codec, rate, seconds, bytes, sha256, status
+        (``complete``, ``recovered``, ``partial``, ``failed``) and flags
+        (``short``, ``silent``, ``one_sided``, ``missing``...).
+
+    When called: in the recorder's worker thread once the file is renamed and
+    its row saved, so it may block (upload, transcode). Exceptions are logged
+    with the plugin's name and counted; they never affect the recording.
+    """
+
+
+@hookspec
+def agent_configured(config: Config) -> object | None:
+    """The agent read its configuration; a plugin that needs settings takes them from here.
+
+    :param config: the validated :class:`agent.config.Config`. A plugin's own
+        settings are the table ``[plugins.<name>]``, in ``config.plugins["<name>"]``
+        (a plain dict: the plugin validates it, e.g. with a pydantic model).
+    :return: None, or an object with hook implementations (a configured
+        instance, say a CRM client holding its URL and cache), which the agent
+        registers for this run under ``<plugin name>.configured``. A plugin
+        that is off unless configured returns None when its table is absent.
+
+    When called: once, when the agent starts, on the event loop, before any
+    device is opened and before the seat page is built; must not block. A
+    :class:`agent.errors.ConfigError` raised here stops the agent with its
+    message (a misconfigured plugin fails at start, not on the first call);
+    any other exception is logged with the plugin's name and counted, and the
+    agent starts without that plugin's object.
     """
 
 

@@ -10,15 +10,30 @@ and device state is read at scrape time by a custom collector from the latest
 :class:`~agent.events.LineStatus` of each line.
 
 Labels are limited to who and what (rep, team, seat, line, device, direction,
-disposition, state, observer, plugin, hook): never a phone number or a name
+disposition, state, observer, plugin, hook, and a recording problem's fixed
+``reason``): never a phone number or a name
 from a caller, which would leak personal data and explode the series count.
+
+Restarts and seat moves. Counters live in the agent's memory and start again at
+0 when it restarts. Prometheus' ``increase()`` and ``rate()`` treat any drop of
+a counter as a reset and add the value after the drop, so a day's increase
+stays right across a restart; only what was counted between the last scrape and
+the restart is lost (at most one scrape interval of calls; ``cti-agent report``
+reads the database and loses nothing). Each seat is its own scrape target, so a
+rep who works on two seats in a day has two sets of series (different
+``instance``/``seat``); ``sum by (rep) (increase(...))`` adds them, and nothing
+ever subtracts one seat's counter from another's. Functions over counters must
+be applied per series *before* summing (``sum(increase(x))``, never
+``increase(sum(x))``), or a restart on one seat would look like a reset of all.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_asgi_app
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -37,11 +52,22 @@ from agent.events import (
     LineStatus,
     Message,
 )
+from agent.web.repstate import STATES as REP_STATES
 
 logger = logging.getLogger(__name__)
 
 #: Talk-time buckets for telesales: a 10 s brush-off, a one-minute pitch, a real conversation.
 TALK_BUCKETS: tuple[float, ...] = (10, 30, 60, 120, 180, 300, 600, 900, 1800, 3600)
+
+#: Why a recording failed (``cti_recording_errors_total{reason}``), as the recorder reports it.
+RECORDING_ERROR_REASONS: tuple[str, ...] = ("disk_full", "io_error", "device_lost", "device_open", "database")
+#: Why a finished recording looks wrong (``cti_recording_suspect_total{reason}``).
+RECORDING_SUSPECT_REASONS: tuple[str, ...] = ("short", "silent", "one_sided")
+#: Kinds of failed sync attempts in team mode (see agent.sync).
+SYNC_ERROR_KINDS: tuple[str, ...] = ("database", "recording_store", "parked", "local")
+
+#: Screen-pop and lookup latency buckets, in seconds: a pop must feel instant (< 0.25 s).
+LATENCY_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 # A call's line is "on a call" in these states; the start-time gauge is 0 otherwise.
 _BUSY_STATES = frozenset({LineState.RINGING, LineState.DIALING, LineState.TALKING})
@@ -51,6 +77,71 @@ _BUSY_STATES = frozenset({LineState.RINGING, LineState.DIALING, LineState.TALKIN
 class _DeviceState:
     type: str
     up: bool
+
+
+class DailyTargets(Protocol):
+    """One rep's daily targets (``agent.config.DailyTarget`` is one); None: no target."""
+
+    @property
+    def calls(self) -> int | None: ...  # noqa: D102
+
+    @property
+    def talk_seconds(self) -> float | None: ...  # noqa: D102
+
+    @property
+    def effective_calls(self) -> int | None: ...  # noqa: D102
+
+
+class TargetSource(Protocol):
+    """Where a rep's targets come from (``agent.config.TargetsSection`` is one)."""
+
+    def for_rep(self, rep: str, team: str) -> DailyTargets:
+        """The daily targets of ``rep`` in ``team``."""
+        ...
+
+
+class _TargetCollector(Collector):
+    """The daily targets of every rep seen on this seat, as gauges (read at scrape time)."""
+
+    def __init__(self, source: Callable[[], TargetSource | None], owners: set[tuple[str, str]]) -> None:
+        self._source = source
+        self._owners = owners
+
+    def describe(self) -> Iterable[Metric]:
+        """The families this collector exports, without samples."""
+        return list(self._families())
+
+    def collect(self) -> Iterable[Metric]:
+        """One sample per rep and kind of target that has a value."""
+        calls, talk, effective = self._families()
+        source = self._source()
+        if source is not None:
+            for rep, team in sorted(list(self._owners)):
+                target = source.for_rep(rep, team)
+                for family, value in (
+                    (calls, target.calls),
+                    (talk, target.talk_seconds),
+                    (effective, target.effective_calls),
+                ):
+                    if value is not None:
+                        family.add_metric([rep, team], float(value))
+        return [calls, talk, effective]
+
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
+        return (
+            GaugeMetricFamily("cti_target_calls", "Daily target: calls per rep.", labels=["rep", "team"]),
+            GaugeMetricFamily(
+                "cti_target_talk_seconds",
+                "Daily target: talk time per rep, in seconds.",
+                labels=["rep", "team"],
+            ),
+            GaugeMetricFamily(
+                "cti_target_effective_calls",
+                "Daily target: effective calls (talk time over the threshold) per rep.",
+                labels=["rep", "team"],
+            ),
+        )
 
 
 class _StateCollector(Collector):
@@ -106,13 +197,20 @@ class Metrics:
     :param seat: this seat's name, a label of the line and device state series.
     :param effective_call_seconds: an answered call with at least this much talk
         time counts in ``cti_effective_calls_total`` (the quota that matters in telesales).
+    :param targets: the daily targets exported for every rep seen on this seat
+        (``config.targets``); None exports no ``cti_target_*`` series.
     """
 
     name = "metrics"
     must_deliver = False
 
     def __init__(
-        self, registry: CollectorRegistry, *, seat: str, effective_call_seconds: float = 60.0
+        self,
+        registry: CollectorRegistry,
+        *,
+        seat: str,
+        effective_call_seconds: float = 60.0,
+        targets: TargetSource | None = None,
     ) -> None:
         self.registry = registry
         self.seat = seat
@@ -173,9 +271,95 @@ class Metrics:
             ["observer"],
             registry=registry,
         )
+        self.pop_latency_seconds = Histogram(
+            "cti_screen_pop_latency_seconds",
+            "From the first line event of a call to its screen-pop reaching the seat page, in seconds.",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.lookup_latency_seconds = Histogram(
+            "cti_lookup_latency_seconds",
+            "Time the customer lookup hooks took for one call, in seconds (time-outs included).",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.recording_bytes_total = Counter(
+            "cti_recording_bytes", "Bytes of finished recording files.", registry=registry
+        )
+        self.recording_errors = Counter(
+            "cti_recording_errors",
+            "Recordings that failed or stopped early, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.recording_overruns = Counter(
+            "cti_recording_overruns",
+            "Times audio was lost because the device or the writer fell behind.",
+            registry=registry,
+        )
+        self.recording_missing_total = Counter(
+            "cti_recording_missing",
+            "Calls that should have a recording and have none.",
+            registry=registry,
+        )
+        self.recording_suspects = Counter(
+            "cti_recording_suspect",
+            "Finished recordings flagged by the completeness checks, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        # The known reasons exist at 0 from the start, so increase() and the alerts see the first one.
+        for reason in RECORDING_ERROR_REASONS:
+            self.recording_errors.labels(reason)
+        for reason in RECORDING_SUSPECT_REASONS:
+            self.recording_suspects.labels(reason)
+        self.recording_oldest_timestamp = Gauge(
+            "cti_recording_oldest_timestamp_seconds",
+            "When the oldest recording kept on this seat was made (0: none); its age is time() minus this.",
+            registry=registry,
+        )
+        self.sync_backlog_rows = Gauge(
+            "cti_sync_backlog",
+            "Calls and recordings waiting to be sent to the central database (team mode).",
+            registry=registry,
+        )
+        self.sync_errors = Counter(
+            "cti_sync_errors",
+            "Failed attempts to sync with the centre, by kind (database, recording_store, parked, local).",
+            ["kind"],
+            registry=registry,
+        )
+        self.sync_last_success = Gauge(
+            "cti_sync_last_success_timestamp_seconds",
+            "When this seat was last fully in sync with the centre (0: never).",
+            registry=registry,
+        )
+        for kind in SYNC_ERROR_KINDS:
+            self.sync_errors.labels(kind)
+        self.rep_state_gauge = Gauge(
+            "cti_rep_state",
+            "1 for the state the rep is in now (available, on_call, wrap_up, paused), 0 for the others.",
+            ["rep", "state"],
+            registry=registry,
+        )
+        self.rep_state_seconds_total = Counter(
+            "cti_rep_state_seconds",
+            "Seconds reps spent in each state, counted when they leave it.",
+            ["rep", "state"],
+            registry=registry,
+        )
+        threshold = Gauge(
+            "cti_effective_call_threshold_seconds",
+            "Talk time from which an answered call counts as effective.",
+            registry=registry,
+        )
+        threshold.set(effective_call_seconds)
         self._state = _StateCollector(seat)
         registry.register(self._state)
         self._known_owners: set[tuple[str, str]] = set()
+        #: Where the ``cti_target_*`` gauges come from; read at every scrape, so it may be replaced.
+        self.targets = targets
+        registry.register(_TargetCollector(lambda: self.targets, self._known_owners))
 
     async def notify(self, message: Message) -> None:
         """Count an ended call, or remember a line's new state."""
@@ -211,6 +395,8 @@ class Metrics:
     def device_status(self, device_id: str, type: str, up: bool) -> None:
         """Record whether a device is up (``type`` is its config ``type``)."""
         self._state.devices[device_id] = _DeviceState(type=type, up=up)
+        # At 0 from the device's first report, so increase() counts its first reconnect too.
+        self.device_reconnects.labels(device_id)
 
     def observer_error(self, name: str) -> None:
         """Count one message an observer failed to handle."""
@@ -227,6 +413,65 @@ class Metrics:
     def device_reconnect(self, device_id: str) -> None:
         """Count one successful re-open of a device after it went down."""
         self.device_reconnects.labels(device_id).inc()
+
+    def pop_latency(self, seconds: float) -> None:
+        """Observe one screen-pop's latency: from the call's first line event to the pop being sent."""
+        self.pop_latency_seconds.observe(max(seconds, 0.0))
+
+    def lookup_latency(self, seconds: float) -> None:
+        """Observe how long one call's customer lookup took (a lookup that timed out counts its wait)."""
+        self.lookup_latency_seconds.observe(max(seconds, 0.0))
+
+    # -- agent.web.repstate.RepStateSink ------------------------------------------------
+
+    def rep_state(self, rep: str, state: str, reason: str | None) -> None:
+        """The rep is now in ``state`` (the pause reason is stored, not labelled)."""
+        for known in REP_STATES:
+            self.rep_state_gauge.labels(rep, known).set(1 if known == state else 0)
+
+    def rep_state_seconds(self, rep: str, state: str, seconds: float) -> None:
+        """Add the time the rep spent in ``state``."""
+        self.rep_state_seconds_total.labels(rep, state).inc(max(seconds, 0.0))
+
+    # -- agent.recorder.RecordingCounters (called from the recorder's writer thread) --
+
+    def recording_bytes(self, n: int) -> None:
+        """Count ``n`` bytes of finished recording files."""
+        self.recording_bytes_total.inc(max(n, 0))
+
+    def recording_error(self, reason: str) -> None:
+        """Count one recording that failed or stopped early for ``reason`` (a short fixed word)."""
+        self.recording_errors.labels(reason).inc()
+
+    def recording_overrun(self) -> None:
+        """Count one overrun: audio lost because the device or the writer fell behind."""
+        self.recording_overruns.inc()
+
+    def recording_missing(self) -> None:
+        """Count one call that should have a recording and has none."""
+        self.recording_missing_total.inc()
+
+    def recording_suspect(self, reason: str) -> None:
+        """Count one recording flagged ``reason`` (``short``, ``silent``, ``one_sided``)."""
+        self.recording_suspects.labels(reason).inc()
+
+    # -- agent.sync.SyncMetrics ---------------------------------------------------------
+
+    def sync_backlog(self, rows: int) -> None:
+        """``rows`` calls and recordings are waiting to be sent upstream."""
+        self.sync_backlog_rows.set(rows)
+
+    def sync_error(self, kind: str) -> None:
+        """Count one failed sync attempt of ``kind``."""
+        self.sync_errors.labels(kind).inc()
+
+    def sync_succeeded(self, timestamp: float) -> None:
+        """The seat was in sync at ``timestamp`` (Unix time)."""
+        self.sync_last_success.set(timestamp)
+
+    def recording_oldest(self, made_at: datetime | None) -> None:
+        """The oldest recording kept now (None: there is none), for the retention-age alert."""
+        self.recording_oldest_timestamp.set(made_at.timestamp() if made_at is not None else 0)
 
     def queue_depth(self, name: str, depth: int) -> None:
         """Set how many messages wait in observer ``name``'s queue."""

@@ -40,6 +40,7 @@ class PluginErrorCounter(Protocol):
 
 _HOOK_FOR_KIND = {
     CallEventKind.STARTED: "call_started",
+    CallEventKind.IDENTIFIED: "call_identified",
     CallEventKind.ANSWERED: "call_answered",
     CallEventKind.ENDED: "call_ended",
 }
@@ -61,7 +62,7 @@ def notify_each(
 
 
 class HookObserver:
-    """Turns call events into the ``call_started`` / ``call_answered`` / ``call_ended`` hooks."""
+    """Turns call events into the ``call_started`` / ``call_identified`` / ``call_answered`` / ``call_ended`` hooks."""
 
     name = "plugin-hooks"
     must_deliver = False

@@ -26,6 +26,9 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "plugins.serialbox",
     "plugins.ncid",
     "plugins.whozz",
+    "plugins.linetap",
+    "plugins.crm_http",
+    "plugins.notify_desktop",
 )
 
 

@@ -23,6 +23,7 @@ import dataclasses
 import json
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,11 +33,13 @@ from typing import Any
 import pluggy
 from prometheus_client import CollectorRegistry
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from agent.calls import CallTracker, LineIdentity
 from agent.config import Config, device_options, parse_listen
 from agent.devices import Device, DeviceRegistry
-from agent.errors import AgentError, DeviceError
+from agent.errors import AgentError, ConfigError, DeviceError
 from agent.events import (
     ALL_LINES,
     Call,
@@ -51,13 +54,17 @@ from agent.events import (
     Message,
 )
 from agent.metrics import Metrics, make_metrics_app
-from agent.observers import HookObserver, Observer
+from agent.observers import HookObserver, Observer, PluginErrorCounter, notify_each
+from agent.recorder import Recorder, make_recorder
+from agent.sync import SyncLoop, make_sync
 from agent.web.app import make_seat_app
 from agent.web.bus import SeatBus
+from agent.web.repstate import RepState, RepStateSink
 from agent.web.serve import AgentServer, make_server
 from storage.db import make_engine, upgrade
 from storage.observer import StorageObserver
 from storage.plugin import SqlStore
+from storage.recordings import RecordingFacts, RecordingStore
 
 logger = logging.getLogger(__name__)
 
@@ -73,15 +80,62 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def with_customer(call: Call, customer: Customer) -> Call:
+    """The call with its customer: the name always, the id only when it is a row of our ``customers``.
+
+    A CRM's ids are not ours: storing one in ``calls.customer_id`` would link the
+    call to whichever local customer happens to have that number.
+    """
+    customer_id = customer.id if customer.source == "sql" else None
+    return dataclasses.replace(call, customer_id=customer_id, customer_name=customer.name)
+
+
+def configure_plugins(pm: pluggy.PluginManager, config: Config, errors: PluginErrorCounter | None) -> None:
+    """Call ``agent_configured`` on each plugin; register what each returns as ``<name>.configured``.
+
+    A :class:`ConfigError` from a plugin propagates (the agent must not start
+    misconfigured); any other exception is logged, counted, and that plugin's
+    object left out.
+    """
+    for impl in pm.hook.agent_configured.get_hookimpls():
+        try:
+            result = impl.function(**{name: config for name in impl.argnames if name == "config"})
+        except ConfigError:
+            raise
+        except Exception:
+            logger.exception("plugin %s failed in agent_configured", impl.plugin_name)
+            if errors is not None:
+                errors.plugin_error(impl.plugin_name, "agent_configured")
+            continue
+        if result is None:
+            continue
+        name = f"{impl.plugin_name}.configured"
+        if pm.has_plugin(name):
+            pm.unregister(name=name)
+        pm.register(result, name=name)
+        logger.info("plugin %s is configured", impl.plugin_name)
+
+
 @dataclass
 class _Line:
     """A line's tracker and the queue of call events waiting for enrichment, in order."""
 
     tracker: CallTracker
     device_type: str
-    queue: asyncio.Queue[CallEvent | LineStatus] = field(default_factory=asyncio.Queue)
+    queue: asyncio.Queue[CallEvent | LineStatus | _LookupDone] = field(default_factory=asyncio.Queue)
     last_status: tuple[Any, ...] | None = None
     customers: dict[str, Customer | None] = field(default_factory=dict)
+    #: Customer lookups in flight, by call uuid, and the latest snapshot of each call in progress.
+    lookups: dict[str, asyncio.Task[Customer | None]] = field(default_factory=dict)
+    latest: dict[str, Call] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class _LookupDone:
+    """A customer lookup finished; queued on its line so its result keeps the call's order."""
+
+    uuid: str
+    task: asyncio.Task[Customer | None]
 
 
 class _Pipe:
@@ -155,8 +209,19 @@ class Agent:
             self.registry,
             seat=config.agent.seat,
             effective_call_seconds=config.metrics.effective_call_seconds,
+            targets=config.targets,
         )
-        self.bus = SeatBus()
+        rep_state = None
+        if config.agent.rep:
+            rep_state = RepState(
+                config.agent.rep,
+                clock(),
+                wrap_up_seconds=config.rep_state.wrap_up_seconds,
+                pause_reasons=config.rep_state.pause_reasons,
+            )
+        # The metrics module counts rep states once it has the RepStateSink methods.
+        sink = self.metrics if isinstance(self.metrics, RepStateSink) else None
+        self.bus = SeatBus(rep_state=rep_state, rep_sink=sink)
         self.engine: Engine | None = None
         self.devices: dict[str, Device] = {}
         self.lines: dict[tuple[str, str], _Line] = {}
@@ -168,6 +233,8 @@ class Agent:
         self._line_tasks: list[asyncio.Task[None]] = []
         self._servers: list[AgentServer] = []
         self._server_tasks: list[asyncio.Task[None]] = []
+        self.recorder: Recorder | None = None
+        self.sync: SyncLoop | None = None
 
     # -- life cycle ---------------------------------------------------------------
 
@@ -177,13 +244,27 @@ class Agent:
         data_dir.mkdir(parents=True, exist_ok=True)
         self.engine = await asyncio.to_thread(self._open_database)
         if not self.pm.is_blocked("sql") and self.pm.get_plugin("sql") is None:
-            self.pm.register(SqlStore(self.engine), name="sql")
+            self.pm.register(SqlStore(self.engine, region=self.config.agent.region), name="sql")
+        configure_plugins(self.pm, self.config, self.metrics)
         observers: list[Observer] = [
             StorageObserver(self.engine),
             self.metrics,
             self.bus,
             HookObserver(self.pm, self.metrics),
         ]
+        # The recorder: repair what a crash left, then record from call events (see agent.recorder).
+        self.recorder = make_recorder(
+            self.config, self.engine, self.devices, self.metrics, on_finished=self._recording_finished
+        )
+        if self.recorder is not None:
+            await asyncio.to_thread(self.recorder.recover)
+            await asyncio.to_thread(self._refresh_oldest_recording)
+            observers.append(self.recorder)
+        # Team mode: replay the local outbox into the central database (see agent.sync).
+        self.sync = make_sync(self.config, self.engine, self.metrics)
+        if self.sync is not None:
+            observers.append(self.sync)
+            self.sync.start()
         self._pipes = [_Pipe(observer, self.metrics) for observer in observers]
         await self._replay_spool()
         pipe_tasks = [asyncio.create_task(p.run(), name=f"observer:{p.observer.name}") for p in self._pipes]
@@ -236,7 +317,20 @@ class Agent:
         """Start the seat page and metrics listeners; a port already taken is a clear error."""
         wanted: list[tuple[str, str, Any]] = []
         if self.config.web.enabled:
-            app = make_seat_app(self.bus, pm=self.pm, seat=self.config.agent.seat, errors=self.metrics)
+            agent = self.config.agent
+            app = make_seat_app(
+                self.bus,
+                pm=self.pm,
+                seat=agent.seat,
+                errors=self.metrics,
+                engine=self.engine,
+                dialer=self,
+                rep=agent.rep,
+                targets=self.config.targets.for_rep(agent.rep, agent.team),
+                effective_call_seconds=self.config.metrics.effective_call_seconds,
+                protection_days=self.config.leads.protection_days,
+                daily_claim_limit=self.config.leads.daily_claim_limit,
+            )
             wanted.append(("seat page", self.config.web.listen, app))
         if self.config.metrics.enabled:
             wanted.append(("metrics", self.config.metrics.listen, make_metrics_app(self.registry)))
@@ -281,6 +375,10 @@ class Agent:
         for task in pipe_tasks:
             task.cancel()
         await asyncio.gather(*pipe_tasks, return_exceptions=True)
+        if self.recorder is not None:
+            await self.recorder.aclose()
+        if self.sync is not None:
+            await self.sync.aclose()
         self._spool_unwritten()
         # Close the event streams first, so the servers need not wait them out.
         self.bus.close()
@@ -297,6 +395,20 @@ class Agent:
     async def _drain_lines(self) -> None:
         for line in self.lines.values():
             await line.queue.join()
+
+    def _recording_finished(self, call: Call, recording: RecordingFacts) -> None:
+        self._refresh_oldest_recording()
+        notify_each(self.pm, "recording_finished", self.metrics, call=call, recording=recording)
+
+    def _refresh_oldest_recording(self) -> None:
+        """Update the oldest-recording gauge (blocking: call it from a worker thread)."""
+        if self.engine is None:
+            return
+        try:
+            with Session(self.engine) as session:
+                self.metrics.recording_oldest(RecordingStore.oldest(session))
+        except SQLAlchemyError as exc:
+            logger.warning("cannot read the oldest recording's age: %s", exc)
 
     # -- devices ------------------------------------------------------------------
 
@@ -371,6 +483,30 @@ class Agent:
             self._emit(line, line.tracker.feed(event, now))
         self._wake.set()
 
+    def dialable_lines(self) -> list[str]:
+        """The ids of the lines whose device can dial (click-to-dial is offered on these)."""
+        return [
+            line.tracker.identity.line
+            for (device_id, _), line in self.lines.items()
+            if self.devices[device_id].can_dial
+        ]
+
+    async def dial(self, line_id: str, number: str) -> None:
+        """Dial ``number`` on the line ``line_id`` (its ``[[lines]]`` id), through the line's device.
+
+        :raises LookupError: there is no such line.
+        :raises DeviceError: the device cannot dial, is not open, or failed to.
+        """
+        for (device_id, port), line in self.lines.items():
+            if line.tracker.identity.line == line_id:
+                device = self.devices[device_id]
+                if not device.can_dial:
+                    raise DeviceError(f"{device_id}: a {device.type} device cannot dial")
+                logger.info("device %s line %s: dialing", device_id, line_id)
+                await device.dial(port, number)
+                return
+        raise LookupError(f"no line {line_id!r}")
+
     async def _ticker(self) -> None:
         while True:
             deadlines = [d for line in self.lines.values() if (d := line.tracker.deadline()) is not None]
@@ -418,26 +554,72 @@ class Agent:
         while True:
             message = await line.queue.get()
             try:
+                if isinstance(message, _LookupDone):
+                    late = self._lookup_done(line, message)
+                    if late is not None:
+                        self._fan_out(late)
+                    continue
                 if isinstance(message, CallEvent):
                     message = await self._enrich(line, message)
+                    if message.kind is CallEventKind.IDENTIFIED:
+                        # From the tracker seeing the number to the seat page being handed it.
+                        self.metrics.pop_latency(max(0.0, (self.clock() - message.at).total_seconds()))
                 self._fan_out(message)
             finally:
                 line.queue.task_done()
 
     async def _enrich(self, line: _Line, event: CallEvent) -> CallEvent:
+        """The event with the customer known so far; starts the lookup once the number is known.
+
+        The pop is two-phase: ``identified`` goes out at once with the number,
+        and when the lookup answers a second ``identified`` carries the
+        customer (see :meth:`_lookup_done`). ``ended`` waits for a lookup still
+        in flight (bounded by ``lookup_timeout``), so the final row has the
+        customer and nothing about a call ever comes after its end.
+        """
         call = event.call
+        uuid = call.uuid
         if event.kind is CallEventKind.IDENTIFIED and call.number_raw:
-            line.customers[call.uuid] = await self._lookup(call)
-        customer = line.customers.get(call.uuid)
+            previous = line.lookups.pop(uuid, None)
+            if previous is not None:
+                previous.cancel()
+            line.customers.pop(uuid, None)
+            task = asyncio.create_task(self._lookup(call), name=f"lookup:{uuid}")
+            line.lookups[uuid] = task
+            task.add_done_callback(lambda done: line.queue.put_nowait(_LookupDone(uuid, done)))
         if event.kind is CallEventKind.ENDED:
-            line.customers.pop(call.uuid, None)
+            pending = line.lookups.pop(uuid, None)
+            if pending is not None:
+                await asyncio.wait({pending})
+                found = None if pending.cancelled() else pending.result()
+                if found is not None:
+                    line.customers[uuid] = found
+                    self.bus.set_customer(uuid, found)
+            customer = line.customers.pop(uuid, None)
+            line.latest.pop(uuid, None)
+        else:
+            line.latest[uuid] = call
+            customer = line.customers.get(uuid)
         if customer is None:
             return event
-        enriched = dataclasses.replace(call, customer_id=customer.id, customer_name=customer.name)
-        return CallEvent(event.kind, enriched, event.at)
+        return CallEvent(event.kind, with_customer(call, customer), event.at)
+
+    def _lookup_done(self, line: _Line, done: _LookupDone) -> CallEvent | None:
+        """The late ``identified`` carrying the customer, or None (no customer, or the call ended)."""
+        if line.lookups.get(done.uuid) is not done.task:
+            return None  # the call ended (and took the result) or a newer lookup replaced this one
+        del line.lookups[done.uuid]
+        customer = None if done.task.cancelled() else done.task.result()
+        line.customers[done.uuid] = customer
+        call = line.latest.get(done.uuid)
+        if customer is None or call is None:
+            return None
+        self.bus.set_customer(done.uuid, customer)
+        return CallEvent(CallEventKind.IDENTIFIED, with_customer(call, customer), self.clock())
 
     async def _lookup(self, call: Call) -> Customer | None:
         assert call.number_raw is not None
+        started = time.monotonic()
         try:
             result = await asyncio.wait_for(
                 asyncio.to_thread(
@@ -452,6 +634,8 @@ class Agent:
             logger.exception("customer lookup for call %s failed", call.uuid)
             self.metrics.plugin_error("lookup_customer", "lookup_customer")
             return None
+        finally:
+            self.metrics.lookup_latency(time.monotonic() - started)
         return result if isinstance(result, Customer) else None
 
     def _fan_out(self, message: Message) -> None:

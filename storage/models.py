@@ -236,6 +236,8 @@ class Recording(Base):
     bytes: Mapped[int | None] = mapped_column(BigInteger)
     sha256: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16))
+    #: Comma-separated findings of the completeness checks (``silent``, ``one_sided``, ``short``, ...).
+    flags: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("CURRENT_TIMESTAMP"))
 
 
@@ -251,3 +253,49 @@ class AuditEntry(Base):
     target: Mapped[str | None] = mapped_column(Text)
     detail: Mapped[str | None] = mapped_column(Text)
     remote_addr: Mapped[str | None] = mapped_column(String(64))
+
+
+# -- team mode: the seat's outbox towards the central database (see storage/outbox.py) ---------
+
+
+class OutboxEntry(Base):
+    """A local change to send upstream: ``kind`` ``call`` (``ref`` = uuid) or ``recording`` (``ref`` = id).
+
+    Rows are written by SQLite triggers in the same transaction as the change
+    itself (see :mod:`storage.outbox`); the sync deletes them once the central
+    database has the row. ``parked`` entries failed for a reason a retry cannot
+    fix (the local file is gone or does not match its checksum) and wait for a person.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index(None, "kind", "ref"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    ref: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("CURRENT_TIMESTAMP"))
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    parked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class RecordingUpload(Base):
+    """A recording copied to the central store and verified there by SHA-256 (the purge guard reads it)."""
+
+    __tablename__ = "recording_uploads"
+
+    recording_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    path: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    verified_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SyncState(Base):
+    """Small facts of the sync, by name: ``enabled``, ``last_success_at``, ``last_error``, ..."""
+
+    __tablename__ = "sync_state"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

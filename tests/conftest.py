@@ -27,7 +27,7 @@ import platformdirs
 import pytest
 from hypothesis import settings
 
-_CLEARED = ("CTI_AGENT_LOAD_PLUGINS", "CTI_AGENT_DATABASE_URL")
+_CLEARED = ("CTI_AGENT_LOAD_PLUGINS", "CTI_AGENT_DATABASE_URL", "CTI_AGENT_CENTRAL_URL")
 _XDG = {
     "XDG_DATA_HOME": "data",
     "XDG_CONFIG_HOME": "config",

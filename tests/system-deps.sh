@@ -14,6 +14,10 @@ set -euo pipefail
 PACKAGES=(
     postgresql    # initdb/pg_ctl for the throwaway server (tests/integration/conftest.py)
     libportaudio2 # sounddevice's import fails without it ("PortAudio library not found")
+    pulseaudio pulseaudio-utils libasound2-plugins # null-sink audio device (tests/integration/pulse_fixture.py)
+    prometheus    # prometheus + promtool (tests/integration/test_prometheus.py); its service is not started
+    chromium fonts-noto-cjk # headless browser for the seat page tests (Playwright drives it), CJK glyphs
+    minimodem multimon-ng sox # independent caller-ID decoders (tests/integration/test_linetap_peers.py, bench)
 )
 
 installed() {

@@ -11,8 +11,9 @@ import click
 import httpx
 from serial.tools import list_ports
 
-from agent.config import load_config
+from agent.config import Config, device_options, load_config
 from agent.devices import Device, DeviceRegistry
+from agent.errors import ConfigError
 from agent.plugins import make_plugin_manager
 
 
@@ -69,12 +70,27 @@ def line_states(listen: str) -> list[dict[str, Any]] | str:
 @click.option(
     "--probe", is_flag=True, help="Send a harmless query (AT) to each serial port to see who answers."
 )
+@click.option(
+    "--calibrate",
+    "calibrate_line",
+    metavar="LINE",
+    default=None,
+    help="Record LINE (a [[lines]] id or a device id) for --seconds; suggest its thresholds. Needs --config.",
+)
+@click.option("--seconds", type=click.FloatRange(min=1, max=120), default=10.0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per port and per line.")
-def devices_command(config_path: Path | None, probe: bool, as_json: bool) -> None:
+def devices_command(
+    config_path: Path | None, probe: bool, calibrate_line: str | None, seconds: float, as_json: bool
+) -> None:
     """List serial ports with their USB ids, which answer, and the configured lines' state."""
-    ports = serial_ports()
     pm = make_plugin_manager()
     registry = DeviceRegistry.from_plugins(pm)
+    if calibrate_line is not None:
+        if config_path is None:
+            raise click.UsageError("--calibrate needs --config (which device the line is on)")
+        _calibrate(load_config(config_path, registry), registry, calibrate_line, seconds, as_json)
+        return
+    ports = serial_ports()
     if probe:
         asyncio.run(probe_ports(ports, [registry.get(name) for name in registry.names()]))
     lines: list[dict[str, Any]] | str = []
@@ -110,3 +126,30 @@ def devices_command(config_path: Path | None, probe: bool, as_json: bool) -> Non
                     f"  {line['line']}  {line['state']:<8} since {line['since']}  "
                     f"device {line['device_id']}  rep {line['rep'] or '-'}"
                 )
+
+
+def _calibrate(config: Config, registry: DeviceRegistry, wanted: str, seconds: float, as_json: bool) -> None:
+    """Open the device that carries ``wanted`` and print the thresholds it suggests."""
+    section = next((line for line in config.lines if line.id == wanted), None)
+    device_id = section.device if section is not None else wanted
+    device_section = next((d for d in config.devices if d.id == device_id), None)
+    if device_section is None:
+        raise ConfigError(f"no line or device {wanted!r} in the config")
+    device = registry.get(device_section.type)(device_id, device_options(config, registry, device_section))
+
+    async def run() -> dict[str, dict[str, float]]:
+        async with device:
+            return await device.calibrate(seconds)
+
+    click.echo(
+        f"listening to {device_id} for {seconds:g} s: leave the line idle, then lift the handset", err=True
+    )
+    suggested = asyncio.run(run())
+    for port, values in suggested.items():
+        if section is not None and port != section.port:
+            continue
+        if as_json:
+            click.echo(json.dumps({"kind": "calibration", "device": device_id, "port": port, **values}))
+        else:
+            settings = "  ".join(f"{key} = {value:.1f}" for key, value in values.items())
+            click.echo(f"{device_id} port {port}: {settings}")

@@ -77,3 +77,28 @@ def test_devices_lists_ports_and_the_running_agents_lines(tmp_path: Path) -> Non
     lines = [r for r in records if r["kind"] == "line"]
     assert sorted(line["line"] for line in lines) == ["sim", "sim:2"]
     assert all(line["state"] in {"idle", "ringing", "dialing", "talking"} for line in lines)
+
+
+def test_calibrate_a_line_tap_line_from_a_recording(tmp_path: Path) -> None:
+    fixture = Path(__file__).resolve().parents[1] / "fixtures" / "linetap" / "line_session_cn.flac"
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        f'[agent]\ndata_dir = "{tmp_path}"\n[[devices]]\nid = "tap"\ntype = "linetap"\n'
+        f'file = "{fixture}"\nspeed = 0\n[[lines]]\nid = "desk"\ndevice = "tap"\n',
+        encoding="utf-8",
+    )
+    cli = [sys.executable, "-m", "agent.cli", "devices", "--config", str(config)]
+    out = subprocess.run(
+        [*cli, "--calibrate", "desk", "--seconds", "5", "--json"], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    (record,) = [json.loads(line) for line in out.stdout.splitlines()]
+    assert record["device"] == "tap"
+    assert record["port"] == "1"
+    assert {"floor_dbfs", "off_hook_dbfs", "on_hook_dbfs"} <= set(record)
+    assert record["on_hook_dbfs"] < record["off_hook_dbfs"]
+    not_tap = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "devices", "--calibrate", "desk"], capture_output=True, text=True
+    )
+    assert not_tap.returncode == 2
+    assert "needs --config" in not_tap.stderr

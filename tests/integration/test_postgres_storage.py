@@ -24,7 +24,20 @@ from storage.repository import get_call, save_note, upsert_call
 pytestmark = pytest.mark.postgres
 
 T0 = datetime(2024, 6, 3, 9, 30, 0, tzinfo=UTC)
-TABLES = {"teams", "reps", "users", "customers", "customer_phones", "calls", "recordings", "audit_log"}
+TABLES = {
+    "teams",
+    "reps",
+    "users",
+    "customers",
+    "customer_phones",
+    "calls",
+    "recordings",
+    "audit_log",
+    # team mode: the seat's outbox and what it has copied upstream
+    "outbox",
+    "recording_uploads",
+    "sync_state",
+}
 
 
 @pytest.fixture

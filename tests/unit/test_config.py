@@ -52,7 +52,7 @@ def test_defaults_load_with_no_file(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (config.agent.rep, config.agent.team, config.agent.region) == ("", "", "CN")
     assert config.agent.data_dir == default_data_dir()
     assert config.agent.disabled_plugins == []
-    assert config.agent.lookup_timeout == 0.5
+    assert config.agent.lookup_timeout == 3.0
     assert config.storage.url is None
     assert (config.web.enabled, config.web.listen) == (True, "127.0.0.1:8330")
     assert (config.metrics.enabled, config.metrics.listen) == (True, "127.0.0.1:9330")

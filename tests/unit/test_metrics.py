@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import tomllib
 import warnings
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -10,7 +11,9 @@ from datetime import UTC, datetime, timedelta
 import prometheus_client
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
+from pydantic import ValidationError
 
+from agent.config import Config, DailyTarget, TargetsSection
 from agent.events import (
     Absence,
     Call,
@@ -322,3 +325,163 @@ async def test_metrics_app_serves_metrics_only_at_metrics(
         assert client.get("/").status_code == 404
         assert client.get("/metrics/extra").status_code == 404
         assert client.post("/metrics").status_code == 405
+
+
+# -- daily targets, latency histograms -------------------------------------------------
+
+
+def targets_config(text: str) -> TargetsSection:
+    return Config.model_validate(tomllib.loads(text)).targets
+
+
+TARGETS_TOML = """
+[targets]
+calls = 80
+talk_seconds = 7200
+[targets.teams.north]
+calls = 100
+effective_calls = 30
+[targets.reps.bob]
+talk_seconds = 9000.5
+"""
+
+
+def test_targets_section_layers_rep_over_team_over_defaults() -> None:
+    targets = targets_config(TARGETS_TOML)
+    assert targets.for_rep("alice", "north") == DailyTarget(calls=100, talk_seconds=7200, effective_calls=30)
+    assert targets.for_rep("bob", "north") == DailyTarget(calls=100, talk_seconds=9000.5, effective_calls=30)
+    assert targets.for_rep("carol", "south") == DailyTarget(calls=80, talk_seconds=7200)
+    assert Config().targets.for_rep("x", "y") == DailyTarget()
+
+
+@pytest.mark.parametrize(
+    "text", ["[targets]\ncalls = -1\n", "[targets]\nquota = 5\n", "[targets.reps.bob]\ncall = 3\n"]
+)
+def test_targets_section_rejects_bad_values(text: str) -> None:
+    with pytest.raises(ValidationError):
+        targets_config(text)
+
+
+async def test_target_gauges_for_every_rep_seen(registry: CollectorRegistry) -> None:
+    metrics = Metrics(registry, seat=SEAT, targets=targets_config(TARGETS_TOML))
+    assert value(registry, "cti_target_calls", rep="alice", team="north") is None  # not seen yet
+    await metrics.notify(status("L1", LineState.IDLE, T0))
+    await metrics.notify(ended(make_call(rep="bob")))
+    await metrics.notify(ended(make_call(rep="carol", team="south")))
+    assert value(registry, "cti_target_calls", rep="alice", team="north") == 100
+    assert value(registry, "cti_target_effective_calls", rep="alice", team="north") == 30
+    assert value(registry, "cti_target_talk_seconds", rep="bob", team="north") == 9000.5
+    assert value(registry, "cti_target_calls", rep="carol", team="south") == 80
+    # No target of a kind: no series (Grafana then shows no target line rather than a 0 quota).
+    assert value(registry, "cti_target_effective_calls", rep="carol", team="south") is None
+
+
+def test_no_target_source_exports_no_target_series(metrics: Metrics, registry: CollectorRegistry) -> None:
+    metrics.line_status(status("L1", LineState.IDLE, T0))
+    assert not [s for f in registry.collect() for s in f.samples if s.name.startswith("cti_target_")]
+
+
+def test_latency_histograms_and_threshold_gauge(registry: CollectorRegistry) -> None:
+    metrics = Metrics(registry, seat=SEAT, effective_call_seconds=45.0)
+    for seconds in (0.004, 0.03, 0.2, 0.2, 3.0, -0.1):
+        metrics.pop_latency(seconds)
+    metrics.lookup_latency(0.02)
+    metrics.lookup_latency(0.6)
+    assert value(registry, "cti_screen_pop_latency_seconds_count") == 6
+    assert value(registry, "cti_screen_pop_latency_seconds_bucket", le="0.005") == 2  # the negative is 0
+    assert value(registry, "cti_screen_pop_latency_seconds_bucket", le="0.25") == 5
+    assert value(registry, "cti_screen_pop_latency_seconds_sum") == pytest.approx(3.434)
+    assert value(registry, "cti_lookup_latency_seconds_bucket", le="0.025") == 1
+    assert value(registry, "cti_lookup_latency_seconds_bucket", le="1.0") == 2
+    assert value(registry, "cti_effective_call_threshold_seconds") == 45.0
+
+
+def test_only_allowed_label_names(registry: CollectorRegistry) -> None:
+    metrics = Metrics(registry, seat=SEAT, targets=targets_config(TARGETS_TOML))
+    metrics.line_status(status("L1", LineState.TALKING, T0))
+    metrics.call_ended(make_call())
+    metrics.device_status("modem0", "hayes", True)
+    metrics.plugin_error("crm_http", "lookup_customer")
+    metrics.observer_error("storage")
+    metrics.line_event("modem0", "ring")
+    metrics.device_reconnect("modem0")
+    metrics.queue_depth("storage", 1)
+    metrics.pop_latency(0.1)
+    allowed = {"rep", "team", "seat", "line", "direction", "disposition", "state"}
+    allowed |= {"device", "type", "kind", "observer", "plugin", "hook", "le", "reason"}
+    names = {name for f in registry.collect() for s in f.samples for name in s.labels}
+    assert names <= allowed
+    assert {"rep", "team", "direction", "disposition", "state", "device", "plugin"} <= names
+
+
+def test_reconnect_counter_exists_at_zero_once_a_device_reports(
+    metrics: Metrics, registry: CollectorRegistry
+) -> None:
+    assert value(registry, "cti_device_reconnects_total", device="modem0") is None
+    metrics.device_status("modem0", "hayes", True)
+    assert value(registry, "cti_device_reconnects_total", device="modem0") == 0
+
+
+def test_metrics_counts_what_the_recorder_reports(metrics: Metrics, registry: CollectorRegistry) -> None:
+    from agent.recorder import RecordingCounters
+
+    assert isinstance(metrics, RecordingCounters)  # make_recorder hands the recorder this object
+    # Every known reason is there at 0 before the first problem (for increase() and the alerts).
+    for reason in ("disk_full", "io_error", "device_lost", "device_open", "database"):
+        assert value(registry, "cti_recording_errors_total", reason=reason) == 0
+    for reason in ("short", "silent", "one_sided"):
+        assert value(registry, "cti_recording_suspect_total", reason=reason) == 0
+    assert value(registry, "cti_recording_missing_total") == 0
+    metrics.recording_bytes(48_000)
+    metrics.recording_bytes(2_000)
+    metrics.recording_error("disk_full")
+    metrics.recording_error("disk_full")
+    metrics.recording_overrun()
+    metrics.recording_missing()
+    metrics.recording_suspect("silent")
+    assert value(registry, "cti_recording_bytes_total") == 50_000
+    assert value(registry, "cti_recording_errors_total", reason="disk_full") == 2
+    assert value(registry, "cti_recording_errors_total", reason="io_error") == 0
+    assert value(registry, "cti_recording_overruns_total") == 1
+    assert value(registry, "cti_recording_missing_total") == 1
+    assert value(registry, "cti_recording_suspect_total", reason="silent") == 1
+
+
+def test_rep_state_is_one_gauge_per_state_and_time_is_counted_on_leaving(
+    metrics: Metrics, registry: CollectorRegistry
+) -> None:
+    from agent.web.repstate import RepStateSink
+
+    assert isinstance(metrics, RepStateSink)
+    metrics.rep_state("rep01", "paused", "meeting")
+    assert value(registry, "cti_rep_state", rep="rep01", state="paused") == 1
+    assert value(registry, "cti_rep_state", rep="rep01", state="available") == 0
+    metrics.rep_state_seconds("rep01", "paused", 120.0)
+    metrics.rep_state("rep01", "available", None)
+    assert value(registry, "cti_rep_state", rep="rep01", state="paused") == 0
+    assert value(registry, "cti_rep_state", rep="rep01", state="available") == 1
+    assert value(registry, "cti_rep_state_seconds_total", rep="rep01", state="paused") == 120.0
+    text = generate_latest(registry).decode()
+    assert "meeting" not in text  # a pause reason is stored, never a label
+
+
+def test_the_oldest_recording_is_a_timestamp_gauge(metrics: Metrics, registry: CollectorRegistry) -> None:
+    assert value(registry, "cti_recording_oldest_timestamp_seconds") == 0
+    made = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
+    metrics.recording_oldest(made)
+    assert value(registry, "cti_recording_oldest_timestamp_seconds") == made.timestamp()
+    metrics.recording_oldest(None)  # everything purged
+    assert value(registry, "cti_recording_oldest_timestamp_seconds") == 0
+
+
+def test_sync_metrics(metrics: Metrics, registry: CollectorRegistry) -> None:
+    from agent.sync import SyncMetrics
+
+    assert isinstance(metrics, SyncMetrics)
+    assert value(registry, "cti_sync_errors_total", kind="database") == 0
+    metrics.sync_backlog(42)
+    metrics.sync_error("database")
+    metrics.sync_succeeded(1_800_000_000.0)
+    assert value(registry, "cti_sync_backlog") == 42
+    assert value(registry, "cti_sync_errors_total", kind="database") == 1
+    assert value(registry, "cti_sync_last_success_timestamp_seconds") == 1_800_000_000.0

@@ -13,6 +13,7 @@ import logging
 import re
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from agent.events import (
     CallEvent,
     CallEventKind,
     Customer,
+    Direction,
     LineState,
     LineStatus,
     OffHook,
@@ -402,6 +404,10 @@ class Recorder:
         self._record("call_started", call)
 
     @hookimpl
+    def call_identified(self, call: Call) -> None:
+        self._record("call_identified", call)
+
+    @hookimpl
     def call_answered(self, call: Call) -> None:
         self._record("call_answered", call)
 
@@ -444,6 +450,20 @@ async def test_hook_call_started() -> None:
     await notifications(CallEventKind.STARTED, "call_started")
 
 
+async def test_hook_call_identified() -> None:
+    log: list[tuple[str, str, Call]] = []
+    observer = HookObserver(fresh_pm((Recorder(log, "recorder"), "recorder")))
+    started, answered, _ = answered_call_events()
+    identified = CallEvent(
+        CallEventKind.IDENTIFIED, replace(started.call, number_raw="13800138000"), started.at
+    )
+    for message in (started, identified, answered):
+        await observer.notify(message)
+    assert [(h, c.number_raw) for _, h, c in log if h == "call_identified"] == [
+        ("call_identified", "13800138000")
+    ]
+
+
 async def test_hook_call_answered() -> None:
     await notifications(CallEventKind.ANSWERED, "call_answered")
 
@@ -462,7 +482,7 @@ async def test_hook_observer_dispatches_in_order_and_skips_the_rest() -> None:
     line = LineStatus("seat-7", "1", "modem0", "", "", LineState.RINGING, T0, "c-1")
     for message in (started, identified, line, answered, ended):
         await observer.notify(message)
-    assert [hook for _, hook, _ in log] == ["call_started", "call_answered", "call_ended"]
+    assert [hook for _, hook, _ in log] == ["call_started", "call_identified", "call_answered", "call_ended"]
     assert ended.call.talk_seconds == 60.0
     assert log[-1][2] == ended.call
 
@@ -628,3 +648,101 @@ def test_hook_register_decoders() -> None:
     twice = fresh_pm((Decodes(), "toy-plugin"), (Decodes(), "copycat"))
     with pytest.raises(ConfigError, match="'toy-plugin' and 'copycat'"):
         collect_decoders(twice)
+
+
+# -- agent_configured -----------------------------------------------------------------
+
+
+class ConfiguredLookup:
+    """What a configured plugin returns: an object with its own hook implementations."""
+
+    def __init__(self, greeting: str) -> None:
+        self.greeting = greeting
+
+    @hookimpl
+    def lookup_customer(self, number_e164: str | None, number_raw: str) -> Customer | None:
+        return Customer(name=f"{self.greeting} {number_raw}", source="configured")
+
+
+class Configurable:
+    """A plugin that is off unless ``[plugins.configurable]`` is in the config."""
+
+    @hookimpl
+    def agent_configured(self, config: Any) -> ConfiguredLookup | None:
+        section = config.plugins.get("configurable")
+        if section is None:
+            return None
+        if "greeting" not in section:
+            raise ConfigError("plugins.configurable.greeting: required")
+        return ConfiguredLookup(section["greeting"])
+
+
+class Broken:
+    @hookimpl
+    def agent_configured(self, config: Any) -> object:
+        raise RuntimeError("broken plugin")
+
+
+def test_hook_agent_configured() -> None:
+    from agent.config import Config
+    from agent.runner import configure_plugins
+
+    errors = ErrorCounter()
+    pm = fresh_pm((Configurable(), "configurable"), (Broken(), "broken"))
+    configure_plugins(pm, Config(), errors)
+    assert "configurable.configured" not in registered_names(pm)  # off unless configured
+    assert errors.counted == [("broken", "agent_configured")]
+
+    configure_plugins(pm, Config(plugins={"configurable": {"greeting": "hello"}}), None)
+    assert "configurable.configured" in registered_names(pm)
+    found = pm.hook.lookup_customer(number_e164=None, number_raw="10086")
+    assert found == Customer(name="hello 10086", source="configured")
+
+    # Configured again (a restarted agent on the same manager): replaced, not doubled.
+    configure_plugins(pm, Config(plugins={"configurable": {"greeting": "hi"}}), None)
+    assert pm.hook.lookup_customer(number_e164=None, number_raw="1") == Customer(
+        name="hi 1", source="configured"
+    )
+
+    with pytest.raises(ConfigError, match="greeting: required"):
+        configure_plugins(pm, Config(plugins={"configurable": {}}), None)
+
+
+def test_hook_recording_finished() -> None:
+    from storage.recordings import RecordingFacts
+
+    got: list[tuple[str, str, str]] = []
+
+    class Archiver:
+        @hookimpl
+        def recording_finished(self, call: Call, recording: RecordingFacts) -> None:
+            got.append((call.uuid, recording.path, recording.status))
+
+    class Broken:
+        @hookimpl
+        def recording_finished(self, call: Call, recording: RecordingFacts) -> None:
+            raise OSError("upload failed")
+
+    errors: list[tuple[str, str]] = []
+
+    class Counter:
+        def plugin_error(self, plugin: str, hook: str) -> None:
+            errors.append((plugin, hook))
+
+    pm = fresh_pm((Broken(), "broken"), (Archiver(), "archiver"))
+    call = Call(
+        uuid="c-1",
+        seat="s",
+        device_id="d",
+        line="1",
+        rep="r",
+        team="t",
+        direction=Direction.IN,
+        started_at=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    facts = RecordingFacts(
+        "c-1", "recordings/2026/01/01/c-1.flac", "flac", 8000, 1, 12.5, 9000, "ab" * 32, "complete"
+    )
+    notify_each(pm, "recording_finished", Counter(), call=call, recording=facts)
+    assert got == [("c-1", "recordings/2026/01/01/c-1.flac", "complete")]
+    assert errors == [("broken", "recording_finished")]
