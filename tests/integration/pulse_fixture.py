@@ -37,6 +37,16 @@ class PulseServer:
     device: str = DEVICE
     rate: int = RATE
 
+    def wait_playing(self, timeout: float = 15.0) -> None:
+        """Wait until a player's stream is connected to the sink (paplay may take seconds under load)."""
+        deadline = time.monotonic() + timeout
+        while not subprocess.run(
+            ["pactl", "list", "short", "sink-inputs"], env=self.env, capture_output=True, text=True
+        ).stdout.strip():
+            if time.monotonic() > deadline:
+                raise TimeoutError("no stream reached the sink")
+            time.sleep(0.02)
+
     def play(self, path: Path) -> subprocess.Popen[bytes]:
         """Start playing a sound file into the sink; returns the paplay process."""
         return subprocess.Popen(["paplay", f"--device={self.sink}", str(path)], env=self.env)

@@ -204,6 +204,7 @@ def test_sigkill_mid_call_leaves_a_recording_that_recovers(
         assert child.stdout is not None
         assert child.stdout.readline().strip() == "recording"
         player = pulse.play(tmp_path / "speech.wav")
+        pulse.wait_playing()  # count the 4 s from when the clip really plays, not from launching paplay
         time.sleep(4.0)
         os.kill(child.pid, signal.SIGKILL)
         child.wait(10)
