@@ -14,7 +14,8 @@ import socket
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -81,12 +82,29 @@ class WebSection(_Section):
 
     enabled: bool = True
     listen: str = "127.0.0.1:8330"
+    #: The supervisor console's base URL (``cti-agent console``); when set, the caller card links
+    #: each earlier call that has a recording to ``{console_url}/calls/{uuid}``, where the console
+    #: checks the user's role itself.
+    console_url: str | None = None
 
     @field_validator("listen")
     @classmethod
     def _listen(cls, value: str) -> str:
         parse_listen(value)
         return value
+
+    @field_validator("console_url")
+    @classmethod
+    def _console_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.port == 0:
+            raise ValueError(f"not an http(s) URL: {value!r}")
+        if parts.query or parts.fragment:
+            raise ValueError(f"a base URL has no query or fragment: {value!r}")
+        # The card appends "/calls/<uuid>": keep the base without its trailing slash.
+        return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
 
 
 class MetricsSection(_Section):
@@ -191,6 +209,8 @@ class RecordingSection(_Section):
     #: A recording of a call that talked less than this is deleted (0 keeps all).
     min_talk_seconds: float = Field(default=0.0, ge=0)
     retention_days: int | None = Field(default=None, ge=1)
+    #: Days per team (the call's ``team``), overriding ``retention_days`` for that team's recordings.
+    team_retention_days: dict[str, Annotated[int, Field(ge=1)]] = {}
 
     @model_validator(mode="after")
     def _opus_rate(self) -> RecordingSection:

@@ -330,6 +330,7 @@ class Agent:
                 effective_call_seconds=self.config.metrics.effective_call_seconds,
                 protection_days=self.config.leads.protection_days,
                 daily_claim_limit=self.config.leads.daily_claim_limit,
+                console_url=self.config.web.console_url,
             )
             wanted.append(("seat page", self.config.web.listen, app))
         if self.config.metrics.enabled:

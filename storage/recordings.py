@@ -421,11 +421,6 @@ class RecordingStore:
 
     # -- retention ----------------------------------------------------------------------
 
-    def older_than(self, session: Session, cutoff: datetime) -> list[Recording]:
-        """Rows of recordings created before ``cutoff``, oldest first."""
-        query = select(Recording).where(Recording.created_at < cutoff).order_by(Recording.created_at)
-        return list(session.scalars(query))
-
     @staticmethod
     def by_ids(session: Session, ids: list[int]) -> list[Recording]:
         """The rows with these ids."""

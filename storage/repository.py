@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from agent.events import Call, Customer
 from agent.numbers import DEFAULT_REGION, clean, to_e164
-from storage.models import AuditEntry, CallRecord, CustomerPhone, CustomerRecord, utcnow
+from storage.models import AuditEntry, CallRecord, CustomerPhone, CustomerRecord, Recording, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -248,6 +248,49 @@ def calls_with(
     if exclude_uuid is not None:
         query = query.where(CallRecord.uuid != exclude_uuid)
     query = query.order_by(CallRecord.started_at.desc(), CallRecord.id.desc()).limit(limit)
+    return list(session.scalars(query))
+
+
+#: Recording statuses that leave a file worth playing (``failed`` does not).
+PLAYABLE_RECORDING_STATUSES: tuple[str, ...] = ("complete", "recovered", "partial")
+
+
+def calls_with_recordings(session: Session, uuids: list[str]) -> set[str]:
+    """Which of these calls have a playable recording (status complete, recovered or partial)."""
+    if not uuids:
+        return set()
+    query = select(Recording.call_uuid).where(
+        Recording.call_uuid.in_(uuids), Recording.status.in_(PLAYABLE_RECORDING_STATUSES)
+    )
+    return set(session.scalars(query.distinct()))
+
+
+def recordings_past_retention(
+    session: Session, *, default_cutoff: datetime | None, team_cutoffs: dict[str, datetime]
+) -> list[Recording]:
+    """Recordings made before their call's team's cutoff, oldest first.
+
+    A team in ``team_cutoffs`` uses its own cutoff; any other team (and a
+    recording whose call row is missing) uses ``default_cutoff``, or is kept
+    when that is None.
+    """
+    conditions: list[ColumnElement[bool]] = [
+        and_(CallRecord.team == team, Recording.created_at < cutoff) for team, cutoff in team_cutoffs.items()
+    ]
+    if default_cutoff is not None:
+        older: ColumnElement[bool] = Recording.created_at < default_cutoff
+        if team_cutoffs:
+            unlisted = or_(CallRecord.team.is_(None), CallRecord.team.not_in(list(team_cutoffs)))
+            older = and_(unlisted, older)
+        conditions.append(older)
+    if not conditions:
+        return []
+    query = (
+        select(Recording)
+        .outerjoin(CallRecord, CallRecord.uuid == Recording.call_uuid)
+        .where(or_(*conditions))
+        .order_by(Recording.created_at, Recording.id)
+    )
     return list(session.scalars(query))
 
 

@@ -16,6 +16,7 @@ from agent.errors import AgentError
 from storage.db import make_engine, upgrade
 from storage.outbox import purge_allowed
 from storage.recordings import RecordingStore, audit
+from storage.repository import recordings_past_retention
 
 logger = logging.getLogger(__name__)
 
@@ -40,12 +41,41 @@ def _size(n: int) -> str:
     raise AssertionError("unreachable")
 
 
+def retention_rule(
+    older_than: timedelta | None,
+    retention_days: int | None,
+    team_retention_days: dict[str, int],
+    now: datetime,
+) -> tuple[datetime | None, dict[str, datetime], str]:
+    """The default cutoff, the per-team cutoffs and the rule in words, counting back from ``now``.
+
+    ``older_than`` (``--older-than``) applies to every team; without it each
+    team in ``team_retention_days`` keeps its own number of days and the others
+    ``retention_days`` (None: recordings of teams not listed are kept).
+    """
+    if older_than is not None:
+        cutoff = now - older_than
+        return cutoff, {}, f"older than {cutoff:%Y-%m-%d %H:%M} UTC"
+    default = now - timedelta(days=retention_days) if retention_days is not None else None
+    teams = {team: now - timedelta(days=days) for team, days in sorted(team_retention_days.items())}
+    listed = [f"team {team}: {days}d" for team, days in sorted(team_retention_days.items())]
+    if retention_days is None:
+        others = "other teams kept"
+    else:
+        others = f"other teams: {retention_days}d" if listed else f"{retention_days}d"
+    parts = [*listed, others]
+    return default, teams, f"past retention ({'; '.join(parts)})"
+
+
 @click.command("purge")
 @click.option(
     "--older-than",
     "older_than",
     default=None,
-    help="Delete recordings older than this (180d, 12w, 36h). Default: [recording] retention_days.",
+    help=(
+        "Delete recordings older than this (180d, 12w, 36h), whatever their team. Default: each "
+        "recording's team's [recording] team_retention_days, else retention_days."
+    ),
 )
 @click.option("--dry-run", is_flag=True, help="Only say what would be deleted.")
 @click.option(
@@ -56,21 +86,31 @@ def _size(n: int) -> str:
     help="The agent's config file (default: the embedded defaults).",
 )
 def purge(older_than: str | None, dry_run: bool, config_path: Path | None) -> None:
-    """Delete call recordings (and only them) older than an age; the calls themselves stay."""
+    """Delete call recordings (and only them) past their retention; the calls themselves stay.
+
+    A recording's age is judged by its call's team: ``[recording]
+    team_retention_days`` for the teams listed there, ``retention_days`` for the
+    others. ``--older-than`` overrides both for every team.
+    """
     try:
         config = load_config(config_path)
     except AgentError as exc:
         raise click.UsageError(str(exc)) from None
+    recording = config.recording
+    age: timedelta | None = None
     if older_than is None:
-        if config.recording.retention_days is None:
-            raise click.UsageError("give --older-than or set [recording] retention_days")
-        age = timedelta(days=config.recording.retention_days)
+        if recording.retention_days is None and not recording.team_retention_days:
+            raise click.UsageError(
+                "give --older-than or set [recording] retention_days (or team_retention_days)"
+            )
     else:
         try:
             age = parse_age(older_than)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--older-than") from None
-    cutoff = datetime.now(UTC) - age
+    default_cutoff, team_cutoffs, rule = retention_rule(
+        age, recording.retention_days, recording.team_retention_days, datetime.now(UTC)
+    )
     try:
         engine = make_engine(config.database_url)
         upgrade(engine)
@@ -79,13 +119,13 @@ def purge(older_than: str | None, dry_run: bool, config_path: Path | None) -> No
     store = RecordingStore(config.agent.data_dir, engine)
     try:
         with Session(engine) as session:
-            rows = store.older_than(session, cutoff)
+            rows = recordings_past_retention(
+                session, default_cutoff=default_cutoff, team_cutoffs=team_cutoffs
+            )
             ids = [row.id for row in rows]
             total = sum(row.bytes or 0 for row in rows)
         if dry_run:
-            click.echo(
-                f"would delete {len(ids)} recording(s) older than {cutoff:%Y-%m-%d %H:%M} UTC, {_size(total)}"
-            )
+            click.echo(f"would delete {len(ids)} recording(s) {rule}, {_size(total)}")
             return
         freed = 0
         deleted = 0
@@ -103,16 +143,16 @@ def purge(older_than: str | None, dry_run: bool, config_path: Path | None) -> No
                         deleted += 1
                 bar.update(min(BATCH, len(ids) - start))
         with Session(engine) as session, session.begin():
-            audit(
-                session,
-                "recordings.purge",
-                f"older than {cutoff.isoformat()}",
-                {"recordings": deleted, "bytes": freed, "older_than": str(age)},
-                _user(),
-            )
+            detail: dict[str, object] = {"recordings": deleted, "bytes": freed}
+            if age is not None:
+                detail["older_than"] = str(age)
+            else:
+                detail["retention_days"] = recording.retention_days
+                detail["team_retention_days"] = dict(recording.team_retention_days)
+            audit(session, "recordings.purge", rule, detail, _user())
     finally:
         engine.dispose()
-    click.echo(f"deleted {deleted} recording(s) older than {cutoff:%Y-%m-%d %H:%M} UTC, freed {_size(freed)}")
+    click.echo(f"deleted {deleted} recording(s) {rule}, freed {_size(freed)}")
     if kept:
         click.echo(f"kept {kept} recording(s) not yet verified upstream (see cti-agent sync --status)")
 
@@ -124,4 +164,4 @@ def _user() -> str | None:
         return None
 
 
-__all__ = ["parse_age", "purge"]
+__all__ = ["parse_age", "purge", "retention_rule"]

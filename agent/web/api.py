@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import secrets
 from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
@@ -36,6 +37,8 @@ CSRF_HEADER = "x-csrf-token"
 MAX_NOTE = 10_000
 MAX_BODY = 64 * 1024
 HISTORY_LIMIT = 10
+#: A call UUID as the agent writes them (8-4-4-4-12 hex digits); nothing else goes into a console link.
+UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 class Dialer(Protocol):
@@ -57,6 +60,18 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
+def play_url(console_url: str | None, call_uuid: str) -> str | None:
+    """The console's page of a call (``{console_url}/calls/{uuid}``), where its recording plays.
+
+    None without a console or when ``call_uuid`` is not a UUID (it then cannot
+    smuggle a path, query or script into the link). ``console_url`` is the
+    validated ``[web] console_url``, without a trailing slash.
+    """
+    if console_url is None or not UUID_RE.fullmatch(call_uuid):
+        return None
+    return f"{console_url}/calls/{call_uuid}"
+
+
 def display_number(key: str) -> str:
     """A stored number for people: ``+862212345678;ext=8001`` → ``+862212345678 ext. 8001``."""
     number, sep, ext = key.partition(";ext=")
@@ -70,6 +85,8 @@ class SeatApi:
     :param dialer: click-to-dial; without it no number is dialable.
     :param rep: whose follow-ups and counts the page shows.
     :param targets: the rep's daily targets (None: none known).
+    :param console_url: the supervisor console's base URL; with it each earlier call on the
+        card that has a recording carries a ``play_url`` to the console's page of that call.
     """
 
     def __init__(
@@ -86,8 +103,10 @@ class SeatApi:
         json_response: Callable[..., Response],
         protection_days: int = 30,
         daily_claim_limit: int = 20,
+        console_url: str | None = None,
     ) -> None:
         self.bus = bus
+        self.console_url = console_url
         self.engine = engine
         self.dialer = dialer
         self.rep = rep
@@ -192,7 +211,7 @@ class SeatApi:
     def _card_from_db(
         self, session: Session, uuid: str, call: dict[str, Any], customer_id: int | None
     ) -> dict[str, Any]:
-        from storage.repository import calls_with, get_call, get_customer
+        from storage.repository import calls_with, calls_with_recordings, get_call, get_customer
 
         out: dict[str, Any] = {}
         if customer_id is not None:
@@ -215,9 +234,13 @@ class SeatApi:
             exclude_uuid=uuid,
             limit=HISTORY_LIMIT,
         )
+        recorded = calls_with_recordings(session, [h.uuid for h in history])
         out["history"] = [
             {
                 "uuid": h.uuid,
+                "has_recording": h.uuid in recorded,
+                # The console checks the user's role itself; the seat only offers the link.
+                "play_url": play_url(self.console_url, h.uuid) if h.uuid in recorded else None,
                 "started_at": _iso(h.started_at),
                 "direction": h.direction,
                 "disposition": h.disposition,

@@ -272,6 +272,7 @@ def make_seat_app(
     csrf_token: str | None = None,
     protection_days: int = 30,
     daily_claim_limit: int = 20,
+    console_url: str | None = None,
 ) -> Starlette:
     """Build the seat page app.
 
@@ -290,6 +291,8 @@ def make_seat_app(
     :param csrf_token: the token every POST must carry (random when not given).
     :param protection_days: how long an owner keeps a customer before another rep may claim it.
     :param daily_claim_limit: how many customers a rep may claim a day.
+    :param console_url: the supervisor console's base URL (``[web] console_url``); with it the
+        card's earlier calls that have a recording link to their page there. None: no links.
     """
     api = SeatApi(
         bus,
@@ -303,6 +306,7 @@ def make_seat_app(
         json_response=SafeJSONResponse,
         protection_days=protection_days,
         daily_claim_limit=daily_claim_limit,
+        console_url=console_url,
     )
     env = Environment(
         loader=PackageLoader("agent.web", "templates"),

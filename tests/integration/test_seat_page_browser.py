@@ -27,6 +27,8 @@ from agent.plugins import make_plugin_manager
 from agent.runner import Agent
 from storage.customers import import_customers, read_rows
 from storage.db import make_engine, upgrade
+from storage.models import Recording
+from storage.repository import get_call
 
 pytestmark = pytest.mark.browser
 
@@ -67,7 +69,8 @@ def seed_customers(data_dir: Path) -> None:
 
 
 @pytest.fixture
-async def agent(tmp_path: Path) -> AsyncIterator[Agent]:
+async def agent(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Agent]:
+    """The agent with the seat page on a free port; ``indirect`` parameters add ``[web]`` keys."""
     Feeder.queue = asyncio.Queue()
     seed_customers(tmp_path)
     pm = make_plugin_manager(load_entrypoints=False)
@@ -78,7 +81,7 @@ async def agent(tmp_path: Path) -> AsyncIterator[Agent]:
         registry,
         overrides={
             "agent": {"seat": "seat-7", "rep": "rep01", "data_dir": str(tmp_path)},
-            "web": {"listen": "127.0.0.1:0"},
+            "web": {"listen": "127.0.0.1:0", **getattr(request, "param", {})},
             "metrics": {"enabled": False},
             "devices": [{"id": "dev", "type": "feeder"}],
             "lines": [{"id": "L1", "device": "dev"}],
@@ -225,3 +228,63 @@ async def test_rep_state_from_the_page_and_from_calls(page: Any) -> None:
     await page.wait_for_selector('#rep-state[data-state="wrap_up"]')
     await page.click("#rep-available")
     await page.wait_for_selector('#rep-state[data-state="available"]')
+
+
+CONSOLE_URL = "http://127.0.0.1:8340"
+
+
+async def call_stored(agent: Agent, uuid: str) -> None:
+    """Wait until the storage observer has written the ended call (a recording row needs it)."""
+    assert agent.engine is not None
+    engine = agent.engine
+
+    def ended() -> bool:
+        with Session(engine) as session:
+            row = get_call(session, uuid)
+            return row is not None and row.ended_at is not None
+
+    for _ in range(200):
+        if await asyncio.to_thread(ended):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"call {uuid} was not stored")
+
+
+async def recorded_call_then_another(agent: Agent, page: Any) -> str:
+    """An answered call given a recording row, then a second call from the same number; the first's uuid."""
+    feed(CallerId(device_id="dev", line="1", at=at(), number="13812345678"))
+    await card_for(page, "13812345678")
+    feed(OffHook(device_id="dev", line="1", at=at()), OnHook(device_id="dev", line="1", at=at()))
+    await page.wait_for_selector('#card[data-uuid] #card-status:has-text("Answered")')
+    first_uuid = await page.get_attribute("#card", "data-uuid")
+    assert first_uuid is not None
+    await call_stored(agent, first_uuid)
+    assert agent.engine is not None
+    with Session(agent.engine) as session, session.begin():
+        session.add(Recording(call_uuid=first_uuid, path_or_uri="recordings/x.flac", status="complete"))
+
+    feed(CallerId(device_id="dev", line="1", at=at(), number="13812345678"))
+    await page.wait_for_function(
+        "uuid => document.getElementById('card').getAttribute('data-uuid') !== uuid", arg=first_uuid
+    )
+    return first_uuid
+
+
+@pytest.mark.parametrize("agent", [{"console_url": CONSOLE_URL}], indirect=True)
+async def test_an_earlier_recorded_call_links_to_the_console(agent: Agent, page: Any) -> None:
+    first_uuid = await recorded_call_then_another(agent, page)
+    link = page.locator("#card-history tbody tr .history-play")
+    await link.first.wait_for()
+    assert await link.count() == 1
+    assert await link.get_attribute("href") == f"{CONSOLE_URL}/calls/{first_uuid}"
+    assert await link.get_attribute("target") == "_blank"
+    assert await link.get_attribute("rel") == "noopener"
+    assert await link.inner_text() == "Play"
+    feed(OnHook(device_id="dev", line="1", at=at()))
+
+
+async def test_no_link_without_a_console(agent: Agent, page: Any) -> None:
+    await recorded_call_then_another(agent, page)
+    await page.wait_for_selector("#card-history tbody tr .history-talk")
+    assert await page.locator("#card-history .history-play").count() == 0
+    feed(OnHook(device_id="dev", line="1", at=at()))

@@ -433,3 +433,36 @@ def test_a_disabled_device_of_a_type_not_installed_is_accepted(
     assert [d.id for d in config.devices] == ["old"]
     enabled = write("[[devices]]\nid = 'old'\ntype = 'gone-vendor'\n")
     assert "unknown device type 'gone-vendor'" in error_of(enabled, tiny_registry)
+
+
+# -- [web] console_url and [recording] team_retention_days ---------------------------------------
+
+
+def test_console_url_is_an_http_base_without_its_trailing_slash(write: Writer) -> None:
+    assert load_config(None).web.console_url is None
+    config = load_config(write('[web]\nconsole_url = "https://console.example:8340/cti/"\n'))
+    assert config.web.console_url == "https://console.example:8340/cti"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "javascript:alert(1)",
+        "ftp://console.example",
+        "http://",
+        "console.example:8340",
+        "http://h/?x=1",
+        "http://h:99999",
+    ],
+)
+def test_console_url_rejects(write: Writer, value: str) -> None:
+    assert "web.console_url" in error_of(write(f'[web]\nconsole_url = "{value}"\n'))
+
+
+def test_team_retention_days(write: Writer) -> None:
+    config = load_config(write('[recording]\nteam_retention_days = { north = 30, "东区" = 365 }\n'))
+    assert config.recording.team_retention_days == {"north": 30, "东区": 365}
+    assert config.recording.retention_days is None
+    assert "team_retention_days.north" in error_of(
+        write("[recording]\nteam_retention_days = { north = 0 }\n")
+    )

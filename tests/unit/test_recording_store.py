@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import stat
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -253,3 +254,134 @@ def test_purge_without_an_age_is_a_usage_error(
     assert "retention_days" in result.output
     result = CliRunner().invoke(purge, ["--older-than", "soon", "--config", str(config)])
     assert result.exit_code == 2
+
+
+# --- purge: retention per team ----------------------------------------------------------------
+
+#: (call uuid, team, age in days) of the recordings on the floor of teams.
+TEAM_RECORDINGS = [
+    ("north-60", "north", 60),
+    ("north-10", "north", 10),
+    ("south-200", "south", 200),
+    ("south-400", "south", 400),
+    ("west-200", "west", 200),
+    ("west-60", "west", 60),
+]
+TEAM_RETENTION = "[recording]\nretention_days = 180\nteam_retention_days = { north = 30, south = 365 }\n"
+
+
+@pytest.fixture
+def teams_floor(tmp_path: Path) -> tuple[Path, Engine, dict[str, Path]]:
+    """Recordings of three teams at various ages; the config's [recording] table is added by each test."""
+    data = tmp_path / "data"
+    engine = make_engine(f"sqlite:///{data / 'cti-agent.db'}")
+    upgrade(engine)
+    store = RecordingStore(data, engine)
+    files: dict[str, Path] = {}
+    now = datetime.now(UTC)
+    for n, (uuid, team, days) in enumerate(TEAM_RECORDINGS):
+        call = replace(make_call(uuid), team=team)
+        paths = store.paths(call.uuid, call.started_at, "flac")
+        with store.open_part(paths, call, RATE, 1) as f:
+            f.write(noise(0.2, seed=n))
+        size, digest = store.finish(paths)
+        facts = RecordingFacts(
+            call.uuid, store.relative(paths.final), "flac", RATE, 1, 0.2, size, digest, "complete"
+        )
+        store.save(facts, call)
+        with Session(engine) as session, session.begin():
+            session.execute(
+                update(Recording)
+                .where(Recording.call_uuid == uuid)
+                .values(created_at=now - timedelta(days=days, hours=1))
+            )
+        files[uuid] = paths.final
+    return data, engine, files
+
+
+def teams_config(tmp_path: Path, data: Path, recording: str) -> Path:
+    config = tmp_path / "agent.toml"
+    config.write_text(f'[agent]\ndata_dir = "{data}"\n\n{recording}', encoding="utf-8")
+    return config
+
+
+def remaining(engine: Engine) -> list[str]:
+    with Session(engine) as session:
+        return sorted(session.scalars(select(Recording.call_uuid)))
+
+
+def test_purge_honours_each_teams_retention_and_falls_back_for_teams_not_listed(
+    tmp_path: Path, teams_floor: tuple[Path, Engine, dict[str, Path]]
+) -> None:
+    data, engine, files = teams_floor
+    config = teams_config(tmp_path, data, TEAM_RETENTION)
+    result = CliRunner().invoke(purge, ["--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "deleted 3 recording(s) past retention (team north: 30d; team south: 365d; other teams: 180d)" in (
+        result.output
+    )
+    # north keeps 30 days, south 365, west (not listed) the default 180.
+    assert remaining(engine) == ["north-10", "south-200", "west-60"]
+    assert {uuid for uuid, path in files.items() if path.exists()} == {"north-10", "south-200", "west-60"}
+    with Session(engine) as session:
+        assert len(session.scalars(select(CallRecord)).all()) == 6  # the calls stay
+        [entry] = session.scalars(select(AuditEntry)).all()
+    detail = json.loads(entry.detail or "{}")
+    assert entry.action == "recordings.purge"
+    assert detail["recordings"] == 3
+    assert detail["retention_days"] == 180
+    assert detail["team_retention_days"] == {"north": 30, "south": 365}
+
+
+def test_purge_without_a_default_keeps_the_teams_not_listed(
+    tmp_path: Path, teams_floor: tuple[Path, Engine, dict[str, Path]]
+) -> None:
+    data, engine, _ = teams_floor
+    config = teams_config(tmp_path, data, "[recording]\nteam_retention_days = { north = 30 }\n")
+    result = CliRunner().invoke(purge, ["--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "(team north: 30d; other teams kept)" in result.output
+    assert remaining(engine) == ["north-10", "south-200", "south-400", "west-200", "west-60"]
+
+
+def test_older_than_applies_to_every_team(
+    tmp_path: Path, teams_floor: tuple[Path, Engine, dict[str, Path]]
+) -> None:
+    data, engine, files = teams_floor
+    config = teams_config(tmp_path, data, TEAM_RETENTION)
+    result = CliRunner().invoke(purge, ["--older-than", "100d", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "deleted 3 recording(s) older than" in result.output
+    # south's 365 days and north's 30 are both overridden by the 100 days given.
+    assert remaining(engine) == ["north-10", "north-60", "west-60"]
+    assert not files["south-200"].exists()
+    assert files["north-60"].exists()
+    with Session(engine) as session:
+        [entry] = session.scalars(select(AuditEntry)).all()
+    assert json.loads(entry.detail or "{}")["older_than"] == str(timedelta(days=100))
+    assert "whatever their team" in CliRunner().invoke(purge, ["--help"]).output
+
+
+def test_purge_by_team_dry_run_deletes_nothing(
+    tmp_path: Path, teams_floor: tuple[Path, Engine, dict[str, Path]]
+) -> None:
+    data, engine, files = teams_floor
+    config = teams_config(tmp_path, data, TEAM_RETENTION)
+    result = CliRunner().invoke(purge, ["--dry-run", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "would delete 3 recording(s) past retention" in result.output
+    assert len(remaining(engine)) == 6
+    assert all(path.exists() for path in files.values())
+    with Session(engine) as session:
+        assert session.scalars(select(AuditEntry)).all() == []
+
+
+def test_team_retention_must_be_at_least_a_day(
+    tmp_path: Path, teams_floor: tuple[Path, Engine, dict[str, Path]]
+) -> None:
+    data, engine, _ = teams_floor
+    config = teams_config(tmp_path, data, "[recording]\nteam_retention_days = { north = 0 }\n")
+    result = CliRunner().invoke(purge, ["--config", str(config)])
+    assert result.exit_code == 2
+    assert "team_retention_days.north" in result.output
+    assert len(remaining(engine)) == 6

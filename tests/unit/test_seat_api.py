@@ -14,10 +14,11 @@ from sqlalchemy.orm import Session
 from agent.config import DailyTarget
 from agent.errors import DeviceError
 from agent.events import Call, CallEvent, CallEventKind, Customer, Direction, Disposition
+from agent.web.api import play_url
 from agent.web.app import make_seat_app
 from agent.web.bus import SeatBus
 from storage.db import make_engine, upgrade
-from storage.models import AuditEntry, CustomerPhone, CustomerRecord
+from storage.models import AuditEntry, CustomerPhone, CustomerRecord, Recording
 from storage.repository import get_call, upsert_call
 
 with warnings.catch_warnings():
@@ -345,3 +346,63 @@ def test_claims_respect_protection_and_the_daily_limit_and_are_audited(engine: E
             daily_limit=5,
         )
     assert (status.reason, status.owner_rep) == ("protected", "alice")
+
+
+# -- links to play earlier calls' recordings in the console ----------------------------------------
+
+U_COMPLETE = "0b8f6a2e-1c3d-4e5f-8a9b-000000000001"
+U_PARTIAL = "0b8f6a2e-1c3d-4e5f-8a9b-000000000002"
+U_FAILED = "0b8f6a2e-1c3d-4e5f-8a9b-000000000003"
+U_NONE = "0b8f6a2e-1c3d-4e5f-8a9b-000000000004"
+NOT_A_UUID = "../admin?x=<script>"
+CONSOLE = "https://console.example:8340/cti"
+
+
+def recorded_history(engine: Engine, bus: SeatBus) -> None:
+    """Five earlier calls with one number: recorded (complete, partial, failed), not recorded, odd uuid."""
+    uuids = [U_COMPLETE, U_PARTIAL, U_FAILED, U_NONE, NOT_A_UUID]
+    earlier = [ended(make_call(uuid, NOW - timedelta(hours=n + 1))) for n, uuid in enumerate(uuids)]
+    current = make_call("now", NOW)
+    write(engine, *earlier, current)
+    with Session(engine) as session, session.begin():
+        for uuid, status in [
+            (U_COMPLETE, "complete"),
+            (U_PARTIAL, "partial"),
+            (U_FAILED, "failed"),
+            (NOT_A_UUID, "recovered"),
+        ]:
+            session.add(Recording(call_uuid=uuid, path_or_uri=f"recordings/{status}.flac", status=status))
+    bus.publish(CallEvent(CallEventKind.IDENTIFIED, current, NOW))
+
+
+def test_card_links_recorded_calls_to_the_console(engine: Engine) -> None:
+    bus = SeatBus()
+    client = TestClient(make_seat_app(bus, seat="s", engine=engine, csrf_token=TOKEN, console_url=CONSOLE))
+    recorded_history(engine, bus)
+    history = {h["uuid"]: h for h in client.get("/api/card/now").json()["history"]}
+    assert {uuid: h["has_recording"] for uuid, h in history.items()} == {
+        U_COMPLETE: True,
+        U_PARTIAL: True,
+        U_FAILED: False,  # a failed recording has nothing to play
+        U_NONE: False,
+        NOT_A_UUID: True,
+    }
+    assert history[U_COMPLETE]["play_url"] == f"{CONSOLE}/calls/{U_COMPLETE}"
+    assert history[U_PARTIAL]["play_url"] == f"{CONSOLE}/calls/{U_PARTIAL}"
+    assert history[U_FAILED]["play_url"] is None
+    assert history[U_NONE]["play_url"] is None
+    assert history[NOT_A_UUID]["play_url"] is None  # never a link built from something not a UUID
+
+
+def test_without_a_console_there_is_no_link(client: TestClient, engine: Engine) -> None:
+    recorded_history(engine, client.bus)  # type: ignore[attr-defined]
+    history = {h["uuid"]: h for h in client.get("/api/card/now").json()["history"]}
+    assert history[U_COMPLETE]["has_recording"] is True
+    assert all(h["play_url"] is None for h in history.values())
+
+
+def test_play_url_validates_the_uuid() -> None:
+    assert play_url("http://127.0.0.1:8340", U_NONE) == f"http://127.0.0.1:8340/calls/{U_NONE}"
+    assert play_url(None, U_NONE) is None
+    assert play_url("http://127.0.0.1:8340", f"{U_NONE}/../../x") is None
+    assert play_url("http://127.0.0.1:8340", "javascript:alert(1)") is None

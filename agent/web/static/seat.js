@@ -329,7 +329,13 @@
       tr.appendChild(when);
       tr.appendChild(el("td", "history-direction", t("direction." + h.direction)));
       tr.appendChild(el("td", "history-outcome", h.disposition ? t("disposition." + h.disposition) : ""));
-      tr.appendChild(el("td", "history-talk", duration(h.talk_seconds)));
+      var talk = el("td", "history-talk", duration(h.talk_seconds));
+      var play = playLink(h);
+      if (play) {
+        talk.appendChild(document.createTextNode(" "));
+        talk.appendChild(play);
+      }
+      tr.appendChild(talk);
       var notes = el("td", "history-notes", h.notes);
       if (h.follow_up) notes.appendChild(el("span", "history-follow-up", " → " + h.follow_up));
       tr.appendChild(notes);
@@ -337,6 +343,19 @@
     });
     table.hidden = history.length === 0;
     $("card-no-history").hidden = history.length > 0;
+  }
+
+  // The console's page of an earlier call, where its recording plays and the console checks the
+  // user's role. The API builds the URL from [web] console_url and a validated UUID; only an
+  // http(s) URL becomes a link, so a stray value can never be a javascript: href.
+  function playLink(h) {
+    if (!h.has_recording || typeof h.play_url !== "string" || !/^https?:\/\//.test(h.play_url)) return null;
+    var a = el("a", "history-play", t("history.play"));
+    a.href = h.play_url;
+    a.target = "_blank";
+    a.rel = "noopener";
+    a.title = t("history.play_title");
+    return a;
   }
 
   function saveNote(event) {
