@@ -62,7 +62,7 @@ def notify_each(
 
 
 class HookObserver:
-    """Turns call events into the ``call_started`` / ``call_identified`` / ``call_answered`` / ``call_ended`` hooks."""
+    """Turns call events into the ``call_*`` notification hooks (started, identified, answered, ended)."""
 
     name = "plugin-hooks"
     must_deliver = False

@@ -120,7 +120,9 @@ def test_off_by_default_and_without_a_desktop(monkeypatch: pytest.MonkeyPatch, t
 
 def test_a_ring_without_caller_id_is_told_again_once_the_caller_is_known() -> None:
     spawned: list[list[str]] = []
-    plugin = DesktopNotifier(NotifyConfig(enabled=True), command="notify-send", opener=None, spawn=spawned.append)
+    plugin = DesktopNotifier(
+        NotifyConfig(enabled=True), command="notify-send", opener=None, spawn=spawned.append
+    )
     bare = replace(CALL, number_raw=None, number_e164=None, cid_name=None)
     plugin.call_started(bare)
     plugin.call_identified(CALL)
