@@ -85,6 +85,7 @@ lint: $(TEST_STAMP)
 	@rc=0; \
 	$(VENV)/bin/ruff check $(LINT_PATHS) || rc=1; \
 	$(VENV)/bin/ruff format --check $(LINT_PATHS) || rc=1; \
+	$(VENV)/bin/mypy || rc=1; \
 	exit $$rc
 
 # Benchmarks print numbers; they are not pass/fail timing tests. A script that crashes fails.
