@@ -1,4 +1,4 @@
-"""Call history from the database, grouped by hour, day, rep or team (``cti-agent report``).
+"""Call history from the database, grouped by half-hour, hour, day, rep or team (``cti-agent report``).
 
 Prometheus keeps weeks and loses what a seat counted between its last scrape and
 a restart; the database keeps every call for years. These are the figures of
@@ -11,12 +11,14 @@ record, computed the same way as the live metrics:
   the threshold (``[metrics] effective_call_seconds``), like
   ``cti_effective_calls_total``.
 
-Hours and days are those of a time zone given by the caller (the floor's zone,
-``Asia/Shanghai`` in China). The queries are plain SQL that SQLite and
-PostgreSQL run alike: rep and team are grouped by the database; hours and days
-are grouped here in Python, because SQLite has no time zones and an hour of a
-zone is not always an hour of UTC (zones with half-hour offsets, days of 23 or
-25 hours when daylight saving time changes).
+Half-hours, hours and days are those of a time zone given by the caller (the
+floor's zone, ``Asia/Shanghai`` in China). The queries are plain SQL that SQLite
+and PostgreSQL run alike: rep and team are grouped by the database; half-hours,
+hours and days are grouped here in Python, because SQLite has no time zones and
+an hour of a zone is not always an hour of UTC (zones with half-hour or
+45-minute offsets, days of 23 or 25 hours when daylight saving time changes).
+A half-hour is ``:00``-``:30`` or ``:30``-``:00`` on the zone's clock, keyed by
+its local start with the offset (``2026-03-02T09:30+08:00``), like an hour.
 """
 
 from __future__ import annotations
@@ -38,11 +40,13 @@ from sqlalchemy.orm import Session
 
 from storage.models import CallRecord
 
-Grouping = Literal["hour", "day", "rep", "team"]
-GROUPINGS: tuple[Grouping, ...] = ("hour", "day", "rep", "team")
+Grouping = Literal["half-hour", "hour", "day", "rep", "team"]
+GROUPINGS: tuple[Grouping, ...] = ("half-hour", "hour", "day", "rep", "team")
+#: The groupings by time shorter than a day, with the length of their buckets.
+CLOCK_STEPS: dict[str, timedelta] = {"half-hour": timedelta(minutes=30), "hour": timedelta(hours=1)}
 FORMATS: tuple[str, ...] = ("table", "csv", "json")
 
-#: Columns of a report, in output order (``key`` is the hour, day, rep or team).
+#: Columns of a report, in output order (``key`` is the half-hour, hour, day, rep or team).
 COLUMNS: tuple[str, ...] = (
     "key",
     "calls",
@@ -56,7 +60,7 @@ COLUMNS: tuple[str, ...] = (
 
 @dataclass(frozen=True, slots=True)
 class ReportRow:
-    """The figures of one hour, day, rep or team."""
+    """The figures of one half-hour, hour, day, rep or team."""
 
     key: str
     calls: int = 0
@@ -86,7 +90,7 @@ class ReportRow:
 
 @dataclass(frozen=True, slots=True)
 class Report:
-    """A report: its rows in order, the window ``[start, end)`` and the zone of its hours and days."""
+    """A report: its rows in order, the window ``[start, end)`` and the zone of its clock buckets and days."""
 
     by: Grouping
     start: datetime
@@ -194,12 +198,21 @@ def _grouped_by_owner(
     ]
 
 
-def _hour_start(moment: datetime, zone: tzinfo) -> datetime:
-    return moment.astimezone(zone).replace(minute=0, second=0, microsecond=0)
+def _bucket_start(by: Grouping, moment: datetime, zone: tzinfo) -> datetime:
+    """The start of the half-hour or hour of ``moment`` on ``zone``'s clock.
+
+    Rounded down on the local clock, not in UTC: in Asia/Kolkata (+05:30) the
+    hour 09:00-10:00 starts at 03:30 UTC, in Asia/Kathmandu (+05:45) a half-hour
+    at :15 or :45 UTC. ``replace`` keeps ``fold``, so the second 01:30 of a night
+    when the clocks go back stays the second.
+    """
+    local = moment.astimezone(zone)
+    minute = local.minute - local.minute % 30 if by == "half-hour" else 0
+    return local.replace(minute=minute, second=0, microsecond=0)
 
 
 def _time_keys(by: Grouping, start: datetime, end: datetime, zone: tzinfo) -> Iterator[str]:
-    """Every hour or day of the window, in order, as the keys :func:`_time_key` gives."""
+    """Every half-hour, hour or day of the window, in order, as the keys :func:`_time_key` gives."""
     if by == "day":
         day = start.astimezone(zone).date()
         last = (end - timedelta(microseconds=1)).astimezone(zone).date()
@@ -207,21 +220,24 @@ def _time_keys(by: Grouping, start: datetime, end: datetime, zone: tzinfo) -> It
             yield day.isoformat()
             day += timedelta(days=1)
         return
-    hour = _hour_start(start, zone)
-    # Compared in UTC: Python compares two times of the same zone by their wall clocks.
+    step = CLOCK_STEPS[by]
+    # Compared and stepped in UTC: Python compares two times of one zone by their wall clocks,
+    # and a local half-hour or hour repeated or skipped by a DST change is still one bucket.
+    bucket = _bucket_start(by, start, zone).astimezone(UTC)
     end = end.astimezone(UTC)
-    while hour.astimezone(UTC) < end:
-        yield _time_key("hour", hour, zone)
-        # Step in UTC: a local hour repeated or skipped by a DST change is still one hour.
-        hour = _hour_start(hour.astimezone(UTC) + timedelta(hours=1), zone)
+    while bucket < end:
+        yield _time_key(by, bucket, zone)
+        following = _bucket_start(by, bucket + step, zone).astimezone(UTC)
+        # A zone whose offset changed by an odd amount (historic local mean times) can round a
+        # step back into the same bucket; the next bucket then starts a step later.
+        bucket = following if following > bucket else bucket + step
 
 
 def _time_key(by: Grouping, moment: datetime, zone: tzinfo) -> str:
-    local = moment.astimezone(zone)
     if by == "day":
-        return local.date().isoformat()
+        return moment.astimezone(zone).date().isoformat()
     # The offset tells apart the two 01:00s of a night when the clocks go back.
-    return local.replace(minute=0, second=0, microsecond=0).isoformat(timespec="minutes")
+    return _bucket_start(by, moment, zone).isoformat(timespec="minutes")
 
 
 def _grouped_by_time(
@@ -275,10 +291,12 @@ def call_report(
     team: str | None = None,
     rep: str | None = None,
 ) -> Report:
-    """The ended calls that started in ``[start, end)``, grouped ``by`` hour, day, rep or team.
+    """The ended calls that started in ``[start, end)``, grouped ``by`` half-hour, hour, day, rep or team.
 
-    Hour and day reports have a row for every hour or day of the window (zeros
-    included, so gaps show); rep and team reports a row for each one that has
+    Half-hour, hour and day reports have a row for every half-hour, hour or day
+    of the window (zeros included, so gaps show), each starting on the zone's
+    clock (a window starting at 09:10 has a first row for 09:00 or 09:00-09:30
+    that counts from 09:10); rep and team reports a row for each one that has
     calls, by name. ``team``/``rep`` narrow the calls counted.
 
     :raises ValueError: ``start``/``end`` are naive or ``end`` is not after ``start``.
@@ -403,6 +421,7 @@ def format_report(report: Report, fmt: str) -> str:
 
 
 __all__ = [
+    "CLOCK_STEPS",
     "COLUMNS",
     "FORMATS",
     "GROUPINGS",

@@ -45,6 +45,22 @@ NAMING_CONVENTION: dict[str, str] = {
 ROLES: tuple[str, ...] = ("rep", "lead", "manager", "admin")
 RECORDING_STATUSES: tuple[str, ...] = ("complete", "recovered", "partial", "failed")
 
+#: PostgreSQL-only pg_trgm GIN indexes for number and notes searches (migration 0004).
+#: They are not in the models (SQLite has no trigram index), so schema comparisons skip them.
+SEARCH_INDEXES: tuple[str, ...] = (
+    "ix_calls_number_e164_trgm",
+    "ix_calls_number_raw_trgm",
+    "ix_calls_notes_trgm",
+)
+
+
+def include_in_schema(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
+    """Alembic ``include_object`` for comparing the database with the models: skips :data:`SEARCH_INDEXES`.
+
+    Used by the migrations' autogenerate (so it never proposes dropping them) and by the schema tests.
+    """
+    return not (type_ == "index" and name in SEARCH_INDEXES)
+
 
 def utcnow() -> datetime:
     """The current time, tz-aware UTC (the default for ``created_at`` / ``updated_at``)."""

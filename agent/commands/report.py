@@ -1,4 +1,4 @@
-"""``cti-agent report``: call history from the database, by hour, day, rep or team."""
+"""``cti-agent report``: call history from the database, by half-hour, hour, day, rep or team."""
 
 from __future__ import annotations
 
@@ -10,7 +10,16 @@ import click
 from sqlalchemy.orm import Session
 
 from agent.config import load_config
-from agent.report import FORMATS, GROUPINGS, call_report, format_report, local_zone, parse_when, start_of_day
+from agent.report import (
+    CLOCK_STEPS,
+    FORMATS,
+    GROUPINGS,
+    call_report,
+    format_report,
+    local_zone,
+    parse_when,
+    start_of_day,
+)
 
 __all__ = ["report"]
 
@@ -37,7 +46,7 @@ def _when(text: str, zone: tzinfo, option: str) -> datetime:
     type=click.Choice(GROUPINGS),
     default="day",
     show_default=True,
-    help="Group the calls by hour, day, rep or team.",
+    help="Group the calls by half-hour, hour, day, rep or team (half-hours and hours on the --tz clock).",
 )
 @click.option(
     "--from",
@@ -85,7 +94,7 @@ def report(
 ) -> None:
     """Calls, answered, missed, talk time and effective calls from the database.
 
-    A call counts once it has ended, in the hour or day it started. The database
+    A call counts once it has ended, in the half-hour, hour or day it started. The database
     keeps every call; Prometheus only weeks of them.
     """
     from storage.db import make_engine, storage_errors
@@ -96,8 +105,8 @@ def report(
     end = _when(end_text, zone, "--to") if end_text else now
     if end.astimezone(UTC) <= start.astimezone(UTC):
         raise click.BadParameter(f"{end.isoformat()} is not after {start.isoformat()}", param_hint="--to")
-    if (end.astimezone(UTC) - start.astimezone(UTC)) > timedelta(days=3660) and by == "hour":
-        raise click.BadParameter("an hourly report of more than ten years is too long", param_hint="--from")
+    if (end.astimezone(UTC) - start.astimezone(UTC)) > timedelta(days=3660) and by in CLOCK_STEPS:
+        raise click.BadParameter(f"a report by {by} of more than ten years is too long", param_hint="--from")
     config = load_config(config_path)
     threshold = config.metrics.effective_call_seconds if effective_seconds is None else effective_seconds
     engine = make_engine(url or config.database_url)

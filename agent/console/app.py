@@ -10,7 +10,7 @@ Routes (all but ``/login``, ``/healthz`` and ``/static`` need a session)::
     GET  /recordings/{id}/download   the audio as an attachment (audited)
     GET  /recordings/{id}/waveform.svg
     GET  /audit                      the audit log (managers and admins)
-    GET  /stats/day, /stats/month    calls and talk time per rep against targets
+    GET  /stats/day, /stats/month    calls and talk time per rep against targets (a day by hour or half-hour)
     GET  /wallboard, /wallboard/events   full-screen live figures fed by Server-Sent Events
 
 Access to a recording is decided on the audio URL itself: the id in the URL is
@@ -90,7 +90,7 @@ from agent.console.search import (
     visible_call,
     visible_recording,
 )
-from agent.report import call_report, start_of_day
+from agent.report import CLOCK_STEPS, call_report, start_of_day
 from agent.web.app import SecurityHeadersMiddleware, format_duration, format_sse
 from storage.models import AuditEntry, CallRecord, Recording, User
 
@@ -765,6 +765,10 @@ def make_console_app(engine: Engine, settings: ConsoleSettings) -> Starlette:  #
             day = _date_param(request.query_params.get("date")) or datetime.now(zone).date()
         except ValueError:
             return error(request, current, 400, "error.bad_request")
+        # The per-rep breakdown is by hour or by half-hour on the floor's clock.
+        step = request.query_params.get("step") or "hour"
+        if step not in CLOCK_STEPS:
+            return error(request, current, 400, "error.bad_request")
         team = team_filter(request, who)
         rep_only = rep_filter(who)
         start = start_of_day(day, zone)
@@ -786,7 +790,7 @@ def make_console_app(engine: Engine, settings: ConsoleSettings) -> Starlette:  #
                 for row in by_rep.rows:
                     hourly = call_report(
                         session,
-                        by="hour",
+                        by=step,  # type: ignore[arg-type]
                         start=start,
                         end=end,
                         zone=zone,
@@ -805,7 +809,7 @@ def make_console_app(engine: Engine, settings: ConsoleSettings) -> Starlette:  #
         for position, row in enumerate(ranking, start=1):
             target = target_for(row.key, data["teams"].get(row.key, team or ""))
             hourly = data["hours"][row.key]
-            labels = [r.key[11:13] for r in hourly]
+            labels = [r.key[11:13] if step == "hour" else r.key[11:16] for r in hourly]
             reps.append(
                 {
                     "rank": position,
@@ -820,6 +824,8 @@ def make_console_app(engine: Engine, settings: ConsoleSettings) -> Starlette:  #
             current,
             "stats_day.html",
             day=day.isoformat(),
+            step=step,
+            steps=list(CLOCK_STEPS),
             reps=reps,
             total=by_rep.total,
             team=team or "",

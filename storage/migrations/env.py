@@ -12,7 +12,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from storage.db import make_engine
-from storage.models import Base
+from storage.models import Base, include_in_schema
 
 config = context.config
 target_metadata = Base.metadata
@@ -24,6 +24,7 @@ def _configure(connection: Connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=include_in_schema,
     )
     with context.begin_transaction():
         context.run_migrations()

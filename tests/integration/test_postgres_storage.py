@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import socket
 import threading
+import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, func, inspect, select, text
+from sqlalchemy import Engine, func, inspect, make_url, select, text
 from sqlalchemy.orm import Session
 
+from agent.console.search import SearchQuery, filter_clauses, number_clause
 from agent.errors import StorageError
 from agent.events import Call, CallEvent, CallEventKind, Direction, Disposition, EndReason
-from storage.db import current_revision, head_revision, make_engine, upgrade
-from storage.models import Base, CallRecord, CustomerPhone, CustomerRecord
+from storage.db import alembic_config, current_revision, head_revision, make_engine, upgrade
+from storage.models import SEARCH_INDEXES, Base, CallRecord, CustomerPhone, CustomerRecord, include_in_schema
 from storage.observer import StorageObserver
 from storage.plugin import SqlStore
 from storage.repository import get_call, save_note, upsert_call
@@ -89,11 +93,130 @@ def test_upgrade_matches_models(engine: Engine) -> None:
     assert current_revision(engine) == head_revision()
     with engine.connect() as connection:
         context = MigrationContext.configure(
-            connection, opts={"compare_type": True, "compare_server_default": True}
+            connection,
+            opts={
+                "compare_type": True,
+                "compare_server_default": True,
+                "include_object": include_in_schema,
+            },
         )
         assert compare_metadata(context, Base.metadata) == []
     upgrade(engine)  # again: nothing to do
     assert current_revision(engine) == head_revision()
+
+
+def search_indexes(engine: Engine) -> dict[str, str]:
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'calls' AND indexname = ANY(:n)"
+            ),
+            {"n": list(SEARCH_INDEXES)},
+        )
+        return {name: definition for name, definition in rows}
+
+
+def fill_calls(engine: Engine, count: int) -> None:
+    """``count`` calls with distinct mobile numbers and a note on every third, then ANALYZE."""
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO calls (uuid, seat, device_id, line, rep, team, direction, number_e164,"
+                " number_raw, started_at, notes, created_at, updated_at)"
+                " SELECT 'bulk-' || n, 'seat-1', 'sim', 'L1', 'rep' || (n % 20), 'north', 'in',"
+                " '+86138' || lpad(((n * 7919) % 100000000)::text, 8, '0'),"
+                " '138' || lpad(((n * 7919) % 100000000)::text, 8, '0'),"
+                " :t0 + n * interval '1 minute',"
+                " CASE WHEN n % 3 = 0 THEN 'quote sent ' || n END, :t0, :t0"
+                " FROM generate_series(1, :count) AS n"
+            ),
+            {"t0": T0, "count": count},
+        )
+        connection.exec_driver_sql("ANALYZE calls")
+
+
+def plan(engine: Engine, statement: Any) -> str:
+    """The EXPLAIN text of ``statement`` with sequential scans priced out, so the choice is the index's."""
+    with engine.begin() as connection:
+        connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
+        if isinstance(statement, str):
+            rows = connection.execute(text(f"EXPLAIN {statement}"))
+        else:
+            compiled = statement.compile(connection)
+            rows = connection.exec_driver_sql(f"EXPLAIN {compiled}", compiled.params)
+        return "\n".join(row[0] for row in rows)
+
+
+def test_search_indexes_exist_and_serve_suffix_infix_and_notes_searches(engine: Engine) -> None:
+    indexes = search_indexes(engine)
+    assert set(indexes) == set(SEARCH_INDEXES)
+    for name, column in zip(SEARCH_INDEXES, ("number_e164", "number_raw", "notes"), strict=True):
+        assert f"USING gin ({column} gin_trgm_ops)" in indexes[name]
+    fill_calls(engine, 20_000)
+
+    suffix = plan(engine, "SELECT id FROM calls WHERE number_e164 LIKE '%5678'")
+    assert "Bitmap Index Scan on ix_calls_number_e164_trgm" in suffix
+    assert "Seq Scan" not in suffix
+    # The console's own filters: a plain fragment matches either number column; notes are ILIKE.
+    infix = plan(engine, select(CallRecord.id).where(number_clause("5678")))
+    assert "ix_calls_number_e164_trgm" in infix
+    assert "ix_calls_number_raw_trgm" in infix
+    wildcard = plan(engine, select(CallRecord.id).where(number_clause("138*5678")))
+    assert "ix_calls_number_e164_trgm" in wildcard
+    query = SearchQuery(notes="sent 12")
+    notes = plan(engine, select(CallRecord.id).where(*filter_clauses(query)))
+    assert "Bitmap Index Scan on ix_calls_notes_trgm" in notes
+    # Under three digits there is no trigram to look up: the console keeps such patterns off the index.
+    short = plan(engine, select(CallRecord.id).where(number_clause("56")))
+    assert "trgm" not in short
+    with Session(engine) as session:
+        hits = session.scalars(select(CallRecord.number_raw).where(number_clause("*5678"))).all()
+    assert hits
+    assert all(number is not None and number.endswith("5678") for number in hits)
+
+
+def test_search_indexes_downgrade_and_upgrade_again(engine: Engine) -> None:
+    fill_calls(engine, 100)
+    with engine.begin() as connection:
+        command.downgrade(alembic_config(connection), "0003_outbox")
+    assert search_indexes(engine) == {}
+    assert current_revision(engine) == "0003_outbox"
+    upgrade(engine)
+    assert set(search_indexes(engine)) == set(SEARCH_INDEXES)
+    assert count_calls(engine) == 100
+
+
+def test_a_user_who_may_not_create_pg_trgm_is_told_the_fix(pg_url: str, pg_database_url: str) -> None:
+    role = f"cti_plain_{uuid.uuid4().hex[:8]}"
+    admin = make_engine(pg_url)
+    owner = make_engine(pg_database_url)  # the superuser, on the test's database
+    plain = make_engine(make_url(pg_database_url).set(username=role).render_as_string(hide_password=False))
+    try:
+        with admin.begin() as connection:
+            connection.exec_driver_sql(f"CREATE ROLE {role} LOGIN")
+        with owner.begin() as connection:
+            # Enough for tables, not for extensions (that takes CREATE on the database).
+            connection.exec_driver_sql(f"GRANT CREATE ON SCHEMA public TO {role}")
+        with pytest.raises(StorageError) as info:
+            upgrade(plain)
+        message = str(info.value)
+        assert "pg_trgm" in message
+        assert role in message
+        assert "CREATE EXTENSION pg_trgm as a superuser, then run cti-agent db upgrade again" in message
+        assert current_revision(plain) is None  # the whole upgrade rolled back, nothing half-made
+        with owner.begin() as connection:
+            connection.exec_driver_sql("CREATE EXTENSION pg_trgm")
+        upgrade(plain)
+        assert current_revision(plain) == head_revision()
+        assert set(search_indexes(plain)) == set(SEARCH_INDEXES)
+    finally:
+        plain.dispose()
+        with owner.begin() as connection:
+            connection.exec_driver_sql(f"DROP OWNED BY {role}")
+        owner.dispose()
+        with admin.begin() as connection:
+            connection.exec_driver_sql(f"DROP ROLE IF EXISTS {role}")
+        admin.dispose()
 
 
 def test_each_test_gets_an_empty_database(pg_engine: Engine) -> None:

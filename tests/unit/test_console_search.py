@@ -554,6 +554,49 @@ def test_statistics_and_wallboard_pages(app_client: TestClient) -> None:
     assert 'id="wallboard"' in board.text
 
 
+def per_step_slots(page: str, rep: str) -> list[tuple[str, str]]:
+    """(slot, calls) rows of ``rep``'s per-hour or per-half-hour table on the day statistics page."""
+    block = re.search(rf"<summary>{rep}: .*?</details>", page, re.S)
+    assert block is not None
+    return re.findall(r'<td class="slot">([0-9:]+)</td><td>(\d+)</td>', block.group(0))
+
+
+def test_day_statistics_per_half_hour(app_client: TestClient, engine: Engine) -> None:
+    late = T0 + timedelta(minutes=40)  # 09:40 UTC, the console's zone here
+    with Session(engine) as session, session.begin():
+        session.add(
+            CallRecord(
+                uuid="c-a3",
+                seat="s1",
+                device_id="d",
+                line="L1",
+                rep="alice",
+                team="north",
+                direction="in",
+                started_at=late,
+                ended_at=late + timedelta(seconds=70),
+                answered_at=late,
+                talk_seconds=60.0,
+                disposition="answered",
+            )
+        )
+    log_in(app_client, "nina")
+    hourly = app_client.get("/stats/day", params={"date": "2026-03-02"})
+    assert hourly.status_code == 200
+    assert per_step_slots(hourly.text, "alice") == [("09:00", "2"), ("10:00", "1")]
+    assert hourly.text.count('class="bar"') == 2 * 24  # alice and bob, a bar per hour
+    halves = app_client.get("/stats/day", params={"date": "2026-03-02", "step": "half-hour"})
+    assert halves.status_code == 200
+    assert per_step_slots(halves.text, "alice") == [("09:00", "1"), ("09:30", "1"), ("10:00", "1")]
+    assert per_step_slots(halves.text, "bob") == [("11:00", "1")]
+    assert halves.text.count('class="bar"') == 2 * 48
+    assert "Calls per half-hour" in halves.text
+    assert '<option value="half-hour" selected>' in halves.text
+    # The next day keeps the lead's team and the step.
+    assert 'href="?date=2026-03-03&amp;team=north&amp;step=half-hour"' in halves.text
+    assert app_client.get("/stats/day", params={"date": "2026-03-02", "step": "minute"}).status_code == 400
+
+
 def test_range_start_and_waveform(tmp_path: Path) -> None:
     assert range_start("bytes=0-") == 0
     assert range_start("bytes=500-999, 0-1") == 500

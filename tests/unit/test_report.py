@@ -1,4 +1,4 @@
-"""``cti-agent report``: grouping by hour, day, rep and team in a time zone, formats, the command."""
+"""``cti-agent report``: grouping by half-hour, hour, day, rep and team in a zone, formats, the command."""
 
 from __future__ import annotations
 
@@ -146,6 +146,100 @@ def test_by_hour_lists_empty_hours_and_respects_the_window_edges(engine: Engine)
     ]
 
 
+def test_by_half_hour_in_the_floor_time_zone(engine: Engine) -> None:
+    result = run(
+        engine, "half-hour", DAY + timedelta(hours=9), DAY + timedelta(hours=11), effective_seconds=60.0
+    )
+    assert result.rows == [
+        # a1 at 09:10 and b1 at 09:15; a2 at 09:50 was missed; a3 at 10:05.
+        ReportRow("2026-03-02T09:00+08:00", calls=2, answered=2, missed=0, talk_seconds=90.0, effective=1),
+        ReportRow("2026-03-02T09:30+08:00", calls=1, answered=0, missed=1, talk_seconds=0.0, effective=0),
+        ReportRow("2026-03-02T10:00+08:00", calls=1, answered=1, missed=0, talk_seconds=600.0, effective=1),
+        ReportRow("2026-03-02T10:30+08:00"),
+    ]
+    # A window from 09:15 starts with the half-hour it falls in.
+    late = run(
+        engine, "half-hour", DAY + timedelta(hours=9, minutes=15), DAY + timedelta(hours=9, minutes=31)
+    )
+    assert [(r.key, r.calls) for r in late.rows] == [
+        ("2026-03-02T09:00+08:00", 1),
+        ("2026-03-02T09:30+08:00", 0),
+    ]
+
+
+def one_day(zone: ZoneInfo, day: datetime, calls_at: list[datetime], by: str = "half-hour") -> Report:
+    """A report of ``day`` (a local date) in ``zone`` over calls started at the given times."""
+    eng = make_engine("sqlite://")
+    upgrade(eng)
+    try:
+        with Session(eng) as session, session.begin():
+            for n, moment in enumerate(calls_at):
+                upsert_call(session, call(f"z{n}", moment))
+        start = start_of_day(day.date(), zone)
+        return run(eng, by, start, start_of_day(day.date() + timedelta(days=1), zone), zone=zone)
+    finally:
+        eng.dispose()
+
+
+@pytest.mark.parametrize(
+    ("zone_name_", "offset", "utc_times", "busy"),
+    [
+        # India, +05:30: a local half-hour starts at :00 or :30 UTC, but local 09:00 is 03:30 UTC.
+        (
+            "Asia/Kolkata",
+            "+05:30",
+            [(3, 29), (3, 30), (4, 0), (4, 15), (4, 29)],
+            [("08:30", 1), ("09:00", 1), ("09:30", 3)],
+        ),
+        # Nepal, +05:45: local half-hours start at :15 and :45 UTC.
+        (
+            "Asia/Kathmandu",
+            "+05:45",
+            [(3, 14), (3, 15), (3, 44), (3, 45)],
+            [("08:30", 1), ("09:00", 2), ("09:30", 1)],
+        ),
+    ],
+)
+def test_half_hours_in_zones_with_odd_offsets(
+    zone_name_: str, offset: str, utc_times: list[tuple[int, int]], busy: list[tuple[str, int]]
+) -> None:
+    zone = ZoneInfo(zone_name_)
+    moments = [datetime(2026, 3, 2, h, m, tzinfo=UTC) for h, m in utc_times]
+    result = one_day(zone, datetime(2026, 3, 2), moments)
+    assert len(result.rows) == 48
+    assert result.rows[0].key == f"2026-03-02T00:00{offset}"
+    assert result.rows[-1].key == f"2026-03-02T23:30{offset}"
+    assert [(r.key[11:16], r.calls) for r in result.rows if r.calls] == busy
+    assert all(r.key.endswith(offset) for r in result.rows)
+
+
+def test_half_hours_across_daylight_saving_changes() -> None:
+    # New York, 1 November 2026: 01:00-02:00 twice, 50 half-hours; each 01:30 is its own row.
+    fall = one_day(
+        NEW_YORK,
+        datetime(2026, 11, 1),
+        [datetime(2026, 11, 1, 5, 40, tzinfo=UTC), datetime(2026, 11, 1, 6, 40, tzinfo=UTC)],
+    )
+    assert len(fall.rows) == 50
+    assert [(r.key, r.calls) for r in fall.rows if r.calls] == [
+        ("2026-11-01T01:30-04:00", 1),
+        ("2026-11-01T01:30-05:00", 1),
+    ]
+    # New York, 8 March 2026: 02:00-03:00 does not happen, 46 half-hours.
+    spring = one_day(NEW_YORK, datetime(2026, 3, 8), [datetime(2026, 3, 8, 7, 0, tzinfo=UTC)])
+    keys = [r.key[11:] for r in spring.rows]
+    assert len(keys) == 46
+    assert keys[3:6] == ["01:30-05:00", "03:00-04:00", "03:30-04:00"]
+    assert [(r.key, r.calls) for r in spring.rows if r.calls] == [("2026-03-08T03:00-04:00", 1)]
+    # Lord Howe Island moves its clocks by half an hour: 02:00-02:30 is skipped on 4 October 2026.
+    lord_howe = ZoneInfo("Australia/Lord_Howe")
+    howe = one_day(lord_howe, datetime(2026, 10, 4), [datetime(2026, 10, 3, 15, 29, tzinfo=UTC)])
+    keys = [r.key[11:] for r in howe.rows]
+    assert len(keys) == 47
+    assert keys[2:5] == ["01:00+10:30", "01:30+10:30", "02:30+11:00"]
+    assert [(r.key[11:], r.calls) for r in howe.rows if r.calls] == [("01:30+10:30", 1)]
+
+
 def test_days_follow_the_zone_not_utc(engine: Engine) -> None:
     window = (datetime(2026, 3, 1, 16, tzinfo=UTC), datetime(2026, 3, 3, 16, tzinfo=UTC))
     shanghai = run(engine, "day", *window, zone=SHANGHAI)
@@ -159,7 +253,8 @@ def test_days_follow_the_zone_not_utc(engine: Engine) -> None:
 def test_groupings_agree_on_the_totals(engine: Engine) -> None:
     window = (DAY - timedelta(days=1), DAY + timedelta(days=3))
     totals = {
-        by: run(engine, by, *window, effective_seconds=45.0).total for by in ("hour", "day", "rep", "team")
+        by: run(engine, by, *window, effective_seconds=45.0).total
+        for by in ("half-hour", "hour", "day", "rep", "team")
     }
     assert len(set(totals.values())) == 1
     assert totals["rep"].calls == 8  # x2 too, the day before; never x1 (not ended)
@@ -277,6 +372,24 @@ def test_report_command_reads_url_and_threshold_from_config(db_url: str, tmp_pat
         ("2026-03-02T09:00+08:00", "3", "0"),
         ("2026-03-02T10:00+08:00", "1", "1"),
     ]
+
+
+def test_report_command_by_half_hour(db_url: str) -> None:
+    args = ["--by", "half-hour", "--from", "2026-03-02 09:00", "--to", "2026-03-02 10:30"]
+    result = CliRunner().invoke(report, [*args, "--tz", "Asia/Shanghai", "--format", "csv", "--url", db_url])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.output)))
+    assert [(r["half-hour"], r["calls"], r["missed"]) for r in rows] == [
+        ("2026-03-02T09:00+08:00", "2", "0"),
+        ("2026-03-02T09:30+08:00", "1", "1"),
+        ("2026-03-02T10:00+08:00", "1", "0"),
+    ]
+    table = CliRunner().invoke(report, [*args, "--tz", "Asia/Shanghai", "--url", db_url])
+    assert table.exit_code == 0, table.output
+    assert table.output.splitlines()[1].startswith("HALF-HOUR")
+    too_long = CliRunner().invoke(report, ["--by", "half-hour", "--from", "2010-01-01", "--url", db_url])
+    assert too_long.exit_code == 2
+    assert "more than ten years" in too_long.output
 
 
 @pytest.mark.parametrize(

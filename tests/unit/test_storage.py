@@ -13,6 +13,7 @@ import pluggy
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, func, inspect, select, text
 from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session
@@ -34,6 +35,7 @@ from agent.events import (
 from agent.observers import Observer
 from storage import repository
 from storage.db import (
+    alembic_config,
     current_revision,
     head_revision,
     make_engine,
@@ -41,7 +43,7 @@ from storage.db import (
     storage_error,
     upgrade,
 )
-from storage.models import Base, CallRecord, CustomerPhone, CustomerRecord
+from storage.models import SEARCH_INDEXES, Base, CallRecord, CustomerPhone, CustomerRecord, include_in_schema
 from storage.observer import StorageObserver
 from storage.plugin import SqlStore
 from storage.repository import find_customer, get_call, recent_calls, save_note, upsert_call
@@ -166,7 +168,12 @@ def test_fresh_database_has_no_revision() -> None:
 def _schema_diff(engine: Engine) -> list[object]:
     with engine.connect() as connection:
         context = MigrationContext.configure(
-            connection, opts={"compare_type": True, "compare_server_default": True}
+            connection,
+            opts={
+                "compare_type": True,
+                "compare_server_default": True,
+                "include_object": include_in_schema,
+            },
         )
         return list(compare_metadata(context, Base.metadata))
 
@@ -181,6 +188,29 @@ def test_schema_comparison_notices_a_missing_index(engine: Engine) -> None:
         connection.exec_driver_sql("DROP INDEX ix_calls_rep_started_at")
     diff = _schema_diff(engine)
     assert [d[0] for d in diff] == ["add_index"]  # type: ignore[index]
+
+
+def test_schema_comparison_skips_exactly_the_search_indexes(engine: Engine) -> None:
+    with engine.begin() as connection:
+        for name in SEARCH_INDEXES:
+            connection.exec_driver_sql(f"CREATE INDEX {name} ON calls (notes)")
+    assert _schema_diff(engine) == []
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE INDEX ix_calls_notes_other ON calls (notes)")
+    diff = _schema_diff(engine)
+    assert [(d[0], d[1].name) for d in diff] == [("remove_index", "ix_calls_notes_other")]  # type: ignore[index]
+
+
+def test_search_index_migration_names_the_models_indexes_and_skips_sqlite(engine: Engine) -> None:
+    migration = ScriptDirectory.from_config(alembic_config()).get_revision("0004_search_indexes")
+    assert migration is not None
+    assert migration.down_revision == "0003_outbox"
+    assert tuple(migration.module._INDEXES) == SEARCH_INDEXES
+    # SQLite has no trigram index: the revision is recorded and creates nothing.
+    assert current_revision(engine) == head_revision()
+    names = {index["name"] for index in inspect(engine).get_indexes("calls")}
+    assert names.isdisjoint(SEARCH_INDEXES)
+    assert "ix_calls_number_e164" in names
 
 
 def test_file_database_pragmas(file_engine: Engine, tmp_path: Path) -> None:
