@@ -161,7 +161,8 @@ def demo(
     duration: float | None,
 ) -> None:
     """Run everything on simulated lines with embedded defaults (no config file needed)."""
-    agent_section: dict[str, Any] = {"seat": "demo-seat", "team": "team-a"}
+    # The seat page shows its rep's day: the first line's rep (each line has its own).
+    agent_section: dict[str, Any] = {"seat": "demo-seat", "rep": "rep01", "team": "team-a"}
     if data_dir is not None:
         agent_section["data_dir"] = str(data_dir)
     overrides: dict[str, Any] = {
