@@ -62,23 +62,23 @@ def negotiate(requested: str | None, accept_language: str | None, default: str |
 
 
 @functools.cache
-def catalog(language: str) -> dict[str, str]:
-    """The strings of a supported language (``LANGUAGES``), loaded once from the package."""
+def catalog(language: str, package: str = "agent.web") -> dict[str, str]:
+    """The strings of a supported language (``LANGUAGES``) from ``package``'s ``locales/``, loaded once."""
     if language not in LANGUAGES:
         raise ValueError(f"unsupported language {language!r}")
-    text = resources.files("agent.web").joinpath("locales", f"{language}.json").read_text(encoding="utf-8")
+    text = resources.files(package).joinpath("locales", f"{language}.json").read_text(encoding="utf-8")
     strings = json.loads(text)
     if not isinstance(strings, dict) or not all(isinstance(v, str) for v in strings.values()):
-        raise ValueError(f"locale {language} must be a JSON object of strings")
+        raise ValueError(f"{package} locale {language} must be a JSON object of strings")
     return strings
 
 
 class Translator:
     """``t(key)``: the string for ``key`` in one language, the key itself when missing."""
 
-    def __init__(self, language: str) -> None:
+    def __init__(self, language: str, package: str = "agent.web") -> None:
         self.language = language
-        self.strings = catalog(language)
+        self.strings = catalog(language, package)
 
     def __call__(self, key: str) -> str:
         return self.strings.get(key, key)
