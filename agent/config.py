@@ -86,6 +86,10 @@ class WebSection(_Section):
     #: each earlier call that has a recording to ``{console_url}/calls/{uuid}``, where the console
     #: checks the user's role itself.
     console_url: str | None = None
+    #: The shared secret the supervisor console sends (``Authorization: Bearer``) to listen in
+    #: live on this seat's calls (``GET /listen/{uuid}``); None turns listen-in off. Listen-in
+    #: needs the console to reach this page: set ``listen`` to an address it can reach.
+    listen_token: str | None = Field(default=None, min_length=16)
 
     @field_validator("listen")
     @classmethod

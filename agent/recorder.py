@@ -17,6 +17,15 @@ Threads: the source's thread (PortAudio's callback) only copies a block into
 one queue and returns; one writer thread owns every open file and encodes with
 soundfile as audio arrives. The event loop never touches a file.
 
+Live tap (listen-in): :meth:`Recorder.subscribe_live` gives an async iterator of
+the call's audio as 16-bit mono PCM at :data:`LIVE_RATE` Hz. The writer thread
+feeds it (mixed to mono, resampled when the recording rate differs) as it
+handles each block, never the audio callback; each listener has a bounded queue
+that drops its oldest block when the listener is slow, so a listener can never
+hold up the recording. The stream ends when the call's recording ends. Only
+calls the recorder captures (``[recording] enabled``, a line with an audio
+source) can be listened to.
+
 Failures close the recording with what was written: a write error (disk full,
 I/O) or a source that stops or goes quiet (a box unplugged) marks it
 ``partial`` (``failed`` when nothing is playable), counts it, and the next call
@@ -29,18 +38,21 @@ one side silent is flagged and counted as suspect.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
+import contextlib
 import errno
 import logging
 import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
 import soundfile as sf
 from sqlalchemy import Engine
 
@@ -61,6 +73,10 @@ SHORT_GRACE_SECONDS = 2.0
 DISK_FULL_BYTES = 64 * 1024
 #: Seconds of activity a channel needs not to count as silent.
 MIN_ACTIVE_SECONDS = 1.0
+#: The live tap's sample rate (telephone band, what listen-in streams).
+LIVE_RATE = 8000
+#: Blocks a live listener may fall behind before its oldest are dropped (about 2 s of 20 ms blocks).
+LIVE_QUEUE_BLOCKS = 100
 
 
 @runtime_checkable
@@ -107,6 +123,80 @@ class WriterStats:
     total_latency: float = 0.0
 
 
+class LiveTap:
+    """One listener's view of a call's live audio: ``async for chunk in tap`` gives PCM bytes.
+
+    Each chunk is 16-bit little-endian mono PCM at :data:`LIVE_RATE` Hz (one
+    recorder block, typically 20 ms). The writer thread hands chunks over with
+    ``loop.call_soon_threadsafe`` (it never waits); the queue keeps at most
+    ``max_blocks`` chunks and drops the oldest beyond that (counted in
+    :attr:`dropped`). Iteration ends when the call's recording ends or
+    :meth:`close` is called.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, max_blocks: int = LIVE_QUEUE_BLOCKS) -> None:
+        self._loop = loop
+        self._blocks: collections.deque[bytes] = collections.deque(maxlen=max(max_blocks, 1))
+        self._ready = asyncio.Event()
+        self._ended = False
+        self._detach: Callable[[LiveTap], None] | None = None
+        self.dropped = 0
+
+    # -- the writer thread ------------------------------------------------------------
+
+    def feed(self, chunk: bytes) -> None:
+        """Queue a chunk from any thread (never blocks)."""
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is listening any more
+            self._loop.call_soon_threadsafe(self._push, chunk)
+
+    def finish(self) -> None:
+        """End the stream from any thread, after the chunks fed before."""
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(self._end)
+
+    # -- the event loop ---------------------------------------------------------------
+
+    def _push(self, chunk: bytes) -> None:
+        if self._ended:
+            return
+        if len(self._blocks) == self._blocks.maxlen:
+            self.dropped += 1
+        self._blocks.append(chunk)
+        self._ready.set()
+
+    def _end(self) -> None:
+        self._ended = True
+        self._ready.set()
+
+    def close(self) -> None:
+        """Stop listening: detach from the call and end the iteration."""
+        detach, self._detach = self._detach, None
+        if detach is not None:
+            detach(self)
+        self._end()
+        self._blocks.clear()
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self
+
+    async def __anext__(self) -> bytes:
+        while not self._blocks:
+            if self._ended:
+                raise StopAsyncIteration
+            self._ready.clear()
+            await self._ready.wait()
+        return self._blocks.popleft()
+
+
+def live_pcm(data: Block, resampler: Resampler | None) -> bytes:
+    """A block as 16-bit little-endian mono PCM: channels averaged, then resampled if given."""
+    mono = data.astype(np.int32).mean(axis=1) if data.ndim == 2 else data.astype(np.float64)
+    mono = np.asarray(mono, dtype=np.float64).reshape(-1, 1)
+    if resampler is not None:
+        mono = resampler.process(np.clip(np.rint(mono), -32768, 32767).astype(np.int16))
+    return np.clip(np.rint(mono[:, 0]), -32768, 32767).astype("<i2").tobytes()
+
+
 @dataclass
 class _Outcome:
     """A session's end as the writer saw it."""
@@ -139,6 +229,9 @@ class _Session:
     failure: str | None = None
     ended: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Live listeners; replaced whole on the event loop, read by the writer thread.
+    listeners: tuple[LiveTap, ...] = ()
+    live_resampler: Resampler | None = None
 
     # -- BlockSink: called on the source's thread; only enqueue -----------------------
 
@@ -268,12 +361,26 @@ class _Writer:
             data = session.resampler.process(data)
         session.last_block_at = time.monotonic()
         self.stats.frames += len(data)
+        self._feed_live(session, data)
         if session.failure is not None:
             return
         if not session.began:
             preroll.push(data)
             return
         self._write(session, data)
+
+    @staticmethod
+    def _feed_live(session: _Session, data: Block) -> None:
+        listeners = session.listeners
+        if not listeners or not len(data):
+            return
+        rate = session.source.samplerate
+        if rate != LIVE_RATE and session.live_resampler is None:
+            session.live_resampler = Resampler(rate, LIVE_RATE, 1)
+        chunk = live_pcm(data, session.live_resampler)
+        if chunk:
+            for tap in listeners:
+                tap.feed(chunk)
 
     def _write(self, session: _Session, data: Block) -> None:
         assert session.file is not None
@@ -488,6 +595,24 @@ class Recorder:
         """What the writer thread measured so far."""
         return self._writer.stats
 
+    def subscribe_live(self, call_uuid: str, *, max_blocks: int = LIVE_QUEUE_BLOCKS) -> LiveTap | None:
+        """Listen to a call in progress (see :class:`LiveTap`); None when it is not being captured.
+
+        Call on the event loop. The tap ends when the call's recording ends; close
+        it when done listening.
+        """
+        session = self._sessions.get(call_uuid)
+        if session is None or session.failure is not None or session.ended:
+            return None
+        tap = LiveTap(asyncio.get_running_loop(), max_blocks)
+
+        def detach(gone: LiveTap) -> None:
+            session.listeners = tuple(t for t in session.listeners if t is not gone)
+
+        tap._detach = detach
+        session.listeners = (*session.listeners, tap)
+        return tap
+
     def recover(self) -> list[RecordingFacts]:
         """Repair recordings a crash left behind (blocking: run in a worker thread at start-up)."""
         return self.store.recover()
@@ -591,6 +716,10 @@ class Recorder:
         outcome: _Outcome | None = None
         if session.paths is not None:
             outcome = await asyncio.wrap_future(self._writer.call("end", session))
+        # After the writer's "end": every chunk it fed before is already queued ahead of this.
+        listeners, session.listeners = session.listeners, ()
+        for tap in listeners:
+            tap.finish()
         facts = outcome.facts if outcome else None
         if not force and not self._keep(call):
             if facts is not None and session.paths is not None:
@@ -723,4 +852,13 @@ def _as_dict(facts: RecordingFacts) -> dict[str, Any]:
     return {name: getattr(facts, name) for name in RecordingFacts.__slots__}
 
 
-__all__ = ["Recorder", "RecordingCounters", "SourceFactory", "WriterStats", "line_sources", "make_recorder"]
+__all__ = [
+    "LIVE_RATE",
+    "LiveTap",
+    "Recorder",
+    "RecordingCounters",
+    "SourceFactory",
+    "WriterStats",
+    "line_sources",
+    "make_recorder",
+]

@@ -331,6 +331,9 @@ class Agent:
                 protection_days=self.config.leads.protection_days,
                 daily_claim_limit=self.config.leads.daily_claim_limit,
                 console_url=self.config.web.console_url,
+                # Listen-in streams what the recorder captures (see agent.recorder.LiveTap).
+                live=self.recorder.subscribe_live if self.recorder is not None else None,
+                listen_token=self.config.web.listen_token,
             )
             wanted.append(("seat page", self.config.web.listen, app))
         if self.config.metrics.enabled:

@@ -66,6 +66,20 @@ def _roles(text: str) -> frozenset[str]:
     help="Mark the session cookie Secure (when a TLS proxy serves the console).",
 )
 @click.option("--language", type=click.Choice(["en", "zh-CN"]), default=None, help="Fix the page language.")
+@click.option(
+    "--seat",
+    "seat_urls",
+    multiple=True,
+    metavar="NAME=URL",
+    help="A seat's page for live listen-in, e.g. seat-07=http://10.0.0.7:8330 (repeat per seat). "
+    "Default: this machine's own seat when its config sets [web] listen_token.",
+)
+@click.option(
+    "--listen-token-file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="A file holding the seats' [web] listen_token (default: the config's own token).",
+)
 def console(
     config_path: Path | None,
     url: str | None,
@@ -76,12 +90,15 @@ def console(
     secret_file: Path | None,
     secure_cookies: bool,
     language: str | None,
+    seat_urls: tuple[str, ...],
+    listen_token_file: Path | None,
 ) -> None:
-    """Serve the supervisor console: search calls, play recordings, statistics, wallboard.
+    """Serve the supervisor console: search calls, play recordings, statistics, wallboard, listen-in.
 
     Log-ins are made with `cti-agent users add`. Until SIGINT/SIGTERM.
     """
     from agent.console.app import ConsoleSettings, load_or_create_secret, make_console_app
+    from agent.console.listen import parse_seats
     from agent.web.serve import make_server
     from storage.db import make_engine, upgrade
 
@@ -95,6 +112,20 @@ def console(
         raise click.BadParameter(f"unknown time zone {tz_name!r}", param_hint="--tz") from None
     config = load_config(config_path)
     data_dir = config.agent.data_dir
+    try:
+        seats = parse_seats(seat_urls)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--seat") from None
+    listen_token = config.web.listen_token
+    if listen_token_file is not None:
+        listen_token = listen_token_file.read_text(encoding="utf-8").strip() or None
+    if not seats and config.web.listen_token:
+        # Single-machine mode: listen in on this machine's own seat page.
+        web_host, web_port = parse_listen(config.web.listen)
+        # A wildcard listen address is reached over loopback from the same machine.
+        web_host = "127.0.0.1" if web_host in ("0.0.0.0", "::") else web_host  # noqa: S104
+        web_host = f"[{web_host}]" if ":" in web_host else web_host
+        seats = {config.agent.seat: f"http://{web_host}:{web_port}"}
     settings = ConsoleSettings(
         secret=load_or_create_secret(secret_file or data_dir / "console-secret"),
         recordings_dir=recordings_dir or data_dir,
@@ -105,6 +136,8 @@ def console(
         region=config.agent.region,
         effective_seconds=config.metrics.effective_call_seconds,
         targets=config.targets,
+        seats=seats,
+        listen_token=listen_token,
     )
     engine = make_engine(url or config.database_url)
     try:

@@ -12,6 +12,8 @@ Routes (all but ``/login``, ``/healthz`` and ``/static`` need a session)::
     GET  /audit                      the audit log (managers and admins)
     GET  /stats/day, /stats/month    calls and talk time per rep against targets (a day by hour or half-hour)
     GET  /wallboard, /wallboard/events   full-screen live figures fed by Server-Sent Events
+    GET  /live                       calls in progress (leads and managers)
+    GET  /live/{uuid}/audio          listen in: the seat's live PCM, proxied (audited; see listen.py)
 
 Access to a recording is decided on the audio URL itself: the id in the URL is
 an integer, the file's path comes from the ``recordings`` row (never from the
@@ -72,6 +74,7 @@ from agent.console.auth import (
     password_fingerprint,
     principal_of,
 )
+from agent.console.listen import live_call, live_calls, may_listen, proxy_seat_audio
 from agent.console.search import (
     DIRECTIONS,
     DISPOSITIONS,
@@ -124,6 +127,8 @@ class ConsoleSettings:
     :param language: a fixed page language; None lets the user's setting or the browser decide.
     :param region: the floor's region (``[agent] region``): a wildcard number search is
         matched against the national number after its country code.
+    :param seats: seat name → the seat page's base URL, for live listen-in (:mod:`agent.console.listen`).
+    :param listen_token: the seats' ``[web] listen_token``; None turns listen-in off.
     """
 
     secret: bytes
@@ -140,6 +145,8 @@ class ConsoleSettings:
     login_per_address: int = 20
     login_window: float = 300.0
     wallboard_interval: float = 5.0
+    seats: dict[str, str] = field(default_factory=dict)
+    listen_token: str | None = None
 
 
 @dataclass
@@ -988,6 +995,42 @@ def make_console_app(engine: Engine, settings: ConsoleSettings) -> Starlette:  #
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
 
+    # -- live listen-in -------------------------------------------------------------
+
+    listen_seats = settings.seats if settings.listen_token else {}
+
+    @page("lead")
+    async def live_page(request: Request, current: _Visit, who: Principal) -> Response:
+        def run() -> Any:
+            with Session(engine) as session:
+                return live_calls(session, who, listen_seats, masked=masked_for(who))
+
+        calls = await run_in_threadpool(run)
+        return render(request, current, "live.html", calls=calls)
+
+    @page("rep", audio=True)
+    async def live_audio(request: Request, current: _Visit, who: Principal) -> Response:
+        call_uuid = request.path_params["call_uuid"]
+        addr = _client(request)
+
+        def find() -> tuple[CallRecord | None, bool]:
+            with Session(engine) as session:
+                return live_call(session, call_uuid, who)
+
+        call, exists = await run_in_threadpool(find)
+        if call is None:
+            if exists or not may_listen(who):
+                await run_in_threadpool(audit, who.login, "listen_denied", f"call:{call_uuid}", None, addr)
+                return PlainTextResponse("forbidden", status_code=403)
+            return PlainTextResponse("not found", status_code=404)
+        if call.ended_at is not None:
+            return PlainTextResponse("the call has ended", status_code=404)
+        base = listen_seats.get(call.seat)
+        if base is None or settings.listen_token is None:
+            return PlainTextResponse("listen-in is not set up for this seat", status_code=503)
+        await run_in_threadpool(audit, who.login, "listen", f"call:{call.uuid}", f"seat:{call.seat}", addr)
+        return await proxy_seat_audio(base, settings.listen_token, call.uuid)
+
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok")
 
@@ -1009,6 +1052,8 @@ def make_console_app(engine: Engine, settings: ConsoleSettings) -> Starlette:  #
         Route("/stats/month", stats_month, name="stats_month"),
         Route("/wallboard", wallboard, name="wallboard"),
         Route("/wallboard/events", wallboard_events, name="wallboard_events"),
+        Route("/live", live_page, name="live"),
+        Route("/live/{call_uuid}/audio", live_audio, name="live_audio"),
         Route("/healthz", healthz, name="healthz"),
         Mount("/static", StaticFiles(packages=[("agent.console", "static")]), name="static"),
     ]

@@ -1,7 +1,9 @@
 """The seat page: a Starlette app showing this seat's lines and calls, live over Server-Sent Events.
 
 Routes: ``/`` (the page, with the caller card), ``/events`` (the event stream),
-``/api/state`` (the snapshot as JSON), ``/healthz``, the card/note/today/dial/
+``/api/state`` (the snapshot as JSON), ``/healthz``, ``/listen/{call_uuid}`` (a
+call's live audio for the supervisor console, only with ``[web] listen_token``
+and that token as ``Authorization: Bearer``), the card/note/today/dial/
 claim/rep-state API of :mod:`agent.web.api`, ``/static/...`` (served from the
 package, so it works offline) and whatever plugins add through ``register_routes``.
 
@@ -13,12 +15,13 @@ inline script, so an injected tag could not run even if one slipped through.
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from importlib import metadata
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import pluggy
@@ -27,7 +30,7 @@ from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -53,6 +56,29 @@ SECURITY_HEADERS = {
 }
 #: How long the browser waits before reconnecting a dropped event stream, in milliseconds.
 RECONNECT_MS = 2000
+#: Live listen-in audio, in the style of RFC 2586 but little-endian (what numpy and Web Audio use).
+LISTEN_MEDIA_TYPE = "audio/L16;rate=8000;channels=1"
+#: The largest piece of live audio sent at once: 100 ms at 8 kHz, 16-bit mono.
+LISTEN_CHUNK_BYTES = 1600
+
+
+class LiveStream(Protocol):
+    """A call's live audio (:class:`agent.recorder.LiveTap`): PCM chunks until the call ends."""
+
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+
+    def close(self) -> None: ...
+
+
+def bearer_ok(header: str | None, token: str) -> bool:
+    """Whether an ``Authorization`` header carries ``Bearer <token>`` (compared in constant time)."""
+    if not header:
+        return False
+    scheme, _, value = header.strip().partition(" ")
+    value = value.strip()
+    if scheme.lower() != "bearer" or not value:
+        return False
+    return hmac.compare_digest(value.encode("utf-8"), token.encode("utf-8"))
 
 
 class SecurityHeadersMiddleware:
@@ -273,6 +299,8 @@ def make_seat_app(
     protection_days: int = 30,
     daily_claim_limit: int = 20,
     console_url: str | None = None,
+    live: Callable[[str], LiveStream | None] | None = None,
+    listen_token: str | None = None,
 ) -> Starlette:
     """Build the seat page app.
 
@@ -293,6 +321,9 @@ def make_seat_app(
     :param daily_claim_limit: how many customers a rep may claim a day.
     :param console_url: the supervisor console's base URL (``[web] console_url``); with it the
         card's earlier calls that have a recording link to their page there. None: no links.
+    :param live: gives a call's live audio (the recorder's ``subscribe_live``), None when not captured.
+    :param listen_token: the console's shared secret for ``/listen/{call_uuid}``; None: listen-in
+        is off and the route answers 404.
     """
     api = SeatApi(
         bus,
@@ -355,8 +386,37 @@ def make_seat_app(
     async def healthz(request: Request) -> Response:
         return SafeJSONResponse({"status": "ok", "seat": seat, "clients": bus.clients})
 
+    async def listen(request: Request) -> Response:
+        if listen_token is None or live is None:
+            return PlainTextResponse("not found", status_code=404)
+        if not bearer_ok(request.headers.get("authorization"), listen_token):
+            logger.warning("listen-in refused: bad or missing token from %s", request.client)
+            return PlainTextResponse(
+                "unauthorized", status_code=401, headers={"WWW-Authenticate": 'Bearer realm="listen"'}
+            )
+        call_uuid = request.path_params["call_uuid"]
+        tap = live(call_uuid)
+        if tap is None:
+            return PlainTextResponse("no such call in progress", status_code=404)
+        logger.info("listen-in: call %s streamed to %s", call_uuid, request.client)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in tap:
+                    for start in range(0, len(chunk), LISTEN_CHUNK_BYTES):
+                        yield chunk[start : start + LISTEN_CHUNK_BYTES]
+            finally:
+                tap.close()
+
+        return StreamingResponse(
+            chunks(),
+            media_type=LISTEN_MEDIA_TYPE,
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
     routes: list[BaseRoute] = [
         Route("/", page, name="page"),
+        Route("/listen/{call_uuid}", listen, methods=["GET"], name="listen"),
         Route("/events", events, methods=["GET"], name="events"),
         Route("/api/state", api_state, name="state"),
         Route("/healthz", healthz, name="healthz"),
