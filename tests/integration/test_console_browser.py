@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile as sf
+from browser import chromium
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 from starlette.applications import Starlette
@@ -33,19 +34,7 @@ from storage.models import AuditEntry, CallRecord, Recording, User
 
 pytestmark = pytest.mark.browser
 
-playwright_api = pytest.importorskip("playwright.async_api", reason="the test extra installs playwright")
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--autoplay-policy=no-user-gesture-required",
-]
 PASSWORD = "correct horse"
 
 
@@ -93,10 +82,8 @@ async def console(tmp_path: Path) -> AsyncIterator[Console]:
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Any]:
-    async with playwright_api.async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    async with chromium() as browser:
         yield browser
-        await browser.close()
 
 
 async def logged_in(browser: Any, console: Console, login: str) -> Any:

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from browser import chromium
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
@@ -39,17 +40,6 @@ pytestmark = pytest.mark.slow
 TOKEN = "floor-listen-token-0123456789abcdef"
 PASSWORD = "correct horse"
 SEAT = "seat-l"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--autoplay-policy=no-user-gesture-required",
-]
 
 
 class Floor:
@@ -224,33 +214,28 @@ async def test_a_lead_listens_live_others_are_refused_and_every_listen_is_audite
 
 @pytest.mark.browser
 async def test_the_live_page_plays_a_call_in_chromium(floor: Floor) -> None:
-    playwright_api = pytest.importorskip("playwright.async_api", reason="the test extra installs playwright")
-    async with playwright_api.async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            context = await browser.new_context(locale="en-US")
-            page = await context.new_page()
-            await page.goto(f"{floor.console}/login?next=/live")
-            await page.fill("#login", "nina")
-            await page.fill("#password", PASSWORD)
-            await page.click("#submit")
-            await page.wait_for_url(f"{floor.console}/live")
-            row = page.locator(f'tr[data-uuid="{floor.call_uuid}"]')
-            await row.wait_for()
-            clicked = time.monotonic()
-            await row.locator("button.listen").click()
-            status = page.locator('#listen-status[data-state="playing"]')
-            await status.wait_for(timeout=5000)
-            assert time.monotonic() - clicked < 2.0
-            assert await status.text_content() == "Listening live"
-            first = float(await page.eval_on_selector("#listen-status", "e => e.dataset.currentTime || '0'"))
-            await page.wait_for_timeout(1200)
-            later = float(await page.eval_on_selector("#listen-status", "e => e.dataset.currentTime"))
-            assert later > first + 0.5  # the AudioContext's clock runs: audio is playing
-            scheduled = int(await page.eval_on_selector("#listen-status", "e => e.dataset.scheduled"))
-            assert scheduled > 10
-            await row.locator("button.listen").click()  # stop
-            await page.locator('#listen-status[data-state="idle"]').wait_for()
-        finally:
-            await browser.close()
+    async with chromium() as browser:
+        context = await browser.new_context(locale="en-US")
+        page = await context.new_page()
+        await page.goto(f"{floor.console}/login?next=/live")
+        await page.fill("#login", "nina")
+        await page.fill("#password", PASSWORD)
+        await page.click("#submit")
+        await page.wait_for_url(f"{floor.console}/live")
+        row = page.locator(f'tr[data-uuid="{floor.call_uuid}"]')
+        await row.wait_for()
+        clicked = time.monotonic()
+        await row.locator("button.listen").click()
+        status = page.locator('#listen-status[data-state="playing"]')
+        await status.wait_for(timeout=5000)
+        assert time.monotonic() - clicked < 2.0
+        assert await status.text_content() == "Listening live"
+        first = float(await page.eval_on_selector("#listen-status", "e => e.dataset.currentTime || '0'"))
+        await page.wait_for_timeout(1200)
+        later = float(await page.eval_on_selector("#listen-status", "e => e.dataset.currentTime"))
+        assert later > first + 0.5  # the AudioContext's clock runs: audio is playing
+        scheduled = int(await page.eval_on_selector("#listen-status", "e => e.dataset.scheduled"))
+        assert scheduled > 10
+        await row.locator("button.listen").click()  # stop
+        await page.locator('#listen-status[data-state="idle"]').wait_for()
     assert [(who, action) for who, action, *_ in floor.audit("listen")] == [("nina", "listen")]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from browser import chromium
 from prometheus_client import CollectorRegistry
 from sqlalchemy.orm import Session
 from test_screenpop import Feeder
@@ -32,18 +33,7 @@ from storage.repository import get_call
 
 pytestmark = pytest.mark.browser
 
-playwright_api = pytest.importorskip("playwright.async_api", reason="the test extra installs playwright")
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 XSS_NAME = '<img src=x onerror="window.__xss=1">'
 XSS_CID = "<script>window.__xss=2</script>"
 
@@ -99,8 +89,7 @@ async def agent(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator
 
 @pytest.fixture
 async def page(agent: Agent) -> AsyncIterator[Any]:
-    async with playwright_api.async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    async with chromium() as browser:
         context = await browser.new_context(locale="en-US")
         page = await context.new_page()
         dialogs: list[str] = []
@@ -109,7 +98,6 @@ async def page(agent: Agent) -> AsyncIterator[Any]:
         await page.goto(f"http://127.0.0.1:{agent.web_port}/")
         await page.wait_for_selector('#connection[data-state="live"]')
         yield page
-        await browser.close()
 
 
 def at() -> datetime:
@@ -200,8 +188,7 @@ async def test_withheld_and_unknown_numbers(page: Any) -> None:
 
 
 async def test_chinese_page(agent: Agent) -> None:
-    async with playwright_api.async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    async with chromium() as browser:
         page = await browser.new_page(locale="zh-CN")
         await page.goto(f"http://127.0.0.1:{agent.web_port}/")
         assert await page.inner_text("#today-heading") == "今日"
@@ -209,7 +196,6 @@ async def test_chinese_page(agent: Agent) -> None:
         counts = await page.locator("#today-counts .count").first.inner_text()
         assert "通话数" in counts
         assert "/ 80" in counts
-        await browser.close()
 
 
 async def test_rep_state_from_the_page_and_from_calls(page: Any) -> None:
