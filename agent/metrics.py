@@ -97,7 +97,6 @@ class TargetSource(Protocol):
 
     def for_rep(self, rep: str, team: str) -> DailyTargets:
         """The daily targets of ``rep`` in ``team``."""
-        ...
 
 
 class _TargetCollector(Collector):
