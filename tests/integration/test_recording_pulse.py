@@ -51,14 +51,23 @@ def clip(path: Path, seconds: float, seed: int) -> np.ndarray:
 
 
 def align(recording: np.ndarray, reference: np.ndarray) -> tuple[int, float]:
-    """Where ``reference`` starts in ``recording`` (FFT cross-correlation) and how well it matches there."""
+    """Where ``reference`` starts in ``recording`` (FFT cross-correlation) and how well it matches there.
+
+    The lag may be negative: the clip began a few samples before the recorder started keeping
+    audio (the player and the call's answer race by a millisecond or so).
+    """
     rec = recording.astype(np.float64)
     ref = reference.astype(np.float64)
     n = 1 << int(np.ceil(np.log2(len(rec) + len(ref))))
-    xcorr = np.fft.irfft(np.fft.rfft(rec, n) * np.conj(np.fft.rfft(ref, n)), n)[: len(rec)]
-    lag = int(np.argmax(xcorr))
-    overlap = min(len(ref), len(rec) - lag)
-    a, b = rec[lag : lag + overlap], ref[:overlap]
+    xcorr = np.fft.irfft(np.fft.rfft(rec, n) * np.conj(np.fft.rfft(ref, n)), n)
+    best = int(np.argmax(xcorr))
+    lag = best if best < len(rec) else best - n  # indices past the recording wrap to negative lags
+    if lag >= 0:
+        overlap = min(len(ref), len(rec) - lag)
+        a, b = rec[lag : lag + overlap], ref[:overlap]
+    else:
+        overlap = min(len(ref) + lag, len(rec))
+        a, b = rec[:overlap], ref[-lag : -lag + overlap]
     return lag, float(np.corrcoef(a, b)[0, 1]) if overlap > 10 else 0.0
 
 
@@ -270,7 +279,8 @@ async def test_sound_server_gone_mid_call_then_back_records_again(
             await asyncio.sleep(0.02)
         await recorder.notify(CallEvent(CallEventKind.ANSWERED, second[1], now))
         await asyncio.to_thread(pulse.play(tmp_path / "talk.wav").wait)
-        await asyncio.sleep(0.3)
+        # Let the capture's tail arrive before the call ends (trailing silence does not hurt).
+        await asyncio.sleep(1.0)
         await recorder.notify(CallEvent(CallEventKind.ENDED, second[2], now))
     finally:
         await recorder.aclose()
