@@ -228,8 +228,9 @@ async def test_cross_site_requests_and_path_traversal_are_refused(browser: Any, 
         assert "root:" not in await page.content()
     # The console itself still works for the real user, with its CSRF token.
     await page.goto(f"{console.base}/calls")
-    await page.select_option("select.autosubmit", "zh-CN")
-    await page.wait_for_url(f"{console.base}/calls")
+    # Already on /calls: wait for the navigation the form post causes, not just for the URL.
+    async with page.expect_navigation(url=f"{console.base}/calls"):
+        await page.select_option("select.autosubmit", "zh-CN")
     assert await page.get_attribute("html", "lang") == "zh-CN"
     await page.context.close()
 
