@@ -766,6 +766,37 @@ def make_console_app(engine: Engine, settings: ConsoleSettings) -> Starlette:  #
     def target_for(rep: str, team: str) -> DailyTarget:
         return settings.targets.for_rep(rep, team)
 
+    def per_rep(
+        by: str, start: datetime, end: datetime, team: str | None, rep_only: str | None
+    ) -> dict[str, Any]:
+        """Blocking: per-rep totals, each rep's breakdown ``by`` hour, half-hour or day, and their teams."""
+        with Session(engine) as session:
+            by_rep = call_report(
+                session,
+                by="rep",
+                start=start,
+                end=end,
+                zone=zone,
+                effective_seconds=settings.effective_seconds,
+                team=team,
+                rep=rep_only,
+            )
+            breakdown = {
+                row.key: call_report(
+                    session,
+                    by=by,  # type: ignore[arg-type]
+                    start=start,
+                    end=end,
+                    zone=zone,
+                    effective_seconds=settings.effective_seconds,
+                    team=team,
+                    rep=row.key,
+                ).rows
+                for row in by_rep.rows
+            }
+            teams = _rep_teams(session, list(breakdown), start, end)
+        return {"by_rep": by_rep, "breakdown": breakdown, "teams": teams}
+
     @page("rep")
     async def stats_day(request: Request, current: _Visit, who: Principal) -> Response:
         try:
@@ -781,41 +812,13 @@ def make_console_app(engine: Engine, settings: ConsoleSettings) -> Starlette:  #
         start = start_of_day(day, zone)
         end = start_of_day(day + timedelta(days=1), zone)
 
-        def run() -> dict[str, Any]:
-            with Session(engine) as session:
-                by_rep = call_report(
-                    session,
-                    by="rep",
-                    start=start,
-                    end=end,
-                    zone=zone,
-                    effective_seconds=settings.effective_seconds,
-                    team=team,
-                    rep=rep_only,
-                )
-                hours = {}
-                for row in by_rep.rows:
-                    hourly = call_report(
-                        session,
-                        by=step,  # type: ignore[arg-type]
-                        start=start,
-                        end=end,
-                        zone=zone,
-                        effective_seconds=settings.effective_seconds,
-                        team=team,
-                        rep=row.key,
-                    )
-                    hours[row.key] = hourly.rows
-                teams = _rep_teams(session, [row.key for row in by_rep.rows], start, end)
-                return {"by_rep": by_rep, "hours": hours, "teams": teams}
-
-        data = await run_in_threadpool(run)
+        data = await run_in_threadpool(per_rep, step, start, end, team, rep_only)
         by_rep = data["by_rep"]
         ranking = sorted(by_rep.rows, key=lambda r: (-r.talk_seconds, -r.calls, r.key))
         reps = []
         for position, row in enumerate(ranking, start=1):
             target = target_for(row.key, data["teams"].get(row.key, team or ""))
-            hourly = data["hours"][row.key]
+            hourly = data["breakdown"][row.key]
             labels = [r.key[11:13] if step == "hour" else r.key[11:16] for r in hourly]
             reps.append(
                 {
@@ -852,40 +855,12 @@ def make_console_app(engine: Engine, settings: ConsoleSettings) -> Starlette:  #
         rep_only = rep_filter(who)
         start, end = start_of_day(first, zone), start_of_day(following, zone)
 
-        def run() -> dict[str, Any]:
-            with Session(engine) as session:
-                by_rep = call_report(
-                    session,
-                    by="rep",
-                    start=start,
-                    end=end,
-                    zone=zone,
-                    effective_seconds=settings.effective_seconds,
-                    team=team,
-                    rep=rep_only,
-                )
-                days = {
-                    row.key: call_report(
-                        session,
-                        by="day",
-                        start=start,
-                        end=end,
-                        zone=zone,
-                        effective_seconds=settings.effective_seconds,
-                        team=team,
-                        rep=row.key,
-                    ).rows
-                    for row in by_rep.rows
-                }
-                teams = _rep_teams(session, list(days), start, end)
-                return {"by_rep": by_rep, "days": days, "teams": teams}
-
-        data = await run_in_threadpool(run)
+        data = await run_in_threadpool(per_rep, "day", start, end, team, rep_only)
         ranking = sorted(data["by_rep"].rows, key=lambda r: (-r.talk_seconds, -r.calls, r.key))
         reps = []
         for position, row in enumerate(ranking, start=1):
             target = target_for(row.key, data["teams"].get(row.key, team or ""))
-            daily = data["days"][row.key]
+            daily = data["breakdown"][row.key]
             reps.append(
                 {
                     "rank": position,
