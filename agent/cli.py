@@ -27,9 +27,9 @@ from agent.commands.report import report
 from agent.commands.sync import sync
 from agent.commands.users import users
 from agent.config import Config, load_config
-from agent.devices import DeviceRegistry
 from agent.errors import AgentError, ConfigError
 from agent.plugins import describe_plugins, make_plugin_manager
+from agent.seat.devices import DeviceRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def _load(path: Path | None, overrides: dict[str, Any] | None = None) -> tuple[C
 
 
 def _run_agent(config: Config, pm: pluggy.PluginManager, duration: float | None) -> None:
-    from agent.runner import Agent
+    from agent.seat.runner import Agent
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -21,9 +21,9 @@ import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agent.calls import TrackerConfig
-from agent.devices import DeviceRegistry
 from agent.errors import ConfigError
 from agent.numbers import DEFAULT_REGION
+from agent.seat.devices import DeviceRegistry
 
 APP_NAME = "cti-agent"
 

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,32 +19,13 @@ import pluggy
 
 from agent import callerid
 from agent.errors import ConfigError
-from agent.events import CallerId, Dialed, LineError, LineEvent
+from agent.events import CallerId, Decoder, Dialed, LineError, LineEvent
 from agent.hookspecs import hookimpl
 from agent.numbers import DEFAULT_REGION, to_e164
 
 logger = logging.getLogger(__name__)
 
 SNIFF_BYTES = 4096
-
-
-@dataclass(frozen=True, slots=True)
-class Decoder:
-    """One input format ``decode`` understands.
-
-    :param name: the ``--format`` value (``hayes``, ``ncid``, ``wav`` ...).
-    :param description: one line for ``--help`` and error messages.
-    :param decode: the whole input → line events (or ready records, for
-        decoders whose events carry extra fields such as an offset in seconds).
-        It must not raise on bad input: what cannot be decoded is a
-        :class:`~agent.events.LineError` with the offending text.
-    :param sniff: the first bytes of the input → confidence 0..1 that it is this format.
-    """
-
-    name: str
-    description: str
-    decode: Callable[[bytes], Iterable[LineEvent | dict[str, Any]]]
-    sniff: Callable[[bytes], float]
 
 
 def collect_decoders(pm: pluggy.PluginManager) -> dict[str, Decoder]:

@@ -10,7 +10,8 @@ box sees hook state and digits, a PBX sees everything. The call tracker
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -335,3 +336,38 @@ class Customer:
     company: str | None = None
     owner_rep: str | None = None
     source: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingFacts:
+    """What a ``recordings`` row says about a file (``path`` relative to the data directory)."""
+
+    call_uuid: str
+    path: str
+    codec: str
+    sample_rate: int
+    channels: int
+    seconds: float
+    bytes: int
+    sha256: str | None
+    status: str
+    flags: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class Decoder:
+    """One input format ``decode`` understands.
+
+    :param name: the ``--format`` value (``hayes``, ``ncid``, ``wav`` ...).
+    :param description: one line for ``--help`` and error messages.
+    :param decode: the whole input → line events (or ready records, for
+        decoders whose events carry extra fields such as an offset in seconds).
+        It must not raise on bad input: what cannot be decoded is a
+        :class:`~agent.events.LineError` with the offending text.
+    :param sniff: the first bytes of the input → confidence 0..1 that it is this format.
+    """
+
+    name: str
+    description: str
+    decode: Callable[[bytes], Iterable[LineEvent | dict[str, Any]]]
+    sniff: Callable[[bytes], float]

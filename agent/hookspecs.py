@@ -17,10 +17,8 @@ if TYPE_CHECKING:
     import click
 
     from agent.config import Config
-    from agent.decode import Decoder
-    from agent.devices import Device
-    from agent.events import Call, Customer
-    from storage.recordings import RecordingFacts
+    from agent.events import Call, Customer, Decoder, RecordingFacts
+    from agent.seat.devices import Device
 
 hookspec = pluggy.HookspecMarker("cti_agent")
 hookimpl = pluggy.HookimplMarker("cti_agent")

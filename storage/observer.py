@@ -16,7 +16,7 @@ logger = logging.getLogger(__name__)
 
 
 class StorageObserver:
-    """An :class:`agent.observers.Observer` that upserts each call snapshot by UUID.
+    """An :class:`agent.seat.observers.Observer` that upserts each call snapshot by UUID.
 
     Line states are not stored. A database error raises
     :class:`agent.errors.StorageError`; the runtime retries the same message with

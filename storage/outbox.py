@@ -4,7 +4,7 @@ A seat always writes locally first (SQLite). With ``[central] url`` set, every
 change to ``calls`` (the tracker's snapshots, the rep's notes and follow-ups)
 and to ``recordings`` is queued in the local ``outbox`` table and replayed
 upstream by :class:`CentralSync`, which the agent's sync loop
-(:mod:`agent.sync`) runs in a worker thread.
+(:mod:`agent.seat.sync`) runs in a worker thread.
 
 Why a transactional outbox and not a watermark on ``calls.updated_at``:
 
@@ -76,10 +76,10 @@ from sqlalchemy import Engine, String, cast, delete, func, insert, literal, sele
 from sqlalchemy.orm import Session, sessionmaker
 
 from agent.errors import ConfigError, StorageError
-from agent.events import Absence, Call, Direction, Disposition, EndReason
+from agent.events import Absence, Call, Direction, Disposition, EndReason, RecordingFacts
 from storage.db import alembic_config, current_revision, head_revision, safe_url, storage_errors
 from storage.models import CallRecord, OutboxEntry, Recording, RecordingUpload, SyncState, utcnow
-from storage.recordings import PART_SUFFIX, RecordingFacts, RecordingStore, sha256_of
+from storage.recordings import PART_SUFFIX, RecordingStore, sha256_of
 from storage.repository import save_note, upsert_call
 
 logger = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ import logging
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from agent.errors import StorageError
-from agent.events import Call
+from agent.events import Call, RecordingFacts
 from storage.db import storage_errors
 from storage.models import AuditEntry, Recording
 from storage.repository import upsert_call
@@ -83,22 +83,6 @@ class RecordingPaths:
     meta: Path
     codec: Codec
     call_uuid: str
-
-
-@dataclass(frozen=True, slots=True)
-class RecordingFacts:
-    """What a ``recordings`` row says about a file (``path`` relative to the data directory)."""
-
-    call_uuid: str
-    path: str
-    codec: str
-    sample_rate: int
-    channels: int
-    seconds: float
-    bytes: int
-    sha256: str | None
-    status: str
-    flags: tuple[str, ...] = field(default_factory=tuple)
 
 
 def sha256_of(path: Path) -> str:

@@ -11,8 +11,8 @@ import click
 
 from agent.config import load_config, parse_listen
 from agent.errors import AgentError
-from agent.report import local_zone
 from storage.models import ROLES
+from storage.report import local_zone
 
 __all__ = ["console"]
 
@@ -97,8 +97,8 @@ def console(
 
     Log-ins are made with `cti-agent users add`. Until SIGINT/SIGTERM.
     """
-    from agent.console.app import ConsoleSettings, load_or_create_secret, make_console_app
-    from agent.console.listen import parse_seats
+    from agent.centre.app import ConsoleSettings, load_or_create_secret, make_console_app
+    from agent.centre.listen import parse_seats
     from agent.web.serve import make_server
     from storage.db import make_engine, upgrade
 

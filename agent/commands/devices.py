@@ -12,9 +12,9 @@ import httpx
 from serial.tools import list_ports
 
 from agent.config import Config, device_options, load_config
-from agent.devices import Device, DeviceRegistry
 from agent.errors import ConfigError
 from agent.plugins import make_plugin_manager
+from agent.seat.devices import Device, DeviceRegistry
 
 
 def serial_ports() -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ import click
 from sqlalchemy.orm import Session
 
 from agent.config import load_config
-from agent.report import (
+from storage.report import (
     CLOCK_STEPS,
     FORMATS,
     GROUPINGS,

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from agent.config import Config, load_config
 from agent.errors import AgentError
-from agent.sync import SyncLoop, with_connect_timeout
+from agent.seat.sync import SyncLoop, with_connect_timeout
 from storage.db import make_engine, safe_url, storage_errors, upgrade
 from storage.outbox import CentralSync, SyncError, SyncStatus, parked_entries, status
 

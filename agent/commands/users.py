@@ -53,7 +53,7 @@ def _password(from_stdin: bool) -> str:
 
 
 def _apply(action: Callable[[], Any]) -> Any:
-    from agent.console.auth import UserError
+    from agent.centre.auth import UserError
 
     try:
         return action()
@@ -92,7 +92,7 @@ def add(
     url: str | None,
 ) -> None:
     """Add a user LOGIN (the password is asked for twice, or read with --password-stdin)."""
-    from agent.console.auth import create_user
+    from agent.centre.auth import create_user
 
     password = _password(password_stdin)
     with _session(config_path, url) as session:
@@ -109,7 +109,7 @@ def add(
 @_url_option
 def passwd(login: str, password_stdin: bool, config_path: Path | None, url: str | None) -> None:
     """Set LOGIN's password; their open sessions end."""
-    from agent.console.auth import set_password
+    from agent.centre.auth import set_password
 
     password = _password(password_stdin)
     with _session(config_path, url) as session:
@@ -123,7 +123,7 @@ def passwd(login: str, password_stdin: bool, config_path: Path | None, url: str 
 @_url_option
 def disable(login: str, config_path: Path | None, url: str | None) -> None:
     """Stop LOGIN logging in; their open sessions end at their next request."""
-    from agent.console.auth import disable_user
+    from agent.centre.auth import disable_user
 
     with _session(config_path, url) as session:
         _apply(lambda: disable_user(session, login))
@@ -136,7 +136,7 @@ def disable(login: str, config_path: Path | None, url: str | None) -> None:
 @_url_option
 def list_command(as_json: bool, config_path: Path | None, url: str | None) -> None:
     """Every user with role, team, rep and whether disabled."""
-    from agent.console.auth import list_users
+    from agent.centre.auth import list_users
 
     with _session(config_path, url) as session:
         rows = list_users(session)

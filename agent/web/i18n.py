@@ -62,7 +62,7 @@ def negotiate(requested: str | None, accept_language: str | None, default: str |
 
 
 @functools.cache
-def catalog(language: str, package: str = "agent.web") -> dict[str, str]:
+def catalog(language: str, package: str) -> dict[str, str]:
     """The strings of a supported language (``LANGUAGES``) from ``package``'s ``locales/``, loaded once."""
     if language not in LANGUAGES:
         raise ValueError(f"unsupported language {language!r}")
@@ -76,7 +76,7 @@ def catalog(language: str, package: str = "agent.web") -> dict[str, str]:
 class Translator:
     """``t(key)``: the string for ``key`` in one language, the key itself when missing."""
 
-    def __init__(self, language: str, package: str = "agent.web") -> None:
+    def __init__(self, language: str, package: str) -> None:
         self.language = language
         self.strings = catalog(language, package)
 

@@ -35,7 +35,7 @@ class AgentServer(uvicorn.Server):
     Start it with ``task = asyncio.create_task(server.serve())`` and
     ``await server.wait_started()``; stop it with ``server.should_exit = True``
     and ``await task``. Open event streams hold shutdown for at most the
-    configured graceful timeout; close the :class:`agent.web.bus.SeatBus`
+    configured graceful timeout; close the :class:`agent.seat.web.bus.SeatBus`
     first to end them at once.
     """
 

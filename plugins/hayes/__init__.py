@@ -19,9 +19,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import agent
-from agent.decode import Decoder
-from agent.devices import Device
-from agent.events import LineEvent
+from agent.events import Decoder, LineEvent
+from agent.seat.devices import Device
 from plugins.hayes.config import HayesConfig
 from plugins.hayes.device import HayesModem
 from plugins.hayes.protocol import decode_capture, sniff_capture

@@ -6,7 +6,7 @@ import re
 
 from pydantic import Field, field_validator, model_validator
 
-from agent.devices import DeviceConfig
+from agent.seat.devices import DeviceConfig
 
 DEFAULT_INIT = ("ATZ", "ATE0")
 #: Caller-ID enable commands, tried in order: Rockwell/Conexant/Agere/USR (+VCID),

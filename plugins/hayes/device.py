@@ -18,10 +18,10 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import ClassVar
 
-from agent.devices import Device, DeviceConfig
 from agent.errors import DeviceError, DeviceTimeout
 from agent.events import Dialed, LineEvent
 from agent.numbers import clean
+from agent.seat.devices import Device, DeviceConfig
 from plugins.hayes.config import HayesConfig
 from plugins.hayes.protocol import HayesParser, InitPlan, Reply
 from plugins.hayes.transport import SerialTransport

@@ -19,10 +19,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import agent
-from agent.decode import Decoder
-from agent.devices import Device
-from agent.events import ALL_LINES, LineError
+from agent.events import ALL_LINES, Decoder, LineError
 from agent.numbers import DEFAULT_REGION
+from agent.seat.devices import Device
 from plugins.linetap.config import LinetapConfig
 from plugins.linetap.device import LineTapDevice
 from plugins.linetap.protocol import LineTapDecoder, decode_file, decode_samples, event_dict

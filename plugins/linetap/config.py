@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator, model_validator
 
-from agent.devices import DeviceConfig
+from agent.seat.devices import DeviceConfig
 from plugins.linetap.dsp import FSK_STANDARDS, PLANS
 from plugins.linetap.protocol import HookSettings
 

@@ -18,9 +18,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from agent.devices import Device, DeviceConfig
 from agent.errors import DeviceError
 from agent.events import ALL_LINES, DeviceUp, LineEvent
+from agent.seat.devices import Device, DeviceConfig
 from plugins.linetap import dsp
 from plugins.linetap.config import LinetapConfig
 from plugins.linetap.protocol import LineTapDecoder, ToneEvent

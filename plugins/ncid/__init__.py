@@ -19,9 +19,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import agent
-from agent.decode import Decoder
-from agent.devices import Device
-from agent.events import LineEvent
+from agent.events import Decoder, LineEvent
+from agent.seat.devices import Device
 from plugins.ncid.config import NcidConfig
 from plugins.ncid.device import NcidDevice
 from plugins.ncid.protocol import NcidSession

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from agent.devices import DeviceConfig
+from agent.seat.devices import DeviceConfig
 
 
 class NcidConfig(DeviceConfig):

@@ -21,9 +21,9 @@ from types import TracebackType
 from typing import ClassVar
 
 import agent
-from agent.devices import Device, DeviceConfig
 from agent.errors import DeviceError
 from agent.events import LineError, LineEvent
+from agent.seat.devices import Device, DeviceConfig
 from plugins.ncid.config import NcidConfig
 from plugins.ncid.protocol import DEFAULT_LINE, NcidSession, NcidStats, Phase
 

@@ -17,9 +17,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import agent
-from agent.decode import Decoder
-from agent.devices import Device
-from agent.events import LineEvent
+from agent.events import Decoder, LineEvent
+from agent.seat.devices import Device
 from plugins.serialbox.config import SerialBoxConfig
 from plugins.serialbox.device import SerialBoxDevice
 from plugins.serialbox.protocol import Format, Parser, detect, to_events

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from agent.devices import DeviceConfig
+from agent.seat.devices import DeviceConfig
 
 #: The documented port speeds: NetCallerID 4800 8N1 (NCID doc/Devices.md),
 #: CallerID.com units 9600 8N1 (Whozz Calling? manuals); HT9032D decoder boxes

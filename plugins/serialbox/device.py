@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import ClassVar
 
-from agent.devices import Device, DeviceConfig
 from agent.errors import DeviceError
 from agent.events import CallerId, LineEvent
+from agent.seat.devices import Device, DeviceConfig
 from plugins.serialbox.config import SerialBoxConfig
 from plugins.serialbox.protocol import Format, ParseError, Parser, to_events
 from plugins.serialbox.transport import SerialTransport, find_port

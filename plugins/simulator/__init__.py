@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import agent
-from agent.devices import Device
+from agent.seat.devices import Device
 from plugins.simulator.config import SimulatorConfig
 from plugins.simulator.device import SimulatorDevice
 

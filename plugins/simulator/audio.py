@@ -6,7 +6,7 @@ little breath noise) alternate between the two sides of the call with short
 pauses, over faint line hiss. With two channels each side has its own channel
 (as a USB box with one channel per side records it); with one they are mixed.
 
-:class:`SyntheticSource` plays it in real time as an :class:`agent.audio.AudioSource`
+:class:`SyntheticSource` plays it in real time as an :class:`agent.seat.audio.AudioSource`
 from its own thread, paced by the clock like a sound card.
 """
 
@@ -20,7 +20,7 @@ import zlib
 
 import numpy as np
 
-from agent.audio import Block, BlockSink
+from agent.seat.audio import Block, BlockSink
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def call_seed(seed: int | None, line: str, call_uuid: str) -> int:
 
 
 class SyntheticSource:
-    """An :class:`agent.audio.AudioSource` playing :class:`SpeechSynth` in real time.
+    """An :class:`agent.seat.audio.AudioSource` playing :class:`SpeechSynth` in real time.
 
     Blocks of ``block_seconds`` are delivered from a thread that waits on an
     event until each block is due, so ``stop`` ends it at once.

@@ -5,8 +5,8 @@ from __future__ import annotations
 import phonenumbers
 from pydantic import Field, field_validator
 
-from agent.devices import DeviceConfig
 from agent.numbers import DEFAULT_REGION
+from agent.seat.devices import DeviceConfig
 
 
 class SimulatorConfig(DeviceConfig):

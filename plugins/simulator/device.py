@@ -18,10 +18,10 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import ClassVar
 
-from agent.devices import Device, DeviceConfig
 from agent.errors import DeviceError
 from agent.events import ALL_LINES, CallerId, DeviceUp, LineEvent, OnHook
 from agent.numbers import clean
+from agent.seat.devices import Device, DeviceConfig
 from plugins.simulator.audio import SyntheticSource, call_seed
 from plugins.simulator.config import SimulatorConfig
 from plugins.simulator.scenario import CallScript, Scenario, Step, line_random

@@ -23,9 +23,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import agent
-from agent.decode import Decoder
-from agent.devices import Device
-from agent.events import LineError, LineEvent
+from agent.events import Decoder, LineError, LineEvent
+from agent.seat.devices import Device
 from plugins.whozz.config import WhozzConfig
 from plugins.whozz.device import WhozzDevice
 from plugins.whozz.protocol import UNIT_TAG, WhozzDecoder, WhozzParseError, parse_datagram, parse_record

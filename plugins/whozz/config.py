@@ -6,7 +6,7 @@ import ipaddress
 
 from pydantic import Field, field_validator
 
-from agent.devices import DeviceConfig
+from agent.seat.devices import DeviceConfig
 from plugins.whozz.protocol import DEFAULT_PORT, MAX_LINES
 
 

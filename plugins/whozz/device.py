@@ -18,9 +18,9 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, ClassVar
 
-from agent.devices import Device, DeviceConfig
 from agent.errors import DeviceError
 from agent.events import LineError, LineEvent
+from agent.seat.devices import Device, DeviceConfig
 from plugins.whozz.config import WhozzConfig, parse_listen
 from plugins.whozz.protocol import Deduper, NotARecord, WhozzDecoder, WhozzParseError, parse_datagram
 

@@ -5,7 +5,7 @@ Run::
     .venv/bin/python tests/bench/bench_console_search.py --calls 1000000 \
         [--pg-url postgresql+psycopg://postgres@127.0.0.1:5432/bench] [--sqlite-only | --pg-only]
 
-Every search goes through :func:`agent.console.search.search` as a manager (one
+Every search goes through :func:`agent.centre.search.search` as a manager (one
 count-and-sum query plus one page of 50), ``--repeat`` times with varying
 values; p50/p95 in milliseconds. The "naive" column runs the same SQL with the
 indexes out of play in the same run: SQLite's ``NOT INDEXED`` on ``calls``,
@@ -32,8 +32,8 @@ from typing import Any
 from sqlalchemy import Engine, event, insert, text
 from sqlalchemy.orm import Session
 
-from agent.console.auth import Principal
-from agent.console.search import SearchQuery, search
+from agent.centre.auth import Principal
+from agent.centre.search import SearchQuery, search
 from storage.db import make_engine, upgrade
 from storage.models import CallRecord
 

@@ -45,8 +45,8 @@ from pathlib import Path
 from typing import Any
 
 from agent import callerid
-from agent.devices import Device
 from agent.events import Absence, CallerId, LineEvent
+from agent.seat.devices import Device
 from plugins.hayes.config import HayesConfig
 from plugins.hayes.device import HayesModem
 from plugins.hayes.protocol import HayesParser

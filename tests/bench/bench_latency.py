@@ -23,10 +23,10 @@ from datetime import UTC, datetime
 import httpx
 
 from agent.config import load_config
-from agent.devices import Device, DeviceRegistry
 from agent.events import CallerId, LineEvent, OffHook, OnHook
 from agent.plugins import make_plugin_manager
-from agent.runner import Agent
+from agent.seat.devices import Device, DeviceRegistry
+from agent.seat.runner import Agent
 
 
 class Injector(Device):

@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from agent.config import TargetsSection
 from agent.events import Call, CallEvent, CallEventKind, Direction, Disposition, LineState, LineStatus
-from agent.metrics import Metrics
+from agent.seat.metrics import Metrics
 
 BASE = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 TARGETS = TargetsSection(calls=80, talk_seconds=7200, effective_calls=30)

@@ -30,10 +30,10 @@ from pathlib import Path
 
 import soundfile as sf
 
-from agent.audio import Block, BlockSink
 from agent.config import RecordingSection
 from agent.events import Call, CallEvent, CallEventKind, Direction, Disposition
-from agent.recorder import Recorder
+from agent.seat.audio import Block, BlockSink
+from agent.seat.recorder import Recorder
 from plugins.simulator.audio import SpeechSynth, SyntheticSource
 from storage.recordings import RecordingStore
 

@@ -25,10 +25,10 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.orm import Session
 
 from agent.config import load_config
-from agent.devices import Device, DeviceRegistry
 from agent.events import CallerId, LineEvent, OnHook
 from agent.plugins import make_plugin_manager
-from agent.runner import Agent
+from agent.seat.devices import Device, DeviceRegistry
+from agent.seat.runner import Agent
 from storage.customers import import_customers, read_rows
 from storage.db import make_engine, upgrade
 from storage.plugin import SqlStore

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 from pydantic import Field
 
 from agent import hookimpl
-from agent.devices import Device, DeviceConfig
 from agent.events import CallerId, LineEvent, Ring
+from agent.seat.devices import Device, DeviceConfig
 
 
 class ExampleClock(Device):

@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, text
 
 from agent.config import load_config
 from agent.plugins import make_plugin_manager
-from agent.runner import Agent
+from agent.seat.runner import Agent
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +36,7 @@ def demo_config(tmp_path: Path, *, speed: float = 60.0, rate: float = 40.0, line
         ],
     }
     pm = make_plugin_manager(load_entrypoints=False)
-    from agent.devices import DeviceRegistry
+    from agent.seat.devices import DeviceRegistry
 
     return load_config(None, DeviceRegistry.from_plugins(pm), overrides=overrides), pm
 

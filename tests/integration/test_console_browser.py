@@ -26,8 +26,8 @@ from starlette.responses import HTMLResponse
 from starlette.routing import Route
 from test_console_pg import seed
 
-from agent.console.app import ConsoleSettings, make_console_app
-from agent.console.auth import create_user
+from agent.centre.app import ConsoleSettings, make_console_app
+from agent.centre.auth import create_user
 from agent.web.serve import make_server
 from storage.db import make_engine, upgrade
 from storage.models import AuditEntry, CallRecord, Recording, User

@@ -20,9 +20,9 @@ import soundfile as sf
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from agent.console.app import ConsoleSettings, make_console_app
-from agent.console.auth import Principal, create_user
-from agent.console.search import SearchQuery, export_rows, search, to_csv
+from agent.centre.app import ConsoleSettings, make_console_app
+from agent.centre.auth import Principal, create_user
+from agent.centre.search import SearchQuery, export_rows, search, to_csv
 from storage.db import make_engine, upgrade
 from storage.models import AuditEntry, CallRecord, Recording
 

@@ -18,10 +18,10 @@ from prometheus_client import CollectorRegistry
 from test_screenpop import Feeder, collect
 
 from agent.config import load_config
-from agent.devices import DeviceRegistry
 from agent.events import CallerId, OffHook, OnHook
 from agent.plugins import make_plugin_manager
-from agent.runner import Agent
+from agent.seat.devices import DeviceRegistry
+from agent.seat.runner import Agent
 from plugins import crm_http
 from plugins.crm_http.client import CrmHttp, urllib_fetch
 from plugins.crm_http.config import CrmHttpConfig

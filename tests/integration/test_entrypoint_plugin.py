@@ -94,7 +94,7 @@ def run_python_with_plugin(
 
 PROBE = """
     import dataclasses, json, os
-    from agent.devices import DeviceRegistry
+    from agent.seat.devices import DeviceRegistry
     from agent.plugins import describe_plugins, make_plugin_manager
 
     pm = make_plugin_manager(disabled=json.loads(os.environ.get("PROBE_DISABLED", "[]")))
@@ -158,7 +158,7 @@ def test_config_file_is_validated_by_the_plugins_device_config(plugin_site: Path
         import json, sys
         from pathlib import Path
         from agent.config import device_options, load_config
-        from agent.devices import DeviceRegistry
+        from agent.seat.devices import DeviceRegistry
         from agent.errors import ConfigError
         from agent.plugins import make_plugin_manager
 
@@ -186,7 +186,7 @@ DEVICE_RUN = """
     import asyncio, json
     from datetime import timedelta
     from agent.calls import CallTracker, LineIdentity, TrackerConfig
-    from agent.devices import DeviceRegistry
+    from agent.seat.devices import DeviceRegistry
     from agent.plugins import make_plugin_manager
 
     async def main():

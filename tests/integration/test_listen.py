@@ -25,12 +25,12 @@ from browser import chromium
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from agent.centre.app import ConsoleSettings, make_console_app
+from agent.centre.auth import create_user
 from agent.config import load_config
-from agent.console.app import ConsoleSettings, make_console_app
-from agent.console.auth import create_user
-from agent.devices import DeviceRegistry
 from agent.plugins import make_plugin_manager
-from agent.runner import Agent
+from agent.seat.devices import DeviceRegistry
+from agent.seat.runner import Agent
 from agent.web.serve import make_server
 from storage.db import make_engine
 from storage.models import AuditEntry, CallRecord

@@ -15,7 +15,6 @@ from ncid_emulator import NcidEmulator
 import agent
 from agent.calls import CallTracker, LineIdentity, TrackerConfig
 from agent.config import load_config
-from agent.devices import DeviceRegistry
 from agent.errors import DeviceError
 from agent.events import (
     Call,
@@ -31,7 +30,8 @@ from agent.events import (
     Ring,
 )
 from agent.plugins import make_plugin_manager
-from agent.runner import Agent
+from agent.seat.devices import DeviceRegistry
+from agent.seat.runner import Agent
 from plugins import ncid
 from plugins.ncid.config import NcidConfig
 from plugins.ncid.device import NcidDevice

@@ -16,7 +16,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, func, inspect, make_url, select, text
 from sqlalchemy.orm import Session
 
-from agent.console.search import SearchQuery, filter_clauses, number_clause
+from agent.centre.search import SearchQuery, filter_clauses, number_clause
 from agent.errors import StorageError
 from agent.events import Call, CallEvent, CallEventKind, Direction, Disposition, EndReason
 from storage.db import alembic_config, current_revision, head_revision, make_engine, upgrade

@@ -28,10 +28,10 @@ from sqlalchemy import create_engine, text
 
 from agent.commands.deploy import deploy
 from agent.config import load_config
-from agent.devices import DeviceRegistry
 from agent.events import LineState, LineStatus
 from agent.plugins import make_plugin_manager
-from agent.runner import Agent
+from agent.seat.devices import DeviceRegistry
+from agent.seat.runner import Agent
 
 ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = ROOT / "deploy" / "grafana"
@@ -253,7 +253,7 @@ async def test_dashboards_and_rules_agree_with_the_database(
     config, pm = agent_config(tmp_path)
     agent = Agent(config, pm)
     # What the runner passes as Metrics(targets=config.targets); harmless once it does.
-    agent.metrics.targets = config.targets
+    agent.seat.metrics.targets = config.targets
     # The seat's exporter on its own listener, so Prometheus can still scrape the final
     # counts after the agent (and its own listener) stopped.
     server, thread = start_http_server(0, addr="127.0.0.1", registry=agent.registry)
@@ -271,7 +271,9 @@ async def test_dashboards_and_rules_agree_with_the_database(
         # Every rep's series exist at 0 before the first call, so increase() counts every call.
         now = datetime.now(UTC)
         for line in config.lines:
-            agent.metrics.line_status(LineStatus(SEAT, line.id, "sim", line.rep, TEAM, LineState.IDLE, now))
+            agent.seat.metrics.line_status(
+                LineStatus(SEAT, line.id, "sim", line.rep, TEAM, LineState.IDLE, now)
+            )
         started = time.time()
         prom = await asyncio.to_thread(prometheus)
         series = 3 * 2 * 4  # reps x directions x dispositions
@@ -291,8 +293,8 @@ async def test_dashboards_and_rules_agree_with_the_database(
         live_checked = False
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            agent.metrics.pop_latency(0.03)  # what the runner reports per screen-pop
-            agent.metrics.lookup_latency(0.004)
+            agent.seat.metrics.pop_latency(0.03)  # what the runner reports per screen-pop
+            agent.seat.metrics.lookup_latency(0.004)
             await asyncio.sleep(0.5)
             if time.time() - first_scrape < 6:
                 continue

@@ -31,10 +31,10 @@ from pulse_fixture import RATE, PulseServer, pulse  # noqa: F401  (the fixture)
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from agent.audio import SoundDeviceSource
 from agent.config import RecordingSection
 from agent.events import Call, CallEvent, CallEventKind, Direction, Disposition
-from agent.recorder import Recorder
+from agent.seat.audio import SoundDeviceSource
+from agent.seat.recorder import Recorder
 from storage.db import make_engine, upgrade
 from storage.models import CallRecord, Recording
 from storage.recordings import RecordingStore
@@ -166,10 +166,10 @@ CHILD = textwrap.dedent(
     import asyncio, sys
     from datetime import UTC, datetime
     from pathlib import Path
-    from agent.audio import SoundDeviceSource
+    from agent.seat.audio import SoundDeviceSource
     from agent.config import RecordingSection
     from agent.events import Call, CallEvent, CallEventKind, Direction
-    from agent.recorder import Recorder
+    from agent.seat.recorder import Recorder
     from storage.recordings import RecordingStore
 
     async def main():
@@ -409,9 +409,9 @@ async def test_full_disk_stops_cleanly_and_recording_resumes(small_disk: Path, e
 async def test_the_agent_records_simulated_calls_and_recovers_a_crash_leftover(tmp_path: Path) -> None:
     """The runtime wiring: ``[recording] enabled`` on simulated lines gives files and rows, as `make run`."""
     from agent.config import load_config
-    from agent.devices import DeviceRegistry
     from agent.plugins import make_plugin_manager
-    from agent.runner import Agent
+    from agent.seat.devices import DeviceRegistry
+    from agent.seat.runner import Agent
 
     # A leftover of a "previous run": the start-up must repair it before taking calls.
     leftover = RecordingStore(tmp_path)

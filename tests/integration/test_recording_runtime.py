@@ -13,11 +13,10 @@ import soundfile as sf
 
 from agent import hookimpl
 from agent.config import load_config
-from agent.devices import DeviceRegistry
-from agent.events import Call
+from agent.events import Call, RecordingFacts
 from agent.plugins import make_plugin_manager
-from agent.runner import Agent
-from storage.recordings import RecordingFacts
+from agent.seat.devices import DeviceRegistry
+from agent.seat.runner import Agent
 
 
 async def test_answered_calls_are_recorded_and_announced(tmp_path: Path) -> None:

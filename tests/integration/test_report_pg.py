@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 
 from agent.commands.report import report
 from agent.events import Call, Direction, Disposition
-from agent.report import GROUPINGS, call_report
 from storage.db import make_engine, upgrade
+from storage.report import GROUPINGS, call_report
 from storage.repository import upsert_call
 
 pytestmark = pytest.mark.postgres

@@ -14,12 +14,12 @@ from prometheus_client import CollectorRegistry
 
 from agent import hookimpl
 from agent.config import load_config
-from agent.devices import Device, DeviceRegistry
 from agent.errors import DeviceError
 from agent.events import CallerId, Customer, LineEvent, OffHook, OnHook
 from agent.plugins import make_plugin_manager
-from agent.runner import Agent
-from agent.web.bus import Subscription
+from agent.seat.devices import Device, DeviceRegistry
+from agent.seat.runner import Agent
+from agent.seat.web.bus import Subscription
 
 
 class Feeder(Device):

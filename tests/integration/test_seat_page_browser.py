@@ -22,10 +22,10 @@ from sqlalchemy.orm import Session
 from test_screenpop import Feeder
 
 from agent.config import load_config
-from agent.devices import DeviceRegistry
 from agent.events import Absence, CallerId, OffHook, OnHook, Ring
 from agent.plugins import make_plugin_manager
-from agent.runner import Agent
+from agent.seat.devices import DeviceRegistry
+from agent.seat.runner import Agent
 from storage.customers import import_customers, read_rows
 from storage.db import make_engine, upgrade
 from storage.models import Recording

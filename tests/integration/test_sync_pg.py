@@ -28,12 +28,12 @@ from sqlalchemy.exc import ProgrammingError
 from sqlalchemy.orm import Session
 
 from agent.commands.sync import sync as sync_command
-from agent.events import Call, Direction, Disposition, EndReason
-from agent.sync import SyncLoop
+from agent.events import Call, Direction, Disposition, EndReason, RecordingFacts
+from agent.seat.sync import SyncLoop
 from storage.db import make_engine, upgrade
 from storage.models import CallRecord, Recording
 from storage.outbox import CentralSync, central_path, purge_allowed
-from storage.recordings import RecordingFacts, RecordingStore
+from storage.recordings import RecordingStore
 from storage.repository import save_note, upsert_call
 
 pytestmark = pytest.mark.postgres
@@ -338,9 +338,9 @@ async def test_the_running_agent_syncs_as_it_goes_and_flushes_at_shutdown(
     pg_database_url: str, tmp_path: Path
 ) -> None:
     from agent.config import load_config
-    from agent.devices import DeviceRegistry
     from agent.plugins import make_plugin_manager
-    from agent.runner import Agent
+    from agent.seat.devices import DeviceRegistry
+    from agent.seat.runner import Agent
 
     speed = 60.0
     pm = make_plugin_manager(load_entrypoints=False)

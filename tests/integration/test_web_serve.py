@@ -27,9 +27,10 @@ from agent.events import (
     LineStatus,
     Message,
 )
-from agent.metrics import Metrics, make_metrics_app
-from agent.web.app import CONTENT_SECURITY_POLICY, make_seat_app
-from agent.web.bus import SeatBus
+from agent.seat.metrics import Metrics, make_metrics_app
+from agent.seat.web.app import make_seat_app
+from agent.seat.web.bus import SeatBus
+from agent.web import CONTENT_SECURITY_POLICY
 from agent.web.serve import AgentServer, ListenError, make_server
 
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)

@@ -16,7 +16,6 @@ from whozz_emulator import WhozzSender, build_packet, call_record
 import agent
 from agent.calls import CallTracker, LineIdentity, TrackerConfig
 from agent.config import load_config
-from agent.devices import DeviceRegistry
 from agent.errors import DeviceError
 from agent.events import (
     Call,
@@ -30,7 +29,8 @@ from agent.events import (
     OnHook,
 )
 from agent.plugins import make_plugin_manager
-from agent.runner import Agent
+from agent.seat.devices import DeviceRegistry
+from agent.seat.runner import Agent
 from plugins import whozz
 from plugins.whozz.config import WhozzConfig
 from plugins.whozz.device import WhozzDevice

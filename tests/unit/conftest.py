@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from agent.devices import Device, DeviceConfig, DeviceRegistry
 from agent.events import ALL_LINES, DeviceUp, LineEvent
+from agent.seat.devices import Device, DeviceConfig, DeviceRegistry
 
 #: The time TinyDevice reports its DeviceUp at.
 BASE_TIME = datetime(2024, 5, 6, 9, 0, 0, tzinfo=UTC)

@@ -18,8 +18,8 @@ from agent.config import (
     locate,
     parse_listen,
 )
-from agent.devices import DeviceRegistry
 from agent.errors import ConfigError
+from agent.seat.devices import DeviceRegistry
 
 Writer = Callable[[str], Path]
 

@@ -12,9 +12,8 @@ from click.testing import CliRunner
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from agent.commands.users import users
-from agent.console.app import SESSION_COOKIE, ConsoleSettings, make_console_app, parse_form, safe_next_path
-from agent.console.auth import (
+from agent.centre.app import SESSION_COOKIE, ConsoleSettings, make_console_app, parse_form, safe_next_path
+from agent.centre.auth import (
     LoginRateLimiter,
     SessionSigner,
     UserError,
@@ -28,6 +27,7 @@ from agent.console.auth import (
     set_password,
     verify_password,
 )
+from agent.commands.users import users
 from storage.db import make_engine, upgrade
 from storage.models import AuditEntry, Rep, Team, User
 

@@ -17,9 +17,9 @@ from openpyxl import load_workbook
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from agent.console.app import ConsoleSettings, make_console_app, range_start, waveform_peaks
-from agent.console.auth import Principal, create_user
-from agent.console.search import (
+from agent.centre.app import ConsoleSettings, make_console_app, range_start, waveform_peaks
+from agent.centre.auth import Principal, create_user
+from agent.centre.search import (
     QueryError,
     SearchQuery,
     export_rows,

@@ -17,10 +17,10 @@ from pydantic import ValidationError
 import plugins.hayes as hayes_plugin
 from agent import hookspecs
 from agent.decode import Decoder, collect_decoders, decode, pick_decoder
-from agent.devices import DeviceRegistry
 from agent.errors import DeviceError
 from agent.events import CallerId, LineError, LineEvent, OffHook, OnHook, Ring
 from agent.plugins import PROJECT
+from agent.seat.devices import DeviceRegistry
 from plugins.hayes.config import DEFAULT_CID_COMMANDS, HayesConfig
 from plugins.hayes.device import HayesModem
 from plugins.hayes.protocol import HayesParser, InitPlan, LineSplitter, Reply, sniff_capture

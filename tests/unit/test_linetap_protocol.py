@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 
 from agent.callerid import encode_mdmf, encode_sdmf
 from agent.decode import collect_decoders, decode, pick_decoder
-from agent.devices import DeviceRegistry
 from agent.events import Absence, CallerId, Connected, DeviceUp, Dialed, LineError, OffHook, OnHook
 from agent.plugins import make_plugin_manager
+from agent.seat.devices import DeviceRegistry
 from plugins import linetap
 from plugins.linetap.config import LinetapConfig
 from plugins.linetap.device import LineTapDevice

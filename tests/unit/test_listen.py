@@ -16,14 +16,15 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
-from agent.audio import Block, BlockSink
+from agent.centre.auth import Principal
+from agent.centre.listen import live_call, live_calls, parse_seats, seat_listen_url
 from agent.config import RecordingSection, load_config
-from agent.console.auth import Principal
-from agent.console.listen import live_call, live_calls, parse_seats, seat_listen_url
 from agent.events import Call, CallEvent, CallEventKind, Direction, Disposition
-from agent.recorder import LiveTap, Recorder, live_pcm
-from agent.web.app import LISTEN_CHUNK_BYTES, LISTEN_MEDIA_TYPE, bearer_ok, make_seat_app
-from agent.web.bus import SeatBus
+from agent.seat.audio import Block, BlockSink
+from agent.seat.recorder import LiveTap, Recorder, live_pcm
+from agent.seat.web.app import LISTEN_CHUNK_BYTES, LISTEN_MEDIA_TYPE, make_seat_app
+from agent.seat.web.bus import SeatBus
+from agent.web import bearer_ok
 from storage.db import make_engine, upgrade
 from storage.models import CallRecord, Recording
 from storage.recordings import RecordingStore

@@ -24,8 +24,8 @@ from agent.events import (
     LineState,
     LineStatus,
 )
-from agent.metrics import TALK_BUCKETS, Metrics, make_metrics_app
-from agent.observers import Observer, PluginErrorCounter
+from agent.seat.metrics import TALK_BUCKETS, Metrics, make_metrics_app
+from agent.seat.observers import Observer, PluginErrorCounter
 
 with warnings.catch_warnings():
     # Starlette 1.x warns once at import that it prefers httpx2 for its test client.
@@ -423,7 +423,7 @@ def test_reconnect_counter_exists_at_zero_once_a_device_reports(
 
 
 def test_metrics_counts_what_the_recorder_reports(metrics: Metrics, registry: CollectorRegistry) -> None:
-    from agent.recorder import RecordingCounters
+    from agent.seat.recorder import RecordingCounters
 
     assert isinstance(metrics, RecordingCounters)  # make_recorder hands the recorder this object
     # Every known reason is there at 0 before the first problem (for increase() and the alerts).
@@ -450,7 +450,7 @@ def test_metrics_counts_what_the_recorder_reports(metrics: Metrics, registry: Co
 def test_rep_state_is_one_gauge_per_state_and_time_is_counted_on_leaving(
     metrics: Metrics, registry: CollectorRegistry
 ) -> None:
-    from agent.web.repstate import RepStateSink
+    from agent.seat.web.repstate import RepStateSink
 
     assert isinstance(metrics, RepStateSink)
     metrics.rep_state("rep01", "paused", "meeting")
@@ -475,7 +475,7 @@ def test_the_oldest_recording_is_a_timestamp_gauge(metrics: Metrics, registry: C
 
 
 def test_sync_metrics(metrics: Metrics, registry: CollectorRegistry) -> None:
-    from agent.sync import SyncMetrics
+    from agent.seat.sync import SyncMetrics
 
     assert isinstance(metrics, SyncMetrics)
     assert value(registry, "cti_sync_errors_total", kind="database") == 0

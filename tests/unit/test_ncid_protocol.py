@@ -12,8 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.calls import CallTracker, LineIdentity, TrackerConfig
-from agent.devices import DeviceRegistry
 from agent.events import Call, CallerId, CallEventKind, Dialed, Direction, Disposition, LineError, LineEvent
+from agent.seat.devices import DeviceRegistry
 from plugins import ncid
 from plugins.ncid.config import NcidConfig
 from plugins.ncid.device import NcidDevice

@@ -22,8 +22,8 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from agent.errors import ConfigError
-from agent.events import Call, CallEvent, CallEventKind, Direction, Disposition, EndReason
-from agent.sync import SyncLoop
+from agent.events import Call, CallEvent, CallEventKind, Direction, Disposition, EndReason, RecordingFacts
+from agent.seat.sync import SyncLoop
 from storage.db import make_engine, upgrade
 from storage.models import CallRecord, CustomerRecord, OutboxEntry, Recording, RecordingUpload
 from storage.outbox import (
@@ -39,7 +39,7 @@ from storage.outbox import (
     purge_allowed,
     status,
 )
-from storage.recordings import RecordingFacts, RecordingStore
+from storage.recordings import RecordingStore
 from storage.repository import get_call, save_note, upsert_call
 
 T0 = datetime(2024, 5, 6, 9, 0, tzinfo=UTC)
@@ -655,7 +655,7 @@ def test_sync_without_a_central_url_is_a_usage_error(tmp_path: Path) -> None:
 
 
 def test_the_central_url_gets_a_connect_timeout_unless_it_has_one() -> None:
-    from agent.sync import with_connect_timeout
+    from agent.seat.sync import with_connect_timeout
 
     assert with_connect_timeout("postgresql+psycopg://u:s3cret@db/cti") == (
         "postgresql+psycopg://u:s3cret@db/cti?connect_timeout=10"

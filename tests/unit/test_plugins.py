@@ -28,7 +28,6 @@ from starlette.routing import Route
 
 from agent import hookimpl, hookspecs
 from agent.calls import CallTracker, LineIdentity
-from agent.devices import Device, DeviceRegistry
 from agent.errors import ConfigError, DeviceError
 from agent.events import (
     ALL_LINES,
@@ -43,8 +42,9 @@ from agent.events import (
     OnHook,
     Ring,
 )
-from agent.observers import HookObserver, Observer, notify_each
 from agent.plugins import DEFAULT_PLUGINS, PROJECT, PluginInfo, describe_plugins, make_plugin_manager
+from agent.seat.devices import Device, DeviceRegistry
+from agent.seat.observers import HookObserver, Observer, notify_each
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 T0 = datetime(2024, 5, 6, 9, 0, 0, tzinfo=UTC)
@@ -497,7 +497,7 @@ async def test_a_raising_plugin_never_silences_the_others(caplog: pytest.LogCapt
     )
     observer = HookObserver(pm, counter)
     events = answered_call_events()
-    with caplog.at_level(logging.ERROR, logger="agent.observers"):
+    with caplog.at_level(logging.ERROR, logger="agent.seat.observers"):
         for event in events:
             await observer.notify(event)
 
@@ -508,7 +508,7 @@ async def test_a_raising_plugin_never_silences_the_others(caplog: pytest.LogCapt
         ("middle", "call_answered"),
         ("middle", "call_ended"),
     ]
-    failures = [r for r in caplog.records if r.name == "agent.observers"]
+    failures = [r for r in caplog.records if r.name == "agent.seat.observers"]
     assert [r.getMessage() for r in failures] == [
         "plugin middle failed in call_started",
         "plugin middle failed in call_answered",
@@ -521,7 +521,7 @@ def test_notify_each_isolates_without_a_counter(caplog: pytest.LogCaptureFixture
     log: list[tuple[str, str, Call]] = []
     pm = fresh_pm((Recorder(log, "broken", fail=True), "broken"), (Recorder(log, "fine"), "fine"))
     call = answered_call_events()[-1].call
-    with caplog.at_level(logging.ERROR, logger="agent.observers"):
+    with caplog.at_level(logging.ERROR, logger="agent.seat.observers"):
         notify_each(pm, "call_ended", None, call=call)
     assert sorted((name, hook) for name, hook, _ in log) == [("broken", "call_ended"), ("fine", "call_ended")]
     assert "plugin broken failed in call_ended" in caplog.text
@@ -612,8 +612,7 @@ class Decodes:
 
     @hookimpl
     def register_decoders(self, register: Any) -> None:
-        from agent.decode import Decoder
-        from agent.events import CallerId, LineError, Ring
+        from agent.events import CallerId, Decoder, LineError, Ring
 
         def decode(data: bytes) -> list[Any]:
             at = datetime(2026, 1, 1, tzinfo=UTC)
@@ -685,7 +684,7 @@ class Broken:
 
 def test_hook_agent_configured() -> None:
     from agent.config import Config
-    from agent.runner import configure_plugins
+    from agent.seat.runner import configure_plugins
 
     errors = ErrorCounter()
     pm = fresh_pm((Configurable(), "configurable"), (Broken(), "broken"))
@@ -709,7 +708,7 @@ def test_hook_agent_configured() -> None:
 
 
 def test_hook_recording_finished() -> None:
-    from storage.recordings import RecordingFacts
+    from agent.events import RecordingFacts
 
     got: list[tuple[str, str, str]] = []
 

@@ -6,8 +6,8 @@ import re
 from pathlib import Path
 
 from agent.config import load_config
-from agent.devices import DeviceRegistry
 from agent.plugins import make_plugin_manager
+from agent.seat.devices import DeviceRegistry
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

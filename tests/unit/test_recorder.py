@@ -18,11 +18,11 @@ import soundfile as sf
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from agent.audio import Block, BlockSink, LevelStats, PreRoll, Resampler, dbfs
 from agent.config import RecordingSection
 from agent.errors import DeviceError
 from agent.events import Call, CallEvent, CallEventKind, Direction, Disposition
-from agent.recorder import Recorder, RecordingCounters
+from agent.seat.audio import Block, BlockSink, LevelStats, PreRoll, Resampler, dbfs
+from agent.seat.recorder import Recorder, RecordingCounters
 from plugins.simulator.audio import SpeechSynth, SyntheticSource
 from storage.db import make_engine, upgrade
 from storage.models import CallRecord, Recording
@@ -638,9 +638,9 @@ def test_bad_recording_config_is_refused(tmp_path: Path, text: str, message: str
 
 
 def test_line_sources_prefer_the_configured_audio_device() -> None:
-    from agent.audio import SoundDeviceSource
     from agent.config import Config
-    from agent.recorder import line_sources
+    from agent.seat.audio import SoundDeviceSource
+    from agent.seat.recorder import line_sources
 
     config = Config.model_validate(
         {

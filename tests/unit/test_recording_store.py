@@ -18,10 +18,10 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from agent.commands.purge import parse_age, purge
-from agent.events import Call, Direction
+from agent.events import Call, Direction, RecordingFacts
 from storage.db import make_engine, upgrade
 from storage.models import AuditEntry, CallRecord, Recording
-from storage.recordings import RecordingFacts, RecordingStore, sha256_of
+from storage.recordings import RecordingStore, sha256_of
 
 RATE = 8000
 T0 = datetime(2024, 5, 6, 23, 30, 0, tzinfo=UTC)

@@ -12,9 +12,9 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from agent.events import Call, CallEvent, CallEventKind, Direction, Disposition
-from agent.web.app import make_seat_app
-from agent.web.bus import SeatBus
-from agent.web.repstate import RepState, RepStateSink
+from agent.seat.web.app import make_seat_app
+from agent.seat.web.bus import SeatBus
+from agent.seat.web.repstate import RepState, RepStateSink
 from storage.db import make_engine, upgrade
 from storage.repository import rep_state_totals
 

@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session
 
 from agent.commands.report import report
 from agent.events import Call, Direction, Disposition
-from agent.report import (
+from storage.db import make_engine, upgrade
+from storage.report import (
     Report,
     ReportRow,
     call_report,
@@ -27,7 +28,6 @@ from agent.report import (
     start_of_day,
     zone_name,
 )
-from storage.db import make_engine, upgrade
 from storage.repository import upsert_call
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")

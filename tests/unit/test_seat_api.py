@@ -14,9 +14,9 @@ from sqlalchemy.orm import Session
 from agent.config import DailyTarget
 from agent.errors import DeviceError
 from agent.events import Call, CallEvent, CallEventKind, Customer, Direction, Disposition
-from agent.web.api import play_url
-from agent.web.app import make_seat_app
-from agent.web.bus import SeatBus
+from agent.seat.web.api import play_url
+from agent.seat.web.app import make_seat_app
+from agent.seat.web.bus import SeatBus
 from storage.db import make_engine, upgrade
 from storage.models import AuditEntry, CustomerPhone, CustomerRecord, Recording
 from storage.repository import get_call, upsert_call

@@ -12,10 +12,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.callerid import encode_mdmf, encode_sdmf
-from agent.devices import DeviceRegistry
 from agent.errors import ConfigError
 from agent.events import ALL_LINES, Absence, CallerId, Dialed, LineError, OffHook, OnHook, Ring
 from agent.plugins import make_plugin_manager
+from agent.seat.devices import DeviceRegistry
 from plugins import serialbox
 from plugins.serialbox.config import SerialBoxConfig
 from plugins.serialbox.device import SerialBoxDevice

@@ -14,7 +14,6 @@ from pydantic import ValidationError
 
 from agent.calls import CallTracker, LineIdentity, TrackerConfig
 from agent.config import load_config
-from agent.devices import DeviceRegistry
 from agent.errors import ConfigError
 from agent.events import (
     Absence,
@@ -32,6 +31,7 @@ from agent.events import (
 )
 from agent.numbers import to_e164
 from agent.plugins import make_plugin_manager
+from agent.seat.devices import DeviceRegistry
 from plugins.simulator import people
 from plugins.simulator.config import SimulatorConfig
 from plugins.simulator.device import SimulatorDevice

@@ -32,7 +32,7 @@ from agent.events import (
     LineState,
     LineStatus,
 )
-from agent.observers import Observer
+from agent.seat.observers import Observer
 from storage import repository
 from storage.db import (
     alembic_config,

@@ -31,17 +31,10 @@ from agent.events import (
     Message,
 )
 from agent.hookspecs import hookimpl
-from agent.observers import Observer
-from agent.web import i18n
-from agent.web.app import (
-    CONTENT_SECURITY_POLICY,
-    format_duration,
-    format_sse,
-    make_seat_app,
-    parse_last_event_id,
-    to_json,
-)
-from agent.web.bus import RESET, SeatBus, SubscriptionEnded
+from agent.seat.observers import Observer
+from agent.seat.web.app import make_seat_app
+from agent.seat.web.bus import RESET, SeatBus, SubscriptionEnded
+from agent.web import CONTENT_SECURITY_POLICY, format_duration, format_sse, i18n, parse_last_event_id, to_json
 
 with warnings.catch_warnings():
     # Starlette 1.x warns once at import that it prefers httpx2 for its test client.
@@ -280,7 +273,7 @@ def test_format_duration(seconds: float | None, text: str) -> None:
 
 
 def _locale(name: str) -> dict[str, str]:
-    text = resources.files("agent.web").joinpath("locales", f"{name}.json").read_text(encoding="utf-8")
+    text = resources.files("agent.seat.web").joinpath("locales", f"{name}.json").read_text(encoding="utf-8")
     data: dict[str, str] = json.loads(text)
     return data
 
@@ -301,16 +294,16 @@ def test_locales_cover_every_state_direction_and_disposition() -> None:
         | {f"lang.{code}" for code in i18n.LANGUAGES}
     )
     for language in i18n.LANGUAGES:
-        assert needed <= set(i18n.catalog(language)), language
+        assert needed <= set(i18n.catalog(language, "agent.seat.web")), language
 
 
 def test_every_key_used_by_the_page_and_script_exists() -> None:
-    web = resources.files("agent.web")
+    web = resources.files("agent.seat.web")
     template = web.joinpath("templates", "seat.html").read_text(encoding="utf-8")
     script = web.joinpath("static", "seat.js").read_text(encoding="utf-8")
     used = set(re.findall(r'\bt\("([a-zA-Z_.-]+)"\)', template + script))
     assert {"lines", "calls", "ring", "talk", "number.withheld"} <= used
-    assert used <= set(i18n.catalog("en"))
+    assert used <= set(i18n.catalog("en", "agent.seat.web"))
 
 
 @pytest.mark.parametrize(
@@ -411,7 +404,7 @@ def test_page_has_no_inline_script(client: TestClient) -> None:
 
 
 def test_script_never_parses_data_as_html() -> None:
-    script = resources.files("agent.web").joinpath("static", "seat.js").read_text(encoding="utf-8")
+    script = resources.files("agent.seat.web").joinpath("static", "seat.js").read_text(encoding="utf-8")
     for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
         assert sink not in script
     assert "textContent" in script

@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 from whozz_emulator import TRAP_SERIAL, build_packet, call_record, detail_record
 
 from agent.calls import CallTracker, LineIdentity, TrackerConfig
-from agent.devices import DeviceRegistry
 from agent.events import (
     Absence,
     Call,
@@ -25,6 +24,7 @@ from agent.events import (
     LineError,
     LineEvent,
 )
+from agent.seat.devices import DeviceRegistry
 from plugins import whozz
 from plugins.whozz.config import WhozzConfig, parse_listen
 from plugins.whozz.device import WhozzDevice

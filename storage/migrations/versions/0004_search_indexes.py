@@ -11,7 +11,7 @@ reversed-number column only a fixed suffix, so neither serves an infix or a
 notes search. A trigram GIN index serves all three kinds with one index per
 column, and PostgreSQL uses it for ``LIKE`` and ``ILIKE`` as they are, so the
 queries need no rewriting. Patterns with no literal run of three characters or
-more cannot use it; ``agent/console/search.py`` keeps those away from it.
+more cannot use it; ``agent/centre/search.py`` keeps those away from it.
 
 PostgreSQL only. SQLite has no trigram index (its FTS5 tokenises words, not
 digit runs inside a number), so on a seat's SQLite database these searches stay

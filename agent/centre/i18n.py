@@ -7,7 +7,7 @@ from agent.web.i18n import LANGUAGES, negotiate
 
 __all__ = ["LANGUAGES", "Translator", "catalog", "negotiate"]
 
-PACKAGE = "agent.console"
+PACKAGE = "agent.centre"
 
 
 def catalog(language: str) -> dict[str, str]:

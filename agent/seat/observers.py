@@ -1,7 +1,7 @@
 """Observers: what the runtime fans call events and line states out to.
 
 Each observer gets every message in order, from its own queue and task (see
-:mod:`agent.runner`), so a slow one never holds up another. An observer that
+:mod:`agent.seat.runner`), so a slow one never holds up another. An observer that
 raises is logged and counted; the runtime decides whether to retry (storage
 does: nothing may be lost) or to go on.
 """

@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import Any
 
 from agent.events import CallEvent, CallEventKind, Customer, LineStatus, Message
-from agent.web.repstate import RepState, RepStateChange, RepStateSink
+from agent.seat.web.repstate import RepState, RepStateChange, RepStateSink
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ class Subscription:
 class SeatBus:
     """Keeps the seat page's state and streams every message to its clients.
 
-    An :class:`agent.observers.Observer`: the runtime calls :meth:`notify` with
+    An :class:`agent.seat.observers.Observer`: the runtime calls :meth:`notify` with
     every call event and line status, in order.
 
     :param max_calls: how many recent calls the snapshot keeps.

@@ -4,7 +4,7 @@ Routes: ``/`` (the page, with the caller card), ``/events`` (the event stream),
 ``/api/state`` (the snapshot as JSON), ``/healthz``, ``/listen/{call_uuid}`` (a
 call's live audio for the supervisor console, only with ``[web] listen_token``
 and that token as ``Authorization: Bearer``), the card/note/today/dial/
-claim/rep-state API of :mod:`agent.web.api`, ``/static/...`` (served from the
+claim/rep-state API of :mod:`agent.seat.web.api`, ``/static/...`` (served from the
 package, so it works offline) and whatever plugins add through ``register_routes``.
 
 Everything a caller controls (name, number) reaches the browser as text only:
@@ -15,8 +15,6 @@ inline script, so an injected tag could not run even if one slipped through.
 
 from __future__ import annotations
 
-import hmac
-import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
@@ -27,33 +25,36 @@ import anyio
 import pluggy
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from starlette.applications import Starlette
-from starlette.datastructures import MutableHeaders
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from agent.config import DailyTarget
-from agent.observers import PluginErrorCounter
-from agent.web import i18n
-from agent.web.api import Dialer, SeatApi, local_now
-from agent.web.bus import SeatBus, Subscription, SubscriptionEnded
+from agent.seat.observers import PluginErrorCounter
+from agent.seat.web.api import Dialer, SeatApi, local_now
+from agent.seat.web.bus import SeatBus, Subscription, SubscriptionEnded
+from agent.web import (
+    SafeJSONResponse,
+    SecurityHeadersMiddleware,
+    bearer_ok,
+    format_duration,
+    format_sse,
+    i18n,
+    parse_last_event_id,
+    to_json,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
 logger = logging.getLogger(__name__)
 
-#: No inline script or style, nothing from another origin, no framing.
-CONTENT_SECURITY_POLICY = "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-SECURITY_HEADERS = {
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "X-Frame-Options": "DENY",
-}
+#: Where the seat page's templates, static files and catalogs live.
+PACKAGE = "agent.seat.web"
+
 #: How long the browser waits before reconnecting a dropped event stream, in milliseconds.
 RECONNECT_MS = 2000
 #: Live listen-in audio, in the style of RFC 2586 but little-endian (what numpy and Web Audio use).
@@ -63,70 +64,11 @@ LISTEN_CHUNK_BYTES = 1600
 
 
 class LiveStream(Protocol):
-    """A call's live audio (:class:`agent.recorder.LiveTap`): PCM chunks until the call ends."""
+    """A call's live audio (:class:`agent.seat.recorder.LiveTap`): PCM chunks until the call ends."""
 
     def __aiter__(self) -> AsyncIterator[bytes]: ...
 
     def close(self) -> None: ...
-
-
-def bearer_ok(header: str | None, token: str) -> bool:
-    """Whether an ``Authorization`` header carries ``Bearer <token>`` (compared in constant time)."""
-    if not header:
-        return False
-    scheme, _, value = header.strip().partition(" ")
-    value = value.strip()
-    if scheme.lower() != "bearer" or not value:
-        return False
-    return hmac.compare_digest(value.encode("utf-8"), token.encode("utf-8"))
-
-
-class SecurityHeadersMiddleware:
-    """Adds :data:`SECURITY_HEADERS` to every HTTP response, plugin routes included.
-
-    A response that sets one of these headers itself keeps its own value.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in SECURITY_HEADERS.items():
-                    headers.setdefault(name, value)
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
-
-
-def to_json(value: Any) -> str:
-    """Compact JSON with ``<``, ``>``, ``&`` escaped, safe to place anywhere in HTML or an event stream."""
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-
-
-class SafeJSONResponse(Response):
-    """A JSON response whose text never contains a raw ``<``, ``>`` or ``&``."""
-
-    media_type = "application/json"
-
-    def render(self, content: Any) -> bytes:
-        return to_json(content).encode("utf-8")
-
-
-def format_sse(event_id: int, event: str, payload: dict[str, Any]) -> bytes:
-    """One Server-Sent Events frame: ``id``, ``event`` and a single ``data`` line, then a blank line.
-
-    The JSON is one line (newlines inside strings are escaped), so it cannot end
-    the frame early or inject a field.
-    """
-    return f"id: {event_id}\nevent: {event}\ndata: {to_json(payload)}\n\n".encode()
 
 
 class EventStreamResponse(Response):
@@ -178,26 +120,6 @@ class EventStreamResponse(Response):
             body = b": heartbeat\n\n" if item is None else format_sse(*item)
             await send({"type": "http.response.body", "body": body, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-
-def parse_last_event_id(value: str | None) -> int | None:
-    """The integer in a ``Last-Event-ID`` header (or query value), None when absent or not one of ours."""
-    if value is None:
-        return None
-    value = value.strip()
-    if not value.isascii() or not value.isdigit():
-        return None
-    return int(value)
-
-
-def format_duration(seconds: float | None) -> str:
-    """``m:ss`` (or ``h:mm:ss`` from an hour), empty for None; the page's script formats the same way."""
-    if seconds is None:
-        return ""
-    total = max(int(seconds), 0)
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def format_clock(iso: str | None) -> str:
@@ -304,7 +226,7 @@ def make_seat_app(
 ) -> Starlette:
     """Build the seat page app.
 
-    :param bus: the seat's :class:`~agent.web.bus.SeatBus` (also registered as an observer).
+    :param bus: the seat's :class:`~agent.seat.web.bus.SeatBus` (also registered as an observer).
     :param seat: the seat's name, shown in the header.
     :param pm: plugin manager whose ``register_routes`` implementations add routes.
     :param language: the configured page language; ``?lang=`` overrides it, and
@@ -340,7 +262,7 @@ def make_seat_app(
         console_url=console_url,
     )
     env = Environment(
-        loader=PackageLoader("agent.web", "templates"),
+        loader=PackageLoader(PACKAGE, "templates"),
         autoescape=True,
         undefined=StrictUndefined,
         trim_blocks=True,
@@ -353,7 +275,7 @@ def make_seat_app(
         lang = i18n.negotiate(
             request.query_params.get("lang"), request.headers.get("accept-language"), default=language
         )
-        t = i18n.Translator(lang)
+        t = i18n.Translator(lang, PACKAGE)
         state = bus.snapshot()
         root = request.scope.get("root_path", "")
         html = template.render(
@@ -424,5 +346,5 @@ def make_seat_app(
     ]
     if pm is not None:
         routes.extend(_plugin_routes(pm, errors))
-    routes.append(Mount("/static", StaticFiles(packages=[("agent.web", "static")]), name="static"))
+    routes.append(Mount("/static", StaticFiles(packages=[(PACKAGE, "static")]), name="static"))
     return Starlette(routes=routes, middleware=[Middleware(SecurityHeadersMiddleware)])

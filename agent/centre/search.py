@@ -33,9 +33,9 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, exists, false, func, literal_column, or_, select, true
 from sqlalchemy.orm import Session
 
-from agent.console.auth import Principal
-from agent.report import parse_when
+from agent.centre.auth import Principal
 from storage.models import CallRecord, Recording
+from storage.report import parse_when
 
 DIRECTIONS: tuple[str, ...] = ("in", "out")
 DISPOSITIONS: tuple[str, ...] = ("answered", "missed", "abandoned", "unknown")

@@ -52,7 +52,7 @@ from agent.events import (
     LineStatus,
     Message,
 )
-from agent.web.repstate import STATES as REP_STATES
+from agent.seat.web.repstate import STATES as REP_STATES
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ TALK_BUCKETS: tuple[float, ...] = (10, 30, 60, 120, 180, 300, 600, 900, 1800, 36
 RECORDING_ERROR_REASONS: tuple[str, ...] = ("disk_full", "io_error", "device_lost", "device_open", "database")
 #: Why a finished recording looks wrong (``cti_recording_suspect_total{reason}``).
 RECORDING_SUSPECT_REASONS: tuple[str, ...] = ("short", "silent", "one_sided")
-#: Kinds of failed sync attempts in team mode (see agent.sync).
+#: Kinds of failed sync attempts in team mode (see agent.seat.sync).
 SYNC_ERROR_KINDS: tuple[str, ...] = ("database", "recording_store", "parked", "local")
 
 #: Screen-pop and lookup latency buckets, in seconds: a pop must feel instant (< 0.25 s).
@@ -190,7 +190,7 @@ class _StateCollector(Collector):
 
 
 class Metrics:
-    """The seat's metrics: an :class:`agent.observers.Observer` and an error counter for the runtime.
+    """The seat's metrics: an :class:`agent.seat.observers.Observer` and an error counter for the runtime.
 
     :param registry: where every metric of this object is registered.
     :param seat: this seat's name, a label of the line and device state series.
@@ -421,7 +421,7 @@ class Metrics:
         """Observe how long one call's customer lookup took (a lookup that timed out counts its wait)."""
         self.lookup_latency_seconds.observe(max(seconds, 0.0))
 
-    # -- agent.web.repstate.RepStateSink ------------------------------------------------
+    # -- agent.seat.web.repstate.RepStateSink ------------------------------------------------
 
     def rep_state(self, rep: str, state: str, reason: str | None) -> None:
         """The rep is now in ``state`` (the pause reason is stored, not labelled)."""
@@ -432,7 +432,7 @@ class Metrics:
         """Add the time the rep spent in ``state``."""
         self.rep_state_seconds_total.labels(rep, state).inc(max(seconds, 0.0))
 
-    # -- agent.recorder.RecordingCounters (called from the recorder's writer thread) --
+    # -- agent.seat.recorder.RecordingCounters (called from the recorder's writer thread) --
 
     def recording_bytes(self, n: int) -> None:
         """Count ``n`` bytes of finished recording files."""
@@ -454,7 +454,7 @@ class Metrics:
         """Count one recording flagged ``reason`` (``short``, ``silent``, ``one_sided``)."""
         self.recording_suspects.labels(reason).inc()
 
-    # -- agent.sync.SyncMetrics ---------------------------------------------------------
+    # -- agent.seat.sync.SyncMetrics ---------------------------------------------------------
 
     def sync_backlog(self, rows: int) -> None:
         """``rows`` calls and recordings are waiting to be sent upstream."""

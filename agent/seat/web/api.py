@@ -28,8 +28,8 @@ from starlette.routing import BaseRoute, Route
 from agent.config import DailyTarget
 from agent.errors import AgentError, DeviceError
 from agent.numbers import clean
-from agent.web.bus import SeatBus
-from agent.web.repstate import RepStateChange
+from agent.seat.web.bus import SeatBus
+from agent.seat.web.repstate import RepStateChange
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{
 
 
 class Dialer(Protocol):
-    """What click-to-dial needs from the runtime (:class:`agent.runner.Agent` is one)."""
+    """What click-to-dial needs from the runtime (:class:`agent.seat.runner.Agent` is one)."""
 
     def dialable_lines(self) -> list[str]:
         """The ids of the lines whose device can dial."""
@@ -79,7 +79,7 @@ def display_number(key: str) -> str:
 
 
 class SeatApi:
-    """The API routes; built by :func:`agent.web.app.make_seat_app`.
+    """The API routes; built by :func:`agent.seat.web.app.make_seat_app`.
 
     :param engine: the database; without it the card shows only what the bus knows.
     :param dialer: click-to-dial; without it no number is dialable.

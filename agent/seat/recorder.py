@@ -1,7 +1,7 @@
 """The call recorder: an observer that records each line's calls to disk.
 
 Per call (``started`` → ``answered`` → ``ended``) on a line that has an audio
-source (:mod:`agent.audio`):
+source (:mod:`agent.seat.audio`):
 
 - ``started``: the line's source is opened (in a worker thread: PortAudio may
   take a second or two). Its blocks go to a pre-roll ring buffer, so the first
@@ -56,11 +56,11 @@ import numpy as np
 import soundfile as sf
 from sqlalchemy import Engine
 
-from agent.audio import AudioSource, Block, LevelStats, PreRoll, Resampler, SoundDeviceSource
 from agent.config import Config, RecordingSection
 from agent.errors import AgentError
-from agent.events import Call, CallEvent, CallEventKind, Direction, Disposition, Message
-from storage.recordings import RecordingFacts, RecordingPaths, RecordingStore, sha256_of
+from agent.events import Call, CallEvent, CallEventKind, Direction, Disposition, Message, RecordingFacts
+from agent.seat.audio import AudioSource, Block, LevelStats, PreRoll, Resampler, SoundDeviceSource
+from storage.recordings import RecordingPaths, RecordingStore, sha256_of
 
 logger = logging.getLogger(__name__)
 
@@ -552,7 +552,7 @@ def _reason(exc: BaseException, folder: Path | None = None) -> str:
 
 
 class Recorder:
-    """An :class:`agent.observers.Observer` that records calls (see the module docstring).
+    """An :class:`agent.seat.observers.Observer` that records calls (see the module docstring).
 
     ``sources`` gives a call's audio source (None: the line is not recorded).
     ``counters`` receives the metrics (see :class:`RecordingCounters`).
@@ -813,7 +813,7 @@ def line_sources(config: Config, devices: Mapping[str, Any]) -> SourceFactory:
     """The production source factory: a line's ``audio_device``, else its device's own audio.
 
     A ``[[lines]]`` table with ``audio_device`` records from that sound input
-    (:class:`agent.audio.SoundDeviceSource`, its ``audio_channels``). Otherwise a
+    (:class:`agent.seat.audio.SoundDeviceSource`, its ``audio_channels``). Otherwise a
     device that offers ``audio_source(line, call_uuid, samplerate)`` (the
     simulator's synthetic speech) is used. ``devices`` is read at call time.
     """

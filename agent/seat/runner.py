@@ -38,7 +38,6 @@ from sqlalchemy.orm import Session
 
 from agent.calls import CallTracker, LineIdentity
 from agent.config import Config, device_options, parse_listen
-from agent.devices import Device, DeviceRegistry
 from agent.errors import AgentError, ConfigError, DeviceError
 from agent.events import (
     ALL_LINES,
@@ -52,19 +51,21 @@ from agent.events import (
     LineEvent,
     LineStatus,
     Message,
+    RecordingFacts,
 )
-from agent.metrics import Metrics, make_metrics_app
-from agent.observers import HookObserver, Observer, PluginErrorCounter, notify_each
-from agent.recorder import Recorder, make_recorder
-from agent.sync import SyncLoop, make_sync
-from agent.web.app import make_seat_app
-from agent.web.bus import SeatBus
-from agent.web.repstate import RepState, RepStateSink
+from agent.seat.devices import Device, DeviceRegistry
+from agent.seat.metrics import Metrics, make_metrics_app
+from agent.seat.observers import HookObserver, Observer, PluginErrorCounter, notify_each
+from agent.seat.recorder import Recorder, make_recorder
+from agent.seat.sync import SyncLoop, make_sync
+from agent.seat.web.app import make_seat_app
+from agent.seat.web.bus import SeatBus
+from agent.seat.web.repstate import RepState, RepStateSink
 from agent.web.serve import AgentServer, make_server
 from storage.db import make_engine, upgrade
 from storage.observer import StorageObserver
 from storage.plugin import SqlStore
-from storage.recordings import RecordingFacts, RecordingStore
+from storage.recordings import RecordingStore
 
 logger = logging.getLogger(__name__)
 
@@ -252,7 +253,7 @@ class Agent:
             self.bus,
             HookObserver(self.pm, self.metrics),
         ]
-        # The recorder: repair what a crash left, then record from call events (see agent.recorder).
+        # The recorder: repair what a crash left, then record from call events (see agent.seat.recorder).
         self.recorder = make_recorder(
             self.config, self.engine, self.devices, self.metrics, on_finished=self._recording_finished
         )
@@ -260,7 +261,7 @@ class Agent:
             await asyncio.to_thread(self.recorder.recover)
             await asyncio.to_thread(self._refresh_oldest_recording)
             observers.append(self.recorder)
-        # Team mode: replay the local outbox into the central database (see agent.sync).
+        # Team mode: replay the local outbox into the central database (see agent.seat.sync).
         self.sync = make_sync(self.config, self.engine, self.metrics)
         if self.sync is not None:
             observers.append(self.sync)
@@ -331,7 +332,7 @@ class Agent:
                 protection_days=self.config.leads.protection_days,
                 daily_claim_limit=self.config.leads.daily_claim_limit,
                 console_url=self.config.web.console_url,
-                # Listen-in streams what the recorder captures (see agent.recorder.LiveTap).
+                # Listen-in streams what the recorder captures (see agent.seat.recorder.LiveTap).
                 live=self.recorder.subscribe_live if self.recorder is not None else None,
                 listen_token=self.config.web.listen_token,
             )

@@ -1,10 +1,10 @@
 """Live listen-in: a lead or manager hears a call in progress on the floor from the console.
 
-Direction: the console *pulls* from the seat. Each seat's page (``agent/web/app.py``)
+Direction: the console *pulls* from the seat. Each seat's page (``agent/seat/web/app.py``)
 serves ``GET /listen/{call_uuid}``: the call's live audio as raw 16-bit
 little-endian mono PCM at 8 kHz (``audio/L16;rate=8000;channels=1``, RFC 2586
 style), in chunks of at most 100 ms, until the call ends. The audio is the
-recorder's live tap (:class:`agent.recorder.LiveTap`), so only calls the seat
+recorder's live tap (:class:`agent.seat.recorder.LiveTap`), so only calls the seat
 records can be listened to (``[recording] enabled``; what ``start_on`` decides
 is written to disk, but the tap streams from the moment the line's audio source
 opens at the start of the call).
@@ -29,7 +29,7 @@ the seats and the console on the floor's own network, or put TLS in front.
 
 The list of calls in progress comes from the database the console reads (calls
 with ``ended_at`` unset, started within :data:`LIVE_WINDOW`), scoped like every
-other page (:func:`agent.console.search.scope_clause`): in team mode the seats'
+other page (:func:`agent.centre.search.scope_clause`): in team mode the seats'
 outboxes sync those rows as calls start; in single-machine mode the local
 database has them.
 """
@@ -48,8 +48,8 @@ from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 
-from agent.console.auth import Principal
-from agent.console.search import display_number, mask_number, scope_clause
+from agent.centre.auth import Principal
+from agent.centre.search import display_number, mask_number, scope_clause
 from storage.models import CallRecord
 
 logger = logging.getLogger(__name__)

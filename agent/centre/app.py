@@ -18,7 +18,7 @@ Routes (all but ``/login``, ``/healthz`` and ``/static`` need a session)::
 Access to a recording is decided on the audio URL itself: the id in the URL is
 an integer, the file's path comes from the ``recordings`` row (never from the
 URL) and must lie inside the configured recordings directory, and the row's
-call must be within the user's scope (:func:`agent.console.search.scope_clause`).
+call must be within the user's scope (:func:`agent.centre.search.scope_clause`).
 
 Cross-site requests are refused twice over: the session cookie is
 ``SameSite=Strict`` (a page elsewhere cannot send it) and any request a browser
@@ -62,9 +62,8 @@ from starlette.responses import (
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from agent.config import DailyTarget, TargetsSection
-from agent.console import i18n
-from agent.console.auth import (
+from agent.centre import i18n
+from agent.centre.auth import (
     LoginRateLimiter,
     Principal,
     SessionSigner,
@@ -74,8 +73,8 @@ from agent.console.auth import (
     password_fingerprint,
     principal_of,
 )
-from agent.console.listen import live_call, live_calls, may_listen, proxy_seat_audio
-from agent.console.search import (
+from agent.centre.listen import live_call, live_calls, may_listen, proxy_seat_audio
+from agent.centre.search import (
     DIRECTIONS,
     DISPOSITIONS,
     PER_PAGE_CHOICES,
@@ -93,9 +92,10 @@ from agent.console.search import (
     visible_call,
     visible_recording,
 )
-from agent.report import CLOCK_STEPS, call_report, start_of_day
-from agent.web.app import SecurityHeadersMiddleware, format_duration, format_sse
+from agent.config import DailyTarget, TargetsSection
+from agent.web import SecurityHeadersMiddleware, format_duration, format_sse
 from storage.models import AuditEntry, CallRecord, Recording, User
+from storage.report import CLOCK_STEPS, call_report, start_of_day
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ class ConsoleSettings:
     :param language: a fixed page language; None lets the user's setting or the browser decide.
     :param region: the floor's region (``[agent] region``): a wildcard number search is
         matched against the national number after its country code.
-    :param seats: seat name → the seat page's base URL, for live listen-in (:mod:`agent.console.listen`).
+    :param seats: seat name → the seat page's base URL, for live listen-in (:mod:`agent.centre.listen`).
     :param listen_token: the seats' ``[web] listen_token``; None turns listen-in off.
     """
 
@@ -276,7 +276,7 @@ def make_console_app(engine: Engine, settings: ConsoleSettings) -> Starlette:  #
     )
     recordings_root = settings.recordings_dir
     env = Environment(
-        loader=PackageLoader("agent.console", "templates"),
+        loader=PackageLoader("agent.centre", "templates"),
         autoescape=True,
         undefined=StrictUndefined,
         trim_blocks=True,
@@ -1030,7 +1030,7 @@ def make_console_app(engine: Engine, settings: ConsoleSettings) -> Starlette:  #
         Route("/live", live_page, name="live"),
         Route("/live/{call_uuid}/audio", live_audio, name="live_audio"),
         Route("/healthz", healthz, name="healthz"),
-        Mount("/static", StaticFiles(packages=[("agent.console", "static")]), name="static"),
+        Mount("/static", StaticFiles(packages=[("agent.centre", "static")]), name="static"),
     ]
     return Starlette(routes=routes, middleware=[Middleware(SecurityHeadersMiddleware)])
 

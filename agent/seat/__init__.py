@@ -1,0 +1,1 @@
+"""The seat agent: the runtime that reads a rep's phone devices, records, pops and exports metrics."""
