@@ -6,30 +6,21 @@ database, a port already taken), 2 usage or configuration error.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import pluggy
 
 from agent import __version__
-from agent.commands.console import console
-from agent.commands.customers import export_customers_command, import_customers_command
-from agent.commands.deploy import deploy
-from agent.commands.devices import devices_command
-from agent.commands.purge import purge
-from agent.commands.report import report
-from agent.commands.sync import sync
-from agent.commands.users import users
-from agent.config import Config, load_config
 from agent.errors import AgentError, ConfigError
-from agent.plugins import describe_plugins, make_plugin_manager
-from agent.seat.devices import DeviceRegistry
+
+if TYPE_CHECKING:
+    import pluggy
+
+    from agent.config import Config
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +40,99 @@ def _setup_logging(level: str) -> None:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+#: Commands that live in their own modules (agent/commands/), imported only when they run: the
+#: name, ``module:attribute`` and the one-line help ``--help`` lists (a test keeps it equal to the
+#: command's own). ``cti-agent --help`` and ``--version`` thus import neither SQLAlchemy nor numpy.
+LAZY_COMMANDS: dict[str, tuple[str, str]] = {
+    "console": (
+        "agent.commands.console:console",
+        "Serve the supervisor console: search calls, play recordings, statistics, wallboard, listen-in.",
+    ),
+    "deploy": ("agent.commands.deploy:deploy", "Generate files for the central Prometheus and Grafana."),
+    "devices": (
+        "agent.commands.devices:devices_command",
+        "List serial ports with their USB ids, which answer, and the configured lines' state.",
+    ),
+    "export-customers": (
+        "agent.commands.customers:export_customers_command",
+        "Export every customer to FILE (.xlsx, or CSV in UTF-8 with BOM); it imports back unchanged.",
+    ),
+    "import-customers": (
+        "agent.commands.customers:import_customers_command",
+        "Import customers from a CSV or XLSX FILE.",
+    ),
+    "purge": (
+        "agent.commands.purge:purge",
+        "Delete call recordings (and only them) past their retention; the calls themselves stay.",
+    ),
+    "report": (
+        "agent.commands.report:report",
+        "Calls, answered, missed, talk time and effective calls from the database.",
+    ),
+    "sync": (
+        "agent.commands.sync:sync",
+        "Replay this seat's calls, notes and recordings into the central database ([central] url).",
+    ),
+    "users": (
+        "agent.commands.users:users",
+        "Console log-ins: rep (own calls), lead (own team), manager (all calls), admin (users, audit).",
+    ),
+}
+
+
+class LazyGroup(click.Group):
+    """The top-level group: built-in subcommands imported on first use, plugin commands on demand.
+
+    Plugin commands (hook ``register_commands``) are loaded only when they can matter: to list
+    them in ``--help`` or to run a name that is not built in.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._plugins_loaded = False
+
+    def _load_plugin_commands(self) -> None:
+        if not self._plugins_loaded:
+            self._plugins_loaded = True
+            _add_plugin_commands(self)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._load_plugin_commands()
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            return command
+        if cmd_name in LAZY_COMMANDS:
+            import importlib
+
+            module_name, _, attribute = LAZY_COMMANDS[cmd_name][0].partition(":")
+            loaded: click.Command = getattr(importlib.import_module(module_name), attribute)
+            self.add_command(loaded, cmd_name)
+            return loaded
+        self._load_plugin_commands()
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # As click's own, but a lazy command's help comes from the table: listing must not import it.
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.commands.get(name)
+            if command is None and name in LAZY_COMMANDS:
+                limit = formatter.width - 6 - len(name)
+                # A bare Command shortens the text exactly as click does for a loaded one.
+                rows.append(
+                    (name, click.Command(name, help=LAZY_COMMANDS[name][1]).get_short_help_str(limit))
+                )
+            elif command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(formatter.width - 6 - len(name))))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="cti-agent")
 @click.option(
     "--log-level",
@@ -65,6 +148,10 @@ def cli(log_level: str) -> None:
 
 def _load(path: Path | None, overrides: dict[str, Any] | None = None) -> tuple[Config, pluggy.PluginManager]:
     """Load the config, build the plugin manager it asks for, and validate devices against it."""
+    from agent.config import load_config
+    from agent.plugins import make_plugin_manager
+    from agent.seat.devices import DeviceRegistry
+
     first = load_config(path, overrides=overrides)
     pm = make_plugin_manager(disabled=first.agent.disabled_plugins)
     config = load_config(path, DeviceRegistry.from_plugins(pm), overrides=overrides)
@@ -72,6 +159,9 @@ def _load(path: Path | None, overrides: dict[str, Any] | None = None) -> tuple[C
 
 
 def _run_agent(config: Config, pm: pluggy.PluginManager, duration: float | None) -> None:
+    import asyncio
+    import signal
+
     from agent.seat.runner import Agent
 
     async def main() -> None:
@@ -206,6 +296,10 @@ def demo(
 )
 def plugins_command(as_json: bool, config_path: Path | None) -> None:
     """List the loaded plugins: name, version, where each came from, and its hooks."""
+    from agent.config import load_config
+    from agent.plugins import describe_plugins, make_plugin_manager
+    from agent.seat.devices import DeviceRegistry
+
     disabled = load_config(config_path).agent.disabled_plugins if config_path else []
     pm = make_plugin_manager(disabled=disabled)
     registry = DeviceRegistry.from_plugins(pm)
@@ -247,6 +341,7 @@ def decode_command(path: Path, fmt: str, as_json: bool, region: str) -> None:
     with the offending text; decoding goes on after it.
     """
     from agent.decode import collect_decoders, decode, pick_decoder
+    from agent.plugins import make_plugin_manager
 
     decoders = collect_decoders(make_plugin_manager())
     known = ", ".join(sorted(decoders)) or "none"
@@ -279,6 +374,7 @@ def db() -> None:
 @click.option("--url", default=None, help="A SQLAlchemy database URL (overrides the config).")
 def db_upgrade(config_path: Path | None, url: str | None) -> None:
     """Create or migrate the database schema to the newest revision."""
+    from agent.config import load_config
     from storage.db import current_revision, head_revision, make_engine, upgrade
 
     config = load_config(config_path)
@@ -298,34 +394,25 @@ def db_upgrade(config_path: Path | None, url: str | None) -> None:
         click.echo(f"{_safe_url(target)}: upgraded {before or 'empty'} -> {after}")
 
 
-# Commands that live in their own modules (agent/commands/).
-cli.add_command(devices_command)
-cli.add_command(report)
-cli.add_command(deploy)
-cli.add_command(purge)
-cli.add_command(import_customers_command)
-cli.add_command(export_customers_command)
-cli.add_command(sync)
-cli.add_command(console)
-cli.add_command(users)
+def _add_plugin_commands(group: click.Group) -> None:
+    from agent.plugins import make_plugin_manager
 
-
-def _add_plugin_commands() -> None:
     try:
-        pm = make_plugin_manager()
+        # Built-in plugins add no commands (those live in agent/commands/), so only
+        # third-party ones are loaded here, and --help does not import the device drivers.
+        pm = make_plugin_manager(builtins=False)
     except Exception as exc:  # a broken third-party plugin must not break --help
         logger.warning("plugins could not be loaded for extra commands: %s", exc)
         return
     for impl in pm.hook.register_commands.get_hookimpls():
         try:
-            impl.function(cli=cli)
+            impl.function(cli=group)
         except Exception:
             logger.exception("plugin %s failed in register_commands", impl.plugin_name)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``cti-agent`` script; returns the exit code."""
-    _add_plugin_commands()
     try:
         cli.main(args=argv, prog_name="cti-agent", standalone_mode=False)
     except click.exceptions.Abort:

@@ -33,20 +33,22 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
 
 
 def make_plugin_manager(
-    *, load_entrypoints: bool = True, disabled: Iterable[str] = ()
+    *, load_entrypoints: bool = True, disabled: Iterable[str] = (), builtins: bool = True
 ) -> pluggy.PluginManager:
     """A fresh plugin manager with the built-ins and (optionally) third-party plugins loaded.
 
     ``disabled`` names plugins to block (config ``[agent] disabled_plugins``).
     ``CTI_AGENT_LOAD_PLUGINS`` (comma-separated entry-point names) limits which
     third-party plugins are loaded; set it empty to load none.
+    ``builtins=False`` leaves out :data:`DEFAULT_PLUGINS` (the CLI's command loader: no
+    built-in adds commands, and importing the device drivers would slow ``--help``).
     Misspelled hook implementations fail here, at start-up, not on first use.
     """
     pm = pluggy.PluginManager(PROJECT)
     pm.add_hookspecs(hookspecs)
     for name in disabled:
         pm.set_blocked(name)
-    for module_name in DEFAULT_PLUGINS:
+    for module_name in DEFAULT_PLUGINS if builtins else ():
         if pm.is_blocked(module_name) or pm.is_blocked(_short(module_name)):
             logger.info("built-in plugin %s is disabled by config", module_name)
             continue
