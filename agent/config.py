@@ -14,7 +14,7 @@ import socket
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import platformdirs
@@ -24,6 +24,8 @@ from agent.calls import TrackerConfig
 from agent.errors import ConfigError
 from agent.numbers import DEFAULT_REGION
 from agent.seat.devices import DeviceRegistry
+
+_Settings = TypeVar("_Settings", bound=BaseModel)
 
 APP_NAME = "cti-agent"
 
@@ -374,6 +376,27 @@ def load_config(
 def device_options(config: Config, registry: DeviceRegistry, device: DeviceSection) -> Any:
     """The validated options model of ``device`` (call after :func:`load_config` checked them)."""
     return registry.get(device.type).Config.model_validate(device.options)
+
+
+def plugin_settings(config: Config, name: str, model: type[_Settings]) -> _Settings | None:
+    """A plugin's ``[plugins.<name>]`` table validated into ``model``, or None when the table is absent.
+
+    For built-in and third-party plugins alike, in their ``agent_configured`` hook.
+
+    :raises ConfigError: the table is invalid; the message names each bad key as
+        ``plugins.<name>.<key>``.
+    """
+    section = config.plugins.get(name)
+    if section is None:
+        return None
+    try:
+        return model.model_validate(section)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"plugins.{name}.{'.'.join(str(p) for p in error['loc'])}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise ConfigError(problems) from None
 
 
 def _references(config: Config) -> list[tuple[tuple[str | int, ...], str]]:

@@ -8,11 +8,8 @@ registers for its run; it answers ``lookup_customer`` when no earlier plugin did
 
 from __future__ import annotations
 
-from pydantic import ValidationError
-
 import agent
-from agent.config import Config
-from agent.errors import ConfigError
+from agent.config import Config, plugin_settings
 from plugins.crm_http.client import CrmHttp
 from plugins.crm_http.config import CrmHttpConfig
 
@@ -25,17 +22,9 @@ def agent_configured(config: Config) -> CrmHttp | None:
 
     :raises ConfigError: the table is invalid (names the key).
     """
-    section = config.plugins.get(NAME)
-    if section is None:
+    options = plugin_settings(config, NAME, CrmHttpConfig)
+    if options is None:
         return None
-    try:
-        options = CrmHttpConfig.model_validate(section)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"plugins.{NAME}.{'.'.join(str(p) for p in error['loc'])}: {error['msg']}"
-            for error in exc.errors()
-        )
-        raise ConfigError(problems) from None
     return CrmHttp(options, region=config.agent.region)
 
 

@@ -19,11 +19,8 @@ import logging
 import os
 import shutil
 
-from pydantic import ValidationError
-
 import agent
-from agent.config import Config
-from agent.errors import ConfigError
+from agent.config import Config, plugin_settings
 from plugins.notify_desktop.notifier import DesktopNotifier, NotifyConfig
 
 NAME = "notify_desktop"
@@ -42,17 +39,9 @@ def agent_configured(config: Config) -> DesktopNotifier | None:
 
     :raises ConfigError: the table is invalid.
     """
-    section = config.plugins.get(NAME)
-    if section is None:
+    options = plugin_settings(config, NAME, NotifyConfig)
+    if options is None:
         return None
-    try:
-        options = NotifyConfig.model_validate(section)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"plugins.{NAME}.{'.'.join(str(p) for p in error['loc'])}: {error['msg']}"
-            for error in exc.errors()
-        )
-        raise ConfigError(problems) from None
     if not options.enabled:
         return None
     if not desktop_session():
