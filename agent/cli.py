@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from agent import __version__
+from agent.commands.common import config_option, url_option
 from agent.errors import AgentError, ConfigError
 
 if TYPE_CHECKING:
@@ -163,6 +164,7 @@ def _run_agent(config: Config, pm: pluggy.PluginManager, duration: float | None)
     import signal
 
     from agent.seat.runner import Agent
+    from storage.db import safe_url
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -182,19 +184,13 @@ def _run_agent(config: Config, pm: pluggy.PluginManager, duration: float | None)
             if config.metrics.enabled:
                 mhost = config.metrics.listen.rsplit(":", 1)[0]
                 click.echo(f"metrics:    http://{mhost}:{agent.metrics_port}/metrics", err=True)
-            click.echo(f"database:   {_safe_url(config.database_url)}", err=True)
+            click.echo(f"database:   {safe_url(config.database_url)}", err=True)
             click.echo("press Ctrl-C to stop", err=True)
         else:
             started.cancel()
         await runner
 
     asyncio.run(main())
-
-
-def _safe_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
 
 
 @cli.command()
@@ -370,28 +366,23 @@ def db() -> None:
 
 
 @db.command("upgrade")
-@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False), default=None)
-@click.option("--url", default=None, help="A SQLAlchemy database URL (overrides the config).")
+@config_option("Read the database URL from this config.")
+@url_option
 def db_upgrade(config_path: Path | None, url: str | None) -> None:
     """Create or migrate the database schema to the newest revision."""
-    from agent.config import load_config
-    from storage.db import current_revision, head_revision, make_engine, upgrade
+    from agent.commands.common import database_url, load, open_engine
+    from storage.db import current_revision, head_revision, safe_url, upgrade
 
-    config = load_config(config_path)
-    target = url or config.database_url
-    if target.startswith("sqlite:///") and url is None:
-        config.agent.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(target)
-    try:
+    config = load(config_path)
+    target = database_url(config, url)
+    with open_engine(config, url, migrate=False) as engine:
         before = current_revision(engine)
         upgrade(engine)
         after = current_revision(engine)
-    finally:
-        engine.dispose()
     if before == after:
-        click.echo(f"{_safe_url(target)}: already at {after} (head {head_revision()})")
+        click.echo(f"{safe_url(target)}: already at {after} (head {head_revision()})")
     else:
-        click.echo(f"{_safe_url(target)}: upgraded {before or 'empty'} -> {after}")
+        click.echo(f"{safe_url(target)}: upgraded {before or 'empty'} -> {after}")
 
 
 def _add_plugin_commands(group: click.Group) -> None:

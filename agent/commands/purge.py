@@ -9,11 +9,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from agent.config import load_config
-from agent.errors import AgentError
-from storage.db import make_engine, upgrade
+from agent.commands.common import config_option, load, open_engine
+from agent.config import Config
 from storage.outbox import purge_allowed
 from storage.recordings import RecordingStore, audit
 from storage.repository import recordings_past_retention
@@ -78,13 +78,7 @@ def retention_rule(
     ),
 )
 @click.option("--dry-run", is_flag=True, help="Only say what would be deleted.")
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
-    default=None,
-    help="The agent's config file (default: the embedded defaults).",
-)
+@config_option()
 def purge(older_than: str | None, dry_run: bool, config_path: Path | None) -> None:
     """Delete call recordings (and only them) past their retention; the calls themselves stay.
 
@@ -92,10 +86,7 @@ def purge(older_than: str | None, dry_run: bool, config_path: Path | None) -> No
     team_retention_days`` for the teams listed there, ``retention_days`` for the
     others. ``--older-than`` overrides both for every team.
     """
-    try:
-        config = load_config(config_path)
-    except AgentError as exc:
-        raise click.UsageError(str(exc)) from None
+    config = load(config_path)
     recording = config.recording
     age: timedelta | None = None
     if older_than is None:
@@ -111,47 +102,52 @@ def purge(older_than: str | None, dry_run: bool, config_path: Path | None) -> No
     default_cutoff, team_cutoffs, rule = retention_rule(
         age, recording.retention_days, recording.team_retention_days, datetime.now(UTC)
     )
-    try:
-        engine = make_engine(config.database_url)
-        upgrade(engine)
-    except AgentError as exc:
-        raise click.ClickException(str(exc)) from None
+    with open_engine(config) as engine:
+        _purge(engine, config, age, default_cutoff, team_cutoffs, rule, dry_run=dry_run)
+
+
+def _purge(
+    engine: Engine,
+    config: Config,
+    age: timedelta | None,
+    default_cutoff: datetime | None,
+    team_cutoffs: dict[str, datetime],
+    rule: str,
+    *,
+    dry_run: bool,
+) -> None:
     store = RecordingStore(config.agent.data_dir, engine)
-    try:
-        with Session(engine) as session:
-            rows = recordings_past_retention(
-                session, default_cutoff=default_cutoff, team_cutoffs=team_cutoffs
-            )
-            ids = [row.id for row in rows]
-            total = sum(row.bytes or 0 for row in rows)
-        if dry_run:
-            click.echo(f"would delete {len(ids)} recording(s) {rule}, {_size(total)}")
-            return
-        freed = 0
-        deleted = 0
-        # Team mode: a local recording goes only once its central copy is verified (storage.outbox).
-        team_mode = config.central_url is not None
-        kept = 0
-        with click.progressbar(length=len(ids), label="deleting recordings", file=None) as bar:
-            for start in range(0, len(ids), BATCH):
-                with Session(engine) as session, session.begin():
-                    for row in store.by_ids(session, ids[start : start + BATCH]):
-                        if team_mode and not purge_allowed(session, row, config.central.recordings_dir):
-                            kept += 1
-                            continue
-                        freed += store.delete(session, row)
-                        deleted += 1
-                bar.update(min(BATCH, len(ids) - start))
-        with Session(engine) as session, session.begin():
-            detail: dict[str, object] = {"recordings": deleted, "bytes": freed}
-            if age is not None:
-                detail["older_than"] = str(age)
-            else:
-                detail["retention_days"] = recording.retention_days
-                detail["team_retention_days"] = dict(recording.team_retention_days)
-            audit(session, "recordings.purge", rule, detail, _user())
-    finally:
-        engine.dispose()
+    recording = config.recording
+    with Session(engine) as session:
+        rows = recordings_past_retention(session, default_cutoff=default_cutoff, team_cutoffs=team_cutoffs)
+        ids = [row.id for row in rows]
+        total = sum(row.bytes or 0 for row in rows)
+    if dry_run:
+        click.echo(f"would delete {len(ids)} recording(s) {rule}, {_size(total)}")
+        return
+    freed = 0
+    deleted = 0
+    # Team mode: a local recording goes only once its central copy is verified (storage.outbox).
+    team_mode = config.central_url is not None
+    kept = 0
+    with click.progressbar(length=len(ids), label="deleting recordings", file=None) as bar:
+        for start in range(0, len(ids), BATCH):
+            with Session(engine) as session, session.begin():
+                for row in store.by_ids(session, ids[start : start + BATCH]):
+                    if team_mode and not purge_allowed(session, row, config.central.recordings_dir):
+                        kept += 1
+                        continue
+                    freed += store.delete(session, row)
+                    deleted += 1
+            bar.update(min(BATCH, len(ids) - start))
+    with Session(engine) as session, session.begin():
+        detail: dict[str, object] = {"recordings": deleted, "bytes": freed}
+        if age is not None:
+            detail["older_than"] = str(age)
+        else:
+            detail["retention_days"] = recording.retention_days
+            detail["team_retention_days"] = dict(recording.team_retention_days)
+        audit(session, "recordings.purge", rule, detail, _user())
     click.echo(f"deleted {deleted} recording(s) {rule}, freed {_size(freed)}")
     if kept:
         click.echo(f"kept {kept} recording(s) not yet verified upstream (see cti-agent sync --status)")

@@ -12,35 +12,17 @@ from typing import Any
 import click
 from sqlalchemy.orm import Session
 
+from agent.commands.common import config_option, transaction, url_option
 from agent.config import load_config
-from agent.errors import AgentError
 from storage.models import ROLES
 
 __all__ = ["users"]
 
-_config_option = click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
-    default=None,
-    help="Read the database URL from this config.",
-)
-_url_option = click.option("--url", default=None, help="A SQLAlchemy database URL (overrides the config).")
-
 
 @contextmanager
 def _session(config_path: Path | None, url: str | None) -> Iterator[Session]:
-    from storage.db import make_engine, storage_errors, upgrade
-
-    engine = make_engine(url or load_config(config_path).database_url)
-    try:
-        upgrade(engine)
-        with storage_errors(engine, "changing users"), Session(engine) as session, session.begin():
-            yield session
-    except AgentError as exc:
-        raise click.ClickException(str(exc)) from None
-    finally:
-        engine.dispose()
+    with transaction(load_config(config_path), url, "changing users") as session:
+        yield session
 
 
 def _password(from_stdin: bool) -> str:
@@ -79,8 +61,8 @@ def users() -> None:
     help="Page language (auto: the browser's).",
 )
 @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
-@_config_option
-@_url_option
+@config_option("Read the database URL from this config.")
+@url_option
 def add(
     login: str,
     role: str,
@@ -105,8 +87,8 @@ def add(
 @users.command("passwd")
 @click.argument("login")
 @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
-@_config_option
-@_url_option
+@config_option("Read the database URL from this config.")
+@url_option
 def passwd(login: str, password_stdin: bool, config_path: Path | None, url: str | None) -> None:
     """Set LOGIN's password; their open sessions end."""
     from agent.centre.auth import set_password
@@ -119,8 +101,8 @@ def passwd(login: str, password_stdin: bool, config_path: Path | None, url: str 
 
 @users.command("disable")
 @click.argument("login")
-@_config_option
-@_url_option
+@config_option("Read the database URL from this config.")
+@url_option
 def disable(login: str, config_path: Path | None, url: str | None) -> None:
     """Stop LOGIN logging in; their open sessions end at their next request."""
     from agent.centre.auth import disable_user
@@ -132,8 +114,8 @@ def disable(login: str, config_path: Path | None, url: str | None) -> None:
 
 @users.command("list")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
-@_config_option
-@_url_option
+@config_option("Read the database URL from this config.")
+@url_option
 def list_command(as_json: bool, config_path: Path | None, url: str | None) -> None:
     """Every user with role, team, rep and whether disabled."""
     from agent.centre.auth import list_users
