@@ -70,6 +70,10 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
         "agent.commands.report:report",
         "Calls, answered, missed, talk time and effective calls from the database.",
     ),
+    "seats": (
+        "agent.commands.seats:seats",
+        "Seat credentials at the centre: add (prints the token once), list, revoke.",
+    ),
     "sync": (
         "agent.commands.sync:sync",
         "Replay this seat's calls, notes and recordings into the central database ([central] url).",

@@ -263,6 +263,32 @@ class CentralSection(_Section):
     backoff_max: float = Field(default=300.0, ge=1, le=86_400)
 
 
+class CentreSection(_Section):
+    """``[centre]``: the team server (``cti-agent centre``): the console and the seat API on one port.
+
+    With ``tls_cert`` and ``tls_key`` (PEM files) it serves HTTPS; without them plain HTTP, which
+    is for loopback or behind a TLS proxy. ``hosts`` are the names it is reached by besides
+    loopback and its listen address (requests for any other ``Host`` are refused).
+    """
+
+    listen: str = "127.0.0.1:8340"
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    hosts: list[str] = []
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        parse_listen(value)
+        return value
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> CentreSection:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: set both or neither")
+        return self
+
+
 class Config(_Section):
     """The whole configuration file."""
 
@@ -276,6 +302,7 @@ class Config(_Section):
     leads: LeadsSection = Field(default_factory=LeadsSection)
     rep_state: RepStateSection = Field(default_factory=RepStateSection)
     central: CentralSection = Field(default_factory=CentralSection)
+    centre: CentreSection = Field(default_factory=CentreSection)
     devices: list[DeviceSection] = []
     lines: list[LineSection] = []
     #: ``[plugins.<name>]``: each plugin's own table, validated by that plugin in ``agent_configured``.

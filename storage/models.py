@@ -315,3 +315,25 @@ class SyncState(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+# -- the centre: the seats it knows (see storage/seats.py) --------------------------------------
+
+
+class Seat(Base):
+    """A seat the centre accepts, with the SHA-256 of its credential (the token itself is never kept).
+
+    ``revoked_at`` set: the credential no longer opens anything. ``last_seen_at`` and
+    ``backlog`` are what the seat last reported (for the centre's metrics and ``seats list``).
+    """
+
+    __tablename__ = "seats"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    team: Mapped[str | None] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("CURRENT_TIMESTAMP"))
+    revoked_at: Mapped[datetime | None] = mapped_column()
+    last_seen_at: Mapped[datetime | None] = mapped_column()
+    backlog: Mapped[int | None] = mapped_column(Integer)

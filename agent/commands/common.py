@@ -38,6 +38,43 @@ def config_option(
     )
 
 
+def centre_options(command: _F) -> _F:
+    """``--config FILE`` or ``--data-dir DIR`` for a command run at the centre.
+
+    ``--data-dir`` means the embedded centre (SQLite and recordings) kept in DIR; with neither,
+    the embedded centre in the platform data directory's ``centre/`` (apart from a seat's own
+    database on the same machine). The command gets ``config_path`` and ``data_dir``.
+    """
+    command = click.option(
+        "--data-dir",
+        type=click.Path(path_type=Path, file_okay=False),
+        default=None,
+        help="The embedded centre kept in this directory (SQLite database, recordings).",
+    )(command)
+    return click.option(
+        "--config",
+        "config_path",
+        type=click.Path(path_type=Path, dir_okay=False, exists=True),
+        default=None,
+        help="The centre's config file ([storage] url, [centre], [agent] data_dir).",
+    )(command)
+
+
+def load_centre(config_path: Path | None, data_dir: Path | None) -> Config:
+    """The centre's configuration from ``--config`` or ``--data-dir`` (see :func:`centre_options`)."""
+    from agent.config import default_data_dir, load_config
+
+    if config_path is not None and data_dir is not None:
+        raise click.UsageError("give --config or --data-dir, not both (a config names its data_dir)")
+    overrides = None
+    if config_path is None:
+        overrides = {"agent": {"data_dir": str(data_dir or default_data_dir() / "centre")}}
+    try:
+        return load_config(config_path, overrides=overrides)
+    except AgentError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
 url_option = click.option("--url", default=None, help="A SQLAlchemy database URL (overrides the config).")
 
 

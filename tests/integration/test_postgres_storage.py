@@ -41,6 +41,8 @@ TABLES = {
     "outbox",
     "recording_uploads",
     "sync_state",
+    # the centre: the seats it accepts
+    "seats",
 }
 
 

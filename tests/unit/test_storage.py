@@ -63,6 +63,8 @@ TABLES = {
     "outbox",
     "recording_uploads",
     "sync_state",
+    # the centre: the seats it accepts
+    "seats",
 }
 
 

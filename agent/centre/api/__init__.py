@@ -1,0 +1,27 @@
+"""The seat API (``/api/v1/``): what seats send the centre and ask of it, each with its own credential.
+
+Every route but ``/healthz`` takes the seat's token as ``Authorization: Bearer`` and acts only
+for that seat (:func:`seat_only`): a seat writes its own calls and never reads another's.
+Routes: ``POST /api/v1/calls`` (a batch of calls and notes, answered per entry), ``GET
+/api/v1/whoami`` (the seat the token belongs to), ``GET /healthz``.
+"""
+
+from __future__ import annotations
+
+from starlette.routing import BaseRoute, Route
+
+from agent.centre.api.calls import post_calls, whoami
+from agent.centre.api.context import SeatApiContext
+from agent.centre.api.health import healthz
+from agent.seatapi import API_PREFIX
+
+__all__ = ["SeatApiContext", "seat_api_routes"]
+
+
+def seat_api_routes(ctx: SeatApiContext) -> list[BaseRoute]:
+    """The seat API's routes over one context."""
+    return [
+        Route(f"{API_PREFIX}/calls", ctx.bind(post_calls), methods=["POST"]),
+        Route(f"{API_PREFIX}/whoami", ctx.bind(whoami), methods=["GET"]),
+        Route("/healthz", ctx.bind(healthz), methods=["GET"]),
+    ]

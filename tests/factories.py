@@ -1,0 +1,65 @@
+"""Test data every suite builds: calls at each stage, in one place.
+
+``make_call`` gives a plausible inbound call on a mainland China mobile number; any field can be
+set by keyword. Suites with their own defaults bind them once, e.g.
+``make_call = functools.partial(factories.make_call, seat="seat-7", line="L1")``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from agent.events import Call, Direction, Disposition, EndReason
+
+T0 = datetime(2026, 11, 27, 9, 30, tzinfo=UTC)
+
+
+def make_call(uuid: str = "c-1", **fields: Any) -> Call:
+    """A call that has just started (ringing in), with every field overridable."""
+    values: dict[str, Any] = {
+        "uuid": uuid,
+        "seat": "seat-1",
+        "device_id": "modem0",
+        "line": "line-1",
+        "rep": "alice",
+        "team": "north",
+        "direction": Direction.IN,
+        "started_at": T0,
+        "number_raw": "13812345678",
+        "number_e164": "+8613812345678",
+    }
+    values.update(fields)
+    return Call(**values)
+
+
+def answered(call: Call, ring: float = 5.0) -> Call:
+    """The call picked up ``ring`` seconds after it started."""
+    return dataclasses.replace(
+        call,
+        answered_at=call.started_at + timedelta(seconds=ring),
+        ring_seconds=ring,
+        rings=max(call.rings, 1),
+    )
+
+
+def ended(call: Call, talk: float = 90.0, disposition: Disposition = Disposition.ANSWERED) -> Call:
+    """The call ended: answered and talked ``talk`` seconds, or ended unanswered with ``disposition``."""
+    if disposition is Disposition.ANSWERED:
+        call = answered(call) if call.answered_at is None else call
+        assert call.answered_at is not None
+        return dataclasses.replace(
+            call,
+            ended_at=call.answered_at + timedelta(seconds=talk),
+            talk_seconds=talk,
+            disposition=disposition,
+            end_reason=EndReason.HANGUP,
+        )
+    return dataclasses.replace(
+        call,
+        ended_at=call.started_at + timedelta(seconds=20),
+        ring_seconds=20.0,
+        disposition=disposition,
+        end_reason=EndReason.HANGUP,
+    )
