@@ -175,3 +175,35 @@ def test_whoami_names_the_tokens_seat(client: TestClient, engine: Engine) -> Non
 
 def test_healthz_needs_no_token(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok", "database": "ok"}
+
+
+def test_team_metrics_count_what_seats_sent_today(client: TestClient, engine: Engine) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from agent.centre.metrics import TeamCollector
+
+    token = _token(engine)
+    today = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+    calls = [
+        CallEntry.of(
+            ended(make_call(UUID.format(n), seat="seat-7", started_at=today + timedelta(minutes=n)), talk=t),
+            None,
+            None,
+        )
+        for n, t in ((1, 30.0), (2, 75.0), (3, 120.0))
+    ]
+    yesterday = ended(make_call(UUID.format(9), seat="seat-7", started_at=today - timedelta(days=1)))
+    calls.append(CallEntry.of(yesterday, None, None))
+    assert _post(client, token, {"seat": "seat-7", "backlog": 4, "calls": calls}).status_code == 200
+    registry = CollectorRegistry()
+    registry.register(TeamCollector(engine, UTC, 60.0, clock=lambda: today))
+    sample = registry.get_sample_value
+    labels = {"rep": "alice", "team": "north"}
+    assert sample("cti_team_calls_today", labels | {"direction": "in", "disposition": "answered"}) == 3
+    assert sample("cti_team_talk_seconds_today", labels) == 225.0
+    assert sample("cti_team_effective_calls_today", labels) == 2
+    assert sample("cti_seat_reported_backlog", {"seat": "seat-7", "team": "north"}) == 4
+    assert sample("cti_seat_active", {"seat": "seat-7", "team": "north"}) == 1
+    assert sample("cti_centre_database_up", {}) == 1
+    text = "\n".join(str(m) for m in registry.collect())
+    assert "13812345678" not in text

@@ -1,0 +1,134 @@
+"""The centre's team metrics: the floor's day per rep and team, and each seat's last call-in and backlog.
+
+One scrape of the centre watches a floor whose seats sit behind NAT, from what the seats sent. The
+figures come from the centre's database at scrape time (cached for ``max_age`` seconds, so a
+dashboard refreshing every few seconds costs one query, not one per panel). Labels are reps,
+teams, seats, directions and dispositions: never a number or a name from a caller.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, tzinfo
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from storage.teamstats import RepDay, SeatState, rep_days, seat_states
+
+logger = logging.getLogger(__name__)
+
+
+class TeamCollector(Collector):
+    """Today's calls, talk time and effective calls per rep (gauges: they restart at midnight)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        zone: tzinfo,
+        effective_seconds: float,
+        *,
+        max_age: float = 5.0,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.zone = zone
+        self.effective_seconds = effective_seconds
+        self.max_age = max_age
+        self._clock = clock or (lambda: datetime.now(zone))
+        self._lock = threading.Lock()
+        self._cached: tuple[float, list[RepDay], list[SeatState]] | None = None
+
+    def _day(self) -> tuple[datetime, datetime]:
+        now = self._clock().astimezone(self.zone)
+        start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        return start, start + timedelta(days=1)
+
+    def _read(self) -> tuple[list[RepDay], list[SeatState]] | None:
+        with self._lock:
+            if self._cached is not None and time.monotonic() - self._cached[0] < self.max_age:
+                return self._cached[1], self._cached[2]
+            start, end = self._day()
+            try:
+                with Session(self.engine) as session:
+                    days = rep_days(session, start, end, self.effective_seconds)
+                    seats = seat_states(session)
+            except SQLAlchemyError as exc:
+                logger.warning("team metrics: the database cannot be read: %s", exc)
+                return None
+            self._cached = (time.monotonic(), days, seats)
+            return days, seats
+
+    def collect(self) -> Iterator[Metric]:
+        read = self._read()
+        up = GaugeMetricFamily(
+            "cti_centre_database_up", "Whether the centre's database answered this scrape."
+        )
+        up.add_metric([], 0.0 if read is None else 1.0)
+        yield up
+        if read is None:
+            return
+        days, seats = read
+        calls = GaugeMetricFamily(
+            "cti_team_calls_today",
+            "Ended calls today (the floor's time zone) per rep, from every seat.",
+            labels=["rep", "team", "direction", "disposition"],
+        )
+        talk = GaugeMetricFamily(
+            "cti_team_talk_seconds_today",
+            "Talk time of today's answered calls per rep.",
+            labels=["rep", "team"],
+        )
+        effective = GaugeMetricFamily(
+            "cti_team_effective_calls_today",
+            "Today's answered calls at least as long as the effective-call threshold, per rep.",
+            labels=["rep", "team"],
+        )
+        talk_by_rep: dict[tuple[str, str], float] = {}
+        effective_by_rep: dict[tuple[str, str], int] = {}
+        for day in days:
+            calls.add_metric([day.rep, day.team, day.direction, day.disposition], day.calls)
+            key = (day.rep, day.team)
+            talk_by_rep[key] = talk_by_rep.get(key, 0.0) + day.talk_seconds
+            effective_by_rep[key] = effective_by_rep.get(key, 0) + day.effective
+        for key, seconds in sorted(talk_by_rep.items()):
+            talk.add_metric(list(key), seconds)
+            effective.add_metric(list(key), effective_by_rep[key])
+        yield from (calls, talk, effective)
+        seen = GaugeMetricFamily(
+            "cti_seat_last_seen_timestamp_seconds",
+            "When each seat last sent the centre a batch (Unix time).",
+            labels=["seat", "team"],
+        )
+        backlog = GaugeMetricFamily(
+            "cti_seat_reported_backlog", "Rows each seat said it still had to send.", labels=["seat", "team"]
+        )
+        active = GaugeMetricFamily(
+            "cti_seat_active",
+            "Whether the seat's credential is accepted (0: revoked).",
+            labels=["seat", "team"],
+        )
+        for seat in seats:
+            labels = [seat.name, seat.team or ""]
+            active.add_metric(labels, 1.0 if seat.active else 0.0)
+            if seat.last_seen_at is not None:
+                seen.add_metric(labels, seat.last_seen_at.timestamp())
+            if seat.backlog is not None:
+                backlog.add_metric(labels, seat.backlog)
+        yield from (seen, backlog, active)
+
+
+def register_team_metrics(
+    registry: CollectorRegistry, engine: Engine, zone: tzinfo, effective_seconds: float
+) -> TeamCollector:
+    """Add the team collector to ``registry`` and return it."""
+    collector = TeamCollector(engine, zone, effective_seconds)
+    registry.register(collector)
+    return collector
