@@ -17,6 +17,40 @@ def clean(raw: str) -> str:
     return re.sub(r"[^\d+*#]", "", folded)
 
 
+@functools.cache
+def _cn_mobile() -> re.Pattern[str]:
+    # phonenumbers' own pattern for mainland mobiles, so the fast path cannot disagree with it. None
+    # of its prefixes is one the CN national-prefix-for-parsing rule strips (11x, 12x, 179xx).
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region("CN")
+    mobile = metadata.mobile if metadata is not None else None
+    if mobile is None or mobile.national_number_pattern is None:
+        return re.compile(r"(?!)")  # no metadata: never fast, always phonenumbers
+    return re.compile(mobile.national_number_pattern)
+
+
+def _fast_cn_mobile(cleaned: str, region: str) -> str | None:
+    """The E.164 form of a mainland mobile number in its common spellings, or None to ask phonenumbers.
+
+    Telesales numbers are mostly mobiles (``13812345678``, ``+86 138...``, ``0086 138...``);
+    parsing each with phonenumbers costs ~80 µs, this ~1 µs. Anything else goes the slow way.
+    """
+    if cleaned.startswith("+86"):
+        national = cleaned[3:]
+    elif region != "CN":
+        return None
+    elif len(cleaned) == 11:
+        national = cleaned
+    elif cleaned.startswith("0086"):
+        national = cleaned[4:]
+    elif cleaned.startswith("86") and len(cleaned) == 13:
+        national = cleaned[2:]
+    else:
+        return None
+    if len(national) == 11 and national[0] == "1" and _cn_mobile().fullmatch(national):
+        return "+86" + national
+    return None
+
+
 @functools.lru_cache(maxsize=65536)
 def to_e164(raw: str | None, region: str = DEFAULT_REGION) -> str | None:
     """The E.164 form of ``raw`` (``+8613812345678``), or None when it is not a valid number.
@@ -28,9 +62,12 @@ def to_e164(raw: str | None, region: str = DEFAULT_REGION) -> str | None:
     """
     if not raw:
         return None
-    cleaned = clean(raw)
+    cleaned = raw if raw.isascii() and raw.isdigit() else clean(raw)
     if not cleaned or "*" in cleaned or "#" in cleaned:
         return None
+    fast = _fast_cn_mobile(cleaned, region)
+    if fast is not None:
+        return fast
     try:
         parsed = phonenumbers.parse(cleaned, region)
     except phonenumbers.NumberParseException:

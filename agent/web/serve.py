@@ -16,6 +16,7 @@ import contextlib
 import logging
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -77,7 +78,12 @@ class AgentServer(uvicorn.Server):
         except SystemExit:
             self.startup_error = ListenError(f"web server on {self.address} failed to start")
             raise self.startup_error from None
-        logger.info("listening on http://%s", self.address)
+        logger.info("listening on %s://%s", self.scheme, self.address)
+
+    @property
+    def scheme(self) -> str:
+        """``https`` when serving TLS, else ``http``."""
+        return "https" if self.config.ssl_certfile else "http"
 
     @property
     def port(self) -> int | None:
@@ -108,13 +114,27 @@ def _address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def make_server(app: ASGIApp, host: str, port: int, *, graceful_timeout: int = 3) -> AgentServer:
+def make_server(
+    app: ASGIApp,
+    host: str,
+    port: int,
+    *,
+    graceful_timeout: int = 3,
+    tls_cert: Path | None = None,
+    tls_key: Path | None = None,
+) -> AgentServer:
     """A server for ``app`` on ``host:port`` (port 0 picks a free one; read :attr:`AgentServer.port`).
 
     Nothing is opened until ``serve()``. No lifespan (the agent starts and stops
     what the apps use), no access log, no ``Server`` header, no proxy headers
     (the listeners are local), and the host's logging configuration is left as it is.
+    With ``tls_cert`` and ``tls_key`` (PEM) it serves HTTPS through uvicorn's own TLS.
+
+    :raises ListenError: the certificate or key cannot be read.
     """
+    for path in (tls_cert, tls_key):
+        if path is not None and not path.is_file():
+            raise ListenError(f"{path}: no such TLS certificate or key file")
     config = uvicorn.Config(
         app,
         host=host,
@@ -125,5 +145,11 @@ def make_server(app: ASGIApp, host: str, port: int, *, graceful_timeout: int = 3
         server_header=False,
         proxy_headers=False,
         timeout_graceful_shutdown=graceful_timeout,
+        ssl_certfile=str(tls_cert) if tls_cert is not None else None,
+        ssl_keyfile=str(tls_key) if tls_key is not None else None,
     )
+    try:
+        config.load()
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        raise ListenError(f"cannot use the TLS certificate {tls_cert} with key {tls_key}: {exc}") from None
     return AgentServer(config)

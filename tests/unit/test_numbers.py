@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent.numbers import DEFAULT_REGION, clean, to_e164
 
@@ -96,3 +98,37 @@ def test_to_e164_in_other_regions(raw: str, region: str, e164: str | None) -> No
 )
 def test_clean(raw: str, cleaned: str) -> None:
     assert clean(raw) == cleaned
+
+
+# -- the fast path for mainland mobiles agrees with phonenumbers ----------------------------------
+
+
+def _slow(raw: str, region: str) -> str | None:
+    import phonenumbers
+
+    try:
+        parsed = phonenumbers.parse(clean(raw), region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(parsed):
+        return None
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+_digits = st.text(alphabet="0123456789", min_size=0, max_size=14)
+_mobile_like = st.builds(
+    lambda a, b: "1" + a + b, st.sampled_from("0123456789"), st.text("0123456789", min_size=8, max_size=10)
+)
+_spellings = st.sampled_from(["{}", "+86{}", "0086{}", "86{}", "+86 {}", "{} ", "１{}"])
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    number=st.one_of(_mobile_like, _digits), spelling=_spellings, region=st.sampled_from(["CN", "US", "GB"])
+)
+def test_the_fast_path_gives_what_phonenumbers_gives(number: str, spelling: str, region: str) -> None:
+    raw = spelling.format(number)
+    to_e164.cache_clear()
+    assert to_e164(raw, region) == (
+        None if "*" in raw or "#" in raw or not clean(raw) else _slow(raw, region)
+    )
