@@ -36,8 +36,9 @@ def _setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    # Libraries' start-up chatter says nothing a user needs at info level.
-    for noisy in ("alembic.runtime.plugins", "uvicorn.error"):
+    # Libraries' start-up chatter (Alembic's "Context impl", each migration step) says nothing a
+    # user needs at info level; --log-level debug shows it.
+    for noisy in ("alembic.runtime.plugins", "alembic.runtime.migration", "uvicorn.error"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
