@@ -46,6 +46,10 @@ def _setup_logging(level: str) -> None:
 #: name, ``module:attribute`` and the one-line help ``--help`` lists (a test keeps it equal to the
 #: command's own). ``cti-agent --help`` and ``--version`` thus import neither SQLAlchemy nor numpy.
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
+    "centre": (
+        "agent.commands.centre:centre",
+        "Serve the centre: the supervisor console and the seat API, until SIGINT/SIGTERM.",
+    ),
     "console": (
         "agent.commands.console:console",
         "Serve the supervisor console: search calls, play recordings, statistics, wallboard, listen-in.",

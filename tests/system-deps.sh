@@ -12,6 +12,7 @@ set -euo pipefail
 
 # Debian packages the tests need: one per line, with who needs it. Append here.
 PACKAGES=(
+    openssl       # self-signed certificates for the centre's TLS test (tests/integration/test_centre_process.py)
     postgresql    # initdb/pg_ctl for the throwaway server (tests/integration/conftest.py)
     libportaudio2 # sounddevice's import fails without it ("PortAudio library not found")
     pulseaudio pulseaudio-utils libasound2-plugins # null-sink audio device (tests/integration/pulse_fixture.py)

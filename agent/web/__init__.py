@@ -11,6 +11,7 @@ import hmac
 import json
 from typing import Any
 
+from prometheus_client import CollectorRegistry, make_asgi_app
 from starlette.datastructures import MutableHeaders
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -102,3 +103,17 @@ def format_duration(seconds: float | None) -> str:
     hours, rest = divmod(total, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+class MetricsEndpoint:
+    """``/metrics`` for a registry, as an endpoint: ``Route("/metrics", MetricsEndpoint(registry))``.
+
+    A class instance, not a function, so Starlette hands it the raw ASGI call; ``make_asgi_app``
+    itself answers every path and fails on lifespan messages, so it is never mounted bare.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._app = make_asgi_app(registry)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._app(scope, receive, send)

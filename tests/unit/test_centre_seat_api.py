@@ -174,7 +174,9 @@ def test_whoami_names_the_tokens_seat(client: TestClient, engine: Engine) -> Non
 
 
 def test_healthz_needs_no_token(client: TestClient) -> None:
-    assert client.get("/healthz").json() == {"status": "ok", "database": "ok"}
+    assert client.get("/healthz").text == "ok"
+    answer = client.get("/healthz", headers={"accept": "application/json"})
+    assert answer.json() == {"status": "ok", "database": "ok"}
 
 
 def test_team_metrics_count_what_seats_sent_today(client: TestClient, engine: Engine) -> None:

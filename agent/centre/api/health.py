@@ -1,4 +1,8 @@
-"""``GET /healthz`` of the centre: is its database reachable (no credential needed, no data shown)."""
+"""``GET /healthz`` of the centre: is its database reachable (no credential needed, no data shown).
+
+Plain ``ok`` (200) or ``down: ...`` (503) for ``curl -f``, systemd and compose health checks;
+the same as JSON for a client that asks for ``application/json``.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 
 from agent.centre.api.context import SeatApiContext
 from agent.web import SafeJSONResponse
@@ -30,5 +34,8 @@ async def healthz(ctx: SeatApiContext, request: Request) -> Response:
     problem = await run_in_threadpool(check)
     if problem is not None:
         logger.warning("centre health: database unreachable: %s", problem)
-        return SafeJSONResponse({"status": "down", "database": problem}, status_code=503)
-    return SafeJSONResponse({"status": "ok", "database": "ok"})
+    status = 200 if problem is None else 503
+    if "application/json" in request.headers.get("accept", ""):
+        body = {"status": "ok" if problem is None else "down", "database": problem or "ok"}
+        return SafeJSONResponse(body, status_code=status)
+    return PlainTextResponse("ok" if problem is None else f"down: database: {problem}", status_code=status)
