@@ -97,7 +97,8 @@ def console(
 
     Log-ins are made with `cti-agent users add`. Until SIGINT/SIGTERM.
     """
-    from agent.centre.app import ConsoleSettings, load_or_create_secret, make_console_app
+    from agent.centre.app import make_console_app
+    from agent.centre.context import ConsoleSettings, load_or_create_secret
     from agent.centre.listen import parse_seats
     from agent.web.serve import make_server
     from storage.db import make_engine, upgrade

@@ -12,7 +12,8 @@ from click.testing import CliRunner
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from agent.centre.app import SESSION_COOKIE, ConsoleSettings, make_console_app, parse_form, safe_next_path
+from agent.centre.access import parse_form, safe_next_path
+from agent.centre.app import SESSION_COOKIE, ConsoleSettings, make_console_app
 from agent.centre.auth import (
     LoginRateLimiter,
     SessionSigner,

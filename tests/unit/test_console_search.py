@@ -17,8 +17,9 @@ from openpyxl import load_workbook
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from agent.centre.app import ConsoleSettings, make_console_app, range_start, waveform_peaks
+from agent.centre.app import ConsoleSettings, make_console_app
 from agent.centre.auth import Principal, create_user
+from agent.centre.charts import waveform_peaks
 from agent.centre.search import (
     QueryError,
     SearchQuery,
@@ -30,6 +31,7 @@ from agent.centre.search import (
     to_csv,
     to_xlsx,
 )
+from agent.centre.views.recordings import range_start
 from storage.db import make_engine, upgrade
 from storage.models import AuditEntry, CallRecord, Recording
 
