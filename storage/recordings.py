@@ -41,8 +41,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from agent.errors import StorageError
 from agent.events import Call, RecordingFacts
 from storage.db import storage_errors
-from storage.models import AuditEntry, Recording
-from storage.repository import upsert_call
+from storage.models import Recording
+from storage.repository import add_audit, upsert_call
 
 logger = logging.getLogger(__name__)
 
@@ -429,8 +429,8 @@ class RecordingStore:
 def audit(
     session: Session, action: str, target: str | None, detail: dict[str, Any], user: str | None
 ) -> None:
-    """Add an ``audit_log`` row (``detail`` as JSON)."""
-    session.add(AuditEntry(action=action, target=target, detail=json.dumps(detail), user_login=user))
+    """Add an ``audit_log`` row (``detail`` as JSON) through :func:`storage.repository.add_audit`."""
+    add_audit(session, action, user=user, target=target, detail=json.dumps(detail))
 
 
 def _readable_blocks(source: sf.SoundFile) -> Iterator[np.ndarray[Any, Any]]:

@@ -356,6 +356,37 @@ def day_counts(
     }
 
 
+# -- the audit log ---------------------------------------------------------------------------
+
+
+def add_audit(
+    session: Session,
+    action: str,
+    *,
+    user: str | None = None,
+    target: str | None = None,
+    detail: str | None = None,
+    remote_addr: str | None = None,
+    at: datetime | None = None,
+) -> AuditEntry:
+    """Add one ``audit_log`` row: the one writer every audited action goes through.
+
+    :param action: what happened (``play``, ``export_csv``, ``lead_claim``, ...).
+    :param user: the log-in (or rep) who did it; None for the system itself.
+    :param target: what it was done to (``recording:12``, ``call:<uuid>``, ``customer:3``).
+    :param detail: free text or JSON the action's readers understand.
+    :param remote_addr: the client address when a request caused it.
+    :param at: when; the row's default (now) when None.
+
+    The caller owns the transaction; the row is added, not flushed.
+    """
+    entry = AuditEntry(user_login=user, action=action, target=target, detail=detail, remote_addr=remote_addr)
+    if at is not None:
+        entry.at = at
+    session.add(entry)
+    return entry
+
+
 # -- lead ownership: claims, audited --------------------------------------------------------
 
 CLAIM_ACTION = "lead_claim"
@@ -471,15 +502,14 @@ def claim_customer(
     )
     if not getattr(result, "rowcount", 0):
         return ClaimStatus("protected", None, claims_left=status.claims_left)
-    session.add(
-        AuditEntry(
-            at=now,
-            user_login=rep,
-            action=CLAIM_ACTION,
-            target=_target(customer_id),
-            detail=f"from={status.owner_rep or ''}",
-            remote_addr=remote_addr,
-        )
+    add_audit(
+        session,
+        CLAIM_ACTION,
+        user=rep,
+        target=_target(customer_id),
+        detail=f"from={status.owner_rep or ''}",
+        remote_addr=remote_addr,
+        at=now,
     )
     session.flush()
     return status
@@ -506,21 +536,20 @@ def record_rep_state(
     ``detail`` is JSON with the reason and the state left and its length, which
     :func:`rep_state_totals` sums.
     """
-    session.add(
-        AuditEntry(
-            at=at,
-            user_login=rep,
-            action=REP_STATE_ACTION,
-            target=state,
-            detail=json.dumps(
-                {
-                    "reason": reason,
-                    "previous": previous,
-                    "previous_reason": previous_reason,
-                    "previous_seconds": round(previous_seconds, 3),
-                }
-            ),
-        )
+    add_audit(
+        session,
+        REP_STATE_ACTION,
+        user=rep,
+        target=state,
+        detail=json.dumps(
+            {
+                "reason": reason,
+                "previous": previous,
+                "previous_reason": previous_reason,
+                "previous_seconds": round(previous_seconds, 3),
+            }
+        ),
+        at=at,
     )
     session.flush()
 

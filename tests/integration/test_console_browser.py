@@ -19,12 +19,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 from browser import chromium
+from console_factories import PASSWORD, seed
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 from starlette.applications import Starlette
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
-from test_console_pg import seed
 
 from agent.centre.app import ConsoleSettings, make_console_app
 from agent.centre.auth import create_user
@@ -33,9 +33,6 @@ from storage.db import make_engine, upgrade
 from storage.models import AuditEntry, CallRecord, Recording, User
 
 pytestmark = pytest.mark.browser
-
-
-PASSWORD = "correct horse"
 
 
 class Console:

@@ -22,6 +22,7 @@ import httpx
 import numpy as np
 import pytest
 from browser import chromium
+from console_factories import PASSWORD
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
@@ -38,7 +39,6 @@ from storage.models import AuditEntry, CallRecord
 pytestmark = pytest.mark.slow
 
 TOKEN = "floor-listen-token-0123456789abcdef"
-PASSWORD = "correct horse"
 SEAT = "seat-l"
 
 

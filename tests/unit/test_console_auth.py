@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import re
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from console_factories import PASSWORD, csrf_of
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from agent.centre.app import SESSION_COOKIE, ConsoleSettings, make_console_app, parse_form, safe_next_path
+from agent.centre.access import parse_form, safe_next_path
+from agent.centre.app import SESSION_COOKIE, ConsoleSettings, make_console_app
 from agent.centre.auth import (
     LoginRateLimiter,
     SessionSigner,
@@ -35,7 +36,6 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
-PASSWORD = "correct horse"
 SECRET = b"k" * 32
 
 
@@ -218,12 +218,6 @@ def client(engine: Engine, tmp_path: Path) -> TestClient:
         create_user(session, "root", PASSWORD, role="admin")
     settings = ConsoleSettings(secret=SECRET, recordings_dir=tmp_path, login_per_user=3, login_per_address=10)
     return TestClient(make_console_app(engine, settings), base_url="http://127.0.0.1")
-
-
-def csrf_of(html: str) -> str:
-    match = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert match is not None
-    return match.group(1)
 
 
 def post_login(client: TestClient, login: str, password: str, token: str | None = None, **headers: str):  # noqa: ANN201

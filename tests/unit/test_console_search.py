@@ -7,18 +7,31 @@ import io
 import re
 import warnings
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
+from console_factories import (
+    ADMIN,
+    CALLS,
+    LEAD_NORTH,
+    MANAGER,
+    PASSWORD,
+    REP_ALICE,
+    SECRET,
+    T0,
+    log_in,
+    seed,
+    write_wav,
+)
+from console_factories import audit_rows as all_audit_rows
 from openpyxl import load_workbook
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from agent.centre.app import ConsoleSettings, make_console_app, range_start, waveform_peaks
+from agent.centre.app import ConsoleSettings, make_console_app
 from agent.centre.auth import Principal, create_user
+from agent.centre.charts import waveform_peaks
 from agent.centre.search import (
     QueryError,
     SearchQuery,
@@ -30,161 +43,13 @@ from agent.centre.search import (
     to_csv,
     to_xlsx,
 )
+from agent.centre.views.recordings import range_start
 from storage.db import make_engine, upgrade
-from storage.models import AuditEntry, CallRecord, Recording
+from storage.models import CallRecord, Recording
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
-
-T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-SECRET = b"s" * 32
-PASSWORD = "correct horse"
-
-# uuid: (rep, team, seat, line, direction, e164, raw, start offset hours, disposition, talk, notes, recorded)
-CALLS: dict[str, tuple] = {
-    "c-a1": (
-        "alice",
-        "north",
-        "s1",
-        "L1",
-        "in",
-        "+8613812345678",
-        "13812345678",
-        0,
-        "answered",
-        120.0,
-        "客户要报价 wants a QUOTE",
-        True,
-    ),
-    "c-a2": (
-        "alice",
-        "north",
-        "s1",
-        "L1",
-        "out",
-        "+8613900001111",
-        "139 0000 1111",
-        1,
-        "missed",
-        None,
-        None,
-        False,
-    ),
-    "c-b1": (
-        "bob",
-        "north",
-        "s2",
-        "L1",
-        "in",
-        "+862212345678",
-        "022-1234 5678",
-        2,
-        "answered",
-        30.0,
-        "100% sure",
-        True,
-    ),
-    "c-c1": (
-        "carol",
-        "south",
-        "s3",
-        "L2",
-        "out",
-        "+8615012345678",
-        "15012345678",
-        24,
-        "answered",
-        600.0,
-        "call back",
-        True,
-    ),
-    "c-c2": ("carol", "south", "s3", "L2", "in", None, None, 25, "missed", None, None, False),
-    "c-d1": (
-        "dave",
-        "south",
-        "s4",
-        "L1",
-        "in",
-        "+8613812349999",
-        "13812349999",
-        -24,
-        "answered",
-        45.0,
-        None,
-        False,
-    ),
-}
-
-MANAGER = Principal(1, "boss", "manager", None, None, "en")
-LEAD_NORTH = Principal(2, "nina", "lead", "north", None, "en")
-REP_ALICE = Principal(3, "alice", "rep", "north", "alice", "en")
-ADMIN = Principal(4, "root", "admin", None, None, "en")
-
-
-def write_wav(path: Path, seconds: float = 2.0, rate: int = 8000) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    t = np.arange(int(seconds * rate)) / rate
-    sf.write(path, 0.3 * np.sin(2 * np.pi * 440 * t), rate, subtype="PCM_16")
-
-
-def seed(engine: Engine, data_dir: Path) -> dict[str, int]:
-    """The calls of :data:`CALLS` (recordings as real WAV files under ``data_dir``); recording ids by call."""
-    recording_ids = {}
-    with Session(engine) as session, session.begin():
-        for uuid, (
-            rep,
-            team,
-            seat,
-            line,
-            direction,
-            e164,
-            raw,
-            hours,
-            disp,
-            talk,
-            notes,
-            rec,
-        ) in CALLS.items():
-            started = T0 + timedelta(hours=hours)
-            session.add(
-                CallRecord(
-                    uuid=uuid,
-                    seat=seat,
-                    device_id="d",
-                    line=line,
-                    rep=rep,
-                    team=team,
-                    direction=direction,
-                    number_e164=e164,
-                    number_raw=raw,
-                    absence=None if raw else "P",
-                    started_at=started,
-                    answered_at=started if disp == "answered" else None,
-                    ended_at=started + timedelta(seconds=(talk or 0) + 10),
-                    ring_seconds=10.0,
-                    talk_seconds=talk,
-                    disposition=disp,
-                    notes=notes,
-                )
-            )
-            session.flush()
-            if rec:
-                relative = f"recordings/2026/03/02/{uuid}.wav"
-                write_wav(data_dir / relative)
-                recording = Recording(
-                    call_uuid=uuid,
-                    path_or_uri=relative,
-                    codec="wav",
-                    sample_rate=8000,
-                    channels=1,
-                    seconds=2.0,
-                    status="complete",
-                )
-                session.add(recording)
-                session.flush()
-                recording_ids[uuid] = recording.id
-    return recording_ids
 
 
 @pytest.fixture
@@ -401,26 +266,8 @@ def app_client(engine: Engine, recordings: dict[str, int], tmp_path: Path) -> Te
     return TestClient(make_console_app(engine, settings), base_url="http://127.0.0.1")
 
 
-def log_in(client: TestClient, login: str) -> None:
-    client.cookies.clear()
-    page = client.get("/login")
-    token = re.search(r'name="csrf" value="([^"]+)"', page.text)
-    assert token is not None
-    response = client.post(
-        "/login",
-        data={"login": login, "password": PASSWORD, "csrf": token.group(1), "next": "/calls"},
-        follow_redirects=False,
-    )
-    assert response.status_code == 303, response.text
-
-
 def audit_rows(engine: Engine) -> list[tuple[str | None, str, str | None]]:
-    with Session(engine) as session:
-        return [
-            (e.user_login, e.action, e.target)
-            for e in session.scalars(select(AuditEntry).order_by(AuditEntry.id))
-            if not e.action.startswith("login")
-        ]
+    return [row for row in all_audit_rows(engine) if not row[1].startswith("login")]
 
 
 def test_search_page_masks_for_reps_and_not_for_managers(app_client: TestClient) -> None:

@@ -1,0 +1,172 @@
+"""What every console view runs with: the settings and one frozen context built from them at start-up.
+
+:func:`make_context` builds a :class:`ConsoleContext` once (engine, settings,
+templates, session signer, log-in rate limiter, zone); the views take it as
+their first argument, so a unit test calls a view with a context of its own
+(an in-memory database, a fixed secret) and a Starlette ``Request``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
+from pathlib import Path
+from typing import Any, TypeVar
+
+import phonenumbers
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from agent.centre.auth import LoginRateLimiter, Principal, SessionSigner
+from agent.config import DailyTarget, TargetsSection
+from agent.web import format_duration
+from storage.repository import add_audit
+
+T = TypeVar("T")
+
+SESSION_COOKIE = "cti_console"
+
+
+@dataclass(frozen=True)
+class ConsoleSettings:
+    """How the console runs.
+
+    :param secret: the session-signing key (32+ bytes); keep it across restarts or everyone logs in again.
+    :param recordings_dir: where recording paths are resolved; files outside it are never served.
+    :param zone: the floor's time zone (search dates, statistics days and hours).
+    :param mask_roles: roles that see numbers masked (``138****5678``) in pages, exports and file names.
+    :param secure_cookies: mark the session cookie ``Secure`` (set it when served over HTTPS).
+    :param language: a fixed page language; None lets the user's setting or the browser decide.
+    :param region: the floor's region (``[agent] region``): a wildcard number search is
+        matched against the national number after its country code.
+    :param seats: seat name → the seat page's base URL, for live listen-in (:mod:`agent.centre.listen`).
+    :param listen_token: the seats' ``[web] listen_token``; None turns listen-in off.
+    """
+
+    secret: bytes
+    recordings_dir: Path
+    zone: tzinfo = UTC
+    mask_roles: frozenset[str] = frozenset({"rep"})
+    secure_cookies: bool = False
+    session_seconds: float = 12 * 3600
+    language: str | None = None
+    region: str = "CN"
+    effective_seconds: float = 60.0
+    targets: TargetsSection = field(default_factory=TargetsSection)
+    login_per_user: int = 5
+    login_per_address: int = 20
+    login_window: float = 300.0
+    wallboard_interval: float = 5.0
+    seats: dict[str, str] = field(default_factory=dict)
+    listen_token: str | None = None
+
+
+@dataclass(frozen=True)
+class ConsoleContext:
+    """Everything a view needs, built once per app (:func:`make_context`).
+
+    :param country_code: the calling code of ``settings.region`` (a wildcard number search's prefix).
+    :param listen_seats: the seats listen-in may reach (none while no listen token is set).
+    """
+
+    engine: Engine
+    settings: ConsoleSettings
+    templates: Environment
+    signer: SessionSigner
+    limiter: LoginRateLimiter
+    zone: tzinfo
+    country_code: str
+    listen_seats: dict[str, str]
+
+    def masked_for(self, who: Principal) -> bool:
+        """Whether ``who``'s role sees numbers masked."""
+        return who.role in self.settings.mask_roles
+
+    def target_for(self, rep: str, team: str) -> DailyTarget:
+        """A rep's daily target (their own, else their team's, else the floor's)."""
+        return self.settings.targets.for_rep(rep, team)
+
+    async def read(self, query: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``query(session, *args, **kwargs)`` in a worker thread, in a session of its own (read only)."""
+
+        def run() -> T:
+            with Session(self.engine) as session:
+                return query(session, *args, **kwargs)
+
+        return await run_in_threadpool(run)
+
+    async def write(self, change: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``change(session, *args, **kwargs)`` in a worker thread, in one transaction (committed)."""
+
+        def run() -> T:
+            with Session(self.engine) as session, session.begin():
+                return change(session, *args, **kwargs)
+
+        return await run_in_threadpool(run)
+
+    async def audit(
+        self,
+        user: str | None,
+        action: str,
+        target: str | None = None,
+        detail: str | None = None,
+        addr: str | None = None,
+    ) -> None:
+        """Write one audit row (:func:`storage.repository.add_audit`) in its own transaction."""
+        await self.write(add_audit, action, user=user, target=target, detail=detail, remote_addr=addr)
+
+
+def make_templates(zone: tzinfo) -> Environment:
+    """The console's Jinja environment: autoescaped, strict, with the ``duration`` and ``local`` filters."""
+    env = Environment(
+        loader=PackageLoader("agent.centre", "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["duration"] = format_duration
+
+    def local(moment: datetime | None) -> str:
+        return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S") if moment else ""
+
+    env.filters["local"] = local
+    return env
+
+
+def make_context(engine: Engine, settings: ConsoleSettings) -> ConsoleContext:
+    """The context of one console app over ``engine`` (already migrated)."""
+    return ConsoleContext(
+        engine=engine,
+        settings=settings,
+        templates=make_templates(settings.zone),
+        signer=SessionSigner(settings.secret, max_age=settings.session_seconds),
+        limiter=LoginRateLimiter(
+            per_user=settings.login_per_user,
+            per_address=settings.login_per_address,
+            window=settings.login_window,
+        ),
+        zone=settings.zone,
+        country_code=str(phonenumbers.country_code_for_region(settings.region) or ""),
+        listen_seats=dict(settings.seats) if settings.listen_token else {},
+    )
+
+
+def load_or_create_secret(path: Path) -> bytes:
+    """The session secret kept in ``path`` (created 0600 with 32 random bytes the first time)."""
+    try:
+        data = path.read_bytes()
+        if len(data) >= 32:
+            return data
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = os.urandom(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+    return data
