@@ -12,7 +12,8 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from agent.centre.api import SeatApiContext, seat_api_routes
 from agent.centre.api.context import SeatApiMetrics
-from agent.centre.app import ConsoleSettings, make_console_app
+from agent.centre.app import make_console_app
+from agent.centre.context import ConsoleSettings
 from agent.centre.metrics import register_team_metrics
 from agent.web import MetricsEndpoint, SecurityHeadersMiddleware
 from agent.web.guard import HostGuardMiddleware

@@ -136,7 +136,7 @@ def serve_centre(
     """
     from prometheus_client import CollectorRegistry
 
-    from agent.centre.app import ConsoleSettings, load_or_create_secret
+    from agent.centre.context import ConsoleSettings, load_or_create_secret
     from agent.centre.listen import parse_seats
     from agent.centre.server import make_centre_app
     from agent.commands.common import open_engine

@@ -253,7 +253,7 @@ async def test_dashboards_and_rules_agree_with_the_database(
     config, pm = agent_config(tmp_path)
     agent = Agent(config, pm)
     # What the runner passes as Metrics(targets=config.targets); harmless once it does.
-    agent.seat.metrics.targets = config.targets
+    agent.metrics.targets = config.targets
     # The seat's exporter on its own listener, so Prometheus can still scrape the final
     # counts after the agent (and its own listener) stopped.
     server, thread = start_http_server(0, addr="127.0.0.1", registry=agent.registry)
@@ -271,7 +271,7 @@ async def test_dashboards_and_rules_agree_with_the_database(
         # Every rep's series exist at 0 before the first call, so increase() counts every call.
         now = datetime.now(UTC)
         for line in config.lines:
-            agent.seat.metrics.line_status(
+            agent.metrics.line_status(
                 LineStatus(SEAT, line.id, "sim", line.rep, TEAM, LineState.IDLE, now)
             )
         started = time.time()
@@ -293,8 +293,8 @@ async def test_dashboards_and_rules_agree_with_the_database(
         live_checked = False
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            agent.seat.metrics.pop_latency(0.03)  # what the runner reports per screen-pop
-            agent.seat.metrics.lookup_latency(0.004)
+            agent.metrics.pop_latency(0.03)  # what the runner reports per screen-pop
+            agent.metrics.lookup_latency(0.004)
             await asyncio.sleep(0.5)
             if time.time() - first_scrape < 6:
                 continue
