@@ -32,9 +32,10 @@ from agent.events import Call, Direction, Disposition, EndReason, RecordingFacts
 from agent.seat.sync import SyncLoop
 from storage.db import make_engine, upgrade
 from storage.models import CallRecord, Recording
-from storage.outbox import CentralSync, central_path, purge_allowed
+from storage.outbox import CentralSync, purge_allowed
 from storage.recordings import RecordingStore
 from storage.repository import save_note, upsert_call
+from storage.transfer import central_path
 
 pytestmark = pytest.mark.postgres
 
