@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from agent.errors import StorageError
 from agent.events import Call, RecordingFacts
 from storage.db import alembic_config, current_revision, head_revision, safe_url, storage_errors
-from storage.faults import Rejected, SyncError
+from storage.faults import Rejected, SyncError, is_permanent, reason_of
 from storage.recordings import RecordingStore
 from storage.repository import save_note, upsert_call
 from storage.transfer import Copier, central_path, copy_verified
@@ -150,18 +150,18 @@ class SqlTransport:
                     upsert_call(upstream, row.call)
                     save_note(upstream, row.call.uuid, row.notes, row.follow_up_at)
         except StorageError as exc:
-            raise SyncError(str(exc), "database") from exc
+            raise _refusal_or_fault(exc) from exc
 
     def send_recording(self, facts: RecordingFacts, call: Call | None, source: Path) -> bool:
         """Copy the file (verified by SHA-256), then write its central row."""
         if self.recordings_dir is None or self.store is None:
-            raise Rejected("no [central] recordings_dir is configured")
+            raise Rejected("no [central] recordings_dir is configured", final=True)
         if facts.sha256 is None:
-            raise Rejected(f"recording {facts.path} has no SHA-256 to verify its copy by")
+            raise Rejected(f"recording {facts.path} has no SHA-256 to verify its copy by", final=True)
         try:
             dest = central_path(self.recordings_dir, facts.path)
         except ValueError as exc:
-            raise Rejected(str(exc)) from None
+            raise Rejected(str(exc), final=True) from None
         try:
             copied = copy_verified(source, dest, facts.sha256, copy=self.copy)
         except OSError as exc:
@@ -171,8 +171,15 @@ class SqlTransport:
         try:
             self.store.save(facts, call)
         except StorageError as exc:
-            raise SyncError(str(exc), "database") from exc
+            raise _refusal_or_fault(exc) from exc
         return copied
+
+
+def _refusal_or_fault(exc: StorageError) -> StorageError:
+    """The central database's error as :class:`Rejected` (the row itself) or :class:`SyncError`."""
+    if is_permanent(exc):
+        return Rejected(reason_of(exc))
+    return SyncError(str(exc), "database")
 
 
 def with_sha(facts: RecordingFacts, digest: str) -> RecordingFacts:

@@ -336,7 +336,9 @@ class OutboxEntry(Base):
     Rows are written by SQLite triggers in the same transaction as the change
     itself (see :mod:`storage.outbox`); the sync deletes them once the central
     database has the row. ``parked`` entries failed for a reason a retry cannot
-    fix (the local file is gone or does not match its checksum) and wait for a person.
+    fix (the local file is gone or does not match its checksum, or the centre
+    refused the row ``rejections`` times for a permanent reason) and wait for a
+    person (``cti-agent sync --retry-parked``). ``attempts`` counts every failed try.
     """
 
     __tablename__ = "outbox"
@@ -349,6 +351,8 @@ class OutboxEntry(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     parked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     last_error: Mapped[str | None] = mapped_column(Text)
+    rejections: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    parked_at: Mapped[datetime | None]
 
 
 class RecordingUpload(Base):

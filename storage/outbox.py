@@ -57,12 +57,18 @@ copied again. Only after that is the central row written and a
 ``cti-agent purge`` delete the local file only then, and re-hashes the central
 copy first (a corrupt one is re-queued and the local file kept).
 
-Failures. Anything a retry can fix (the central server or the mount is
-unreachable) raises :class:`SyncError` and leaves the entries in place: the
-loop backs off and tries again, while the seat goes on writing locally. What a
-retry cannot fix (the local file is gone or does not match its own checksum)
-parks that entry (``parked``) with the reason; the rest of the outbox goes on.
-Everything here is blocking: call it from a worker thread.
+Failures: park, don't block (see :mod:`storage.faults`). Anything a retry can
+fix (the central server or the mount is unreachable, a lock) raises
+:class:`SyncError` and leaves the entries in place: the loop backs off and
+tries again, while the seat goes on writing locally; the error carries the
+backlog, so the metrics stay true during an outage. What no retry can fix
+(the local file is gone or does not match its own checksum, no store is
+configured) parks that entry (``parked``) at once with the reason. A row the
+centre refuses for what it is (a constraint, a NUL byte in a name) is tried
+again in the next batches, alone so that it takes no other row down with it,
+and parked after ``PARK_AFTER`` refusals (``rejections``). The rest of the
+outbox goes on either way; :func:`retry_parked` queues parked entries again
+after a fix. Everything here is blocking: call it from a worker thread.
 """
 
 from __future__ import annotations
@@ -78,11 +84,11 @@ from pathlib import Path
 from sqlalchemy import Engine, String, cast, delete, func, insert, literal, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from agent.errors import ConfigError
+from agent.errors import ConfigError, StorageError
 from agent.events import Call, RecordingFacts
 from storage.central import CallRow, SqlTransport, Transport, with_sha
 from storage.db import safe_url, storage_errors
-from storage.faults import Rejected, SyncError
+from storage.faults import PARK_AFTER, Rejected, SyncError
 from storage.models import CallRecord, OutboxEntry, Recording, RecordingUpload, SyncState, utcnow
 from storage.recordings import PART_SUFFIX, RecordingStore
 from storage.transfer import Copier, SourceUnusable, central_path, checked_source, intact
@@ -129,7 +135,8 @@ class BatchResult:
 
     ``entries``: outbox entries consumed; ``calls`` / ``recordings``: rows sent;
     ``parked``: entries parked now; ``remaining``: rows still waiting after it;
-    ``full``: the batch was full, so more are probably waiting.
+    ``full``: the batch was full, so more are probably waiting;
+    ``parked_total``: entries parked in all after it (None: not counted).
     """
 
     entries: int
@@ -138,6 +145,7 @@ class BatchResult:
     parked: int
     remaining: int
     full: bool
+    parked_total: int | None = None
 
 
 # -- the local side: enabling, status, the purge guard ----------------------------------------
@@ -227,6 +235,23 @@ def parked_entries(session: Session, limit: int = 20) -> list[OutboxEntry]:
     """The parked entries, oldest first (for ``sync --status``)."""
     query = select(OutboxEntry).where(OutboxEntry.parked.is_(True)).order_by(OutboxEntry.id).limit(limit)
     return list(session.scalars(query))
+
+
+def retry_parked(session: Session) -> int:
+    """Queue every parked entry again (after a fix); returns how many were parked.
+
+    Their refusal counts start again, so a row still refused is parked again
+    after ``PARK_AFTER`` tries, holding nothing up meanwhile.
+    """
+    result = session.execute(
+        update(OutboxEntry)
+        .where(OutboxEntry.parked.is_(True))
+        .values(parked=False, parked_at=None, rejections=0)
+    )
+    count = int(getattr(result, "rowcount", 0) or 0)
+    if count:
+        logger.info("%d parked outbox entr(ies) queued again", count)
+    return count
 
 
 def is_verified_upstream(session: Session, row: Recording) -> bool:
@@ -392,8 +417,41 @@ class CentralSync:
             session.execute(
                 update(OutboxEntry)
                 .where(OutboxEntry.id.in_(ids))
-                .values(parked=True, last_error=reason[:2000], attempts=OutboxEntry.attempts + 1)
+                .values(
+                    parked=True,
+                    parked_at=self.clock(),
+                    last_error=reason[:2000],
+                    attempts=OutboxEntry.attempts + 1,
+                )
             )
+
+    def _reject(self, ids: list[int], reason: str) -> int:
+        """Count one more refusal of these entries' row; park them at ``PARK_AFTER``; returns how many."""
+        session: Session
+        with storage_errors(self.local, "counting a refusal"), self._local_sessions.begin() as session:
+            session.execute(
+                update(OutboxEntry)
+                .where(OutboxEntry.id.in_(ids))
+                .values(
+                    rejections=OutboxEntry.rejections + 1,
+                    attempts=OutboxEntry.attempts + 1,
+                    last_error=reason[:2000],
+                )
+            )
+            worn = list(
+                session.scalars(
+                    select(OutboxEntry.id).where(
+                        OutboxEntry.id.in_(ids), OutboxEntry.rejections >= PARK_AFTER
+                    )
+                )
+            )
+            if worn:
+                session.execute(
+                    update(OutboxEntry)
+                    .where(OutboxEntry.id.in_(worn))
+                    .values(parked=True, parked_at=self.clock())
+                )
+        return len(worn)
 
     def _failed(self, ids: list[int], error: str) -> None:
         # Best effort: the local database may be what failed.
@@ -418,6 +476,12 @@ class CentralSync:
             yield
         except SyncError as exc:
             self._failed(ids[:1], str(exc))
+            try:
+                state = self.status()
+            except StorageError:
+                logger.warning("the local backlog cannot be read either")
+            else:
+                exc.pending, exc.parked = state.pending, state.parked
             raise
 
     # -- the pipeline --------------------------------------------------------------------
@@ -439,7 +503,8 @@ class CentralSync:
         calls, rejected = self._send_calls(batch)
         recordings, refused = self._send_recordings(batch)
         self._note(**{LAST_SUCCESS: self.clock().isoformat(), LAST_ERROR: None})
-        remaining = self.status().pending
+        state = self.status()
+        remaining = state.pending
         logger.debug(
             "sync: %d entries, %d call(s), %d recording(s) sent, %d left",
             len(batch.ids()),
@@ -454,6 +519,7 @@ class CentralSync:
             parked=parked + rejected + refused,
             remaining=remaining,
             full=len(batch.ids()) >= self.batch_size,
+            parked_total=state.parked,
         )
 
     def _read_batch(self) -> _Batch:
@@ -471,7 +537,7 @@ class CentralSync:
             # Written once when the outbox drains, not on every idle poll.
             self._note(**{LAST_SUCCESS: self.clock().isoformat(), LAST_ERROR: None})
             self._idle = True
-        return BatchResult(0, 0, 0, 0, 0, False)
+        return BatchResult(0, 0, 0, 0, 0, False, parked_total=self.status().parked)
 
     def _park_unknown(self, batch: _Batch) -> int:
         parked = 0
@@ -499,10 +565,57 @@ class CentralSync:
             self._park(batch.rows[(CALL, uuid)], reason)
             parked += len(batch.rows[(CALL, uuid)])
         # Entries of calls no longer stored locally have nothing to send: they are simply done.
-        with self._attempt(batch.ids(CALL)):
-            self.transport.send_calls(rows)
-        self._done([i for ref in uuids if ref not in bad for i in batch.rows[(CALL, ref)]])
+        gone = [i for ref in uuids if ref not in bad for i in batch.rows[(CALL, ref)]]
+        try:
+            with self._attempt(batch.ids(CALL)):
+                self.transport.send_calls(rows)
+        except Rejected as exc:
+            sent_rows = {row.call.uuid for row in rows}
+            gone = [
+                i for ref in uuids if ref not in bad and ref not in sent_rows for i in batch.rows[(CALL, ref)]
+            ]
+            if len(rows) == 1:
+                parked += self._refused(batch.rows[(CALL, rows[0].call.uuid)], rows[0].call.uuid, exc)
+                sent = 0
+            else:
+                # One of them is refused and took the others down with it: send each alone.
+                logger.warning(
+                    "the centre refused %d call(s) at once (%s); sending them one by one", len(rows), exc
+                )
+                sent, refused = self._send_calls_alone(batch, rows)
+                parked += refused
+            if gone:
+                self._done(gone)
+            return sent, parked
+        self._done(gone)
         return len(rows), parked
+
+    def _send_calls_alone(self, batch: _Batch, rows: list[CallRow]) -> tuple[int, int]:
+        sent = parked = 0
+        for row in rows:
+            ids = batch.rows[(CALL, row.call.uuid)]
+            try:
+                with self._attempt(ids):
+                    self.transport.send_calls([row])
+            except Rejected as exc:
+                parked += self._refused(ids, row.call.uuid, exc)
+                continue
+            self._done(ids)
+            sent += 1
+        return sent, parked
+
+    def _refused(self, ids: list[int], ref: str, exc: Rejected) -> int:
+        """Park at once (``final``) or count one more refusal; returns how many entries were parked."""
+        if exc.final:
+            self._park(ids, str(exc))
+            parked = len(ids)
+        else:
+            parked = self._reject(ids, str(exc))
+        if parked:
+            logger.error("the centre refuses %s: %s (parked)", ref, exc)
+        else:
+            logger.warning("the centre refused %s: %s (tried again later)", ref, exc)
+        return parked
 
     def _send_recordings(self, batch: _Batch) -> tuple[int, int]:
         """Send the batch's recordings one by one; returns (recordings sent, entries parked)."""
@@ -511,10 +624,12 @@ class CentralSync:
             ids = batch.rows[(RECORDING, ref)]
             try:
                 sent += self._send_recording(ref, ids)
-            except (Rejected, SourceUnusable) as exc:
+            except SourceUnusable as exc:
                 logger.error("recording %s cannot be uploaded: %s (parked)", ref, exc)
                 self._park(ids, str(exc))
                 parked += len(ids)
+            except Rejected as exc:
+                parked += self._refused(ids, f"recording {ref}", exc)
         return sent, parked
 
     def _send_recording(self, ref: str, ids: list[int]) -> int:
@@ -563,5 +678,6 @@ __all__ = [
     "is_verified_upstream",
     "parked_entries",
     "purge_allowed",
+    "retry_parked",
     "status",
 ]

@@ -202,10 +202,14 @@ class Counting:
     def __init__(self) -> None:
         self.errors: list[str] = []
         self.backlog: list[int] = []
+        self.parked: list[int] = []
         self.successes = 0
 
     def sync_backlog(self, rows: int) -> None:
         self.backlog.append(rows)
+
+    def sync_parked(self, entries: int) -> None:
+        self.parked.append(entries)
 
     def sync_error(self, kind: str) -> None:
         self.errors.append(kind)
