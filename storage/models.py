@@ -11,8 +11,9 @@ tables; a test checks that the migrated schema and these models agree.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     BigInteger,
@@ -33,6 +34,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
+
+from agent.events import Absence, Call, Direction, Disposition, EndReason, RecordingFacts
 
 NAMING_CONVENTION: dict[str, str] = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -100,6 +103,13 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 def _in(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+_E = TypeVar("_E")
+
+
+def _enum(kind: Callable[[str], _E], value: str | None) -> _E | None:
+    return kind(value) if value is not None else None
 
 
 class Base(DeclarativeBase):
@@ -235,6 +245,37 @@ class CallRecord(Base):
         default=utcnow, onupdate=utcnow, server_default=text("CURRENT_TIMESTAMP")
     )
 
+    def to_call(self, *, with_customer: bool = True) -> Call:
+        """The row as a :class:`Call` snapshot (the rep's note is not part of one).
+
+        :param with_customer: keep ``customer_id``; False for a row leaving this
+            database, whose customer ids mean nothing elsewhere.
+        :raises ValueError: a stored enum value this version does not know.
+        """
+        return Call(
+            uuid=self.uuid,
+            seat=self.seat,
+            device_id=self.device_id,
+            line=self.line,
+            rep=self.rep,
+            team=self.team,
+            direction=Direction(self.direction),
+            started_at=self.started_at,
+            number_raw=self.number_raw,
+            number_e164=self.number_e164,
+            cid_name=self.cid_name,
+            absence=_enum(Absence, self.absence),
+            answered_at=self.answered_at,
+            ended_at=self.ended_at,
+            ring_seconds=self.ring_seconds,
+            talk_seconds=self.talk_seconds,
+            disposition=_enum(Disposition, self.disposition),
+            end_reason=_enum(EndReason, self.end_reason),
+            rings=self.rings,
+            waiting=self.waiting,
+            customer_id=self.customer_id if with_customer else None,
+        )
+
 
 class Recording(Base):
     """An audio file of a call. ``status`` says whether the file was closed cleanly or repaired."""
@@ -255,6 +296,21 @@ class Recording(Base):
     #: Comma-separated findings of the completeness checks (``silent``, ``one_sided``, ``short``, ...).
     flags: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("CURRENT_TIMESTAMP"))
+
+    def to_facts(self) -> RecordingFacts:
+        """The row as the :class:`RecordingFacts` the recorder reported (unknown numbers as 0)."""
+        return RecordingFacts(
+            call_uuid=self.call_uuid,
+            path=self.path_or_uri,
+            codec=self.codec or "",
+            sample_rate=self.sample_rate or 0,
+            channels=self.channels or 0,
+            seconds=self.seconds or 0.0,
+            bytes=self.bytes or 0,
+            sha256=self.sha256,
+            status=self.status,
+            flags=tuple(f for f in (self.flags or "").split(",") if f),
+        )
 
 
 class AuditEntry(Base):
@@ -280,7 +336,9 @@ class OutboxEntry(Base):
     Rows are written by SQLite triggers in the same transaction as the change
     itself (see :mod:`storage.outbox`); the sync deletes them once the central
     database has the row. ``parked`` entries failed for a reason a retry cannot
-    fix (the local file is gone or does not match its checksum) and wait for a person.
+    fix (the local file is gone or does not match its checksum, or the centre
+    refused the row ``rejections`` times for a permanent reason) and wait for a
+    person (``cti-agent sync --retry-parked``). ``attempts`` counts every failed try.
     """
 
     __tablename__ = "outbox"
@@ -293,6 +351,8 @@ class OutboxEntry(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     parked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     last_error: Mapped[str | None] = mapped_column(Text)
+    rejections: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    parked_at: Mapped[datetime | None]
 
 
 class RecordingUpload(Base):

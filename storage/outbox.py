@@ -40,6 +40,15 @@ centre's, and upstream it would link the call to whichever central customer
 has id 7 (or break the foreign key). It is sent as NULL; the centre finds a
 call's customer by ``number_e164``, which is what the number search uses.
 
+The parts. This module keeps the queue (the ``outbox`` table, its state, the
+purge guard) and runs a batch as a short pipeline: read the oldest entries,
+group them by row, make the centre ready, send the calls, send the recordings,
+note the outcome. How rows and files travel is a :class:`~storage.central.Transport`
+(today :class:`~storage.central.SqlTransport`: the central PostgreSQL and a
+shared directory); the file copies and their SHA-256 checks are
+:mod:`storage.transfer`; a row becomes a :class:`Call` or
+:class:`RecordingFacts` by the models' own ``to_call`` / ``to_facts``.
+
 Recordings are copied to ``[central] recordings_dir`` at the same relative path
 (``recordings/YYYY/MM/DD/<uuid>.<ext>``) via a temporary file and a rename, then
 read back and checked against the SHA-256 of the local file; a mismatch is
@@ -48,39 +57,41 @@ copied again. Only after that is the central row written and a
 ``cti-agent purge`` delete the local file only then, and re-hashes the central
 copy first (a corrupt one is re-queued and the local file kept).
 
-Failures. Anything a retry can fix (the central server or the mount is
-unreachable) raises :class:`SyncError` and leaves the entries in place: the
-loop backs off and tries again, while the seat goes on writing locally. What a
-retry cannot fix (the local file is gone or does not match its own checksum)
-parks that entry (``parked``) with the reason; the rest of the outbox goes on.
-Everything here is blocking: call it from a worker thread.
+Failures: park, don't block (see :mod:`storage.faults`). Anything a retry can
+fix (the central server or the mount is unreachable, a lock) raises
+:class:`SyncError` and leaves the entries in place: the loop backs off and
+tries again, while the seat goes on writing locally; the error carries the
+backlog, so the metrics stay true during an outage. What no retry can fix
+(the local file is gone or does not match its own checksum, no store is
+configured) parks that entry (``parked``) at once with the reason. A row the
+centre refuses for what it is (a constraint, a NUL byte in a name) is tried
+again in the next batches, alone so that it takes no other row down with it,
+and parked after ``PARK_AFTER`` refusals (``rejections``). The rest of the
+outbox goes on either way; :func:`retry_parked` queues parked entries again
+after a fix. Everything here is blocking: call it from a worker thread.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import shutil
-import uuid as uuid_module
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path, PurePosixPath
-from typing import TypeVar
+from pathlib import Path
 
-from alembic import command
-from alembic.script import ScriptDirectory
-from alembic.util import CommandError
 from sqlalchemy import Engine, String, cast, delete, func, insert, literal, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from agent.errors import ConfigError, StorageError
-from agent.events import Absence, Call, Direction, Disposition, EndReason, RecordingFacts
-from storage.db import alembic_config, current_revision, head_revision, safe_url, storage_errors
+from agent.events import Call, RecordingFacts
+from storage.central import CallRow, SqlTransport, Transport, with_sha
+from storage.db import safe_url, storage_errors
+from storage.faults import PARK_AFTER, Rejected, SyncError
 from storage.models import CallRecord, OutboxEntry, Recording, RecordingUpload, SyncState, utcnow
-from storage.recordings import PART_SUFFIX, RecordingStore, sha256_of
-from storage.repository import save_note, upsert_call
+from storage.recordings import PART_SUFFIX, RecordingStore
+from storage.transfer import Copier, SourceUnusable, central_path, checked_source, intact
 
 logger = logging.getLogger(__name__)
 
@@ -92,25 +103,6 @@ LAST_SUCCESS = "last_success_at"
 LAST_ATTEMPT = "last_attempt_at"
 LAST_ERROR = "last_error"
 LAST_ERROR_AT = "last_error_at"
-#: How many times a copy is made before the store is declared faulty (a transient error).
-COPY_TRIES = 3
-#: Any 64-bit number, the same on every seat: seats upgrading the central schema take turns.
-_SCHEMA_LOCK = 0x63746953796E63
-
-Copier = Callable[[Path, Path], object]
-_E = TypeVar("_E")
-
-
-class SyncError(StorageError):
-    """A batch could not be sent; a retry may succeed. ``kind``: ``database`` or ``recording_store``."""
-
-    def __init__(self, message: str, kind: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-
-
-class _Park(Exception):
-    """This entry cannot be sent until a person looks at it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +135,8 @@ class BatchResult:
 
     ``entries``: outbox entries consumed; ``calls`` / ``recordings``: rows sent;
     ``parked``: entries parked now; ``remaining``: rows still waiting after it;
-    ``full``: the batch was full, so more are probably waiting.
+    ``full``: the batch was full, so more are probably waiting;
+    ``parked_total``: entries parked in all after it (None: not counted).
     """
 
     entries: int
@@ -152,6 +145,7 @@ class BatchResult:
     parked: int
     remaining: int
     full: bool
+    parked_total: int | None = None
 
 
 # -- the local side: enabling, status, the purge guard ----------------------------------------
@@ -243,15 +237,21 @@ def parked_entries(session: Session, limit: int = 20) -> list[OutboxEntry]:
     return list(session.scalars(query))
 
 
-def central_path(root: Path, path_or_uri: str) -> Path:
-    """Where a recording stored locally at ``path_or_uri`` (relative) lives in the central store.
+def retry_parked(session: Session) -> int:
+    """Queue every parked entry again (after a fix); returns how many were parked.
 
-    :raises ValueError: the path is absolute or climbs out of the store (``..``).
+    Their refusal counts start again, so a row still refused is parked again
+    after ``PARK_AFTER`` tries, holding nothing up meanwhile.
     """
-    relative = PurePosixPath(path_or_uri)
-    if relative.is_absolute() or ".." in relative.parts or not relative.parts:
-        raise ValueError(f"not a relative recording path: {path_or_uri!r}")
-    return root.joinpath(*relative.parts)
+    result = session.execute(
+        update(OutboxEntry)
+        .where(OutboxEntry.parked.is_(True))
+        .values(parked=False, parked_at=None, rejections=0)
+    )
+    count = int(getattr(result, "rowcount", 0) or 0)
+    if count:
+        logger.info("%d parked outbox entr(ies) queued again", count)
+    return count
 
 
 def is_verified_upstream(session: Session, row: Recording) -> bool:
@@ -279,117 +279,64 @@ def purge_allowed(session: Session, row: Recording, central_root: Path | None) -
     assert upload is not None  # checked by is_verified_upstream
     try:
         copy = central_path(central_root, upload.path)
-        intact = copy.is_file() and sha256_of(copy) == upload.sha256
+        whole = intact(copy, upload.sha256)
     except (OSError, ValueError) as exc:
         logger.warning("recording %d: the central copy cannot be checked (%s); kept", row.id, exc)
         return False
-    if not intact:
+    if not whole:
         logger.warning("recording %d: the central copy %s is missing or corrupt; queued again", row.id, copy)
         session.delete(upload)
         session.add(OutboxEntry(kind=RECORDING, ref=str(row.id)))
         session.flush()
-    return intact
-
-
-# -- copying recordings ------------------------------------------------------------------------
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def copy_verified(source: Path, dest: Path, sha256: str, *, copy: Copier = shutil.copyfile) -> bool:
-    """Make ``dest`` a copy of ``source`` whose SHA-256, read back from ``dest``, is ``sha256``.
-
-    A ``dest`` that already matches is kept (a batch replayed after a crash);
-    a wrong one is replaced. Each copy goes to a temporary name in the same
-    directory and is renamed, so a reader never sees half a file. Returns True
-    when a copy was made.
-
-    :raises OSError: the store cannot be written, or ``COPY_TRIES`` copies in a
-        row did not match (a faulty store: retried later, never accepted).
-    """
-    if dest.is_file() and sha256_of(dest) == sha256:
-        return False
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    for attempt in range(1, COPY_TRIES + 1):
-        tmp = dest.with_name(f".{dest.name}.{uuid_module.uuid4().hex[:12]}.tmp")
-        try:
-            copy(source, tmp)
-            _fsync_file(tmp)
-            os.replace(tmp, dest)
-        finally:
-            tmp.unlink(missing_ok=True)
-        # Some network file systems cannot fsync a directory; the file itself is synced.
-        with contextlib.suppress(OSError):
-            _fsync_file(dest.parent)
-        got = sha256_of(dest)
-        if got == sha256:
-            return True
-        logger.warning(
-            "copy %d of %s to %s has SHA-256 %s, not %s; copying again", attempt, source, dest, got, sha256
-        )
-        dest.unlink(missing_ok=True)
-    raise OSError(f"{dest}: {COPY_TRIES} copies in a row did not match SHA-256 {sha256}")
-
-
-# -- the replay --------------------------------------------------------------------------------
-
-
-def _enum(kind: Callable[[str], _E], value: str | None) -> _E | None:
-    return kind(value) if value is not None else None
+    return whole
 
 
 def call_of(record: CallRecord) -> Call:
     """The row as a :class:`Call` snapshot to send upstream, without the local ``customer_id``.
 
+    ``customer_id`` is a local row id, meaningless upstream (see the module docstring).
+
     :raises ValueError: a stored enum value this version does not know.
     """
-    return Call(
-        uuid=record.uuid,
-        seat=record.seat,
-        device_id=record.device_id,
-        line=record.line,
-        rep=record.rep,
-        team=record.team,
-        direction=Direction(record.direction),
-        started_at=record.started_at,
-        number_raw=record.number_raw,
-        number_e164=record.number_e164,
-        cid_name=record.cid_name,
-        absence=_enum(Absence, record.absence),
-        answered_at=record.answered_at,
-        ended_at=record.ended_at,
-        ring_seconds=record.ring_seconds,
-        talk_seconds=record.talk_seconds,
-        disposition=_enum(Disposition, record.disposition),
-        end_reason=_enum(EndReason, record.end_reason),
-        rings=record.rings,
-        waiting=record.waiting,
-        customer_id=None,
-    )
+    return record.to_call(with_customer=False)
+
+
+# -- the replay --------------------------------------------------------------------------------
 
 
 @dataclass(slots=True)
-class _CallRow:
-    call: Call
-    notes: str | None
-    follow_up_at: datetime | None
+class _Batch:
+    """The entries one batch consumes, grouped by the row they name (oldest first)."""
+
+    rows: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, entries: list[tuple[int, str, str]]) -> _Batch:
+        batch = cls()
+        for entry_id, kind, ref in entries:
+            batch.rows.setdefault((kind, ref), []).append(entry_id)
+        return batch
+
+    def refs(self, kind: str) -> list[str]:
+        return [ref for k, ref in self.rows if k == kind]
+
+    def ids(self, kind: str | None = None) -> list[int]:
+        return [i for (k, _), ids in self.rows.items() if kind is None or k == kind for i in ids]
+
+    def other(self) -> dict[tuple[str, str], list[int]]:
+        return {key: ids for key, ids in self.rows.items() if key[0] not in (CALL, RECORDING)}
 
 
 class CentralSync:
-    """Replays a seat's outbox into the central database and recording store, a batch at a time.
+    """Replays a seat's outbox into the centre, a batch at a time.
 
     :param local: the seat's SQLite engine (migrated).
-    :param central: the central PostgreSQL engine; its schema is migrated on
-        first contact when behind (seats take turns under an advisory lock).
+    :param central: the central PostgreSQL engine (see :class:`~storage.central.SqlTransport`).
     :param data_dir: the seat's data directory (local recordings are relative to it).
     :param recordings_dir: the central recording store; None parks every recording.
     :param copy: how a file is copied (a test injects a faulty one).
+    :param transport: what carries the rows upstream; by default the SQL
+        transport over ``central`` and ``recordings_dir``.
     """
 
     def __init__(
@@ -402,6 +349,7 @@ class CentralSync:
         batch_size: int = 200,
         clock: Callable[[], datetime] = utcnow,
         copy: Copier = shutil.copyfile,
+        transport: Transport | None = None,
     ) -> None:
         if local.dialect.name != "sqlite":
             raise ConfigError(
@@ -412,20 +360,23 @@ class CentralSync:
             raise ValueError("batch_size must be at least 1")
         self.local = local
         self.central = central
+        self.transport: Transport = transport or SqlTransport(central, recordings_dir, copy=copy)
         self.local_store = RecordingStore(data_dir, local)
-        self.central_store = RecordingStore(recordings_dir, central) if recordings_dir is not None else None
-        self.recordings_dir = recordings_dir
         self.batch_size = batch_size
         self.clock = clock
-        self.copy = copy
         self._local_sessions = sessionmaker(local)
-        self._central_sessions = sessionmaker(central)
-        self._schema_ready = False
         self._idle = False
 
     def close(self) -> None:
-        """Close the central engine's connections (the local engine belongs to the caller)."""
-        self.central.dispose()
+        """Release the transport's connections (the local engine belongs to the caller)."""
+        self.transport.close()
+
+    def ensure_schema(self) -> None:
+        """Make the centre ready to take rows (the SQL transport migrates its schema).
+
+        :raises SyncError: the centre cannot be reached.
+        """
+        self.transport.ensure_ready()
 
     # -- local bookkeeping ---------------------------------------------------------------
 
@@ -466,8 +417,41 @@ class CentralSync:
             session.execute(
                 update(OutboxEntry)
                 .where(OutboxEntry.id.in_(ids))
-                .values(parked=True, last_error=reason[:2000], attempts=OutboxEntry.attempts + 1)
+                .values(
+                    parked=True,
+                    parked_at=self.clock(),
+                    last_error=reason[:2000],
+                    attempts=OutboxEntry.attempts + 1,
+                )
             )
+
+    def _reject(self, ids: list[int], reason: str) -> int:
+        """Count one more refusal of these entries' row; park them at ``PARK_AFTER``; returns how many."""
+        session: Session
+        with storage_errors(self.local, "counting a refusal"), self._local_sessions.begin() as session:
+            session.execute(
+                update(OutboxEntry)
+                .where(OutboxEntry.id.in_(ids))
+                .values(
+                    rejections=OutboxEntry.rejections + 1,
+                    attempts=OutboxEntry.attempts + 1,
+                    last_error=reason[:2000],
+                )
+            )
+            worn = list(
+                session.scalars(
+                    select(OutboxEntry.id).where(
+                        OutboxEntry.id.in_(ids), OutboxEntry.rejections >= PARK_AFTER
+                    )
+                )
+            )
+            if worn:
+                session.execute(
+                    update(OutboxEntry)
+                    .where(OutboxEntry.id.in_(worn))
+                    .values(parked=True, parked_at=self.clock())
+                )
+        return len(worn)
 
     def _failed(self, ids: list[int], error: str) -> None:
         # Best effort: the local database may be what failed.
@@ -485,178 +469,183 @@ class CentralSync:
         except Exception:
             logger.exception("could not record the sync error locally")
 
-    # -- the central side ----------------------------------------------------------------
+    @contextmanager
+    def _attempt(self, ids: list[int]) -> Iterator[None]:
+        """A step that may fail for a reason a retry can fix: noted on the first entry, then raised."""
+        try:
+            yield
+        except SyncError as exc:
+            self._failed(ids[:1], str(exc))
+            try:
+                state = self.status()
+            except StorageError:
+                logger.warning("the local backlog cannot be read either")
+            else:
+                exc.pending, exc.parked = state.pending, state.parked
+            raise
 
-    def ensure_schema(self) -> None:
-        """Migrate the central database to this version's head if it is behind (once per process).
-
-        A central schema newer than this seat knows is left alone: newer
-        revisions only add, and the seat's writes still fit.
-        """
-        if self._schema_ready:
-            return
-        with storage_errors(self.central, "checking the central schema"):
-            revision = current_revision(self.central)
-            if revision != head_revision():
-                script = ScriptDirectory.from_config(alembic_config())
-                try:
-                    known = revision is None or script.get_revision(revision) is not None
-                except CommandError:
-                    known = False
-                if known:
-                    with self.central.begin() as connection:
-                        if connection.dialect.name == "postgresql":
-                            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})")
-                        command.upgrade(alembic_config(connection), "head")
-                    logger.info("central database %s migrated to head", safe_url(self.central.url))
-                else:
-                    logger.warning("central database is at %s, newer than this seat knows", revision)
-        self._schema_ready = True
+    # -- the pipeline --------------------------------------------------------------------
 
     def run_batch(self) -> BatchResult:
         """Send the oldest pending entries (up to ``batch_size``); see the module docstring.
 
-        :raises SyncError: the central database or recording store failed; the
+        :raises SyncError: the centre or its recording store failed; the
             entries not yet sent stay queued.
         """
-        with storage_errors(self.local, "reading the outbox"), Session(self.local) as session:
-            entries = list(
-                session.execute(
-                    select(OutboxEntry.id, OutboxEntry.kind, OutboxEntry.ref)
-                    .where(OutboxEntry.parked.is_(False))
-                    .order_by(OutboxEntry.id)
-                    .limit(self.batch_size)
-                ).all()
-            )
-        if not entries:
-            if not self._idle:
-                # Written once when the outbox drains, not on every idle poll.
-                self._note(**{LAST_SUCCESS: self.clock().isoformat(), LAST_ERROR: None})
-                self._idle = True
-            return BatchResult(0, 0, 0, 0, 0, False)
+        batch = self._read_batch()
+        if not batch.rows:
+            return self._drained()
         self._idle = False
-        groups: dict[tuple[str, str], list[int]] = {}
-        for entry_id, kind, ref in entries:
-            groups.setdefault((kind, ref), []).append(entry_id)
-        all_ids = [entry_id for entry_id, _, _ in entries]
         self._note(**{LAST_ATTEMPT: self.clock().isoformat()})
-        try:
-            self.ensure_schema()
-        except StorageError as exc:
-            self._failed(all_ids[:1], str(exc))
-            raise SyncError(str(exc), "database") from exc
-        sent_calls = self._send_calls(groups)
-        sent_recordings = 0
-        parked = 0
-        for (kind, ref), ids in groups.items():
-            if kind == CALL:
-                continue
-            if kind != RECORDING:
-                self._park(ids, f"unknown outbox kind {kind!r}")
-                parked += len(ids)
-                continue
-            try:
-                sent_recordings += self._send_recording(ref, ids)
-            except _Park as exc:
-                logger.error("recording %s cannot be uploaded: %s (parked)", ref, exc)
-                self._park(ids, str(exc))
-                parked += len(ids)
+        with self._attempt(batch.ids()[:1]):
+            self.transport.ensure_ready()
+        parked = self._park_unknown(batch)
+        calls, rejected = self._send_calls(batch)
+        recordings, refused = self._send_recordings(batch)
         self._note(**{LAST_SUCCESS: self.clock().isoformat(), LAST_ERROR: None})
-        remaining = self.status().pending
+        state = self.status()
+        remaining = state.pending
         logger.debug(
             "sync: %d entries, %d call(s), %d recording(s) sent, %d left",
-            len(entries),
-            sent_calls,
-            sent_recordings,
+            len(batch.ids()),
+            calls,
+            recordings,
             remaining,
         )
         return BatchResult(
-            entries=len(entries),
-            calls=sent_calls,
-            recordings=sent_recordings,
-            parked=parked,
+            entries=len(batch.ids()),
+            calls=calls,
+            recordings=recordings,
+            parked=parked + rejected + refused,
             remaining=remaining,
-            full=len(entries) >= self.batch_size,
+            full=len(batch.ids()) >= self.batch_size,
+            parked_total=state.parked,
         )
 
-    def _send_calls(self, groups: dict[tuple[str, str], list[int]]) -> int:
-        uuids = [ref for kind, ref in groups if kind == CALL]
+    def _read_batch(self) -> _Batch:
+        with storage_errors(self.local, "reading the outbox"), Session(self.local) as session:
+            entries = session.execute(
+                select(OutboxEntry.id, OutboxEntry.kind, OutboxEntry.ref)
+                .where(OutboxEntry.parked.is_(False))
+                .order_by(OutboxEntry.id)
+                .limit(self.batch_size)
+            ).all()
+        return _Batch.of([(entry_id, kind, ref) for entry_id, kind, ref in entries])
+
+    def _drained(self) -> BatchResult:
+        if not self._idle:
+            # Written once when the outbox drains, not on every idle poll.
+            self._note(**{LAST_SUCCESS: self.clock().isoformat(), LAST_ERROR: None})
+            self._idle = True
+        return BatchResult(0, 0, 0, 0, 0, False, parked_total=self.status().parked)
+
+    def _park_unknown(self, batch: _Batch) -> int:
+        parked = 0
+        for (kind, _), ids in batch.other().items():
+            self._park(ids, f"unknown outbox kind {kind!r}")
+            parked += len(ids)
+        return parked
+
+    def _send_calls(self, batch: _Batch) -> tuple[int, int]:
+        """Send the batch's calls in one unit; returns (calls sent, entries parked)."""
+        uuids = batch.refs(CALL)
         if not uuids:
-            return 0
-        ids = [entry_id for (kind, _), group in groups.items() if kind == CALL for entry_id in group]
-        rows: list[_CallRow] = []
+            return 0, 0
+        rows: list[CallRow] = []
         bad: dict[str, str] = {}
         with storage_errors(self.local, "reading calls to send"), Session(self.local) as session:
             for record in session.scalars(select(CallRecord).where(CallRecord.uuid.in_(uuids))):
                 try:
-                    rows.append(_CallRow(call_of(record), record.notes, record.follow_up_at))
+                    rows.append(CallRow(call_of(record), record.notes, record.follow_up_at))
                 except ValueError as exc:
                     bad[record.uuid] = str(exc)
+        parked = 0
         for uuid, reason in bad.items():
             logger.error("call %s cannot be sent: %s (parked)", uuid, reason)
-            self._park(groups[(CALL, uuid)], reason)
+            self._park(batch.rows[(CALL, uuid)], reason)
+            parked += len(batch.rows[(CALL, uuid)])
         # Entries of calls no longer stored locally have nothing to send: they are simply done.
+        gone = [i for ref in uuids if ref not in bad for i in batch.rows[(CALL, ref)]]
         try:
-            upstream: Session
-            with (
-                storage_errors(self.central, f"sending {len(rows)} call(s)"),
-                self._central_sessions.begin() as upstream,
-            ):
-                for row in rows:
-                    upsert_call(upstream, row.call)
-                    save_note(upstream, row.call.uuid, row.notes, row.follow_up_at)
-        except StorageError as exc:
-            self._failed(ids[:1], str(exc))
-            raise SyncError(str(exc), "database") from exc
-        sent = {row.call.uuid for row in rows}
-        self._done(
-            [i for (kind, ref), group in groups.items() if kind == CALL and ref not in bad for i in group]
-        )
-        return len(sent)
+            with self._attempt(batch.ids(CALL)):
+                self.transport.send_calls(rows)
+        except Rejected as exc:
+            sent_rows = {row.call.uuid for row in rows}
+            gone = [
+                i for ref in uuids if ref not in bad and ref not in sent_rows for i in batch.rows[(CALL, ref)]
+            ]
+            if len(rows) == 1:
+                parked += self._refused(batch.rows[(CALL, rows[0].call.uuid)], rows[0].call.uuid, exc)
+                sent = 0
+            else:
+                # One of them is refused and took the others down with it: send each alone.
+                logger.warning(
+                    "the centre refused %d call(s) at once (%s); sending them one by one", len(rows), exc
+                )
+                sent, refused = self._send_calls_alone(batch, rows)
+                parked += refused
+            if gone:
+                self._done(gone)
+            return sent, parked
+        self._done(gone)
+        return len(rows), parked
+
+    def _send_calls_alone(self, batch: _Batch, rows: list[CallRow]) -> tuple[int, int]:
+        sent = parked = 0
+        for row in rows:
+            ids = batch.rows[(CALL, row.call.uuid)]
+            try:
+                with self._attempt(ids):
+                    self.transport.send_calls([row])
+            except Rejected as exc:
+                parked += self._refused(ids, row.call.uuid, exc)
+                continue
+            self._done(ids)
+            sent += 1
+        return sent, parked
+
+    def _refused(self, ids: list[int], ref: str, exc: Rejected) -> int:
+        """Park at once (``final``) or count one more refusal; returns how many entries were parked."""
+        if exc.final:
+            self._park(ids, str(exc))
+            parked = len(ids)
+        else:
+            parked = self._reject(ids, str(exc))
+        if parked:
+            logger.error("the centre refuses %s: %s (parked)", ref, exc)
+        else:
+            logger.warning("the centre refused %s: %s (tried again later)", ref, exc)
+        return parked
+
+    def _send_recordings(self, batch: _Batch) -> tuple[int, int]:
+        """Send the batch's recordings one by one; returns (recordings sent, entries parked)."""
+        sent = parked = 0
+        for ref in batch.refs(RECORDING):
+            ids = batch.rows[(RECORDING, ref)]
+            try:
+                sent += self._send_recording(ref, ids)
+            except SourceUnusable as exc:
+                logger.error("recording %s cannot be uploaded: %s (parked)", ref, exc)
+                self._park(ids, str(exc))
+                parked += len(ids)
+            except Rejected as exc:
+                parked += self._refused(ids, f"recording {ref}", exc)
+        return sent, parked
 
     def _send_recording(self, ref: str, ids: list[int]) -> int:
-        with storage_errors(self.local, f"reading recording {ref}"), Session(self.local) as session:
-            row = session.get(Recording, int(ref)) if ref.isdigit() else None
-            found = _recording_facts(session, row) if row is not None else None
-        if found is None:
-            # Deleted locally before it was sent (only possible outside team mode's purge guard).
+        found = self._read_recording(ref)
+        if found is None or found[0].path.endswith(PART_SUFFIX):
+            # Deleted locally before it was sent (only possible outside team mode's purge guard),
+            # or not finished yet (its final update queues it again).
             self._done(ids)
             return 0
         facts, call = found
-        path = facts.path
-        if path.endswith(PART_SUFFIX):
-            # Not finished yet: its final update queues it again.
-            self._done(ids)
-            return 0
-        if self.recordings_dir is None or self.central_store is None:
-            raise _Park("no [central] recordings_dir is configured")
-        source = self.local_store.resolve(path)
-        try:
-            dest = central_path(self.recordings_dir, path)
-        except ValueError as exc:
-            raise _Park(str(exc)) from None
-        if not source.is_file():
-            raise _Park(f"the local file {source} is missing")
-        try:
-            digest = sha256_of(source)
-            size = source.stat().st_size
-        except OSError as exc:
-            raise _Park(f"the local file {source} cannot be read: {exc}") from None
-        if facts.sha256 is not None and digest != facts.sha256:
-            raise _Park(f"the local file {source} does not match its SHA-256 {facts.sha256}")
-        try:
-            copied = copy_verified(source, dest, digest, copy=self.copy)
-        except OSError as exc:
-            message = f"copying {source} to the central store failed: {exc}"
-            self._failed(ids[:1], message)
-            raise SyncError(message, "recording_store") from exc
-        try:
-            self.central_store.save(_with_sha(facts, digest), call)
-        except StorageError as exc:
-            self._failed(ids[:1], str(exc))
-            raise SyncError(str(exc), "database") from exc
+        source = self.local_store.resolve(facts.path)
+        digest, size = checked_source(source, facts.sha256)
+        with self._attempt(ids):
+            copied = self.transport.send_recording(with_sha(facts, digest), call, source)
         upload = RecordingUpload(
-            recording_id=int(ref), path=path, sha256=digest, bytes=size, verified_at=self.clock()
+            recording_id=int(ref), path=facts.path, sha256=digest, bytes=size, verified_at=self.clock()
         )
         self._done(ids, upload)
         logger.info(
@@ -666,37 +655,13 @@ class CentralSync:
         )
         return 1
 
-
-def _recording_facts(session: Session, row: Recording) -> tuple[RecordingFacts, Call | None]:
-    record = session.scalars(select(CallRecord).where(CallRecord.uuid == row.call_uuid)).one_or_none()
-    facts = RecordingFacts(
-        call_uuid=row.call_uuid,
-        path=row.path_or_uri,
-        codec=row.codec or "",
-        sample_rate=row.sample_rate or 0,
-        channels=row.channels or 0,
-        seconds=row.seconds or 0.0,
-        bytes=row.bytes or 0,
-        sha256=row.sha256,
-        status=row.status,
-        flags=tuple(f for f in (row.flags or "").split(",") if f),
-    )
-    return facts, call_of(record) if record is not None else None
-
-
-def _with_sha(facts: RecordingFacts, digest: str) -> RecordingFacts:
-    return RecordingFacts(
-        call_uuid=facts.call_uuid,
-        path=facts.path,
-        codec=facts.codec,
-        sample_rate=facts.sample_rate,
-        channels=facts.channels,
-        seconds=facts.seconds,
-        bytes=facts.bytes,
-        sha256=digest,
-        status=facts.status,
-        flags=facts.flags,
-    )
+    def _read_recording(self, ref: str) -> tuple[RecordingFacts, Call | None] | None:
+        with storage_errors(self.local, f"reading recording {ref}"), Session(self.local) as session:
+            row = session.get(Recording, int(ref)) if ref.isdigit() else None
+            if row is None:
+                return None
+            record = session.scalars(select(CallRecord).where(CallRecord.uuid == row.call_uuid)).one_or_none()
+            return row.to_facts(), call_of(record) if record is not None else None
 
 
 __all__ = [
@@ -707,13 +672,12 @@ __all__ = [
     "SyncError",
     "SyncStatus",
     "call_of",
-    "central_path",
-    "copy_verified",
     "disable",
     "enable",
     "is_enabled",
     "is_verified_upstream",
     "parked_entries",
     "purge_allowed",
+    "retry_parked",
     "status",
 ]

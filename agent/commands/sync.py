@@ -1,7 +1,10 @@
 """``cti-agent sync``: team mode by hand: the backlog (``--status``), one catch-up (``--once``), or a loop.
 
 The running agent syncs by itself when ``[central] url`` is set; this command
-is for looking at the backlog and for catching up without the agent.
+is for looking at the backlog and for catching up without the agent. It also
+shows what was parked (park, don't block: see :mod:`storage.faults`), both the
+calls the seat's own database refused and the outbox entries the centre
+refused, and ``--retry-parked`` tries them again after a fix.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from agent.config import Config, load_config
 from agent.errors import AgentError
 from agent.seat.sync import SyncLoop, with_connect_timeout
 from storage.db import make_engine, safe_url, storage_errors, upgrade
-from storage.outbox import CentralSync, SyncError, SyncStatus, parked_entries, status
+from storage.observer import PARKED_NAME, ParkedCall, ParkedCalls, StorageObserver
+from storage.outbox import CentralSync, SyncError, SyncStatus, parked_entries, retry_parked, status
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +44,10 @@ def _age(when: datetime | None, now: datetime) -> str:
     return f"{when:%Y-%m-%d %H:%M:%S} UTC ({ago} ago)"
 
 
-def format_status(state: SyncStatus, config: Config, now: datetime) -> str:
-    """The text ``sync --status`` prints."""
+def format_status(
+    state: SyncStatus, config: Config, now: datetime, parked_calls: list[ParkedCall] | None = None
+) -> str:
+    """The text ``sync --status`` prints (``parked_calls``: calls the seat's own database refused)."""
     url = config.central_url
     lines = [
         f"central database:   {safe_url(url) if url else 'not configured (single-machine mode)'}",
@@ -55,6 +61,15 @@ def format_status(state: SyncStatus, config: Config, now: datetime) -> str:
     ]
     if state.last_error:
         lines.append(f"last error:         {_age(state.last_error_at, now)}: {state.last_error}")
+    if parked_calls:
+        lines.append(
+            f"parked calls:       {len(parked_calls)} the local database refused "
+            f"(kept in {config.agent.data_dir / PARKED_NAME}; sync --retry-parked after a fix)"
+        )
+        for entry in parked_calls[:20]:
+            lines.append(
+                f"  parked call {entry.event.call.uuid} since {_age(entry.parked_at, now)}: {entry.reason}"
+            )
     return "\n".join(lines)
 
 
@@ -76,14 +91,19 @@ def _open_local(config: Config) -> Engine:
     "--status", "show_status", is_flag=True, help="Show the backlog and the last outcomes; send nothing."
 )
 @click.option("--once", is_flag=True, help="Send everything waiting, then exit (1 if the centre failed).")
-def sync(config_path: Path | None, show_status: bool, once: bool) -> None:
+@click.option(
+    "--retry-parked",
+    is_flag=True,
+    help="After a fix: write the parked calls again and queue the parked outbox entries again.",
+)
+def sync(config_path: Path | None, show_status: bool, once: bool, retry_parked: bool) -> None:
     """Replay this seat's calls, notes and recordings into the central database ([central] url)."""
     try:
         config = load_config(config_path)
     except AgentError as exc:
         raise click.UsageError(str(exc)) from None
-    if show_status and once:
-        raise click.UsageError("give --status or --once, not both")
+    if show_status and (once or retry_parked):
+        raise click.UsageError("--status only shows; give it alone")
     try:
         local = _open_local(config)
     except AgentError as exc:
@@ -92,6 +112,10 @@ def sync(config_path: Path | None, show_status: bool, once: bool) -> None:
         if show_status:
             _show_status(local, config)
             return
+        if retry_parked:
+            _retry_parked(local, config)
+            if not once:
+                return
         url = config.central_url
         if not url:
             raise click.UsageError("no central database: set [central] url or CTI_AGENT_CENTRAL_URL")
@@ -120,9 +144,40 @@ def _show_status(local: Engine, config: Config) -> None:
             parked = [(e.id, e.kind, e.ref, e.last_error) for e in parked_entries(session)]
     except AgentError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(format_status(state, config, datetime.now(UTC)))
+    try:
+        calls = ParkedCalls(config.agent.data_dir / PARKED_NAME).load()
+    except OSError as exc:
+        raise click.ClickException(f"cannot read the parked calls: {exc}") from None
+    click.echo(format_status(state, config, datetime.now(UTC), calls))
     for entry_id, kind, ref, error in parked:
         click.echo(f"  parked #{entry_id} {kind} {ref}: {error}")
+
+
+def _retry_parked(local: Engine, config: Config) -> None:
+    """Write each parked call again (those still refused stay parked), then unpark the outbox."""
+    parked = ParkedCalls(config.agent.data_dir / PARKED_NAME)
+    observer = StorageObserver(local, parked=parked)
+    written = refused = 0
+    try:
+        for entry in parked.load():
+            try:
+                observer.write(entry.event.call)  # clears it from the file when it goes in
+                written += 1
+            except AgentError as exc:
+                refused += 1
+                click.echo(f"  call {entry.event.call.uuid} still refused: {exc}")
+        with (
+            storage_errors(local, "queuing parked outbox entries"),
+            Session(local) as session,
+            session.begin(),
+        ):
+            requeued = retry_parked(session)
+    except (AgentError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(
+        f"parked calls: {written} written, {refused} still refused; "
+        f"outbox: {requeued} parked entr(ies) queued again"
+    )
 
 
 def _once(syncer: CentralSync) -> None:

@@ -335,6 +335,17 @@ class Metrics:
         )
         for kind in SYNC_ERROR_KINDS:
             self.sync_errors.labels(kind)
+        # Park, don't block (storage.faults): rows set aside instead of holding up the queue.
+        self.storage_parked = Gauge(
+            "cti_storage_parked",
+            "Calls the local database refused for good, kept in parked-calls.jsonl (sync --retry-parked).",
+            registry=registry,
+        )
+        self.sync_parked_rows = Gauge(
+            "cti_sync_parked",
+            "Outbox entries parked in team mode: the centre refused them or their file is unusable.",
+            registry=registry,
+        )
         self.rep_state_gauge = Gauge(
             "cti_rep_state",
             "1 for the state the rep is in now (available, on_call, wrap_up, paused), 0 for the others.",
@@ -463,6 +474,10 @@ class Metrics:
     def sync_error(self, kind: str) -> None:
         """Count one failed sync attempt of ``kind``."""
         self.sync_errors.labels(kind).inc()
+
+    def sync_parked(self, entries: int) -> None:
+        """``entries`` outbox entries are parked."""
+        self.sync_parked_rows.set(entries)
 
     def sync_succeeded(self, timestamp: float) -> None:
         """The seat was in sync at ``timestamp`` (Unix time)."""

@@ -12,7 +12,9 @@ together is tested on its own; here is only the glue:
 - one queue and task per observer, so a slow or failing observer never holds
   up another. Storage must not lose a call: a failed write is retried with
   back-off, and whatever is still unwritten at shutdown is spooled to a file
-  that the next start writes first.
+  that the next start writes first. Park, don't block: a call the database
+  refuses for what it is (``storage.faults.Rejected``) is parked after a few
+  tries, so the calls behind it are written.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pluggy
 from prometheus_client import CollectorRegistry
@@ -63,7 +65,8 @@ from agent.seat.web.bus import SeatBus
 from agent.seat.web.repstate import RepState, RepStateSink
 from agent.web.serve import AgentServer, make_server
 from storage.db import make_engine, upgrade
-from storage.observer import StorageObserver
+from storage.faults import PARK_AFTER, Rejected
+from storage.observer import PARKED_NAME, ParkedCalls, StorageObserver
 from storage.plugin import SqlStore
 from storage.recordings import RecordingStore
 
@@ -139,12 +142,35 @@ class _LookupDone:
     task: asyncio.Task[Customer | None]
 
 
-class _Pipe:
-    """One observer's queue and delivery loop."""
+class Parking(Protocol):
+    """An observer that can set aside a message it refuses for good (the storage observer)."""
 
-    def __init__(self, observer: Observer, metrics: Metrics) -> None:
+    def tries_before_parking(self, message: Message) -> int:
+        """Refusals of ``message`` before it is parked (0: never)."""
+
+    def park(self, message: Message, reason: str, now: datetime) -> None:
+        """Keep ``message`` aside with ``reason`` (blocking); raises OSError when it cannot."""
+
+
+class _Pipe:
+    """One observer's queue and delivery loop.
+
+    :param parking: where a message the observer refuses (:class:`Rejected`)
+        goes after its tries; None: it is retried like any failure.
+    """
+
+    def __init__(
+        self,
+        observer: Observer,
+        metrics: Metrics,
+        *,
+        parking: Parking | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
         self.observer = observer
         self.metrics = metrics
+        self.parking = parking
+        self.clock = clock
         self.queue: asyncio.Queue[Message] = asyncio.Queue()
         self.in_flight: Message | None = None
 
@@ -159,6 +185,7 @@ class _Pipe:
 
     async def _deliver(self, message: Message) -> None:
         delay = BACKOFF_START
+        refusals = 0
         while True:
             try:
                 await self.observer.notify(message)
@@ -170,6 +197,10 @@ class _Pipe:
                 if not self.observer.must_deliver:
                     logger.exception("observer %s failed; going on", self.observer.name)
                     return
+                if isinstance(exc, Rejected) and self.parking is not None:
+                    refusals += 1
+                    if await self._park(message, exc, refusals):
+                        return
                 logger.warning(
                     "observer %s failed (%s); retrying in %.1f s with %d queued",
                     self.observer.name,
@@ -179,6 +210,21 @@ class _Pipe:
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, BACKOFF_MAX)
+
+    async def _park(self, message: Message, exc: Rejected, refusals: int) -> bool:
+        """Park ``message`` once it was refused often enough; True when it is parked."""
+        assert self.parking is not None
+        tries = self.parking.tries_before_parking(message)
+        if tries <= 0 or refusals < tries:
+            return False
+        try:
+            await asyncio.to_thread(self.parking.park, message, str(exc), self.clock())
+        except OSError as park_error:
+            logger.error(
+                "observer %s cannot park a refused message (%s); retrying it", self.observer.name, park_error
+            )
+            return False
+        return True
 
     def pending(self) -> list[Message]:
         """What has not been delivered: the message being retried and everything queued."""
@@ -236,6 +282,7 @@ class Agent:
         self._server_tasks: list[asyncio.Task[None]] = []
         self.recorder: Recorder | None = None
         self.sync: SyncLoop | None = None
+        self.storage: StorageObserver | None = None
 
     # -- life cycle ---------------------------------------------------------------
 
@@ -247,8 +294,11 @@ class Agent:
         if not self.pm.is_blocked("sql") and self.pm.get_plugin("sql") is None:
             self.pm.register(SqlStore(self.engine, region=self.config.agent.region), name="sql")
         configure_plugins(self.pm, self.config, self.metrics)
+        storage = StorageObserver(self.engine, parked=ParkedCalls(data_dir / PARKED_NAME))
+        self.storage = storage
+        self.metrics.storage_parked.set_function(storage.parked_count)
         observers: list[Observer] = [
-            StorageObserver(self.engine),
+            storage,
             self.metrics,
             self.bus,
             HookObserver(self.pm, self.metrics),
@@ -266,7 +316,10 @@ class Agent:
         if self.sync is not None:
             observers.append(self.sync)
             self.sync.start()
-        self._pipes = [_Pipe(observer, self.metrics) for observer in observers]
+        self._pipes = [
+            _Pipe(observer, self.metrics, parking=storage if observer is storage else None, clock=self.clock)
+            for observer in observers
+        ]
         await self._replay_spool()
         pipe_tasks = [asyncio.create_task(p.run(), name=f"observer:{p.observer.name}") for p in self._pipes]
         device_tasks: list[asyncio.Task[None]] = []
@@ -335,6 +388,7 @@ class Agent:
                 # Listen-in streams what the recorder captures (see agent.seat.recorder.LiveTap).
                 live=self.recorder.subscribe_live if self.recorder is not None else None,
                 listen_token=self.config.web.listen_token,
+                health=self.health,
             )
             wanted.append(("seat page", self.config.web.listen, app))
         if self.config.metrics.enabled:
@@ -396,6 +450,14 @@ class Agent:
         if self.engine is not None:
             self.engine.dispose()
         logger.info("agent stopped")
+
+    def health(self) -> dict[str, int]:
+        """What is parked or waiting, for ``/healthz`` and ``/api/state`` (cheap: no database query)."""
+        counts = {"storage_parked": self.storage.parked_count() if self.storage is not None else 0}
+        if self.sync is not None:
+            counts["sync_backlog"] = self.sync.backlog or 0
+            counts["sync_parked"] = self.sync.parked or 0
+        return counts
 
     async def _drain_lines(self) -> None:
         for line in self.lines.values():
@@ -691,6 +753,10 @@ class Agent:
             try:
                 await storage.observer.notify(event)
                 replayed += 1
+            except Rejected as exc:
+                # Spooled by the last run, refused again now: its tries are spent, park it.
+                if not await storage._park(event, exc, refusals=PARK_AFTER):
+                    kept.append(text)
             except Exception as exc:
                 logger.error("spooled call %s still cannot be written: %s", event.call.uuid, exc)
                 kept.append(text)

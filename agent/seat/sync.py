@@ -39,10 +39,13 @@ CONNECT_TIMEOUT = 10
 
 @runtime_checkable
 class SyncMetrics(Protocol):
-    """Where the sync reports itself; the metrics module implements it with three methods.
+    """Where the sync reports itself; the metrics module implements it with four methods.
 
     - ``sync_backlog(rows)``: set the gauge ``cti_sync_backlog`` (calls and
-      recordings waiting to be sent, parked ones not counted);
+      recordings waiting to be sent, parked ones not counted, as ``sync
+      --status`` counts them), after every round, failed or not;
+    - ``sync_parked(entries)``: set the gauge ``cti_sync_parked`` (outbox
+      entries set aside: see :mod:`storage.faults`), after every round;
     - ``sync_error(kind)``: add 1 to the counter ``cti_sync_errors_total{kind}``,
       ``kind`` one of ``database``, ``recording_store``, ``parked``, ``local``;
     - ``sync_succeeded(timestamp)``: set the gauge
@@ -52,6 +55,9 @@ class SyncMetrics(Protocol):
 
     def sync_backlog(self, rows: int) -> None:
         """``rows`` calls and recordings are waiting to be sent."""
+
+    def sync_parked(self, entries: int) -> None:
+        """``entries`` outbox entries are parked."""
 
     def sync_error(self, kind: str) -> None:
         """A batch failed (or an entry was parked) for a reason of this kind."""
@@ -105,6 +111,9 @@ class SyncLoop:
         self.sleep = sleep
         self.clock = clock
         self.failures = 0
+        #: The backlog and parked entries after the last round (None: not known yet), for /healthz.
+        self.backlog: int | None = None
+        self.parked: int | None = None
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
@@ -128,12 +137,14 @@ class SyncLoop:
         try:
             result = await asyncio.to_thread(self.sync.run_batch)
         except SyncError as exc:
+            # The batch failed, the backlog is still true: the gauges follow it through an outage.
+            self._counts(exc.pending, exc.parked)
             return self._failed(exc.kind, exc)
         except (AgentError, OSError) as exc:
             return self._failed("local", exc)
         self.failures = 0
+        self._counts(result.remaining, result.parked_total)
         if self.metrics is not None:
-            self.metrics.sync_backlog(result.remaining)
             for _ in range(result.parked):
                 self.metrics.sync_error("parked")
             self.metrics.sync_succeeded(self.clock())
@@ -145,6 +156,16 @@ class SyncLoop:
                 result.remaining,
             )
         return 0.0 if result.full else self.interval
+
+    def _counts(self, backlog: int | None, parked: int | None) -> None:
+        if backlog is not None:
+            self.backlog = backlog
+            if self.metrics is not None:
+                self.metrics.sync_backlog(backlog)
+        if parked is not None:
+            self.parked = parked
+            if self.metrics is not None:
+                self.metrics.sync_parked(parked)
 
     def _failed(self, kind: str, exc: BaseException) -> float:
         self.failures += 1

@@ -316,7 +316,7 @@ async def test_dashboards_and_rules_agree_with_the_database(
         assert live_checked, "no line was on a call in 20 s of simulated traffic"
         rules = (await asyncio.to_thread(prom.api, "rules"))["groups"]
         alerts = [r for g in rules for r in g["rules"] if r["type"] == "alerting"]
-        assert len(alerts) == 8
+        assert len(alerts) == 10
         at = time.time()
         exported = {sample.name for m in agent.registry.collect() for sample in m.samples}
         without_series: set[str] = set()

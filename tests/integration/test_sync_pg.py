@@ -32,9 +32,10 @@ from agent.events import Call, Direction, Disposition, EndReason, RecordingFacts
 from agent.seat.sync import SyncLoop
 from storage.db import make_engine, upgrade
 from storage.models import CallRecord, Recording
-from storage.outbox import CentralSync, central_path, purge_allowed
+from storage.outbox import CentralSync, purge_allowed
 from storage.recordings import RecordingStore
 from storage.repository import save_note, upsert_call
+from storage.transfer import central_path
 
 pytestmark = pytest.mark.postgres
 
@@ -201,10 +202,14 @@ class Counting:
     def __init__(self) -> None:
         self.errors: list[str] = []
         self.backlog: list[int] = []
+        self.parked: list[int] = []
         self.successes = 0
 
     def sync_backlog(self, rows: int) -> None:
         self.backlog.append(rows)
+
+    def sync_parked(self, entries: int) -> None:
+        self.parked.append(entries)
 
     def sync_error(self, kind: str) -> None:
         self.errors.append(kind)

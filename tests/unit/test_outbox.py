@@ -31,8 +31,6 @@ from storage.outbox import (
     CentralSync,
     SyncError,
     call_of,
-    central_path,
-    copy_verified,
     disable,
     enable,
     is_verified_upstream,
@@ -41,6 +39,7 @@ from storage.outbox import (
 )
 from storage.recordings import RecordingStore
 from storage.repository import get_call, save_note, upsert_call
+from storage.transfer import central_path, copy_verified
 
 T0 = datetime(2024, 5, 6, 9, 0, tzinfo=UTC)
 

@@ -223,6 +223,7 @@ def make_seat_app(
     console_url: str | None = None,
     live: Callable[[str], LiveStream | None] | None = None,
     listen_token: str | None = None,
+    health: Callable[[], dict[str, int]] | None = None,
 ) -> Starlette:
     """Build the seat page app.
 
@@ -246,6 +247,7 @@ def make_seat_app(
     :param live: gives a call's live audio (the recorder's ``subscribe_live``), None when not captured.
     :param listen_token: the console's shared secret for ``/listen/{call_uuid}``; None: listen-in
         is off and the route answers 404.
+    :param health: parked and waiting counts added to ``/healthz`` and ``/api/state`` (the runtime's).
     """
     api = SeatApi(
         bus,
@@ -303,10 +305,14 @@ def make_seat_app(
         return EventStreamResponse(bus.subscribe(last_id), heartbeat=heartbeat)
 
     async def api_state(request: Request) -> Response:
-        return SafeJSONResponse({"seat": seat, **bus.snapshot()}, headers={"Cache-Control": "no-store"})
+        counts = health() if health is not None else {}
+        return SafeJSONResponse(
+            {"seat": seat, **bus.snapshot(), **counts}, headers={"Cache-Control": "no-store"}
+        )
 
     async def healthz(request: Request) -> Response:
-        return SafeJSONResponse({"status": "ok", "seat": seat, "clients": bus.clients})
+        counts = health() if health is not None else {}
+        return SafeJSONResponse({"status": "ok", "seat": seat, "clients": bus.clients, **counts})
 
     async def listen(request: Request) -> Response:
         if listen_token is None or live is None:
