@@ -1,7 +1,7 @@
 """The centre's seats: one row per seat credential, stored as its SHA-256.
 
-Revision ID: 0005_seats
-Revises: 0004_search_indexes
+Revision ID: 0006_seats
+Revises: 0005_outbox_parking
 Create Date: 2026-12-03 13:30:00
 
 A seat reaches the centre's seat API with a random token the IT person gave it
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0005_seats"
-down_revision: str | Sequence[str] | None = "0004_search_indexes"
+revision: str = "0006_seats"
+down_revision: str | Sequence[str] | None = "0005_outbox_parking"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
