@@ -611,6 +611,8 @@ class S3BlobStore:
         self.bucket = bucket
         self.prefix = prefix
         self.part_size = part_size
+        #: Keys per ListObjectsV2 request (1000 is the most S3 gives).
+        self.list_page_size = 1000
         self.client: Any = boto3.session.Session().client(
             "s3",
             endpoint_url=endpoint_url,
@@ -795,7 +797,11 @@ class S3BlobStore:
     def iter_keys(self, prefix: str = "") -> Iterator[str]:
         """See :meth:`RecordingBlobStore.iter_keys` (ListObjectsV2, 1000 keys a page)."""
         paginator = self.client.get_paginator("list_objects_v2")
-        pages = paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix)
+        pages = paginator.paginate(
+            Bucket=self.bucket,
+            Prefix=self.prefix + prefix,
+            PaginationConfig={"PageSize": self.list_page_size},
+        )
         iterator = iter(pages)
         while (page := self._call("listing the bucket", functools.partial(next, iterator, None))) is not None:
             for item in page.get("Contents", []):
