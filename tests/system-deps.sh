@@ -19,6 +19,7 @@ PACKAGES=(
     prometheus    # prometheus + promtool (tests/integration/test_prometheus.py); its service is not started
     chromium fonts-noto-cjk # headless browser for the seat page tests (Playwright drives it), CJK glyphs
     minimodem multimon-ng sox # independent caller-ID decoders (tests/integration/test_linetap_peers.py, bench)
+    ceph-mon ceph-osd ceph-common radosgw uuid-runtime curl # a real S3 store, Ceph RGW (tests/integration/rgw_fixture.py)
 )
 
 installed() {

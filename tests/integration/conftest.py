@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from rgw_fixture import rgw  # noqa: F401  (the session's real S3 store, Ceph RGW)
 from sqlalchemy import Engine, create_engine, make_url
 from sqlalchemy.pool import NullPool
 
