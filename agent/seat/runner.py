@@ -9,6 +9,9 @@ together is tested on its own; here is only the glue:
   that wakes at the earliest tracker deadline;
 - one task per line that enriches call events in order (customer lookup in a
   worker thread, bounded by ``[agent] lookup_timeout``) and hands them on;
+- the rep's state (:class:`agent.repstate.RepState`, pure like the trackers),
+  fed every call event and ticked by the same ticker; its changes go out
+  through the same fan-out as call events;
 - one queue and task per observer, so a slow or failing observer never holds
   up another. Storage must not lose a call: a failed write is retried with
   back-off, and whatever is still unwritten at shutdown is spooled to a file
@@ -19,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import logging
 import os
@@ -52,7 +54,9 @@ from agent.events import (
     LineStatus,
     Message,
     RecordingFacts,
+    RepStateChange,
 )
+from agent.repstate import RepState
 from agent.seat.devices import Device, DeviceRegistry
 from agent.seat.metrics import Metrics, make_metrics_app
 from agent.seat.observers import HookObserver, Observer, PluginErrorCounter, notify_each
@@ -60,7 +64,7 @@ from agent.seat.recorder import Recorder, make_recorder
 from agent.seat.sync import SyncLoop, make_sync
 from agent.seat.web.app import make_seat_app
 from agent.seat.web.bus import SeatBus
-from agent.seat.web.repstate import RepState, RepStateSink
+from agent.seat.web.context import SeatContext
 from agent.web.serve import AgentServer, make_server
 from storage.db import make_engine, upgrade
 from storage.observer import StorageObserver
@@ -74,21 +78,13 @@ BACKOFF_START = 0.5
 BACKOFF_MAX = 30.0
 DEVICE_STABLE_SECONDS = 60.0
 SHUTDOWN_DRAIN_SECONDS = 10.0
+#: How long the seat page waits for a rep-state change to be stored before it answers anyway.
+REP_STATE_STORE_SECONDS = 5.0
 
 
 def utcnow() -> datetime:
     """The wall clock, tz-aware UTC."""
     return datetime.now(UTC)
-
-
-def with_customer(call: Call, customer: Customer) -> Call:
-    """The call with its customer: the name always, the id only when it is a row of our ``customers``.
-
-    A CRM's ids are not ours: storing one in ``calls.customer_id`` would link the
-    call to whichever local customer happens to have that number.
-    """
-    customer_id = customer.id if customer.source == "sql" else None
-    return dataclasses.replace(call, customer_id=customer_id, customer_name=customer.name)
 
 
 def configure_plugins(pm: pluggy.PluginManager, config: Config, errors: PluginErrorCounter | None) -> None:
@@ -147,6 +143,8 @@ class _Pipe:
         self.metrics = metrics
         self.queue: asyncio.Queue[Message] = asyncio.Queue()
         self.in_flight: Message | None = None
+        #: Futures set once the message (by identity) has been handled (or given up on).
+        self._waiters: dict[int, list[asyncio.Future[None]]] = {}
 
     async def run(self) -> None:
         while True:
@@ -154,8 +152,17 @@ class _Pipe:
             self.in_flight = message
             await self._deliver(message)
             self.in_flight = None
+            for waiter in self._waiters.pop(id(message), []):
+                if not waiter.done():
+                    waiter.set_result(None)
             self.queue.task_done()
             self.metrics.queue_depth(self.observer.name, self.queue.qsize())
+
+    def handled(self, message: Message) -> asyncio.Future[None]:
+        """A future set once ``message``, already queued, has been handled by this observer."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(id(message), []).append(waiter)
+        return waiter
 
     async def _deliver(self, message: Message) -> None:
         delay = BACKOFF_START
@@ -212,17 +219,17 @@ class Agent:
             effective_call_seconds=config.metrics.effective_call_seconds,
             targets=config.targets,
         )
-        rep_state = None
+        #: The seat rep's state (None without a rep), moved by their calls and the page.
+        self.rep_state: RepState | None = None
         if config.agent.rep:
-            rep_state = RepState(
+            self.rep_state = RepState(
                 config.agent.rep,
                 clock(),
                 wrap_up_seconds=config.rep_state.wrap_up_seconds,
                 pause_reasons=config.rep_state.pause_reasons,
             )
-        # The metrics module counts rep states once it has the RepStateSink methods.
-        sink = self.metrics if isinstance(self.metrics, RepStateSink) else None
-        self.bus = SeatBus(rep_state=rep_state, rep_sink=sink)
+            self.metrics.rep_state(self.rep_state.rep, self.rep_state.state, self.rep_state.reason)
+        self.bus = SeatBus(rep_state=self.rep_state.snapshot() if self.rep_state is not None else None)
         self.engine: Engine | None = None
         self.devices: dict[str, Device] = {}
         self.lines: dict[tuple[str, str], _Line] = {}
@@ -318,24 +325,7 @@ class Agent:
         """Start the seat page and metrics listeners; a port already taken is a clear error."""
         wanted: list[tuple[str, str, Any]] = []
         if self.config.web.enabled:
-            agent = self.config.agent
-            app = make_seat_app(
-                self.bus,
-                pm=self.pm,
-                seat=agent.seat,
-                errors=self.metrics,
-                engine=self.engine,
-                dialer=self,
-                rep=agent.rep,
-                targets=self.config.targets.for_rep(agent.rep, agent.team),
-                effective_call_seconds=self.config.metrics.effective_call_seconds,
-                protection_days=self.config.leads.protection_days,
-                daily_claim_limit=self.config.leads.daily_claim_limit,
-                console_url=self.config.web.console_url,
-                # Listen-in streams what the recorder captures (see agent.seat.recorder.LiveTap).
-                live=self.recorder.subscribe_live if self.recorder is not None else None,
-                listen_token=self.config.web.listen_token,
-            )
+            app = make_seat_app(self.seat_context())
             wanted.append(("seat page", self.config.web.listen, app))
         if self.config.metrics.enabled:
             wanted.append(("metrics", self.config.metrics.listen, make_metrics_app(self.registry)))
@@ -352,6 +342,28 @@ class Agent:
                 self.web_port = server.port
             else:
                 self.metrics_port = server.port
+
+    def seat_context(self) -> SeatContext:
+        """What the seat page is built from: this agent's bus, database, lines, rep and config."""
+        agent = self.config.agent
+        return SeatContext(
+            bus=self.bus,
+            seat=agent.seat,
+            rep=agent.rep,
+            pm=self.pm,
+            errors=self.metrics,
+            engine=self.engine,
+            dialer=self,
+            rep_desk=self,
+            targets=self.config.targets.for_rep(agent.rep, agent.team),
+            effective_call_seconds=self.config.metrics.effective_call_seconds,
+            protection_days=self.config.leads.protection_days,
+            daily_claim_limit=self.config.leads.daily_claim_limit,
+            console_url=self.config.web.console_url,
+            # Listen-in streams what the recorder captures (see agent.seat.recorder.LiveTap).
+            live=self.recorder.subscribe_live if self.recorder is not None else None,
+            listen_token=self.config.web.listen_token,
+        )
 
     async def _shutdown(
         self,
@@ -515,6 +527,8 @@ class Agent:
     async def _ticker(self) -> None:
         while True:
             deadlines = [d for line in self.lines.values() if (d := line.tracker.deadline()) is not None]
+            if self.rep_state is not None and (rep_deadline := self.rep_state.deadline()) is not None:
+                deadlines.append(rep_deadline)
             timeout = 1.0
             if deadlines:
                 timeout = max(0.0, min(timeout, (min(deadlines) - self.clock()).total_seconds()))
@@ -526,6 +540,8 @@ class Agent:
                 deadline = line.tracker.deadline()
                 if deadline is not None and deadline <= now:
                     self._emit(line, line.tracker.tick(now))
+            if self.rep_state is not None:
+                self._rep_changed(self.rep_state.tick(now))
 
     def _emit(self, line: _Line, events: list[CallEvent]) -> None:
         for event in events:
@@ -599,7 +615,6 @@ class Agent:
                 found = None if pending.cancelled() else pending.result()
                 if found is not None:
                     line.customers[uuid] = found
-                    self.bus.set_customer(uuid, found)
             customer = line.customers.pop(uuid, None)
             line.latest.pop(uuid, None)
         else:
@@ -607,7 +622,7 @@ class Agent:
             customer = line.customers.get(uuid)
         if customer is None:
             return event
-        return CallEvent(event.kind, with_customer(call, customer), event.at)
+        return CallEvent(event.kind, call.with_customer(customer), event.at)
 
     def _lookup_done(self, line: _Line, done: _LookupDone) -> CallEvent | None:
         """The late ``identified`` carrying the customer, or None (no customer, or the call ended)."""
@@ -619,8 +634,7 @@ class Agent:
         call = line.latest.get(done.uuid)
         if customer is None or call is None:
             return None
-        self.bus.set_customer(done.uuid, customer)
-        return CallEvent(CallEventKind.IDENTIFIED, with_customer(call, customer), self.clock())
+        return CallEvent(CallEventKind.IDENTIFIED, call.with_customer(customer), self.clock())
 
     async def _lookup(self, call: Call) -> Customer | None:
         assert call.number_raw is not None
@@ -646,6 +660,39 @@ class Agent:
     def _fan_out(self, message: Message) -> None:
         for pipe in self._pipes:
             pipe.queue.put_nowait(message)
+        if isinstance(message, CallEvent) and self.rep_state is not None:
+            # After the call event, so every observer sees the call move before the rep does.
+            self._rep_changed(self.rep_state.feed(message, self.clock()))
+
+    def _rep_changed(self, change: RepStateChange | None) -> None:
+        if change is not None:
+            self._fan_out(change)
+            self._wake.set()  # a wrap-up may have started: its end is a new deadline
+
+    # -- the rep's state, chosen on the seat page -------------------------------------
+
+    async def choose_rep_state(self, state: str, reason: str | None) -> dict[str, Any]:
+        """The rep chose a state on the seat page (see :meth:`agent.repstate.RepState.choose`).
+
+        Returns the state now, once every observer has the change (so storage
+        has stored it and the page's snapshot shows it), or after
+        :data:`REP_STATE_STORE_SECONDS` (storage is then still retrying).
+
+        :raises ValueError: the seat has no rep, or the state cannot be chosen now.
+        """
+        if self.rep_state is None:
+            raise ValueError("rep state is not tracked on this seat")
+        change = self.rep_state.choose(state, reason, self.clock())
+        if change is not None:
+            self._rep_changed(change)
+            handled = [pipe.handled(change) for pipe in self._pipes]
+            if handled:
+                _, waiting = await asyncio.wait(handled, timeout=REP_STATE_STORE_SECONDS)
+                if waiting:
+                    logger.warning(
+                        "rep state %s of %s not stored yet; answering anyway", change.state, change.rep
+                    )
+        return self.rep_state.snapshot()
 
     # -- nothing lost: the spool ------------------------------------------------
 
