@@ -26,7 +26,7 @@ from starlette.routing import BaseRoute, Route
 
 from agent.errors import AgentError, DeviceError
 from agent.events import Call
-from agent.numbers import clean
+from agent.numbers import clean, display_key
 from agent.seat.web.context import SeatContext
 from storage.repository import (
     CallNote,
@@ -68,12 +68,6 @@ def play_url(console_url: str | None, call_uuid: str) -> str | None:
     if console_url is None or not UUID_RE.fullmatch(call_uuid):
         return None
     return f"{console_url}/calls/{call_uuid}"
-
-
-def display_number(key: str) -> str:
-    """A stored number for people: ``+862212345678;ext=8001`` → ``+862212345678 ext. 8001``."""
-    number, sep, ext = key.partition(";ext=")
-    return f"{number} ext. {ext}" if sep else number
 
 
 class SeatApi:
@@ -213,7 +207,7 @@ class SeatApi:
             "owner_rep": card.owner_rep,
             "tags": list(card.tags),
             "notes": card.notes,
-            "phones": [display_number(phone) for phone in card.phones],
+            "phones": [display_key(phone) for phone in card.phones],
             "source": "sql",
         }
 
