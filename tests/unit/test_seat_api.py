@@ -202,6 +202,19 @@ def test_note_shows_on_the_next_call_from_that_number(client: TestClient, engine
     assert [(h["uuid"], h["notes"]) for h in card["history"]] == [("first", "asked for 张经理")]
 
 
+def test_history_shows_a_call_that_ended_before_storage_wrote_it(client: TestClient, engine: Engine) -> None:
+    first = make_call("first", NOW - timedelta(minutes=2))
+    write(engine, first)  # the row is still the unended snapshot: storage is behind the bus
+    bus: SeatBus = client.bus  # type: ignore[attr-defined]
+    done = ended(first, talk=42.0)
+    bus.publish(CallEvent(CallEventKind.ENDED, done, NOW))
+    nxt = make_call("second", NOW)
+    bus.publish(CallEvent(CallEventKind.IDENTIFIED, nxt, NOW))
+    history = client.get("/api/card/second").json()["history"]
+    shown = [(h["uuid"], h["disposition"], h["talk_seconds"]) for h in history]
+    assert shown == [("first", "answered", 42.0)]
+
+
 def test_today_counts_targets_and_due_follow_ups(
     client: TestClient, engine: Engine, customer_id: int
 ) -> None:

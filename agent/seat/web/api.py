@@ -172,6 +172,8 @@ class SeatApi:
             except AgentError as exc:
                 logger.warning("seat page: card for call %s: %s", uuid, exc)
                 out["error"] = "database unavailable"
+            else:
+                out["history"] = [self._history_view(self._caught_up(earlier)) for earlier in out["history"]]
         owner = (out["customer"] or {}).get("owner_rep")
         out["owned_by_other"] = bool(owner and self.rep and owner != self.rep)
         return self._json(out, headers={"Cache-Control": "no-store"})
@@ -190,7 +192,7 @@ class SeatApi:
             exclude_uuid=call.uuid,
             limit=HISTORY_LIMIT,
         )
-        out["history"] = [self._history_view(earlier) for earlier in history]
+        out["history"] = history  # shown by card() once caught up with the bus
         if card is not None and self.rep:
             out["claim"] = self._claim_view(self._claim_status(session, card.id))
         note = call_note(session, call.uuid)
@@ -210,6 +212,22 @@ class SeatApi:
             "phones": [display_key(phone) for phone in card.phones],
             "source": "sql",
         }
+
+    def _caught_up(self, earlier: EarlierCall) -> EarlierCall:
+        """An earlier call with its end from the bus when storage has not written it yet.
+
+        The page hears a call end before its row is written (storage works
+        behind the bus), so a call that just ended, looked at on the next
+        call's card, would otherwise show no outcome.
+        """
+        latest = self.bus.call(earlier.uuid)
+        if latest is None or not latest.ended or earlier.disposition is not None:
+            return earlier
+        return dataclasses.replace(
+            earlier,
+            disposition=latest.disposition.value if latest.disposition is not None else None,
+            talk_seconds=latest.talk_seconds,
+        )
 
     def _history_view(self, earlier: EarlierCall) -> dict[str, Any]:
         return {
