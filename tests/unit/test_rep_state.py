@@ -195,3 +195,19 @@ async def test_page_sets_the_state_and_it_is_stored_for_reports(agent: tuple[Age
         later = rep_state_totals(session, "alice", since=s(700), until=s(1800))
     assert totals == {"available": 900.0, "paused:break": 300.0, "paused:meeting": 600.0}
     assert later == {"paused:break": 200.0, "paused:meeting": 600.0, "available": 300.0}
+
+
+def test_feed_follows_only_the_reps_answers_and_ends() -> None:
+    rep = RepState("alice", T0, wrap_up_seconds=30)
+    assert rep.feed(call_event(CallEventKind.STARTED, s(1)), s(1)) is None
+    assert rep.feed(call_event(CallEventKind.IDENTIFIED, s(2)), s(2)) is None
+    assert rep.feed(call_event(CallEventKind.ANSWERED, s(3), rep="bob"), s(3)) is None
+    # Dated at the event, not when it was handed on (an ended call waits for its lookup).
+    on_call = rep.feed(call_event(CallEventKind.ANSWERED, s(5)), s(9))
+    assert on_call is not None
+    assert (on_call.state, on_call.since, on_call.previous_seconds) == ("on_call", s(5), 5.0)
+    # A time from the future is capped at now.
+    wrap_up = rep.feed(call_event(CallEventKind.ENDED, s(60)), s(50))
+    assert wrap_up is not None
+    assert (wrap_up.state, wrap_up.since) == ("wrap_up", s(50))
+    assert rep.deadline() == s(80)
