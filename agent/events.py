@@ -390,6 +390,20 @@ class RepStateChange:
             "automatic": self.automatic,
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RepStateChange:
+        """The inverse of :meth:`to_dict` (used to replay spooled changes)."""
+        return cls(
+            rep=str(data["rep"]),
+            state=str(data["state"]),
+            reason=data["reason"],
+            since=datetime.fromisoformat(data["since"]),
+            previous=str(data["previous"]),
+            previous_reason=data["previous_reason"],
+            previous_seconds=float(data["previous_seconds"]),
+            automatic=bool(data["automatic"]),
+        )
+
 
 Message = CallEvent | LineStatus | RepStateChange
 """What the runtime fans out to observers."""

@@ -74,6 +74,8 @@ from storage.recordings import RecordingStore
 logger = logging.getLogger(__name__)
 
 SPOOL_NAME = "unwritten-calls.jsonl"
+#: Rep-state changes storage could not take at shutdown, beside the calls (every one counts).
+REP_SPOOL_NAME = "unwritten-rep-states.jsonl"
 BACKOFF_START = 0.5
 BACKOFF_MAX = 30.0
 DEVICE_STABLE_SECONDS = 60.0
@@ -704,45 +706,75 @@ class Agent:
         if pipe is None:
             return
         latest: dict[str, CallEvent] = {}
+        rep_changes: list[RepStateChange] = []
         for message in pipe.pending():
             if isinstance(message, CallEvent):
                 latest[message.call.uuid] = message
+            elif isinstance(message, RepStateChange):
+                rep_changes.append(message)  # every one: each closes the state before it
+        if rep_changes:
+            rep_path = self.config.agent.data_dir / REP_SPOOL_NAME
+            _append_lines(rep_path, [change.to_dict() for change in rep_changes])
+            logger.error(
+                "the database could not take %d rep-state change(s); kept in %s for the next start",
+                len(rep_changes),
+                rep_path,
+            )
         if not latest:
             return
         path = self._spool_path()
-        with path.open("a", encoding="utf-8") as spool:
-            for event in latest.values():
-                spool.write(json.dumps(event.to_dict(), ensure_ascii=False) + "\n")
-            spool.flush()
-            os.fsync(spool.fileno())
+        _append_lines(path, [event.to_dict() for event in latest.values()])
         logger.error(
             "the database could not take %d call(s); kept in %s for the next start", len(latest), path
         )
 
     async def _replay_spool(self) -> None:
-        path = self._spool_path()
-        if not path.exists():
-            return
         storage = next(p for p in self._pipes if p.observer.must_deliver)
-        kept: list[str] = []
-        replayed = 0
-        for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not text.strip():
-                continue
-            try:
-                event = CallEvent.from_dict(json.loads(text))
-            except (ValueError, KeyError, TypeError) as exc:
-                logger.error("%s:%d: unreadable spooled call kept aside: %s", path, number, exc)
-                kept.append(text)
-                continue
-            try:
-                await storage.observer.notify(event)
-                replayed += 1
-            except Exception as exc:
-                logger.error("spooled call %s still cannot be written: %s", event.call.uuid, exc)
-                kept.append(text)
-        if kept:
-            path.write_text("\n".join(kept) + "\n", encoding="utf-8")
-        else:
-            path.unlink()
-        logger.info("wrote %d spooled call(s) from the last run", replayed)
+        calls = await _replay_file(self._spool_path(), storage.observer, CallEvent.from_dict)
+        if calls is not None:
+            logger.info("wrote %d spooled call(s) from the last run", calls)
+        changes = await _replay_file(
+            self.config.agent.data_dir / REP_SPOOL_NAME, storage.observer, RepStateChange.from_dict
+        )
+        if changes is not None:
+            logger.info("wrote %d spooled rep-state change(s) from the last run", changes)
+
+
+def _append_lines(path: Path, records: list[dict[str, Any]]) -> None:
+    """Append JSON lines to a spool file and fsync it (the agent is stopping: nothing may be lost)."""
+    with path.open("a", encoding="utf-8") as spool:
+        for record in records:
+            spool.write(json.dumps(record, ensure_ascii=False) + "\n")
+        spool.flush()
+        os.fsync(spool.fileno())
+
+
+async def _replay_file(
+    path: Path, storage: Observer, parse: Callable[[dict[str, Any]], Message]
+) -> int | None:
+    """Hand every line of a spool file to storage; keep what fails. None when there is no file."""
+    if not path.exists():
+        return None
+    kept: list[str] = []
+    replayed = 0
+    for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not text.strip():
+            continue
+        try:
+            message = parse(json.loads(text))
+        except (ValueError, KeyError, TypeError) as exc:
+            logger.error("%s:%d: unreadable spooled line kept aside: %s", path, number, exc)
+            kept.append(text)
+            continue
+        try:
+            await storage.notify(message)
+            replayed += 1
+        except Exception as exc:
+            what = f"call {message.call.uuid}" if isinstance(message, CallEvent) else "rep-state change"
+            logger.error("spooled %s still cannot be written: %s", what, exc)
+            kept.append(text)
+    if kept:
+        path.write_text("\n".join(kept) + "\n", encoding="utf-8")
+    else:
+        path.unlink()
+    return replayed
