@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -32,6 +32,8 @@ def _fields_to_json(obj: Any) -> dict[str, Any]:
             value = value.isoformat()
         elif isinstance(value, enum.Enum):
             value = value.value
+        elif isinstance(value, Customer):
+            value = value.to_dict()
         out[f.name] = value
     return out
 
@@ -198,12 +200,35 @@ class LineState(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Customer:
+    """Who is behind a number, as a ``lookup_customer`` plugin found them.
+
+    ``source`` names the plugin that answered (``sql``, ``crm_http``, ...).
+    """
+
+    id: int | None = None
+    name: str | None = None
+    company: str | None = None
+    owner_rep: str | None = None
+    source: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of the fields."""
+        return _fields_to_json(self)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Call:
     """A snapshot of one call. The tracker replaces it as the call goes on.
 
     Times are tz-aware; seconds are floats rounded to milliseconds. ``number_raw``
     is the number as the device gave it, ``number_e164`` its normalised form
     (None when it cannot be normalised or is absent).
+
+    ``customer`` is who the lookup found, the same for every observer (storage,
+    hooks, the seat page, metrics); ``customer_id`` and ``customer_name`` are
+    its id and name as the ``calls`` table keeps them. Set all three with
+    :meth:`with_customer`.
     """
 
     uuid: str
@@ -228,11 +253,24 @@ class Call:
     waiting: bool = False
     customer_id: int | None = None
     customer_name: str | None = None
+    customer: Customer | None = None
 
     @property
     def ended(self) -> bool:
         """True once the call has ended."""
         return self.ended_at is not None
+
+    def with_customer(self, customer: Customer) -> Call:
+        """This call with its customer: the name always, the id only when it is a row of our ``customers``.
+
+        A CRM's ids are not ours: storing one in ``calls.customer_id`` (or
+        offering it to the card) would link the call to whichever local
+        customer happens to have that number, so a foreign id is dropped.
+        """
+        ours = customer.source == "sql"
+        if not ours and customer.id is not None:
+            customer = replace(customer, id=None)
+        return replace(self, customer_id=customer.id, customer_name=customer.name, customer=customer)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (times ISO 8601, enums as their values)."""
@@ -260,6 +298,7 @@ _CALL_CONVERTERS: dict[str, Any] = {
     "started_at": datetime.fromisoformat,
     "answered_at": datetime.fromisoformat,
     "ended_at": datetime.fromisoformat,
+    "customer": lambda data: Customer(**data),
 }
 
 
@@ -320,22 +359,54 @@ class LineStatus:
         }
 
 
-Message = CallEvent | LineStatus
-"""What the runtime fans out to observers."""
+@dataclass(frozen=True, slots=True)
+class RepStateChange:
+    """The rep went from ``previous`` (which lasted ``previous_seconds``) to ``state`` at ``since``.
 
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Customer:
-    """Who is behind a number, as a ``lookup_customer`` plugin found them.
-
-    ``source`` names the plugin that answered (``sql``, ``crm_http``, ...).
+    States are ``available``, ``on_call``, ``wrap_up`` and ``paused`` (``reason``:
+    the pause's code). ``automatic`` is False when the rep chose the state on the
+    seat page, True when a call moved it (see :mod:`agent.repstate`).
     """
 
-    id: int | None = None
-    name: str | None = None
-    company: str | None = None
-    owner_rep: str | None = None
-    source: str = ""
+    rep: str
+    state: str
+    reason: str | None
+    since: datetime
+    previous: str
+    previous_reason: str | None
+    previous_seconds: float
+    automatic: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (the ``rep`` event of the seat page's stream)."""
+        return {
+            "rep": self.rep,
+            "state": self.state,
+            "reason": self.reason,
+            "since": self.since.isoformat(),
+            "previous": self.previous,
+            "previous_reason": self.previous_reason,
+            "previous_seconds": round(self.previous_seconds, 3),
+            "automatic": self.automatic,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RepStateChange:
+        """The inverse of :meth:`to_dict` (used to replay spooled changes)."""
+        return cls(
+            rep=str(data["rep"]),
+            state=str(data["state"]),
+            reason=data["reason"],
+            since=datetime.fromisoformat(data["since"]),
+            previous=str(data["previous"]),
+            previous_reason=data["previous_reason"],
+            previous_seconds=float(data["previous_seconds"]),
+            automatic=bool(data["automatic"]),
+        )
+
+
+Message = CallEvent | LineStatus | RepStateChange
+"""What the runtime fans out to observers."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -75,3 +75,13 @@ def to_e164(raw: str | None, region: str = DEFAULT_REGION) -> str | None:
     if not phonenumbers.is_valid_number(parsed):
         return None
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def display_key(key: str) -> str:
+    """A stored number key for people: ``+862212345678;ext=8001`` → ``+862212345678 ext. 8001``.
+
+    The key is what ``customer_phones.number_e164`` holds (E.164, RFC 3966
+    ``;ext=`` for an extension); the display form imports back to the same key.
+    """
+    number, sep, ext = key.partition(";ext=")
+    return f"{number} ext. {ext}" if sep else number

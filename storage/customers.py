@@ -37,7 +37,7 @@ from typing import Any, Protocol, cast
 from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 
-from agent.numbers import DEFAULT_REGION, to_e164
+from agent.numbers import DEFAULT_REGION, display_key, to_e164
 from storage.models import CustomerPhone, CustomerRecord, utcnow
 
 logger = logging.getLogger(__name__)
@@ -662,11 +662,6 @@ class RejectWriter:
 EXPORT_HEADER: tuple[str, ...] = ("name", "phone", "company", "owner", "tags", "notes")
 
 
-def _display_number(key: str) -> str:
-    number, sep, ext = key.partition(";ext=")
-    return f"{number} ext. {ext}" if sep else number
-
-
 def iter_export_rows(session: Session, *, batch: int = 5000) -> Iterator[list[str]]:
     """Every customer as an export row (``EXPORT_HEADER`` order), numbers joined by ``"; "``.
 
@@ -697,7 +692,7 @@ def iter_export_rows(session: Session, *, batch: int = 5000) -> Iterator[list[st
             .where(CustomerPhone.customer_id.between(first, last_id))
             .order_by(CustomerPhone.id)
         ):
-            phones.setdefault(customer_id, []).append(_display_number(key))
+            phones.setdefault(customer_id, []).append(display_key(key))
         for c in customers:
             yield [
                 c.name,

@@ -1,4 +1,4 @@
-"""The storage observer: writes every call event to the database, one short transaction each.
+"""The storage observer: writes each call event and rep-state change to the database, one transaction each.
 
 Park, don't block (see :mod:`storage.faults`): a write the database refuses
 for what the call *is* (a NUL byte in a caller-ID name that PostgreSQL cannot
@@ -28,10 +28,10 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from agent.errors import StorageError
-from agent.events import Call, CallEvent, Message
+from agent.events import Call, CallEvent, Message, RepStateChange
 from storage.db import storage_errors
 from storage.faults import PARK_AFTER, Rejected, is_permanent, reason_of
-from storage.repository import upsert_call
+from storage.repository import record_rep_state, upsert_call
 
 try:  # POSIX: the agent and ``sync --retry-parked`` take turns on the file.
     import fcntl
@@ -194,10 +194,17 @@ class StorageObserver:
         self._parked_uuids: set[str] | None = None
 
     async def notify(self, message: Message) -> None:
-        """Write a :class:`CallEvent`'s call in a worker thread; ignore anything else."""
-        if not isinstance(message, CallEvent):
-            return
-        await asyncio.to_thread(self.write, message.call)
+        """Write a :class:`CallEvent`'s call or a :class:`RepStateChange` in a worker thread."""
+        if isinstance(message, CallEvent):
+            await asyncio.to_thread(self.write, message.call)
+        elif isinstance(message, RepStateChange):
+            await asyncio.to_thread(self.write_rep_state, message)
+
+    def write_rep_state(self, change: RepStateChange) -> None:
+        """Store one rep-state change for reports (blocking; for worker threads)."""
+        session: Session
+        with storage_errors(self._engine, "writing a rep state"), self._sessions.begin() as session:
+            record_rep_state(session, change)
 
     def write(self, call: Call) -> None:
         """Upsert one call snapshot in its own transaction (blocking; for worker threads).

@@ -20,7 +20,7 @@ from sqlalchemy import ColumnElement, ScalarSelect, and_, case, func, or_, selec
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from agent.events import Call, Customer
+from agent.events import Call, Customer, RepStateChange
 from agent.numbers import DEFAULT_REGION, clean, to_e164
 from storage.models import AuditEntry, CallRecord, CustomerPhone, CustomerRecord, Recording, utcnow
 
@@ -216,12 +216,105 @@ def save_note(session: Session, uuid: str, notes: str | None, follow_up_at: date
     return bool(getattr(result, "rowcount", 0))
 
 
-# -- the seat page: a customer's history, follow-ups, today's counts ---------------------------
+# -- the seat page: a customer's card and history, follow-ups, today's counts -------------------
 
 
 def get_customer(session: Session, customer_id: int) -> CustomerRecord | None:
     """The customer with this id (with its phones), or None."""
     return session.get(CustomerRecord, customer_id)
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerCard:
+    """A customer as the seat page's card shows them.
+
+    ``phones`` are the stored keys (E.164, ``;ext=N`` for an extension), in the
+    order they were added; ``tags`` the comma-separated tags, split.
+    """
+
+    id: int
+    name: str | None
+    company: str | None
+    owner_rep: str | None
+    tags: tuple[str, ...]
+    notes: str | None
+    phones: tuple[str, ...]
+
+
+def customer_card(session: Session, customer_id: int) -> CustomerCard | None:
+    """The card of the customer with this id, or None."""
+    record = get_customer(session, customer_id)
+    if record is None:
+        return None
+    return CustomerCard(
+        id=record.id,
+        name=record.name,
+        company=record.company,
+        owner_rep=record.owner_rep,
+        tags=tuple(tag for tag in (record.tags or "").split(",") if tag),
+        notes=record.notes,
+        phones=tuple(phone.number_e164 for phone in record.phones),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class EarlierCall:
+    """One of a customer's earlier calls on the card: what happened, its note, whether it can be played."""
+
+    uuid: str
+    started_at: datetime
+    direction: str
+    disposition: str | None
+    talk_seconds: float | None
+    rep: str
+    notes: str | None
+    follow_up_at: datetime | None
+    has_recording: bool
+
+
+def earlier_calls(
+    session: Session,
+    *,
+    customer_id: int | None,
+    number_e164: str | None,
+    exclude_uuid: str | None = None,
+    limit: int = 10,
+) -> list[EarlierCall]:
+    """The newest calls with the customer or the number (see :func:`calls_with`), newest first."""
+    rows = calls_with(
+        session, customer_id=customer_id, number_e164=number_e164, exclude_uuid=exclude_uuid, limit=limit
+    )
+    recorded = calls_with_recordings(session, [row.uuid for row in rows])
+    return [
+        EarlierCall(
+            uuid=row.uuid,
+            started_at=row.started_at,
+            direction=row.direction,
+            disposition=row.disposition,
+            talk_seconds=row.talk_seconds,
+            rep=row.rep,
+            notes=row.notes,
+            follow_up_at=row.follow_up_at,
+            has_recording=row.uuid in recorded,
+        )
+        for row in rows
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class CallNote:
+    """The rep's note on a call and its follow-up date (tz-aware), either None when not set."""
+
+    notes: str | None
+    follow_up_at: datetime | None
+
+
+def call_note(session: Session, uuid: str) -> CallNote | None:
+    """The note on call ``uuid``, or None when the call is not in the database (yet)."""
+    row = get_call(session, uuid)
+    if row is None:
+        return None
+    return CallNote(notes=row.notes, follow_up_at=row.follow_up_at)
 
 
 def calls_with(
@@ -324,13 +417,64 @@ def due_follow_ups(session: Session, *, rep: str, until: datetime, limit: int = 
     return list(session.scalars(query))
 
 
-def day_counts(
-    session: Session, *, rep: str, since: datetime, effective_seconds: float = 60.0
-) -> dict[str, float]:
+@dataclass(frozen=True, slots=True)
+class FollowUp:
+    """A follow-up due on the seat page: the call it was noted on and who to call back.
+
+    ``name`` is the customer's name when the call is linked to one, else the
+    caller-ID name (None when neither is known).
+    """
+
+    uuid: str
+    follow_up_at: datetime
+    number_raw: str | None
+    number_e164: str | None
+    name: str | None
+    notes: str | None
+
+
+def follow_ups_due(session: Session, *, rep: str, until: datetime, limit: int = 50) -> list[FollowUp]:
+    """:func:`due_follow_ups` with the customer's name, for the seat page's list."""
+    out: list[FollowUp] = []
+    names: dict[int, str | None] = {}
+    for call in due_follow_ups(session, rep=rep, until=until, limit=limit):
+        name: str | None = None
+        if call.customer_id is not None:
+            if call.customer_id not in names:
+                record = get_customer(session, call.customer_id)
+                names[call.customer_id] = record.name if record is not None else None
+            name = names[call.customer_id]
+        assert call.follow_up_at is not None  # due_follow_ups selects only calls that have one
+        out.append(
+            FollowUp(
+                uuid=call.uuid,
+                follow_up_at=call.follow_up_at,
+                number_raw=call.number_raw,
+                number_e164=call.number_e164,
+                name=name or call.cid_name,
+                notes=call.notes,
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class DayCounts:
+    """A rep's calls in one day; an effective call is an answered one that talked long enough."""
+
+    calls: int
+    answered: int
+    inbound: int
+    outbound: int
+    missed: int
+    talk_seconds: float
+    effective_calls: int
+
+
+def day_counts(session: Session, *, rep: str, since: datetime, effective_seconds: float = 60.0) -> DayCounts:
     """A rep's calls since ``since`` (the start of their day).
 
-    ``{"calls", "answered", "inbound", "outbound", "missed", "talk_seconds", "effective_calls"}``;
-    an effective call is an answered one that talked at least ``effective_seconds``.
+    An effective call is an answered one that talked at least ``effective_seconds``.
     """
     talk = func.coalesce(CallRecord.talk_seconds, 0.0)
     row = session.execute(
@@ -349,11 +493,16 @@ def day_counts(
             ),
         ).where(CallRecord.rep == rep, CallRecord.started_at >= since)
     ).one()
-    keys = ("calls", "answered", "inbound", "outbound", "missed", "talk_seconds", "effective_calls")
-    return {
-        key: float(value) if key == "talk_seconds" else int(value)
-        for key, value in zip(keys, row, strict=True)
-    }
+    calls, answered, inbound, outbound, missed, talk_seconds, effective = row
+    return DayCounts(
+        calls=int(calls),
+        answered=int(answered),
+        inbound=int(inbound),
+        outbound=int(outbound),
+        missed=int(missed),
+        talk_seconds=float(talk_seconds),
+        effective_calls=int(effective),
+    )
 
 
 # -- the audit log ---------------------------------------------------------------------------
@@ -520,17 +669,7 @@ def claim_customer(
 REP_STATE_ACTION = "rep_state"
 
 
-def record_rep_state(
-    session: Session,
-    *,
-    rep: str,
-    state: str,
-    reason: str | None,
-    at: datetime,
-    previous: str,
-    previous_seconds: float,
-    previous_reason: str | None = None,
-) -> None:
+def record_rep_state(session: Session, change: RepStateChange) -> None:
     """Store one rep-state change (an ``audit_log`` row: ``rep_state``, target = the new state).
 
     ``detail`` is JSON with the reason and the state left and its length, which
@@ -539,17 +678,17 @@ def record_rep_state(
     add_audit(
         session,
         REP_STATE_ACTION,
-        user=rep,
-        target=state,
+        user=change.rep,
+        target=change.state,
         detail=json.dumps(
             {
-                "reason": reason,
-                "previous": previous,
-                "previous_reason": previous_reason,
-                "previous_seconds": round(previous_seconds, 3),
+                "reason": change.reason,
+                "previous": change.previous,
+                "previous_reason": change.previous_reason,
+                "previous_seconds": round(change.previous_seconds, 3),
             }
         ),
-        at=at,
+        at=change.since,
     )
     session.flush()
 

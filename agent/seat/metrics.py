@@ -51,8 +51,10 @@ from agent.events import (
     LineState,
     LineStatus,
     Message,
+    RepStateChange,
 )
-from agent.seat.web.repstate import STATES as REP_STATES
+from agent.repstate import STATES as REP_STATES
+from agent.repstate import count_change
 
 logger = logging.getLogger(__name__)
 
@@ -372,12 +374,14 @@ class Metrics:
         registry.register(_TargetCollector(lambda: self.targets, self._known_owners))
 
     async def notify(self, message: Message) -> None:
-        """Count an ended call, or remember a line's new state."""
+        """Count an ended call or a rep-state change, or remember a line's new state."""
         if isinstance(message, CallEvent):
             if message.kind is CallEventKind.ENDED:
                 self.call_ended(message.call)
         elif isinstance(message, LineStatus):
             self.line_status(message)
+        elif isinstance(message, RepStateChange):
+            count_change(self, message)
 
     def call_ended(self, call: Call) -> None:
         """Count one ended call in the call counters and the talk-time histogram."""
@@ -432,7 +436,7 @@ class Metrics:
         """Observe how long one call's customer lookup took (a lookup that timed out counts its wait)."""
         self.lookup_latency_seconds.observe(max(seconds, 0.0))
 
-    # -- agent.seat.web.repstate.RepStateSink ------------------------------------------------
+    # -- agent.repstate.RepStateSink -------------------------------------------------------
 
     def rep_state(self, rep: str, state: str, reason: str | None) -> None:
         """The rep is now in ``state`` (the pause reason is stored, not labelled)."""

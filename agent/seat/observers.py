@@ -1,4 +1,4 @@
-"""Observers: what the runtime fans call events and line states out to.
+"""Observers: what the runtime fans call events, line states and rep-state changes out to.
 
 Each observer gets every message in order, from its own queue and task (see
 :mod:`agent.seat.runner`), so a slow one never holds up another. An observer that

@@ -9,6 +9,9 @@ together is tested on its own; here is only the glue:
   that wakes at the earliest tracker deadline;
 - one task per line that enriches call events in order (customer lookup in a
   worker thread, bounded by ``[agent] lookup_timeout``) and hands them on;
+- the rep's state (:class:`agent.repstate.RepState`, pure like the trackers),
+  fed every call event and ticked by the same ticker; its changes go out
+  through the same fan-out as call events;
 - one queue and task per observer, so a slow or failing observer never holds
   up another. Storage must not lose a call: a failed write is retried with
   back-off, and whatever is still unwritten at shutdown is spooled to a file
@@ -21,12 +24,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,7 +56,9 @@ from agent.events import (
     LineStatus,
     Message,
     RecordingFacts,
+    RepStateChange,
 )
+from agent.repstate import RepState
 from agent.seat.devices import Device, DeviceRegistry
 from agent.seat.metrics import Metrics, make_metrics_app
 from agent.seat.observers import HookObserver, Observer, PluginErrorCounter, notify_each
@@ -62,7 +66,7 @@ from agent.seat.recorder import Recorder, make_recorder
 from agent.seat.sync import SyncLoop, make_sync
 from agent.seat.web.app import make_seat_app
 from agent.seat.web.bus import SeatBus
-from agent.seat.web.repstate import RepState, RepStateSink
+from agent.seat.web.context import SeatContext
 from agent.web.serve import AgentServer, make_server
 from storage.db import make_engine, upgrade
 from storage.faults import PARK_AFTER, Rejected
@@ -73,25 +77,19 @@ from storage.recordings import RecordingStore
 logger = logging.getLogger(__name__)
 
 SPOOL_NAME = "unwritten-calls.jsonl"
+#: Rep-state changes storage could not take at shutdown, beside the calls (every one counts).
+REP_SPOOL_NAME = "unwritten-rep-states.jsonl"
 BACKOFF_START = 0.5
 BACKOFF_MAX = 30.0
 DEVICE_STABLE_SECONDS = 60.0
 SHUTDOWN_DRAIN_SECONDS = 10.0
+#: How long the seat page waits for a rep-state change to be stored before it answers anyway.
+REP_STATE_STORE_SECONDS = 5.0
 
 
 def utcnow() -> datetime:
     """The wall clock, tz-aware UTC."""
     return datetime.now(UTC)
-
-
-def with_customer(call: Call, customer: Customer) -> Call:
-    """The call with its customer: the name always, the id only when it is a row of our ``customers``.
-
-    A CRM's ids are not ours: storing one in ``calls.customer_id`` would link the
-    call to whichever local customer happens to have that number.
-    """
-    customer_id = customer.id if customer.source == "sql" else None
-    return dataclasses.replace(call, customer_id=customer_id, customer_name=customer.name)
 
 
 def configure_plugins(pm: pluggy.PluginManager, config: Config, errors: PluginErrorCounter | None) -> None:
@@ -173,6 +171,8 @@ class _Pipe:
         self.clock = clock
         self.queue: asyncio.Queue[Message] = asyncio.Queue()
         self.in_flight: Message | None = None
+        #: Futures set once the message (by identity) has been handled (or given up on).
+        self._waiters: dict[int, list[asyncio.Future[None]]] = {}
 
     async def run(self) -> None:
         while True:
@@ -180,8 +180,17 @@ class _Pipe:
             self.in_flight = message
             await self._deliver(message)
             self.in_flight = None
+            for waiter in self._waiters.pop(id(message), []):
+                if not waiter.done():
+                    waiter.set_result(None)
             self.queue.task_done()
             self.metrics.queue_depth(self.observer.name, self.queue.qsize())
+
+    def handled(self, message: Message) -> asyncio.Future[None]:
+        """A future set once ``message``, already queued, has been handled by this observer."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(id(message), []).append(waiter)
+        return waiter
 
     async def _deliver(self, message: Message) -> None:
         delay = BACKOFF_START
@@ -258,17 +267,17 @@ class Agent:
             effective_call_seconds=config.metrics.effective_call_seconds,
             targets=config.targets,
         )
-        rep_state = None
+        #: The seat rep's state (None without a rep), moved by their calls and the page.
+        self.rep_state: RepState | None = None
         if config.agent.rep:
-            rep_state = RepState(
+            self.rep_state = RepState(
                 config.agent.rep,
                 clock(),
                 wrap_up_seconds=config.rep_state.wrap_up_seconds,
                 pause_reasons=config.rep_state.pause_reasons,
             )
-        # The metrics module counts rep states once it has the RepStateSink methods.
-        sink = self.metrics if isinstance(self.metrics, RepStateSink) else None
-        self.bus = SeatBus(rep_state=rep_state, rep_sink=sink)
+            self.metrics.rep_state(self.rep_state.rep, self.rep_state.state, self.rep_state.reason)
+        self.bus = SeatBus(rep_state=self.rep_state.snapshot() if self.rep_state is not None else None)
         self.engine: Engine | None = None
         self.devices: dict[str, Device] = {}
         self.lines: dict[tuple[str, str], _Line] = {}
@@ -371,25 +380,7 @@ class Agent:
         """Start the seat page and metrics listeners; a port already taken is a clear error."""
         wanted: list[tuple[str, str, Any]] = []
         if self.config.web.enabled:
-            agent = self.config.agent
-            app = make_seat_app(
-                self.bus,
-                pm=self.pm,
-                seat=agent.seat,
-                errors=self.metrics,
-                engine=self.engine,
-                dialer=self,
-                rep=agent.rep,
-                targets=self.config.targets.for_rep(agent.rep, agent.team),
-                effective_call_seconds=self.config.metrics.effective_call_seconds,
-                protection_days=self.config.leads.protection_days,
-                daily_claim_limit=self.config.leads.daily_claim_limit,
-                console_url=self.config.web.console_url,
-                # Listen-in streams what the recorder captures (see agent.seat.recorder.LiveTap).
-                live=self.recorder.subscribe_live if self.recorder is not None else None,
-                listen_token=self.config.web.listen_token,
-                health=self.health,
-            )
+            app = make_seat_app(self.seat_context())
             wanted.append(("seat page", self.config.web.listen, app))
         if self.config.metrics.enabled:
             wanted.append(("metrics", self.config.metrics.listen, make_metrics_app(self.registry)))
@@ -406,6 +397,29 @@ class Agent:
                 self.web_port = server.port
             else:
                 self.metrics_port = server.port
+
+    def seat_context(self) -> SeatContext:
+        """What the seat page is built from: this agent's bus, database, lines, rep and config."""
+        agent = self.config.agent
+        return SeatContext(
+            bus=self.bus,
+            seat=agent.seat,
+            rep=agent.rep,
+            pm=self.pm,
+            errors=self.metrics,
+            engine=self.engine,
+            dialer=self,
+            rep_desk=self,
+            targets=self.config.targets.for_rep(agent.rep, agent.team),
+            effective_call_seconds=self.config.metrics.effective_call_seconds,
+            protection_days=self.config.leads.protection_days,
+            daily_claim_limit=self.config.leads.daily_claim_limit,
+            console_url=self.config.web.console_url,
+            # Listen-in streams what the recorder captures (see agent.seat.recorder.LiveTap).
+            live=self.recorder.subscribe_live if self.recorder is not None else None,
+            listen_token=self.config.web.listen_token,
+            health=self.health,
+        )
 
     async def _shutdown(
         self,
@@ -577,6 +591,8 @@ class Agent:
     async def _ticker(self) -> None:
         while True:
             deadlines = [d for line in self.lines.values() if (d := line.tracker.deadline()) is not None]
+            if self.rep_state is not None and (rep_deadline := self.rep_state.deadline()) is not None:
+                deadlines.append(rep_deadline)
             timeout = 1.0
             if deadlines:
                 timeout = max(0.0, min(timeout, (min(deadlines) - self.clock()).total_seconds()))
@@ -588,6 +604,8 @@ class Agent:
                 deadline = line.tracker.deadline()
                 if deadline is not None and deadline <= now:
                     self._emit(line, line.tracker.tick(now))
+            if self.rep_state is not None:
+                self._rep_changed(self.rep_state.tick(now))
 
     def _emit(self, line: _Line, events: list[CallEvent]) -> None:
         for event in events:
@@ -661,7 +679,6 @@ class Agent:
                 found = None if pending.cancelled() else pending.result()
                 if found is not None:
                     line.customers[uuid] = found
-                    self.bus.set_customer(uuid, found)
             customer = line.customers.pop(uuid, None)
             line.latest.pop(uuid, None)
         else:
@@ -669,7 +686,7 @@ class Agent:
             customer = line.customers.get(uuid)
         if customer is None:
             return event
-        return CallEvent(event.kind, with_customer(call, customer), event.at)
+        return CallEvent(event.kind, call.with_customer(customer), event.at)
 
     def _lookup_done(self, line: _Line, done: _LookupDone) -> CallEvent | None:
         """The late ``identified`` carrying the customer, or None (no customer, or the call ended)."""
@@ -681,8 +698,7 @@ class Agent:
         call = line.latest.get(done.uuid)
         if customer is None or call is None:
             return None
-        self.bus.set_customer(done.uuid, customer)
-        return CallEvent(CallEventKind.IDENTIFIED, with_customer(call, customer), self.clock())
+        return CallEvent(CallEventKind.IDENTIFIED, call.with_customer(customer), self.clock())
 
     async def _lookup(self, call: Call) -> Customer | None:
         assert call.number_raw is not None
@@ -708,6 +724,39 @@ class Agent:
     def _fan_out(self, message: Message) -> None:
         for pipe in self._pipes:
             pipe.queue.put_nowait(message)
+        if isinstance(message, CallEvent) and self.rep_state is not None:
+            # After the call event, so every observer sees the call move before the rep does.
+            self._rep_changed(self.rep_state.feed(message, self.clock()))
+
+    def _rep_changed(self, change: RepStateChange | None) -> None:
+        if change is not None:
+            self._fan_out(change)
+            self._wake.set()  # a wrap-up may have started: its end is a new deadline
+
+    # -- the rep's state, chosen on the seat page -------------------------------------
+
+    async def choose_rep_state(self, state: str, reason: str | None) -> dict[str, Any]:
+        """The rep chose a state on the seat page (see :meth:`agent.repstate.RepState.choose`).
+
+        Returns the state now, once every observer has the change (so storage
+        has stored it and the page's snapshot shows it), or after
+        :data:`REP_STATE_STORE_SECONDS` (storage is then still retrying).
+
+        :raises ValueError: the seat has no rep, or the state cannot be chosen now.
+        """
+        if self.rep_state is None:
+            raise ValueError("rep state is not tracked on this seat")
+        change = self.rep_state.choose(state, reason, self.clock())
+        if change is not None:
+            self._rep_changed(change)
+            handled = [pipe.handled(change) for pipe in self._pipes]
+            if handled:
+                _, waiting = await asyncio.wait(handled, timeout=REP_STATE_STORE_SECONDS)
+                if waiting:
+                    logger.warning(
+                        "rep state %s of %s not stored yet; answering anyway", change.state, change.rep
+                    )
+        return self.rep_state.snapshot()
 
     # -- nothing lost: the spool ------------------------------------------------
 
@@ -719,49 +768,89 @@ class Agent:
         if pipe is None:
             return
         latest: dict[str, CallEvent] = {}
+        rep_changes: list[RepStateChange] = []
         for message in pipe.pending():
             if isinstance(message, CallEvent):
                 latest[message.call.uuid] = message
+            elif isinstance(message, RepStateChange):
+                rep_changes.append(message)  # every one: each closes the state before it
+        if rep_changes:
+            rep_path = self.config.agent.data_dir / REP_SPOOL_NAME
+            _append_lines(rep_path, [change.to_dict() for change in rep_changes])
+            logger.error(
+                "the database could not take %d rep-state change(s); kept in %s for the next start",
+                len(rep_changes),
+                rep_path,
+            )
         if not latest:
             return
         path = self._spool_path()
-        with path.open("a", encoding="utf-8") as spool:
-            for event in latest.values():
-                spool.write(json.dumps(event.to_dict(), ensure_ascii=False) + "\n")
-            spool.flush()
-            os.fsync(spool.fileno())
+        _append_lines(path, [event.to_dict() for event in latest.values()])
         logger.error(
             "the database could not take %d call(s); kept in %s for the next start", len(latest), path
         )
 
     async def _replay_spool(self) -> None:
-        path = self._spool_path()
-        if not path.exists():
-            return
         storage = next(p for p in self._pipes if p.observer.must_deliver)
-        kept: list[str] = []
-        replayed = 0
-        for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not text.strip():
-                continue
-            try:
-                event = CallEvent.from_dict(json.loads(text))
-            except (ValueError, KeyError, TypeError) as exc:
-                logger.error("%s:%d: unreadable spooled call kept aside: %s", path, number, exc)
+
+        async def park(message: Message, exc: Rejected) -> bool:
+            # Spooled by the last run, refused again now: its tries are spent, park it.
+            return isinstance(message, CallEvent) and await storage._park(message, exc, refusals=PARK_AFTER)
+
+        calls = await _replay_file(self._spool_path(), storage.observer, CallEvent.from_dict, park)
+        if calls is not None:
+            logger.info("wrote %d spooled call(s) from the last run", calls)
+        changes = await _replay_file(
+            self.config.agent.data_dir / REP_SPOOL_NAME, storage.observer, RepStateChange.from_dict
+        )
+        if changes is not None:
+            logger.info("wrote %d spooled rep-state change(s) from the last run", changes)
+
+
+def _append_lines(path: Path, records: list[dict[str, Any]]) -> None:
+    """Append JSON lines to a spool file and fsync it (the agent is stopping: nothing may be lost)."""
+    with path.open("a", encoding="utf-8") as spool:
+        for record in records:
+            spool.write(json.dumps(record, ensure_ascii=False) + "\n")
+        spool.flush()
+        os.fsync(spool.fileno())
+
+
+async def _replay_file(
+    path: Path,
+    storage: Observer,
+    parse: Callable[[dict[str, Any]], Message],
+    park: Callable[[Message, Rejected], Awaitable[bool]] | None = None,
+) -> int | None:
+    """Hand every line of a spool file to storage; keep what fails. None when there is no file.
+
+    A line storage refuses for good is handed to ``park`` and dropped from the spool once parked.
+    """
+    if not path.exists():
+        return None
+    kept: list[str] = []
+    replayed = 0
+    for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not text.strip():
+            continue
+        try:
+            message = parse(json.loads(text))
+        except (ValueError, KeyError, TypeError) as exc:
+            logger.error("%s:%d: unreadable spooled line kept aside: %s", path, number, exc)
+            kept.append(text)
+            continue
+        try:
+            await storage.notify(message)
+            replayed += 1
+        except Rejected as exc:
+            if park is None or not await park(message, exc):
                 kept.append(text)
-                continue
-            try:
-                await storage.observer.notify(event)
-                replayed += 1
-            except Rejected as exc:
-                # Spooled by the last run, refused again now: its tries are spent, park it.
-                if not await storage._park(event, exc, refusals=PARK_AFTER):
-                    kept.append(text)
-            except Exception as exc:
-                logger.error("spooled call %s still cannot be written: %s", event.call.uuid, exc)
-                kept.append(text)
-        if kept:
-            path.write_text("\n".join(kept) + "\n", encoding="utf-8")
-        else:
-            path.unlink()
-        logger.info("wrote %d spooled call(s) from the last run", replayed)
+        except Exception as exc:
+            what = f"call {message.call.uuid}" if isinstance(message, CallEvent) else "rep-state change"
+            logger.error("spooled %s still cannot be written: %s", what, exc)
+            kept.append(text)
+    if kept:
+        path.write_text("\n".join(kept) + "\n", encoding="utf-8")
+    else:
+        path.unlink()
+    return replayed

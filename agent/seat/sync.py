@@ -247,7 +247,7 @@ def with_connect_timeout(url: str, seconds: int = CONNECT_TIMEOUT) -> str:
     return parsed.update_query_dict({"connect_timeout": str(seconds)}).render_as_string(hide_password=False)
 
 
-def make_sync(config: Config, local: Engine, metrics: object | None = None) -> SyncLoop | None:
+def make_sync(config: Config, local: Engine, metrics: SyncMetrics | None = None) -> SyncLoop | None:
     """The sync loop for this config, or None when no central URL is set (single-machine mode).
 
     No connection is made here: an unreachable centre only delays the sync.
@@ -270,7 +270,7 @@ def make_sync(config: Config, local: Engine, metrics: object | None = None) -> S
         sync,
         interval=config.central.interval,
         backoff_max=config.central.backoff_max,
-        metrics=metrics if isinstance(metrics, SyncMetrics) else None,
+        metrics=metrics,
     )
 
 

@@ -271,9 +271,7 @@ async def test_dashboards_and_rules_agree_with_the_database(
         # Every rep's series exist at 0 before the first call, so increase() counts every call.
         now = datetime.now(UTC)
         for line in config.lines:
-            agent.metrics.line_status(
-                LineStatus(SEAT, line.id, "sim", line.rep, TEAM, LineState.IDLE, now)
-            )
+            agent.metrics.line_status(LineStatus(SEAT, line.id, "sim", line.rep, TEAM, LineState.IDLE, now))
         started = time.time()
         prom = await asyncio.to_thread(prometheus)
         series = 3 * 2 * 4  # reps x directions x dispositions

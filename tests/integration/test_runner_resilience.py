@@ -19,7 +19,7 @@ from agent.errors import DeviceError, StorageError
 from agent.events import Call, CallerId, LineEvent, OffHook, OnHook
 from agent.plugins import make_plugin_manager
 from agent.seat.devices import Device, DeviceRegistry
-from agent.seat.runner import SPOOL_NAME, Agent
+from agent.seat.runner import REP_SPOOL_NAME, SPOOL_NAME, Agent
 from storage.observer import StorageObserver
 
 
@@ -172,6 +172,10 @@ async def test_calls_the_database_refuses_at_shutdown_are_spooled_and_written_ne
     assert {s["call"]["number_raw"] for s in spooled} == {"13800000004", "13800000005"}
     assert all(s["kind"] == "ended" for s in spooled)
     assert db_calls(tmp_path) == []
+    # The rep's state moved by those calls is kept too, every change in order.
+    rep_spool = tmp_path / REP_SPOOL_NAME
+    spooled_reps = [json.loads(line)["state"] for line in rep_spool.read_text(encoding="utf-8").splitlines()]
+    assert spooled_reps == ["on_call", "wrap_up", "on_call", "wrap_up"]
 
     # A broken line in the spool is kept aside, not lost, and does not stop the rest.
     with spool.open("a", encoding="utf-8") as f:
@@ -184,6 +188,14 @@ async def test_calls_the_database_refuses_at_shutdown_are_spooled_and_written_ne
         ("13800000005", "answered"),
     ]
     assert spool.read_text(encoding="utf-8") == "{not json\n"
+    assert not rep_spool.exists()
+    conn = sqlite3.connect(f"file:{tmp_path / 'cti-agent.db'}?mode=ro", uri=True)
+    try:
+        query = "SELECT target FROM audit_log WHERE action = 'rep_state' ORDER BY id"
+        stored = [row[0] for row in conn.execute(query)]
+    finally:
+        conn.close()
+    assert stored[:4] == ["on_call", "wrap_up", "on_call", "wrap_up"]
 
 
 async def test_a_device_that_dies_mid_call_ends_the_call_and_is_reopened(

@@ -11,15 +11,19 @@ from typing import Any, ClassVar
 
 import pytest
 from prometheus_client import CollectorRegistry
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from agent import hookimpl
 from agent.config import load_config
 from agent.errors import DeviceError
-from agent.events import CallerId, Customer, LineEvent, OffHook, OnHook
+from agent.events import Call, CallerId, Customer, LineEvent, OffHook, OnHook
 from agent.plugins import make_plugin_manager
 from agent.seat.devices import Device, DeviceRegistry
 from agent.seat.runner import Agent
 from agent.seat.web.bus import Subscription
+from storage.models import AuditEntry
+from storage.repository import get_call
 
 
 class Feeder(Device):
@@ -71,7 +75,7 @@ def _reset() -> None:
     Feeder.fail_dial = False
 
 
-def make_agent(tmp_path: Path, delay: float, timeout: float = 5.0) -> Agent:
+def make_agent(tmp_path: Path, delay: float, timeout: float = 5.0, wrap_up: float = 30.0) -> Agent:
     pm = make_plugin_manager(load_entrypoints=False)
     pm.register(SlowDirectory(delay), name="slow-directory")
     registry = DeviceRegistry.from_plugins(pm)
@@ -85,6 +89,7 @@ def make_agent(tmp_path: Path, delay: float, timeout: float = 5.0) -> Agent:
             "web": {"enabled": False},
             "metrics": {"enabled": False},
             "devices": [{"id": "dev", "type": "feeder"}, {"id": "mute", "type": "listener"}],
+            "rep_state": {"wrap_up_seconds": wrap_up},
         },
     )
     return Agent(config, pm, devices=registry, registry=CollectorRegistry())
@@ -178,6 +183,70 @@ async def test_a_lookup_slower_than_the_timeout_leaves_the_number(tmp_path: Path
             events = await collect(sub, lambda p: p["kind"] == "ended")
             assert [e["kind"] for e in events] == ["started", "identified", "answered", "ended"]
             assert all(e["call"]["customer_name"] is None for e in events)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+async def test_every_observer_sees_the_customer_and_the_reps_state(tmp_path: Path) -> None:
+    """The runtime's one fan-out: the call with its customer, then the rep's state it moved."""
+    agent = make_agent(tmp_path, delay=0, wrap_up=0.3)
+    hooked: list[Call] = []
+
+    class Recorder:
+        @hookimpl
+        def call_ended(self, call: Call) -> None:
+            hooked.append(call)
+
+    agent.pm.register(Recorder(), name="test-recorder")
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent.run(stop))
+    try:
+        await asyncio.wait_for(agent.started.wait(), 10)
+        with agent.bus.subscribe() as sub:
+            Feeder.queue.put_nowait(CallerId(device_id="dev", line="1", at=now(), number="13812345678"))
+            Feeder.queue.put_nowait(OffHook(device_id="dev", line="1", at=now()))
+            Feeder.queue.put_nowait(OnHook(device_id="dev", line="1", at=now()))
+            seen: list[tuple[str, dict[str, Any]]] = []
+            async with asyncio.timeout(10):
+                async for _, event, payload in sub:
+                    seen.append((event, payload))
+                    if event == "rep" and payload["previous"] == "wrap_up":
+                        break
+        reps = [(p["previous"], p["state"]) for e, p in seen if e == "rep"]
+        assert reps == [("available", "on_call"), ("on_call", "wrap_up"), ("wrap_up", "available")]
+        kinds = [e if e == "rep" else p["kind"] for e, p in seen if e in ("call", "rep")]
+        # Each change follows the call event that caused it; the end of wrap-up is the ticker's.
+        assert kinds.index("answered") < kinds.index("rep")
+        assert kinds[-3:] == ["ended", "rep", "rep"]
+        ended = next(p for e, p in seen if e == "call" and p["kind"] == "ended")
+        assert ended["call"]["customer"]["name"] == "陈<b>老板</b>"
+        assert agent.bus.snapshot()["rep_state"]["state"] == "available"
+        samples = {
+            (s.labels["state"], s.name): s.value
+            for family in agent.registry.collect()
+            for s in family.samples
+            if s.name.startswith("cti_rep_state")
+        }
+        assert samples[("available", "cti_rep_state")] == 1
+        assert samples[("wrap_up", "cti_rep_state_seconds_total")] == pytest.approx(0.3, abs=0.05)
+        assert agent.engine is not None
+        # Storage writes in a worker thread behind the page: wait for it to catch up.
+        deadline = time.monotonic() + 10
+        while True:
+            with Session(agent.engine) as session:
+                stored = get_call(session, ended["call"]["uuid"])
+                changes = session.scalars(
+                    select(AuditEntry.target).where(AuditEntry.action == "rep_state").order_by(AuditEntry.id)
+                ).all()
+            if len(changes) >= 3 or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)
+        assert stored is not None
+        assert stored.disposition == "answered"
+        assert changes == ["on_call", "wrap_up", "available"]
+        # The hooks got the same call as the page, customer included.
+        assert [c.customer for c in hooked] == [Customer(**ended["call"]["customer"])]
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)

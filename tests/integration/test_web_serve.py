@@ -30,6 +30,7 @@ from agent.events import (
 from agent.seat.metrics import Metrics, make_metrics_app
 from agent.seat.web.app import make_seat_app
 from agent.seat.web.bus import SeatBus
+from agent.seat.web.context import SeatContext
 from agent.web import CONTENT_SECURITY_POLICY
 from agent.web.serve import AgentServer, ListenError, make_server
 
@@ -121,7 +122,7 @@ async def test_event_stream_delivers_frames_and_replays_after_reconnect() -> Non
     bus = SeatBus()
     bus.publish(line_status(LineState.IDLE))  # id 1, before anyone listens
     async with (
-        serving(make_seat_app(bus, seat="seat-7")) as (_, base),
+        serving(make_seat_app(SeatContext(bus=bus, seat="seat-7"))) as (_, base),
         httpx.AsyncClient(base_url=base) as http,
     ):
         async with http.stream("GET", "/events") as response:
@@ -165,7 +166,7 @@ async def test_event_stream_sends_heartbeats_and_reset() -> None:
     bus = SeatBus(replay_size=2)
     for n in range(5):
         bus.publish(call_event(f"c{n}"))
-    app = make_seat_app(bus, seat="seat-7", heartbeat=0.2)
+    app = make_seat_app(SeatContext(bus=bus, seat="seat-7", heartbeat=0.2))
     async with serving(app) as (_, base), httpx.AsyncClient(base_url=base) as http:
         async with http.stream("GET", "/events", headers={"Last-Event-ID": "1"}) as response:
             reader = SSEReader(response)
@@ -177,7 +178,10 @@ async def test_event_stream_sends_heartbeats_and_reset() -> None:
 
 async def test_closing_the_bus_lets_the_server_stop_at_once() -> None:
     bus = SeatBus()
-    async with serving(make_seat_app(bus, seat="seat-7"), graceful_timeout=10) as (server, base):
+    async with serving(make_seat_app(SeatContext(bus=bus, seat="seat-7")), graceful_timeout=10) as (
+        server,
+        base,
+    ):
         async with httpx.AsyncClient(base_url=base) as http, http.stream("GET", "/events") as response:
             await until(lambda: bus.clients == 1)
             bus.close()
@@ -191,7 +195,10 @@ async def test_closing_the_bus_lets_the_server_stop_at_once() -> None:
 async def test_open_stream_holds_shutdown_only_for_the_graceful_timeout() -> None:
     bus = SeatBus()
     async with httpx.AsyncClient() as http:
-        async with serving(make_seat_app(bus, seat="seat-7"), graceful_timeout=1) as (_, base):
+        async with serving(make_seat_app(SeatContext(bus=bus, seat="seat-7")), graceful_timeout=1) as (
+            _,
+            base,
+        ):
             response = await http.send(http.build_request("GET", f"{base}/events"), stream=True)
             await until(lambda: bus.clients == 1)
             began = time.monotonic()
@@ -228,7 +235,7 @@ async def test_metrics_served_by_uvicorn() -> None:
 
 async def test_server_leaves_signal_handlers_alone() -> None:
     before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    async with serving(make_seat_app(SeatBus(), seat="s")) as (_, base):
+    async with serving(make_seat_app(SeatContext(bus=SeatBus(), seat="s"))) as (_, base):
         assert {sig: signal.getsignal(sig) for sig in before} == before
         async with httpx.AsyncClient() as http:
             assert (await http.get(f"{base}/healthz")).json()["status"] == "ok"
@@ -240,13 +247,13 @@ async def test_port_in_use_raises_listen_error() -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        server = make_server(make_seat_app(SeatBus(), seat="s"), "127.0.0.1", port)
+        server = make_server(make_seat_app(SeatContext(bus=SeatBus(), seat="s")), "127.0.0.1", port)
         with pytest.raises(ListenError, match=f"127.0.0.1:{port}"):
             await asyncio.wait_for(server.serve(), 5)
         assert not server.started
 
         # The runner's way: serve in a task, wait for the start; the failure surfaces at once.
-        server = make_server(make_seat_app(SeatBus(), seat="s"), "127.0.0.1", port)
+        server = make_server(make_seat_app(SeatContext(bus=SeatBus(), seat="s")), "127.0.0.1", port)
         task = asyncio.create_task(server.serve())
         began = time.monotonic()
         with pytest.raises(ListenError, match="in use"):

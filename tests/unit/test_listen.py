@@ -24,6 +24,7 @@ from agent.seat.audio import Block, BlockSink
 from agent.seat.recorder import LiveTap, Recorder, live_pcm
 from agent.seat.web.app import LISTEN_CHUNK_BYTES, LISTEN_MEDIA_TYPE, make_seat_app
 from agent.seat.web.bus import SeatBus
+from agent.seat.web.context import SeatContext
 from agent.web import bearer_ok
 from storage.db import make_engine, upgrade
 from storage.models import CallRecord, Recording
@@ -226,7 +227,7 @@ class FakeTap:
 
 
 def seat_client(token: str | None, taps: dict[str, FakeTap]) -> TestClient:
-    app = make_seat_app(SeatBus(), seat="s1", live=taps.get, listen_token=token)
+    app = make_seat_app(SeatContext(bus=SeatBus(), seat="s1", live=taps.get, listen_token=token))
     return TestClient(app)
 
 

@@ -450,7 +450,7 @@ def test_metrics_counts_what_the_recorder_reports(metrics: Metrics, registry: Co
 def test_rep_state_is_one_gauge_per_state_and_time_is_counted_on_leaving(
     metrics: Metrics, registry: CollectorRegistry
 ) -> None:
-    from agent.seat.web.repstate import RepStateSink
+    from agent.repstate import RepStateSink
 
     assert isinstance(metrics, RepStateSink)
     metrics.rep_state("rep01", "paused", "meeting")

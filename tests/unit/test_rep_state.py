@@ -2,25 +2,26 @@
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterator
+import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import httpx
 import pytest
-from sqlalchemy import Engine
+from prometheus_client import CollectorRegistry
 from sqlalchemy.orm import Session
 
-from agent.events import Call, CallEvent, CallEventKind, Direction, Disposition
+from agent.config import load_config
+from agent.events import Call, CallEvent, CallEventKind, Direction, Disposition, Message, RepStateChange
+from agent.plugins import make_plugin_manager
+from agent.repstate import RepState, RepStateSink, count_change
+from agent.seat.devices import DeviceRegistry
+from agent.seat.runner import Agent
 from agent.seat.web.app import make_seat_app
 from agent.seat.web.bus import SeatBus
-from agent.seat.web.repstate import RepState, RepStateSink
-from storage.db import make_engine, upgrade
 from storage.repository import rep_state_totals
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    from starlette.testclient import TestClient
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -99,12 +100,26 @@ def call_event(kind: CallEventKind, at: datetime, rep: str = "alice") -> CallEve
 def test_bus_follows_the_reps_calls_streams_and_counts() -> None:
     sink = Sink()
     assert isinstance(sink, RepStateSink)
-    bus = SeatBus(rep_state=RepState("alice", T0, wrap_up_seconds=30), rep_sink=sink)
+    rep = RepState("alice", T0, wrap_up_seconds=30)
+    # What the runtime does: count the state at start, then fan out each call
+    # event followed by the rep-state change it caused.
+    sink.rep_state(rep.rep, rep.state, rep.reason)
+    bus = SeatBus(rep_state=rep.snapshot())
+
+    def fan_out(message: Message | None) -> None:
+        if message is None:
+            return
+        bus.publish(message)
+        if isinstance(message, RepStateChange):
+            count_change(sink, message)
+        if isinstance(message, CallEvent):
+            fan_out(rep.feed(message, message.at))
+
     with bus.subscribe() as sub:
-        bus.publish(call_event(CallEventKind.ANSWERED, s(10), rep="bob"))  # another rep's line
-        bus.publish(call_event(CallEventKind.ANSWERED, s(20)))
-        bus.publish(call_event(CallEventKind.ENDED, s(80)))
-        bus.tick_rep_state(s(110))
+        fan_out(call_event(CallEventKind.ANSWERED, s(10), rep="bob"))  # another rep's line
+        fan_out(call_event(CallEventKind.ANSWERED, s(20)))
+        fan_out(call_event(CallEventKind.ENDED, s(80)))
+        fan_out(rep.tick(s(110)))
         items = [sub._replay.popleft() if sub._replay else sub._queue.get_nowait() for _ in range(6)]
     reps = [payload for _, event, payload in items if event == "rep"]
     assert [(r["previous"], r["state"]) for r in reps] == [
@@ -127,35 +142,72 @@ def test_bus_follows_the_reps_calls_streams_and_counts() -> None:
 
 
 @pytest.fixture
-def engine() -> Iterator[Engine]:
-    eng = make_engine("sqlite://")
-    upgrade(eng)
-    yield eng
-    eng.dispose()
-
-
-def test_page_sets_the_state_and_it_is_stored_for_reports(engine: Engine) -> None:
+async def agent(tmp_path: Path) -> AsyncIterator[tuple[Agent, list[datetime]]]:
+    """A running agent for rep alice (no devices, no listeners) on a clock the test moves."""
     clock = [s(0)]
-    bus = SeatBus(rep_state=RepState("alice", T0, wrap_up_seconds=30, pause_reasons=["meeting", "break"]))
-    client = TestClient(
-        make_seat_app(bus, seat="s", engine=engine, rep="alice", now=lambda: clock[0], csrf_token="tok")
+    pm = make_plugin_manager(load_entrypoints=False)
+    config = load_config(
+        None,
+        DeviceRegistry.from_plugins(pm),
+        overrides={
+            "agent": {"seat": "s", "rep": "alice", "data_dir": str(tmp_path)},
+            "web": {"enabled": False},
+            "metrics": {"enabled": False},
+            "rep_state": {"wrap_up_seconds": 30, "pause_reasons": ["meeting", "break"]},
+        },
     )
-    headers = {"X-CSRF-Token": "tok"}
-    assert client.post("/api/rep-state", json={"state": "paused", "reason": "break"}).status_code == 403
-    clock[0] = s(600)
-    response = client.post("/api/rep-state", json={"state": "paused", "reason": "break"}, headers=headers)
-    assert response.status_code == 200
-    assert response.json()["state"] == "paused"
-    bad = client.post("/api/rep-state", json={"state": "paused", "reason": "nap"}, headers=headers)
-    assert bad.status_code == 409
-    assert "meeting, break" in bad.json()["error"]
-    clock[0] = s(900)
-    client.post("/api/rep-state", json={"state": "paused", "reason": "meeting"}, headers=headers)
-    clock[0] = s(1500)
-    client.post("/api/rep-state", json={"state": "available"}, headers=headers)
-    assert client.get("/api/state").json()["rep_state"]["state"] == "available"
-    with Session(engine) as session:
+    running = Agent(config, pm, registry=CollectorRegistry(), clock=lambda: clock[0])
+    stop = asyncio.Event()
+    task = asyncio.create_task(running.run(stop))
+    await asyncio.wait_for(running.started.wait(), 10)
+    try:
+        yield running, clock
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 20)
+
+
+async def test_page_sets_the_state_and_it_is_stored_for_reports(agent: tuple[Agent, list[datetime]]) -> None:
+    running, clock = agent
+    context = replace(running.seat_context(), csrf_token="tok")
+    transport = httpx.ASGITransport(app=make_seat_app(context))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        headers = {"X-CSRF-Token": "tok"}
+        forbidden = await client.post("/api/rep-state", json={"state": "paused", "reason": "break"})
+        assert forbidden.status_code == 403
+        clock[0] = s(600)
+        response = await client.post(
+            "/api/rep-state", json={"state": "paused", "reason": "break"}, headers=headers
+        )
+        assert response.status_code == 200
+        assert response.json()["state"] == "paused"
+        bad = await client.post("/api/rep-state", json={"state": "paused", "reason": "nap"}, headers=headers)
+        assert bad.status_code == 409
+        assert "meeting, break" in bad.json()["error"]
+        clock[0] = s(900)
+        await client.post("/api/rep-state", json={"state": "paused", "reason": "meeting"}, headers=headers)
+        clock[0] = s(1500)
+        await client.post("/api/rep-state", json={"state": "available"}, headers=headers)
+        assert (await client.get("/api/state")).json()["rep_state"]["state"] == "available"
+    assert running.engine is not None
+    with Session(running.engine) as session:
         totals = rep_state_totals(session, "alice", since=T0, until=s(1800))
         later = rep_state_totals(session, "alice", since=s(700), until=s(1800))
     assert totals == {"available": 900.0, "paused:break": 300.0, "paused:meeting": 600.0}
     assert later == {"paused:break": 200.0, "paused:meeting": 600.0, "available": 300.0}
+
+
+def test_feed_follows_only_the_reps_answers_and_ends() -> None:
+    rep = RepState("alice", T0, wrap_up_seconds=30)
+    assert rep.feed(call_event(CallEventKind.STARTED, s(1)), s(1)) is None
+    assert rep.feed(call_event(CallEventKind.IDENTIFIED, s(2)), s(2)) is None
+    assert rep.feed(call_event(CallEventKind.ANSWERED, s(3), rep="bob"), s(3)) is None
+    # Dated at the event, not when it was handed on (an ended call waits for its lookup).
+    on_call = rep.feed(call_event(CallEventKind.ANSWERED, s(5)), s(9))
+    assert on_call is not None
+    assert (on_call.state, on_call.since, on_call.previous_seconds) == ("on_call", s(5), 5.0)
+    # A time from the future is capped at now.
+    wrap_up = rep.feed(call_event(CallEventKind.ENDED, s(60)), s(50))
+    assert wrap_up is not None
+    assert (wrap_up.state, wrap_up.since) == ("wrap_up", s(50))
+    assert rep.deadline() == s(80)

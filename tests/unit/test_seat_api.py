@@ -17,6 +17,7 @@ from agent.events import Call, CallEvent, CallEventKind, Customer, Direction, Di
 from agent.seat.web.api import play_url
 from agent.seat.web.app import make_seat_app
 from agent.seat.web.bus import SeatBus
+from agent.seat.web.context import SeatContext
 from storage.db import make_engine, upgrade
 from storage.models import AuditEntry, CustomerPhone, CustomerRecord, Recording
 from storage.repository import get_call, upsert_call
@@ -102,14 +103,16 @@ def dialer() -> FakeDialer:
 def client(engine: Engine, dialer: FakeDialer) -> TestClient:
     bus = SeatBus()
     app = make_seat_app(
-        bus,
-        seat="seat-7",
-        engine=engine,
-        dialer=dialer,
-        rep="alice",
-        targets=DailyTarget(calls=80, talk_seconds=7200),
-        now=lambda: NOW,
-        csrf_token=TOKEN,
+        SeatContext(
+            bus=bus,
+            seat="seat-7",
+            engine=engine,
+            dialer=dialer,
+            rep="alice",
+            targets=DailyTarget(calls=80, talk_seconds=7200),
+            now=lambda: NOW,
+            csrf_token=TOKEN,
+        )
     )
     test_client = TestClient(app)
     test_client.bus = bus  # type: ignore[attr-defined]
@@ -149,7 +152,7 @@ def test_card_shows_customer_history_and_the_conflict(
 
         save_note(session, "old-1", f"wants a quote {XSS}", NOW - timedelta(days=2))
     bus: SeatBus = client.bus  # type: ignore[attr-defined]
-    bus.set_customer("now", Customer(id=customer_id, name=XSS, owner_rep="bob", source="sql"))
+    current = current.with_customer(Customer(id=customer_id, name=XSS, owner_rep="bob", source="sql"))
     bus.publish(CallEvent(CallEventKind.IDENTIFIED, current, NOW))
 
     response = client.get("/api/card/now")
@@ -197,6 +200,19 @@ def test_note_shows_on_the_next_call_from_that_number(client: TestClient, engine
     card = client.get("/api/card/second").json()
     assert card["customer"] is None
     assert [(h["uuid"], h["notes"]) for h in card["history"]] == [("first", "asked for 张经理")]
+
+
+def test_history_shows_a_call_that_ended_before_storage_wrote_it(client: TestClient, engine: Engine) -> None:
+    first = make_call("first", NOW - timedelta(minutes=2))
+    write(engine, first)  # the row is still the unended snapshot: storage is behind the bus
+    bus: SeatBus = client.bus  # type: ignore[attr-defined]
+    done = ended(first, talk=42.0)
+    bus.publish(CallEvent(CallEventKind.ENDED, done, NOW))
+    nxt = make_call("second", NOW)
+    bus.publish(CallEvent(CallEventKind.IDENTIFIED, nxt, NOW))
+    history = client.get("/api/card/second").json()["history"]
+    shown = [(h["uuid"], h["disposition"], h["talk_seconds"]) for h in history]
+    assert shown == [("first", "answered", 42.0)]
 
 
 def test_today_counts_targets_and_due_follow_ups(
@@ -262,7 +278,7 @@ def test_dial(client: TestClient, dialer: FakeDialer) -> None:
 
 def test_without_a_database_the_card_still_answers() -> None:
     bus = SeatBus()
-    client = TestClient(make_seat_app(bus, seat="s", csrf_token=TOKEN))
+    client = TestClient(make_seat_app(SeatContext(bus=bus, seat="s", csrf_token=TOKEN)))
     call = make_call("c1", NOW)
     bus.publish(CallEvent(CallEventKind.STARTED, call, NOW))
     card = client.get("/api/card/c1").json()
@@ -287,14 +303,16 @@ def test_claims_respect_protection_and_the_daily_limit_and_are_audited(engine: E
     bus = SeatBus()
     client = TestClient(
         make_seat_app(
-            bus,
-            seat="s",
-            engine=engine,
-            rep="alice",
-            now=lambda: NOW,
-            csrf_token=TOKEN,
-            protection_days=30,
-            daily_claim_limit=2,
+            SeatContext(
+                bus=bus,
+                seat="s",
+                engine=engine,
+                rep="alice",
+                now=lambda: NOW,
+                csrf_token=TOKEN,
+                protection_days=30,
+                daily_claim_limit=2,
+            )
         )
     )
     fresh = add_customer(engine, "+8613800000001", "bob", timedelta(days=3))
@@ -304,7 +322,7 @@ def test_claims_respect_protection_and_the_daily_limit_and_are_audited(engine: E
 
     # The card says what a claim would do.
     call = make_call("c1", NOW, number_e164="+8613800000001", customer_id=fresh)
-    bus.set_customer("c1", Customer(id=fresh, name="x", owner_rep="bob", source="sql"))
+    call = call.with_customer(Customer(id=fresh, name="x", owner_rep="bob", source="sql"))
     bus.publish(CallEvent(CallEventKind.IDENTIFIED, call, NOW))
     claim = client.get("/api/card/c1").json()["claim"]
     assert claim["reason"] == "protected"
@@ -377,7 +395,9 @@ def recorded_history(engine: Engine, bus: SeatBus) -> None:
 
 def test_card_links_recorded_calls_to_the_console(engine: Engine) -> None:
     bus = SeatBus()
-    client = TestClient(make_seat_app(bus, seat="s", engine=engine, csrf_token=TOKEN, console_url=CONSOLE))
+    client = TestClient(
+        make_seat_app(SeatContext(bus=bus, seat="s", engine=engine, csrf_token=TOKEN, console_url=CONSOLE))
+    )
     recorded_history(engine, bus)
     history = {h["uuid"]: h for h in client.get("/api/card/now").json()["history"]}
     assert {uuid: h["has_recording"] for uuid, h in history.items()} == {

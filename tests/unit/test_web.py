@@ -34,6 +34,7 @@ from agent.hookspecs import hookimpl
 from agent.seat.observers import Observer
 from agent.seat.web.app import make_seat_app
 from agent.seat.web.bus import RESET, SeatBus, SubscriptionEnded
+from agent.seat.web.context import SeatContext
 from agent.web import CONTENT_SECURITY_POLICY, format_duration, format_sse, i18n, parse_last_event_id, to_json
 
 with warnings.catch_warnings():
@@ -345,7 +346,7 @@ def bus() -> SeatBus:
 
 @pytest.fixture
 def client(bus: SeatBus) -> TestClient:
-    return TestClient(make_seat_app(bus, seat="seat-7"))
+    return TestClient(make_seat_app(SeatContext(bus=bus, seat="seat-7")))
 
 
 def test_page_renders_in_english(client: TestClient) -> None:
@@ -375,7 +376,7 @@ def test_page_renders_in_chinese(client: TestClient, url: str, headers: dict[str
 
 
 def test_configured_language_wins_over_the_browser(bus: SeatBus) -> None:
-    client = TestClient(make_seat_app(bus, seat="seat-7", language="zh-CN"))
+    client = TestClient(make_seat_app(SeatContext(bus=bus, seat="seat-7", language="zh-CN")))
     assert '<html lang="zh-CN">' in client.get("/", headers={"Accept-Language": "en"}).text
     assert '<html lang="en">' in client.get("/?lang=en").text
 
@@ -482,7 +483,7 @@ def test_hook_register_routes() -> None:
 
     errors = _Errors()
     pm = _pm((Good(), "good"), (Broken(), "broken"), (Wrong(), "wrong"))
-    client = TestClient(make_seat_app(SeatBus(), seat="s", pm=pm, errors=errors))
+    client = TestClient(make_seat_app(SeatContext(bus=SeatBus(), seat="s", pm=pm, errors=errors)))
 
     response = client.get("/plugins/good/hello")
     assert response.text == "hello from a plugin"
@@ -499,7 +500,7 @@ def test_hook_register_routes() -> None:
 async def test_event_stream_frames_heartbeat_and_disconnect() -> None:
     bus = SeatBus()
     bus.publish(line(LineState.IDLE))
-    app = make_seat_app(bus, seat="s", heartbeat=0.05)
+    app = make_seat_app(SeatContext(bus=bus, seat="s", heartbeat=0.05))
     sent: list[MutableMapping[str, Any]] = []
     body_arrived = asyncio.Event()
     disconnect = asyncio.Event()

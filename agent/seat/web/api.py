@@ -8,28 +8,41 @@ web page the rep visits could otherwise post to it), and a request whose
 
 from __future__ import annotations
 
-import asyncio
+import dataclasses
 import json
 import logging
 import re
 import secrets
 from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
-from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from agent.config import DailyTarget
 from agent.errors import AgentError, DeviceError
-from agent.numbers import clean
-from agent.seat.web.bus import SeatBus
-from agent.seat.web.repstate import RepStateChange
+from agent.events import Call
+from agent.numbers import clean, display_key
+from agent.seat.web.context import SeatContext
+from storage.repository import (
+    CallNote,
+    ClaimStatus,
+    CustomerCard,
+    EarlierCall,
+    FollowUp,
+    call_note,
+    claim_customer,
+    claim_status,
+    customer_card,
+    day_counts,
+    earlier_calls,
+    follow_ups_due,
+    save_note,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -39,21 +52,6 @@ MAX_BODY = 64 * 1024
 HISTORY_LIMIT = 10
 #: A call UUID as the agent writes them (8-4-4-4-12 hex digits); nothing else goes into a console link.
 UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-
-
-class Dialer(Protocol):
-    """What click-to-dial needs from the runtime (:class:`agent.seat.runner.Agent` is one)."""
-
-    def dialable_lines(self) -> list[str]:
-        """The ids of the lines whose device can dial."""
-
-    async def dial(self, line_id: str, number: str) -> None:
-        """Dial ``number`` on ``line_id``; raises LookupError (no such line) or DeviceError."""
-
-
-def local_now() -> datetime:
-    """The wall clock in this machine's time zone (a rep's day starts at local midnight)."""
-    return datetime.now().astimezone()
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -72,54 +70,21 @@ def play_url(console_url: str | None, call_uuid: str) -> str | None:
     return f"{console_url}/calls/{call_uuid}"
 
 
-def display_number(key: str) -> str:
-    """A stored number for people: ``+862212345678;ext=8001`` → ``+862212345678 ext. 8001``."""
-    number, sep, ext = key.partition(";ext=")
-    return f"{number} ext. {ext}" if sep else number
-
-
 class SeatApi:
-    """The API routes; built by :func:`agent.seat.web.app.make_seat_app`.
+    """The API routes, reading everything from the page's :class:`~agent.seat.web.context.SeatContext`.
 
-    :param engine: the database; without it the card shows only what the bus knows.
-    :param dialer: click-to-dial; without it no number is dialable.
-    :param rep: whose follow-ups and counts the page shows.
-    :param targets: the rep's daily targets (None: none known).
-    :param console_url: the supervisor console's base URL; with it each earlier call on the
-        card that has a recording carries a ``play_url`` to the console's page of that call.
+    Built by :func:`agent.seat.web.app.make_seat_app`; ``json_response`` is the
+    response class that escapes ``<``, ``>`` and ``&``.
     """
 
-    def __init__(
-        self,
-        bus: SeatBus,
-        *,
-        engine: Engine | None,
-        dialer: Dialer | None,
-        rep: str,
-        targets: DailyTarget | None,
-        effective_call_seconds: float = 60.0,
-        now: Callable[[], datetime] = local_now,
-        csrf_token: str | None = None,
-        json_response: Callable[..., Response],
-        protection_days: int = 30,
-        daily_claim_limit: int = 20,
-        console_url: str | None = None,
-    ) -> None:
-        self.bus = bus
-        self.console_url = console_url
-        self.engine = engine
-        self.dialer = dialer
-        self.rep = rep
-        self.targets = targets
-        self.effective_call_seconds = effective_call_seconds
-        self.now = now
-        self.csrf_token = csrf_token or secrets.token_urlsafe(32)
+    def __init__(self, context: SeatContext, *, json_response: Callable[..., Response]) -> None:
+        self.context = context
+        self.bus = context.bus
+        self.engine = context.engine
+        self.rep = context.rep
+        self.csrf_token = context.csrf_token
+        self.protection = timedelta(days=context.protection_days)
         self._json = json_response
-        self.protection = timedelta(days=protection_days)
-        self.daily_claim_limit = daily_claim_limit
-        self._writes: set[asyncio.Future[Any]] = set()
-        if engine is not None:
-            bus.rep_listeners.append(self._store_rep_state)
 
     def routes(self) -> list[BaseRoute]:
         """The API's routes."""
@@ -173,12 +138,17 @@ class SeatApi:
         return await anyio.to_thread.run_sync(run)
 
     def _day(self) -> tuple[datetime, datetime]:
-        now = self.now()
+        now = self.context.now()
         start = datetime.combine(now.date(), time(), tzinfo=now.tzinfo)
         return start, start + timedelta(days=1)
 
     def _dial_lines(self) -> list[str]:
-        return self.dialer.dialable_lines() if self.dialer is not None else []
+        dialer = self.context.dialer
+        return dialer.dialable_lines() if dialer is not None else []
+
+    def _local_date(self, value: datetime | None) -> str:
+        """A stored tz-aware time as the rep's local date, ``YYYY-MM-DD`` ("" for None)."""
+        return value.astimezone(self.context.now().tzinfo).date().isoformat() if value is not None else ""
 
     # -- the card -------------------------------------------------------------------
 
@@ -188,11 +158,9 @@ class SeatApi:
         call = self.bus.call(uuid)
         if call is None:
             return self._error(404, "no such recent call")
-        customer = dict(call.get("customer") or {})
-        customer_id = customer.get("id") or call.get("customer_id")
         out: dict[str, Any] = {
             "uuid": uuid,
-            "customer": customer or None,
+            "customer": call.customer.to_dict() if call.customer is not None else None,
             "history": [],
             "note": {"notes": "", "follow_up": ""},
             "dial_lines": self._dial_lines(),
@@ -200,71 +168,84 @@ class SeatApi:
         }
         if self.engine is not None:
             try:
-                out.update(await self._db(lambda s: self._card_from_db(s, uuid, call, customer_id)))
+                out.update(await self._db(lambda s: self._card_from_db(s, call)))
             except AgentError as exc:
                 logger.warning("seat page: card for call %s: %s", uuid, exc)
                 out["error"] = "database unavailable"
+            else:
+                out["history"] = [self._history_view(self._caught_up(earlier)) for earlier in out["history"]]
         owner = (out["customer"] or {}).get("owner_rep")
         out["owned_by_other"] = bool(owner and self.rep and owner != self.rep)
         return self._json(out, headers={"Cache-Control": "no-store"})
 
-    def _card_from_db(
-        self, session: Session, uuid: str, call: dict[str, Any], customer_id: int | None
-    ) -> dict[str, Any]:
-        from storage.repository import calls_with, calls_with_recordings, get_call, get_customer
-
+    def _card_from_db(self, session: Session, call: Call) -> dict[str, Any]:
+        # ``customer_id`` is only ever one of our own rows (see Call.with_customer).
+        customer_id = call.customer_id
         out: dict[str, Any] = {}
-        if customer_id is not None:
-            record = get_customer(session, int(customer_id))
-            if record is not None:
-                out["customer"] = {
-                    "id": record.id,
-                    "name": record.name,
-                    "company": record.company,
-                    "owner_rep": record.owner_rep,
-                    "tags": [t for t in (record.tags or "").split(",") if t],
-                    "notes": record.notes,
-                    "phones": [display_number(p.number_e164) for p in record.phones],
-                    "source": "sql",
-                }
-        history = calls_with(
+        card = customer_card(session, customer_id) if customer_id is not None else None
+        if card is not None:
+            out["customer"] = self._customer_view(card)
+        history = earlier_calls(
             session,
-            customer_id=int(customer_id) if customer_id is not None else None,
-            number_e164=call.get("number_e164"),
-            exclude_uuid=uuid,
+            customer_id=customer_id,
+            number_e164=call.number_e164,
+            exclude_uuid=call.uuid,
             limit=HISTORY_LIMIT,
         )
-        recorded = calls_with_recordings(session, [h.uuid for h in history])
-        out["history"] = [
-            {
-                "uuid": h.uuid,
-                "has_recording": h.uuid in recorded,
-                # The console checks the user's role itself; the seat only offers the link.
-                "play_url": play_url(self.console_url, h.uuid) if h.uuid in recorded else None,
-                "started_at": _iso(h.started_at),
-                "direction": h.direction,
-                "disposition": h.disposition,
-                "talk_seconds": h.talk_seconds,
-                "rep": h.rep,
-                "notes": h.notes or "",
-                "follow_up": h.follow_up_at.astimezone(self.now().tzinfo).date().isoformat()
-                if h.follow_up_at
-                else "",
-            }
-            for h in history
-        ]
-        customer_row = out.get("customer")
-        if customer_row and customer_row.get("id") is not None and self.rep:
-            out["claim"] = self._claim_view(self._claim_status(session, int(customer_row["id"])))
-        row = get_call(session, uuid)
-        if row is not None:
-            out["note"] = {
-                "notes": row.notes or "",
-                "follow_up": row.follow_up_at.astimezone(self.now().tzinfo).date().isoformat()
-                if row.follow_up_at
-                else "",
-            }
+        out["history"] = history  # shown by card() once caught up with the bus
+        if card is not None and self.rep:
+            out["claim"] = self._claim_view(self._claim_status(session, card.id))
+        note = call_note(session, call.uuid)
+        if note is not None:
+            out["note"] = self._note_view(note)
         return out
+
+    @staticmethod
+    def _customer_view(card: CustomerCard) -> dict[str, Any]:
+        return {
+            "id": card.id,
+            "name": card.name,
+            "company": card.company,
+            "owner_rep": card.owner_rep,
+            "tags": list(card.tags),
+            "notes": card.notes,
+            "phones": [display_key(phone) for phone in card.phones],
+            "source": "sql",
+        }
+
+    def _caught_up(self, earlier: EarlierCall) -> EarlierCall:
+        """An earlier call with its end from the bus when storage has not written it yet.
+
+        The page hears a call end before its row is written (storage works
+        behind the bus), so a call that just ended, looked at on the next
+        call's card, would otherwise show no outcome.
+        """
+        latest = self.bus.call(earlier.uuid)
+        if latest is None or not latest.ended or earlier.disposition is not None:
+            return earlier
+        return dataclasses.replace(
+            earlier,
+            disposition=latest.disposition.value if latest.disposition is not None else None,
+            talk_seconds=latest.talk_seconds,
+        )
+
+    def _history_view(self, earlier: EarlierCall) -> dict[str, Any]:
+        return {
+            "uuid": earlier.uuid,
+            "has_recording": earlier.has_recording,
+            # The console checks the user's role itself; the seat only offers the link.
+            "play_url": play_url(self.context.console_url, earlier.uuid) if earlier.has_recording else None,
+            "started_at": _iso(earlier.started_at),
+            "direction": earlier.direction,
+            "disposition": earlier.disposition,
+            "talk_seconds": earlier.talk_seconds,
+            "rep": earlier.rep,
+            "notes": earlier.notes or "",
+            "follow_up": self._local_date(earlier.follow_up_at),
+        }
+
+    def _note_view(self, note: CallNote) -> dict[str, str]:
+        return {"notes": note.notes or "", "follow_up": self._local_date(note.follow_up_at)}
 
     # -- the rep's note ---------------------------------------------------------------
 
@@ -287,10 +268,8 @@ class SeatApi:
                 day = date.fromisoformat(follow_up.strip())
             except ValueError:
                 return self._error(400, "follow_up is a date, YYYY-MM-DD")
-            follow_up_at = datetime.combine(day, time(), tzinfo=self.now().tzinfo)
+            follow_up_at = datetime.combine(day, time(), tzinfo=self.context.now().tzinfo)
         uuid = request.path_params["uuid"]
-        from storage.repository import save_note
-
         try:
             saved = await self._db(lambda s: save_note(s, uuid, notes.strip() or None, follow_up_at))
         except AgentError as exc:
@@ -304,12 +283,12 @@ class SeatApi:
 
     async def today(self, request: Request) -> Response:
         """``GET /api/today``: due follow-ups, today's counts and the rep's targets."""
-        targets = self.targets.model_dump() if self.targets is not None else {}
+        targets = self.context.targets
         out: dict[str, Any] = {
             "rep": self.rep,
             "follow_ups": [],
             "counts": None,
-            "targets": targets,
+            "targets": targets.model_dump() if targets is not None else {},
             "dial_lines": self._dial_lines(),
         }
         if self.engine is None:
@@ -323,53 +302,43 @@ class SeatApi:
         return self._json(out, headers={"Cache-Control": "no-store"})
 
     def _today_from_db(self, session: Session, start: datetime, end: datetime) -> dict[str, Any]:
-        from storage.repository import day_counts, due_follow_ups, get_customer
-
-        due = due_follow_ups(session, rep=self.rep, until=end - timedelta(microseconds=1))
-        names: dict[int, str] = {}
-        for call in due:
-            if call.customer_id is not None and call.customer_id not in names:
-                record = get_customer(session, call.customer_id)
-                names[call.customer_id] = record.name if record is not None else ""
+        due = follow_ups_due(session, rep=self.rep, until=end - timedelta(microseconds=1))
+        counts = day_counts(
+            session, rep=self.rep, since=start, effective_seconds=self.context.effective_call_seconds
+        )
         return {
-            "follow_ups": [
-                {
-                    "uuid": call.uuid,
-                    "due": call.follow_up_at.astimezone(start.tzinfo).date().isoformat()
-                    if call.follow_up_at
-                    else "",
-                    "overdue": bool(call.follow_up_at and call.follow_up_at < start),
-                    "number": call.number_raw or "",
-                    "number_e164": call.number_e164 or "",
-                    "name": names.get(call.customer_id or 0) or call.cid_name or "",
-                    "notes": call.notes or "",
-                }
-                for call in due
-            ],
-            "counts": day_counts(
-                session, rep=self.rep, since=start, effective_seconds=self.effective_call_seconds
-            ),
+            "follow_ups": [self._follow_up_view(follow_up, start) for follow_up in due],
+            "counts": dataclasses.asdict(counts),
+        }
+
+    @staticmethod
+    def _follow_up_view(follow_up: FollowUp, day_start: datetime) -> dict[str, Any]:
+        return {
+            "uuid": follow_up.uuid,
+            "due": follow_up.follow_up_at.astimezone(day_start.tzinfo).date().isoformat(),
+            "overdue": follow_up.follow_up_at < day_start,
+            "number": follow_up.number_raw or "",
+            "number_e164": follow_up.number_e164 or "",
+            "name": follow_up.name or "",
+            "notes": follow_up.notes or "",
         }
 
     # -- lead ownership ------------------------------------------------------------------
 
     def _claim_args(self) -> dict[str, Any]:
-        now = self.now()
         start, _ = self._day()
         return {
-            "now": now,
+            "now": self.context.now(),
             "day_start": start,
             "protection": self.protection,
-            "daily_limit": self.daily_claim_limit,
+            "daily_limit": self.context.daily_claim_limit,
         }
 
-    def _claim_status(self, session: Session, customer_id: int) -> Any:
-        from storage.repository import claim_status
-
+    def _claim_status(self, session: Session, customer_id: int) -> ClaimStatus:
         return claim_status(session, customer_id, self.rep, **self._claim_args())
 
     @staticmethod
-    def _claim_view(status: Any) -> dict[str, Any]:
+    def _claim_view(status: ClaimStatus) -> dict[str, Any]:
         return {
             "reason": status.reason,
             "claimable": status.claimable,
@@ -389,10 +358,8 @@ class SeatApi:
             return self._error(409, "this seat has no rep configured")
         customer_id = int(request.path_params["customer_id"])
         remote = request.client.host if request.client else None
-        from storage.repository import claim_customer
-
         try:
-            status = await self._db(
+            status: ClaimStatus = await self._db(
                 lambda s: claim_customer(s, customer_id, self.rep, remote_addr=remote, **self._claim_args())
             )
         except AgentError as exc:
@@ -408,56 +375,25 @@ class SeatApi:
     # -- rep state -------------------------------------------------------------------------
 
     async def rep_state(self, request: Request) -> Response:
-        """``POST /api/rep-state`` with ``{"state": "available" | "paused", "reason": code}``."""
+        """``POST /api/rep-state`` with ``{"state": "available" | "paused", "reason": code}``.
+
+        The runtime owns the rep's state; it answers once the change is stored,
+        so the rep's confirmation means it is on record.
+        """
         body = await self._body(request)
         if isinstance(body, Response):
             return body
         state, reason = body.get("state"), body.get("reason")
         if not isinstance(state, str) or (reason is not None and not isinstance(reason, str)):
             return self._error(400, "state (and reason) are strings")
+        desk = self.context.rep_desk
+        if desk is None:
+            return self._error(409, "rep state is not tracked on this seat")
         try:
-            self.bus.choose_rep_state(state, reason, self.now())
+            now = await desk.choose_rep_state(state, reason)
         except ValueError as exc:
             return self._error(409, str(exc))
-        if self._writes:
-            # Answer once the change is stored: the rep's confirmation means it is on record.
-            await asyncio.wait(set(self._writes))
-        assert self.bus.rep_state is not None
-        return self._json(self.bus.rep_state.snapshot())
-
-    def _store_rep_state(self, change: RepStateChange) -> None:
-        """Write a change to the database off the event loop; a failure is logged, never raised."""
-        engine = self.engine
-        assert engine is not None
-
-        def write() -> None:
-            from storage.repository import record_rep_state
-
-            with Session(engine) as session, session.begin():
-                record_rep_state(
-                    session,
-                    rep=change.rep,
-                    state=change.state,
-                    reason=change.reason,
-                    at=change.since,
-                    previous=change.previous,
-                    previous_reason=change.previous_reason,
-                    previous_seconds=change.previous_seconds,
-                )
-
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            write()  # called outside the event loop (tests, tools)
-            return
-        future = loop.run_in_executor(None, write)
-        self._writes.add(future)
-        future.add_done_callback(self._written)
-
-    def _written(self, future: asyncio.Future[Any]) -> None:
-        self._writes.discard(future)
-        if not future.cancelled() and future.exception() is not None:
-            logger.warning("rep state not stored: %s", future.exception())
+        return self._json(now)
 
     # -- click-to-dial -------------------------------------------------------------------
 
@@ -472,10 +408,11 @@ class SeatApi:
         digits = clean(number.partition(" ext")[0])
         if not digits or len(digits) > 32:
             return self._error(400, "not a dialable number")
-        if self.dialer is None or line not in self.dialer.dialable_lines():
+        dialer = self.context.dialer
+        if dialer is None or line not in dialer.dialable_lines():
             return self._error(409, f"line {line} cannot dial")
         try:
-            await self.dialer.dial(line, digits)
+            await dialer.dial(line, digits)
         except LookupError:
             return self._error(404, f"no line {line}")
         except DeviceError as exc:

@@ -19,7 +19,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from importlib import metadata
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 import anyio
 import pluggy
@@ -32,10 +32,10 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
-from agent.config import DailyTarget
 from agent.seat.observers import PluginErrorCounter
-from agent.seat.web.api import Dialer, SeatApi, local_now
-from agent.seat.web.bus import SeatBus, Subscription, SubscriptionEnded
+from agent.seat.web.api import SeatApi
+from agent.seat.web.bus import Subscription, SubscriptionEnded
+from agent.seat.web.context import SeatContext
 from agent.web import (
     SafeJSONResponse,
     SecurityHeadersMiddleware,
@@ -46,9 +46,6 @@ from agent.web import (
     parse_last_event_id,
     to_json,
 )
-
-if TYPE_CHECKING:
-    from sqlalchemy import Engine
 
 logger = logging.getLogger(__name__)
 
@@ -61,14 +58,6 @@ RECONNECT_MS = 2000
 LISTEN_MEDIA_TYPE = "audio/L16;rate=8000;channels=1"
 #: The largest piece of live audio sent at once: 100 ms at 8 kHz, 16-bit mono.
 LISTEN_CHUNK_BYTES = 1600
-
-
-class LiveStream(Protocol):
-    """A call's live audio (:class:`agent.seat.recorder.LiveTap`): PCM chunks until the call ends."""
-
-    def __aiter__(self) -> AsyncIterator[bytes]: ...
-
-    def close(self) -> None: ...
 
 
 class EventStreamResponse(Response):
@@ -203,66 +192,10 @@ def _plugin_routes(pm: pluggy.PluginManager, errors: PluginErrorCounter | None) 
     return routes
 
 
-def make_seat_app(
-    bus: SeatBus,
-    *,
-    seat: str,
-    pm: pluggy.PluginManager | None = None,
-    language: str | None = None,
-    errors: PluginErrorCounter | None = None,
-    heartbeat: float = 15.0,
-    engine: Engine | None = None,
-    dialer: Dialer | None = None,
-    rep: str = "",
-    targets: DailyTarget | None = None,
-    effective_call_seconds: float = 60.0,
-    now: Callable[[], datetime] = local_now,
-    csrf_token: str | None = None,
-    protection_days: int = 30,
-    daily_claim_limit: int = 20,
-    console_url: str | None = None,
-    live: Callable[[str], LiveStream | None] | None = None,
-    listen_token: str | None = None,
-    health: Callable[[], dict[str, int]] | None = None,
-) -> Starlette:
-    """Build the seat page app.
-
-    :param bus: the seat's :class:`~agent.seat.web.bus.SeatBus` (also registered as an observer).
-    :param seat: the seat's name, shown in the header.
-    :param pm: plugin manager whose ``register_routes`` implementations add routes.
-    :param language: the configured page language; ``?lang=`` overrides it, and
-        without it the browser's ``Accept-Language`` decides (``zh*`` → Simplified Chinese, else English).
-    :param errors: counts a plugin failing in ``register_routes`` (the metrics object).
-    :param heartbeat: seconds of silence after which the event stream sends a comment line.
-    :param engine: the database, for the caller card's history, notes, follow-ups and counts.
-    :param dialer: click-to-dial (the runtime); without it nothing is dialable.
-    :param rep: the seat's rep, whose follow-ups and counts the page shows.
-    :param targets: the rep's daily targets, shown against today's counts.
-    :param now: the local wall clock (a rep's day starts at local midnight).
-    :param csrf_token: the token every POST must carry (random when not given).
-    :param protection_days: how long an owner keeps a customer before another rep may claim it.
-    :param daily_claim_limit: how many customers a rep may claim a day.
-    :param console_url: the supervisor console's base URL (``[web] console_url``); with it the
-        card's earlier calls that have a recording link to their page there. None: no links.
-    :param live: gives a call's live audio (the recorder's ``subscribe_live``), None when not captured.
-    :param listen_token: the console's shared secret for ``/listen/{call_uuid}``; None: listen-in
-        is off and the route answers 404.
-    :param health: parked and waiting counts added to ``/healthz`` and ``/api/state`` (the runtime's).
-    """
-    api = SeatApi(
-        bus,
-        engine=engine,
-        dialer=dialer,
-        rep=rep,
-        targets=targets,
-        effective_call_seconds=effective_call_seconds,
-        now=now,
-        csrf_token=csrf_token,
-        json_response=SafeJSONResponse,
-        protection_days=protection_days,
-        daily_claim_limit=daily_claim_limit,
-        console_url=console_url,
-    )
+def make_seat_app(context: SeatContext) -> Starlette:
+    """Build the seat page app from its context (see :class:`~agent.seat.web.context.SeatContext`)."""
+    bus = context.bus
+    api = SeatApi(context, json_response=SafeJSONResponse)
     env = Environment(
         loader=PackageLoader(PACKAGE, "templates"),
         autoescape=True,
@@ -275,7 +208,7 @@ def make_seat_app(
 
     async def page(request: Request) -> Response:
         lang = i18n.negotiate(
-            request.query_params.get("lang"), request.headers.get("accept-language"), default=language
+            request.query_params.get("lang"), request.headers.get("accept-language"), default=context.language
         )
         t = i18n.Translator(lang, PACKAGE)
         state = bus.snapshot()
@@ -283,7 +216,7 @@ def make_seat_app(
         html = template.render(
             lang=lang,
             t=t,
-            seat=seat,
+            seat=context.seat,
             root=root,
             version=version,
             last_id=state["last_id"],
@@ -291,8 +224,8 @@ def make_seat_app(
             calls=[call_view(call, t) for call in state["calls"]],
             other_languages=[(code, t(f"lang.{code}")) for code in i18n.LANGUAGES if code != lang],
             strings_json=to_json(t.strings),
-            csrf_token=api.csrf_token,
-            rep=rep,
+            csrf_token=context.csrf_token,
+            rep=context.rep,
         )
         return HTMLResponse(
             html, headers={"Cache-Control": "no-store", "Vary": "Accept-Language", "Content-Language": lang}
@@ -302,19 +235,20 @@ def make_seat_app(
         last_id = parse_last_event_id(request.headers.get("last-event-id"))
         if last_id is None:
             last_id = parse_last_event_id(request.query_params.get("last_event_id"))
-        return EventStreamResponse(bus.subscribe(last_id), heartbeat=heartbeat)
+        return EventStreamResponse(bus.subscribe(last_id), heartbeat=context.heartbeat)
 
     async def api_state(request: Request) -> Response:
-        counts = health() if health is not None else {}
+        counts = context.health() if context.health is not None else {}
         return SafeJSONResponse(
-            {"seat": seat, **bus.snapshot(), **counts}, headers={"Cache-Control": "no-store"}
+            {"seat": context.seat, **bus.snapshot(), **counts}, headers={"Cache-Control": "no-store"}
         )
 
     async def healthz(request: Request) -> Response:
-        counts = health() if health is not None else {}
-        return SafeJSONResponse({"status": "ok", "seat": seat, "clients": bus.clients, **counts})
+        counts = context.health() if context.health is not None else {}
+        return SafeJSONResponse({"status": "ok", "seat": context.seat, "clients": bus.clients, **counts})
 
     async def listen(request: Request) -> Response:
+        listen_token, live = context.listen_token, context.live
         if listen_token is None or live is None:
             return PlainTextResponse("not found", status_code=404)
         if not bearer_ok(request.headers.get("authorization"), listen_token):
@@ -350,7 +284,7 @@ def make_seat_app(
         Route("/healthz", healthz, name="healthz"),
         *api.routes(),
     ]
-    if pm is not None:
-        routes.extend(_plugin_routes(pm, errors))
+    if context.pm is not None:
+        routes.extend(_plugin_routes(context.pm, context.errors))
     routes.append(Mount("/static", StaticFiles(packages=[(PACKAGE, "static")]), name="static"))
     return Starlette(routes=routes, middleware=[Middleware(SecurityHeadersMiddleware)])

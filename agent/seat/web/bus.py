@@ -15,13 +15,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict, deque
-from collections.abc import Callable
-from datetime import datetime
 from types import TracebackType
 from typing import Any
 
-from agent.events import CallEvent, CallEventKind, Customer, LineStatus, Message
-from agent.seat.web.repstate import RepState, RepStateChange, RepStateSink
+from agent.events import Call, CallEvent, LineStatus, Message, RepStateChange
 
 logger = logging.getLogger(__name__)
 
@@ -118,11 +115,16 @@ class SeatBus:
     """Keeps the seat page's state and streams every message to its clients.
 
     An :class:`agent.seat.observers.Observer`: the runtime calls :meth:`notify` with
-    every call event and line status, in order.
+    every call event, line status and rep-state change, in order. The bus only
+    keeps what the page shows: the calls carry their customer, and the rep's
+    state is the runtime's (:class:`agent.repstate.RepState`), of which the bus
+    keeps the latest as the changes pass.
 
     :param max_calls: how many recent calls the snapshot keeps.
     :param replay_size: how many recent messages a reconnecting client can catch up on.
     :param client_queue: how many messages may wait for one client before it is dropped.
+    :param rep_state: the rep's state at start (:meth:`agent.repstate.RepState.snapshot`);
+        None when this seat does not track one.
     """
 
     name = "seat-page"
@@ -134,28 +136,19 @@ class SeatBus:
         max_calls: int = 200,
         replay_size: int = 1000,
         client_queue: int = 256,
-        rep_state: RepState | None = None,
-        rep_sink: RepStateSink | None = None,
+        rep_state: dict[str, Any] | None = None,
     ) -> None:
         if max_calls < 1 or replay_size < 1 or client_queue < 1:
             raise ValueError("max_calls, replay_size and client_queue must be positive")
         self._max_calls = max_calls
         self._client_queue = client_queue
-        self._calls: OrderedDict[str, dict[str, Any]] = OrderedDict()
-        self._customers: dict[str, dict[str, Any]] = {}
+        self._calls: OrderedDict[str, Call] = OrderedDict()
         self._lines: dict[str, dict[str, Any]] = {}
         self._replay: deque[Item] = deque(maxlen=replay_size)
         self._subscribers: set[Subscription] = set()
         self._last_id = 0
         self._closed = False
-        #: The seat rep's state (None: not tracked), moved by their calls and the page.
-        self.rep_state = rep_state
-        self._rep_sink = rep_sink
-        #: Called with every rep-state change (the seat page stores them for reports).
-        self.rep_listeners: list[Callable[[RepStateChange], None]] = []
-        self._wrap_up_timer: asyncio.TimerHandle | None = None
-        if rep_state is not None and rep_sink is not None:
-            rep_sink.rep_state(rep_state.rep, rep_state.state, rep_state.reason)
+        self._rep_state = dict(rep_state) if rep_state is not None else None
 
     @property
     def last_id(self) -> int:
@@ -178,19 +171,19 @@ class SeatBus:
             event = CALL
             call = message.call
             payload = message.to_dict()
-            customer = self._customers.get(call.uuid)
-            if customer is not None:
-                payload["call"]["customer"] = customer
             # A known call is updated in place: the list keeps first-seen order.
-            self._calls[call.uuid] = payload["call"]
+            self._calls[call.uuid] = call
             while len(self._calls) > self._max_calls:
-                old, _ = self._calls.popitem(last=False)
-                self._customers.pop(old, None)
-            self._follow_calls(message)
+                self._calls.popitem(last=False)
         elif isinstance(message, LineStatus):
             event = LINE
             payload = message.to_dict()
             self._lines[message.line] = payload
+        elif isinstance(message, RepStateChange):
+            event = REP
+            payload = message.to_dict()
+            if self._rep_state is not None:
+                self._rep_state.update(state=message.state, reason=message.reason, since=payload["since"])
         else:
             raise TypeError(f"cannot publish {type(message).__name__}")
         return self._send(event, payload)
@@ -207,75 +200,8 @@ class SeatBus:
                 sub._end()
         return self._last_id
 
-    # -- rep state --------------------------------------------------------------------
-
-    def _follow_calls(self, message: CallEvent) -> None:
-        state = self.rep_state
-        if state is None or message.call.rep != state.rep:
-            return
-        if message.kind is CallEventKind.ANSWERED:
-            self._rep_changed(state.call_answered(message.call.uuid, message.at))
-        elif message.kind is CallEventKind.ENDED:
-            self._rep_changed(state.call_ended(message.call.uuid, message.at))
-
-    def choose_rep_state(self, state: str, reason: str | None, now: datetime) -> RepStateChange | None:
-        """The rep chose a state on the page (see :meth:`RepState.choose`; raises ValueError)."""
-        if self.rep_state is None:
-            raise ValueError("rep state is not tracked on this seat")
-        change = self.rep_state.choose(state, reason, now)
-        self._rep_changed(change)
-        return change
-
-    def tick_rep_state(self, now: datetime) -> None:
-        """End a wrap-up that ran out of time (the bus schedules this itself on the event loop)."""
-        if self.rep_state is not None:
-            self._rep_changed(self.rep_state.tick(now))
-
-    def _rep_changed(self, change: RepStateChange | None) -> None:
-        if change is None:
-            return
-        if self._rep_sink is not None:
-            self._rep_sink.rep_state_seconds(change.rep, change.previous, change.previous_seconds)
-            self._rep_sink.rep_state(change.rep, change.state, change.reason)
-        for listener in self.rep_listeners:
-            try:
-                listener(change)
-            except Exception:
-                logger.exception("rep state listener failed")
-        self._send(REP, change.to_dict())
-        self._schedule_wrap_up()
-
-    def _schedule_wrap_up(self) -> None:
-        if self._wrap_up_timer is not None:
-            self._wrap_up_timer.cancel()
-            self._wrap_up_timer = None
-        deadline = self.rep_state.deadline() if self.rep_state is not None else None
-        if deadline is None or self._closed:
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return  # no loop (a pure test): tick_rep_state is called by hand
-        delay = max((deadline - datetime.now(deadline.tzinfo)).total_seconds(), 0.0)
-        self._wrap_up_timer = loop.call_later(delay, lambda: self.tick_rep_state(deadline))
-
-    def set_customer(self, uuid: str, customer: Customer) -> None:
-        """Who is behind call ``uuid``: its later messages carry ``call.customer``.
-
-        ``{"id", "name", "company", "owner_rep", "source"}`` (``id`` only for our own
-        customers table). The runtime sets it just before it publishes the
-        ``identified`` event that names the customer.
-        """
-        self._customers[uuid] = {
-            "id": customer.id if customer.source == "sql" else None,
-            "name": customer.name,
-            "company": customer.company,
-            "owner_rep": customer.owner_rep,
-            "source": customer.source,
-        }
-
-    def call(self, uuid: str) -> dict[str, Any] | None:
-        """The latest state of a recent call (as in :meth:`snapshot`), or None."""
+    def call(self, uuid: str) -> Call | None:
+        """The latest snapshot of a recent call (with its customer, once known), or None."""
         return self._calls.get(uuid)
 
     def subscribe(self, last_event_id: int | None = None) -> Subscription:
@@ -303,21 +229,20 @@ class SeatBus:
     def snapshot(self) -> dict[str, Any]:
         """The state for a page's first load.
 
-        ``{"last_id": int, "calls": [call dicts, newest first], "lines": [line status dicts]}``;
-        subscribe with ``last_id`` to get every later message and nothing twice.
+        ``{"last_id": int, "calls": [call dicts, newest first], "lines": [line status dicts],
+        "rep_state": the rep's state or None}``; subscribe with ``last_id`` to get every
+        later message and nothing twice.
         """
         return {
             "last_id": self._last_id,
-            "calls": list(reversed(self._calls.values())),
+            "calls": [call.to_dict() for call in reversed(self._calls.values())],
             "lines": list(self._lines.values()),
-            "rep_state": self.rep_state.snapshot() if self.rep_state is not None else None,
+            "rep_state": dict(self._rep_state) if self._rep_state is not None else None,
         }
 
     def close(self) -> None:
         """End every client's stream (at shutdown, so open event streams do not hold the web server)."""
         self._closed = True
-        if self._wrap_up_timer is not None:
-            self._wrap_up_timer.cancel()
         for sub in list(self._subscribers):
             self._subscribers.discard(sub)
             sub._end()

@@ -22,6 +22,7 @@
   var calls = {};          // uuid -> latest call dict
   var cardUuid = null;     // the call the card shows
   var cardData = null;     // what /api/card said about it
+  var cardAsked = 0;       // the latest /api/card request: an older answer arriving late is dropped
   var dialLines = [];
   var ACTIVE = { ringing: true, dialing: true, talking: true };
 
@@ -227,8 +228,10 @@
   }
 
   function loadCard(uuid) {
+    var asked = ++cardAsked;
     request("GET", api + "/card/" + encodeURIComponent(uuid)).then(function (data) {
-      if (uuid !== cardUuid) return;
+      // The number and then the customer each ask for the card; the answers may cross.
+      if (uuid !== cardUuid || asked !== cardAsked) return;
       cardData = data;
       dialLines = data.dial_lines || dialLines;
       renderCard();

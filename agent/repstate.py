@@ -1,19 +1,26 @@
 """Rep state, as telesales floors run it: available, on a call, after-call work (wrap-up), paused.
 
-:class:`RepState` is pure (time comes in as an argument). Calls move it
-automatically: a call answered on the rep's line puts them ``on_call``; when the
-last call ends they are in ``wrap_up`` for at most ``wrap_up_seconds``, then
-``available`` again. The rep sets ``available`` or ``paused`` (with a reason
-code from the configured list) from the seat page. Every change is a
-:class:`RepStateChange` carrying how long the previous state lasted, which the
-seat bus streams to the page, counts in metrics and stores for reports.
+:class:`RepState` is a pure tracker in the shape of :class:`agent.calls.CallTracker`:
+no I/O, no clock reads, no timers; time comes in as an argument. The runtime
+owns one for the seat's rep, feeds it every call event (:meth:`RepState.feed`),
+ticks it at its :meth:`~RepState.deadline` and passes the rep's choices from
+the seat page to :meth:`~RepState.choose`.
+
+Calls move it automatically: a call answered on the rep's line puts them
+``on_call``; when the last call ends they are in ``wrap_up`` for at most
+``wrap_up_seconds``, then back to what they were before the call. The rep sets
+``available`` or ``paused`` (with a reason code from the configured list).
+Every change is a :class:`~agent.events.RepStateChange` carrying how long the
+previous state lasted; the runtime fans it out to the observers like a call
+event (the seat page streams it, metrics count it, storage keeps it for reports).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
+
+from agent.events import CallEvent, CallEventKind, RepStateChange
 
 AVAILABLE, ON_CALL, WRAP_UP, PAUSED = "available", "on_call", "wrap_up", "paused"
 STATES: tuple[str, ...] = (AVAILABLE, ON_CALL, WRAP_UP, PAUSED)
@@ -22,38 +29,9 @@ CHOOSABLE: tuple[str, ...] = (AVAILABLE, PAUSED)
 DEFAULT_PAUSE_REASONS: tuple[str, ...] = ("meeting", "training", "break", "lunch")
 
 
-@dataclass(frozen=True, slots=True)
-class RepStateChange:
-    """The rep went from ``previous`` (which lasted ``previous_seconds``) to ``state`` at ``since``."""
-
-    rep: str
-    state: str
-    reason: str | None
-    since: datetime
-    previous: str
-    previous_reason: str | None
-    previous_seconds: float
-    automatic: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready (the ``rep`` event of the seat page's stream)."""
-        return {
-            "rep": self.rep,
-            "state": self.state,
-            "reason": self.reason,
-            "since": self.since.isoformat(),
-            "previous": self.previous,
-            "previous_reason": self.previous_reason,
-            "previous_seconds": round(self.previous_seconds, 3),
-            "automatic": self.automatic,
-        }
-
-
 @runtime_checkable
 class RepStateSink(Protocol):
-    """Where rep-state changes go besides the page: metrics and storage.
-
-    The metrics module implements it with two methods (wired by the runtime):
+    """What counts rep states (the metrics module implements it; see :func:`count_change`).
 
     - ``rep_state(rep, state, reason)``: set the gauge
       ``cti_rep_state{rep,state}`` to 1 for ``state`` and 0 for the others;
@@ -66,6 +44,12 @@ class RepStateSink(Protocol):
 
     def rep_state_seconds(self, rep: str, state: str, seconds: float) -> None:
         """The rep spent ``seconds`` in ``state`` (counted when they leave it)."""
+
+
+def count_change(sink: RepStateSink, change: RepStateChange) -> None:
+    """Count one change: the seconds of the state left, then the state entered."""
+    sink.rep_state_seconds(change.rep, change.previous, change.previous_seconds)
+    sink.rep_state(change.rep, change.state, change.reason)
 
 
 class RepState:
@@ -119,6 +103,23 @@ class RepState:
         )
         self.state, self.reason, self.since = state, reason, now
         return change
+
+    def feed(self, event: CallEvent, now: datetime) -> RepStateChange | None:
+        """Follow one call event: an answer on this rep's line, or the end of one of their calls.
+
+        The change is dated at the event (when the call was answered or ended),
+        not at ``now``, so an event handed on late does not lengthen the state
+        before it; ``now`` only caps a time from the future. Other reps' calls
+        and other kinds of event change nothing.
+        """
+        if event.call.rep != self.rep:
+            return None
+        at = min(event.at, now)
+        if event.kind is CallEventKind.ANSWERED:
+            return self.call_answered(event.call.uuid, at)
+        if event.kind is CallEventKind.ENDED:
+            return self.call_ended(event.call.uuid, at)
+        return None
 
     def call_answered(self, uuid: str, now: datetime) -> RepStateChange | None:
         """A call on the rep's line connected: on a call (a pause resumes after the wrap-up)."""

@@ -1,0 +1,119 @@
+"""What the seat page is built from: one frozen context object, made once at start-up.
+
+The runtime (:class:`agent.seat.runner.Agent`) builds a :class:`SeatContext`
+and hands it to :func:`agent.seat.web.app.make_seat_app`; the page, the event
+stream and the JSON API (:mod:`agent.seat.web.api`) read everything they need
+from it. Collaborators are typed as the protocols they implement, so a renamed
+method is a type error, not a feature that silently switched itself off.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+import pluggy
+
+from agent.config import DailyTarget
+from agent.seat.observers import PluginErrorCounter
+from agent.seat.web.bus import SeatBus
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+
+class Dialer(Protocol):
+    """What click-to-dial needs from the runtime (:class:`agent.seat.runner.Agent` is one)."""
+
+    def dialable_lines(self) -> list[str]:
+        """The ids of the lines whose device can dial."""
+
+    async def dial(self, line_id: str, number: str) -> None:
+        """Dial ``number`` on ``line_id``; raises LookupError (no such line) or DeviceError."""
+
+
+class RepDesk(Protocol):
+    """Where the rep's choice of state goes (:class:`agent.seat.runner.Agent` is one).
+
+    The runtime owns the rep's :class:`agent.repstate.RepState`; the page only asks.
+    """
+
+    async def choose_rep_state(self, state: str, reason: str | None) -> dict[str, Any]:
+        """Move the rep to ``state`` and return the state now (as ``RepState.snapshot()``).
+
+        Returns once the change is stored (or storing it took too long; it is
+        then still on its way). :raises ValueError: the state cannot be chosen now.
+        """
+
+
+class LiveStream(Protocol):
+    """A call's live audio (:class:`agent.seat.recorder.LiveTap`): PCM chunks until the call ends."""
+
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+
+    def close(self) -> None: ...
+
+
+def local_now() -> datetime:
+    """The wall clock in this machine's time zone (a rep's day starts at local midnight)."""
+    return datetime.now().astimezone()
+
+
+def _new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SeatContext:
+    """Everything the seat page needs, fixed for the life of the app.
+
+    :param bus: the seat's :class:`~agent.seat.web.bus.SeatBus` (also an observer of the runtime).
+    :param seat: the seat's name, shown in the header.
+    :param rep: the seat's rep, whose follow-ups, counts and claims the page shows.
+    :param pm: plugin manager whose ``register_routes`` implementations add routes.
+    :param language: the configured page language; ``?lang=`` overrides it, and
+        without it the browser's ``Accept-Language`` decides (``zh*`` → Simplified Chinese, else English).
+    :param errors: counts a plugin failing in ``register_routes`` (the metrics object).
+    :param heartbeat: seconds of silence after which the event stream sends a comment line.
+    :param engine: the database, for the caller card's history, notes, follow-ups and counts;
+        without it the card shows only what the bus knows.
+    :param dialer: click-to-dial (the runtime); without it nothing is dialable.
+    :param rep_desk: takes the rep's choice of state (the runtime); without it the
+        rep-state route answers 409.
+    :param targets: the rep's daily targets, shown against today's counts (None: none known).
+    :param effective_call_seconds: talk time from which an answered call counts as effective.
+    :param now: the local wall clock (a rep's day starts at local midnight).
+    :param csrf_token: the token every POST must carry (random unless given).
+    :param protection_days: how long an owner keeps a customer before another rep may claim it.
+    :param daily_claim_limit: how many customers a rep may claim a day.
+    :param console_url: the supervisor console's base URL (``[web] console_url``); with it the
+        card's earlier calls that have a recording link to their page there. None: no links.
+    :param live: gives a call's live audio (the recorder's ``subscribe_live``), None when not captured.
+    :param listen_token: the console's shared secret for ``/listen/{call_uuid}``; None: listen-in
+        is off and the route answers 404.
+    :param health: parked and waiting counts added to ``/healthz`` and ``/api/state`` (the runtime's).
+    """
+
+    bus: SeatBus
+    seat: str
+    rep: str = ""
+    pm: pluggy.PluginManager | None = None
+    language: str | None = None
+    errors: PluginErrorCounter | None = None
+    heartbeat: float = 15.0
+    engine: Engine | None = None
+    dialer: Dialer | None = None
+    rep_desk: RepDesk | None = None
+    targets: DailyTarget | None = None
+    effective_call_seconds: float = 60.0
+    now: Callable[[], datetime] = local_now
+    csrf_token: str = field(default_factory=_new_token)
+    protection_days: int = 30
+    daily_claim_limit: int = 20
+    console_url: str | None = None
+    live: Callable[[str], LiveStream | None] | None = None
+    listen_token: str | None = None
+    health: Callable[[], dict[str, int]] | None = None
