@@ -153,6 +153,7 @@ async def harness(tmp_path: Path, engine: Engine, counters: FakeCounters) -> Any
 
     settings = RecordingSection(enabled=True, pre_roll=0.5)
     recorder = Recorder(settings, RecordingStore(tmp_path, engine), factory, counters)
+    recorder.start()
     yield Harness(recorder, sources)
     await recorder.aclose()
 
@@ -166,7 +167,7 @@ def make_recorder(
     **settings: Any,
 ) -> Recorder:
     section = RecordingSection(enabled=True, **{"pre_roll": 0.5, **settings})
-    return Recorder(
+    recorder = Recorder(
         section,
         store or RecordingStore(tmp_path, engine),
         source if callable(source) else (lambda call: source),
@@ -174,6 +175,8 @@ def make_recorder(
         stall_timeout=0.5,
         first_block_timeout=1.0,
     )
+    recorder.start()
+    return recorder
 
 
 # --- the pure helpers ------------------------------------------------------------------------
@@ -552,6 +555,7 @@ async def test_a_writer_far_behind_drops_blocks_and_counts_them(
         counters,
         max_pending_blocks=0,  # every block finds the queue "full"
     )
+    recorder.start()
     started, answered, ended = make_call(talk=1.0)
     await recorder.notify(CallEvent(CallEventKind.STARTED, started, T0))
     await recorder.notify(CallEvent(CallEventKind.ANSWERED, answered, T0))
