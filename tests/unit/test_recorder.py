@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import errno
 import hashlib
@@ -714,3 +715,38 @@ async def test_a_device_at_another_rate_is_recorded_at_the_configured_one(
     assert rate == RATE
     peak = np.fft.rfftfreq(len(data), 1 / RATE)[np.argmax(np.abs(np.fft.rfft(data.astype(np.float64))))]
     assert peak == pytest.approx(440, abs=2)
+
+
+# --- the writer thread -----------------------------------------------------------------------
+
+
+async def test_the_writer_thread_starts_in_start_not_in_the_constructor(
+    tmp_path: Path, engine: Engine
+) -> None:
+    import threading
+
+    from agent.seat.recording.writer import Finish, Writer
+
+    before = {t.name for t in threading.enumerate()}
+    writer = Writer(
+        RecordingStore(tmp_path, engine), None, stall_timeout=1, first_block_timeout=1, max_pending_blocks=10
+    )
+    assert {t.name for t in threading.enumerate()} == before
+    with pytest.raises(RuntimeError, match="not started"):
+        writer.put(Finish(1, concurrent.futures.Future()))
+    writer.start()
+    try:
+        assert "recorder-writer" in {t.name for t in threading.enumerate()}
+        assert await asyncio.wrap_future(writer.finish(404)) is None  # no such capture
+    finally:
+        await asyncio.to_thread(writer.close)
+    assert "recorder-writer" not in {t.name for t in threading.enumerate()}
+
+
+async def test_a_recorder_never_started_refuses_calls_and_closes(tmp_path: Path, engine: Engine) -> None:
+    recorder = Recorder(
+        RecordingSection(enabled=True), RecordingStore(tmp_path, engine), lambda c: ScriptedSource()
+    )
+    with pytest.raises(RuntimeError, match="not started"):
+        await recorder.notify(CallEvent(CallEventKind.STARTED, make_call()[0], T0))
+    await recorder.aclose()
