@@ -10,8 +10,10 @@ asyncio.wrap_future(...)`` on the loop).
 A source's thread (PortAudio's callback) only enqueues a :class:`Block` and
 returns (see :meth:`Writer.sink`); when the queue is ``max_pending_blocks``
 deep it enqueues :class:`Dropped` instead, so a writer that falls behind costs
-counted audio, never a stalled callback. Between commands (at least every
-0.25 s) the writer checks for sources gone quiet.
+counted audio, never a stalled callback. Whenever it has caught up with its
+queue (and at least every 0.25 s when idle) the writer checks for sources gone
+quiet (by when it last handled a block of theirs: a backlog it works
+through is never mistaken for a quiet source).
 
 The thread starts in :meth:`Writer.start` (never in the constructor) and stops
 after what was queued before :meth:`Writer.close`.
@@ -263,7 +265,8 @@ class Writer:
                 reply = getattr(command, "reply", None)
                 if isinstance(reply, concurrent.futures.Future) and not reply.done():
                     reply.set_exception(exc)
-            self._check_stalls()
+            if self._queue.empty():  # caught up: a backlog of our own is no quiet source
+                self._check_stalls()
 
     def _handle(self, command: Command) -> None:
         captures = self._captures
