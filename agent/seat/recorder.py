@@ -41,18 +41,17 @@ from sqlalchemy import Engine
 from agent.config import Config, RecordingSection
 from agent.errors import AgentError
 from agent.events import Call, CallEvent, CallEventKind, Message, RecordingFacts
-from agent.seat.audio import AudioSource, SoundDeviceSource
+from agent.seat.audio import AudioSource
 from agent.seat.recording.capture import Format
+from agent.seat.recording.commands import Listen, Prepare, Unlisten
 from agent.seat.recording.counters import RecordingCounters
 from agent.seat.recording.policy import EndingKind, RecordingPolicy
+from agent.seat.recording.sources import SourceFactory, line_sources
 from agent.seat.recording.tap import LIVE_QUEUE_BLOCKS, LIVE_RATE, LiveTap, live_pcm
-from agent.seat.recording.writer import Listen, Prepare, Unlisten, Writer, WriterStats
+from agent.seat.recording.writer import Writer, WriterStats
 from storage.recordings import RecordingPaths, RecordingStore
 
 logger = logging.getLogger(__name__)
-
-SourceFactory = Callable[[Call], AudioSource | None]
-"""Gives the audio source of a call's line, or None when the line has no audio input."""
 
 
 @dataclass(eq=False)
@@ -290,29 +289,6 @@ class Recorder:
             facts.bytes,
             facts.status,
         )
-
-
-def line_sources(config: Config, devices: Mapping[str, Any]) -> SourceFactory:
-    """The production source factory: a line's ``audio_device``, else its device's own audio.
-
-    A ``[[lines]]`` table with ``audio_device`` records from that sound input
-    (:class:`agent.seat.audio.SoundDeviceSource`, its ``audio_channels``). Otherwise a
-    device that offers ``audio_source(line, call_uuid, samplerate)`` (the
-    simulator's synthetic speech) is used. ``devices`` is read at call time.
-    """
-    rate = config.recording.sample_rate
-
-    def source(call: Call) -> AudioSource | None:
-        for line in config.lines:
-            if line.id == call.line and line.device == call.device_id and line.audio_device is not None:
-                return SoundDeviceSource(line.audio_device, line.audio_channels, rate)
-        offer = getattr(devices.get(call.device_id), "audio_source", None)
-        if callable(offer):
-            made: AudioSource = offer(call.line, call.uuid, rate or 8000)
-            return made
-        return None
-
-    return source
 
 
 def make_recorder(

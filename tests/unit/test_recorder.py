@@ -730,7 +730,8 @@ async def test_the_writer_thread_starts_in_start_not_in_the_constructor(
 ) -> None:
     import threading
 
-    from agent.seat.recording.writer import Finish, Writer
+    from agent.seat.recording.commands import Finish
+    from agent.seat.recording.writer import Writer
 
     before = {t.name for t in threading.enumerate()}
     writer = Writer(
@@ -785,7 +786,7 @@ class CountingStore(RecordingStore):
 async def test_blocks_are_written_in_batches_and_a_kill_loses_at_most_one(
     tmp_path: Path, engine: Engine, counters: FakeCounters
 ) -> None:
-    from agent.seat.recording.capture import batch_frames
+    from agent.seat.recording.batching import batch_frames
 
     source = ScriptedSource()
     store = CountingStore(tmp_path, engine)

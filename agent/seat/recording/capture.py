@@ -9,7 +9,9 @@ come while it opens are held in ``early``), given its format once the source
 is open (:meth:`Capture.open`), fed blocks (:meth:`Capture.data`), started at
 the trigger (:meth:`Capture.begin`: the ``.part`` file is created and the
 pre-roll written first), and finished (:meth:`Capture.finish`: closed and
-renamed, or repaired when a failure cut it short). A write error or a source
+renamed, or repaired when a failure cut it short). Audio goes to the file in
+batches of about half a second (:mod:`.batching`), and its levels are analysed
+per batch. A write error or a source
 that stops or goes quiet closes the file with what was written
 (:meth:`Capture.fail`); later blocks still reach live listeners when there are any.
 """
@@ -19,16 +21,15 @@ from __future__ import annotations
 import collections
 import errno
 import logging
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import soundfile as sf
 
 from agent.events import Call, RecordingFacts
 from agent.seat.audio import Block, LevelStats, PreRoll, Resampler
+from agent.seat.recording.batching import Batcher
 from agent.seat.recording.counters import RecordingCounters
 from agent.seat.recording.policy import Take
 from agent.seat.recording.tap import LIVE_RATE, LiveTap, live_pcm
@@ -38,14 +39,6 @@ logger = logging.getLogger(__name__)
 
 #: Seconds of audio between flushes of an open file (how much a power cut may lose at most, roughly).
 FLUSH_SECONDS = 1.0
-#: Seconds of audio the writer gathers before one soundfile write (and one level analysis): per-call
-#: overhead dominates 20 ms writes. Rounded up to whole :data:`BATCH_ALIGN` frames (see :func:`batch_frames`).
-BATCH_SECONDS = 0.5
-#: libsndfile's FLAC encoder writes 4096-frame FLAC blocks, each once the 4097th frame after it comes
-#: (measured: the file grows at 4097, 8193, ... frames). Batches end on those points, so what the
-#: writer holds is what the encoder would hold anyway and a kill loses no more than unbatched (about
-#: 1 s at 8 kHz); for WAV (no encoder buffer) a batch adds at most BATCH_SECONDS to that loss.
-BATCH_ALIGN = 4096
 #: Free space below which a write error counts as a full disk.
 DISK_FULL_BYTES = 64 * 1024
 #: Seconds of activity a channel needs not to count as silent.
@@ -73,15 +66,6 @@ class Format:
     device_rate: int
 
 
-def batch_frames(samplerate: int) -> int:
-    """Frames per write at ``samplerate``: :data:`BATCH_SECONDS`, rounded up to :data:`BATCH_ALIGN`.
-
-    8 kHz: 4096 (0.51 s), 16 kHz: 8192 (0.51 s), 44.1 and 48 kHz: 24576 (0.56 and 0.51 s). The
-    writes end when the file holds ``batch_frames * k + 1`` frames (see :data:`BATCH_ALIGN`).
-    """
-    return BATCH_ALIGN * max(1, math.ceil(BATCH_SECONDS * samplerate / BATCH_ALIGN))
-
-
 class Capture:
     """One call's recording on the writer thread (see the module docstring)."""
 
@@ -104,10 +88,7 @@ class Capture:
         self._began = False
         self.frames = 0
         self._unflushed = 0
-        self._batch: list[Block] = []
-        self._batched = 0  # frames in _batch
-        self._batch_frames = 0
-        self._cut = 0  # the file's length at which the gathered batch is written
+        self._batcher: Batcher | None = None
         self.overruns = 0
 
     # -- commands -------------------------------------------------------------------------
@@ -115,8 +96,7 @@ class Capture:
     def open(self, paths: RecordingPaths, fmt: Format, pre_roll_seconds: float, now: float) -> None:
         """The source is open: make the buffers and take the blocks that came while it opened."""
         self.paths, self.format, self.opened_at = paths, fmt, now
-        self._batch_frames = batch_frames(fmt.samplerate)
-        self._cut = self._batch_frames + 1
+        self._batcher = Batcher(fmt.samplerate)
         self._preroll = PreRoll(int(pre_roll_seconds * fmt.samplerate), fmt.channels)
         self._stats = LevelStats(fmt.channels, fmt.samplerate)
         if fmt.device_rate != fmt.samplerate:
@@ -180,7 +160,7 @@ class Capture:
         if self.failure is not None:
             return
         if write_batch:
-            self._write_batch()
+            self._write_gathered()
             if self.failure is not None:  # that write failed: counted already
                 self._close_file()
                 return
@@ -233,29 +213,21 @@ class Capture:
                 tap.feed(chunk)
 
     def _write(self, data: Block) -> None:
-        """Gather ``data``; write up to the next cut once the batch reaches it."""
-        self._batch.append(data)
-        self._batched += len(data)
-        if self.frames + self._batched >= self._cut:
-            self._write_batch(whole=True)
+        assert self._batcher is not None
+        batch = self._batcher.add(data)
+        if batch is not None:
+            self._write_batch(batch)
 
-    def _write_batch(self, *, whole: bool = False) -> None:
-        """Write what is gathered (``whole``: up to the last cut reached, keeping the rest)."""
-        if not self._batched or self._file is None:
+    def _write_gathered(self) -> None:
+        batch = self._batcher.drain() if self._batcher is not None else None
+        if batch is not None:
+            self._write_batch(batch)
+
+    def _write_batch(self, batch: Block) -> None:
+        if self._file is None:
             return
         assert self._stats is not None
         assert self.format is not None
-        gathered = self._batch[0] if len(self._batch) == 1 else np.concatenate(self._batch)
-        end = self.frames + len(gathered)
-        if whole:
-            while self._cut + self._batch_frames <= end:
-                self._cut += self._batch_frames
-            take = self._cut - self.frames
-            self._cut += self._batch_frames
-        else:
-            take = len(gathered)
-        batch, rest = gathered[:take], gathered[take:]
-        self._batch, self._batched = ([rest], len(rest)) if len(rest) else ([], 0)
         try:
             self._file.write(batch)
             self.frames += len(batch)
@@ -313,7 +285,7 @@ class Capture:
         assert self.format is not None
         paths = self.paths
         rate, channels = self.format.samplerate, self.format.channels
-        self._write_batch()
+        self._write_gathered()
         failure_before_close = self.failure
         self._close_file()
         if self.failure is None:
@@ -381,4 +353,4 @@ def _reason(exc: BaseException, folder: Path | None = None) -> str:
     return "io_error"
 
 
-__all__ = ["BATCH_SECONDS", "FLUSH_SECONDS", "Capture", "Format", "Outcome", "batch_frames"]
+__all__ = ["FLUSH_SECONDS", "Capture", "Format", "Outcome"]

@@ -1,13 +1,13 @@
 """The writer: the one thread that owns every open recording, driven only by commands.
 
-The event loop and the sources' threads talk to it by putting commands (frozen
-dataclasses) on its queue; it handles them in order with one ``match`` and is
+The event loop and the sources' threads talk to it by putting commands
+(:mod:`.commands`) on its queue; it handles them in order with one ``match`` and is
 the only code that touches a :class:`~agent.seat.recording.capture.Capture`
 (files, pre-roll, levels, listeners). A command that needs an answer carries
 a :class:`concurrent.futures.Future` the writer resolves (``await
 asyncio.wrap_future(...)`` on the loop).
 
-A source's thread (PortAudio's callback) only enqueues a :class:`Block` and
+A source's thread (PortAudio's callback) only enqueues a :class:`BlockIn` and
 returns (see :meth:`Writer.sink`); when the queue is ``max_pending_blocks``
 deep it enqueues :class:`Dropped` instead, so a writer that falls behind costs
 counted audio, never a stalled callback. Whenever it has caught up with its
@@ -31,111 +31,27 @@ from dataclasses import dataclass
 from agent.events import Call
 from agent.seat.audio import Block, BlockSink
 from agent.seat.recording.capture import Capture, Format, Outcome
+from agent.seat.recording.commands import (
+    Begin,
+    BlockIn,
+    Command,
+    Dropped,
+    Finish,
+    Listen,
+    Open,
+    Overrun,
+    Prepare,
+    SourceError,
+    Stop,
+    Unlisten,
+)
 from agent.seat.recording.counters import RecordingCounters
-from agent.seat.recording.tap import LiveTap
 from storage.recordings import RecordingPaths, RecordingStore
 
 logger = logging.getLogger(__name__)
 
 #: Seconds the writer waits for a command before it checks for quiet sources anyway.
 IDLE_CHECK_SECONDS = 0.25
-
-
-# -- the commands -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Prepare:
-    """A call's source is about to open: make its capture (blocks may come before :class:`Open`)."""
-
-    key: int
-    call: Call
-
-
-@dataclass(frozen=True, slots=True)
-class Open:
-    """The source is open at ``fmt``: start keeping its audio (pre-roll) and watching for stalls."""
-
-    key: int
-    paths: RecordingPaths
-    fmt: Format
-    pre_roll_seconds: float
-    reply: concurrent.futures.Future[None]
-
-
-@dataclass(frozen=True, slots=True)
-class Begin:
-    """The trigger: create the file and write the pre-roll into it."""
-
-    key: int
-    call: Call
-    reply: concurrent.futures.Future[None]
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class BlockIn:
-    """Audio from a source's thread, with when it was queued (for the latency statistics)."""
-
-    key: int
-    data: Block
-    queued_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class Dropped:
-    """A block the queue had no room for: counted as an overrun."""
-
-    key: int
-    frames: int
-
-
-@dataclass(frozen=True, slots=True)
-class Overrun:
-    """The device dropped input."""
-
-    key: int
-
-
-@dataclass(frozen=True, slots=True)
-class SourceError:
-    """The source stopped on its own (unplugged, stream failed)."""
-
-    key: int
-    reason: str
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class Listen:
-    """Feed a live listener from now on."""
-
-    key: int
-    tap: LiveTap
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class Unlisten:
-    """Stop feeding a live listener."""
-
-    key: int
-    tap: LiveTap
-
-
-@dataclass(frozen=True, slots=True)
-class Finish:
-    """The call is over: close the file and answer with the :class:`Outcome` (None: no capture)."""
-
-    key: int
-    reply: concurrent.futures.Future[Outcome | None]
-
-
-@dataclass(frozen=True, slots=True)
-class Stop:
-    """End the thread (after everything queued before)."""
-
-
-Command = (
-    Prepare | Open | Begin | BlockIn | Dropped | Overrun | SourceError | Listen | Unlisten | Finish | Stop
-)
 
 
 @dataclass
@@ -324,19 +240,4 @@ class Writer:
             )
 
 
-__all__ = [
-    "Begin",
-    "BlockIn",
-    "Command",
-    "Dropped",
-    "Finish",
-    "Listen",
-    "Open",
-    "Overrun",
-    "Prepare",
-    "SourceError",
-    "Stop",
-    "Unlisten",
-    "Writer",
-    "WriterStats",
-]
+__all__ = ["Writer", "WriterStats"]
