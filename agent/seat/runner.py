@@ -318,6 +318,7 @@ class Agent:
         )
         if self.recorder is not None:
             await asyncio.to_thread(self.recorder.recover)
+            self.recorder.start()
             await asyncio.to_thread(self._refresh_oldest_recording)
             observers.append(self.recorder)
         # Team mode: replay the local outbox into the central database (see agent.seat.sync).

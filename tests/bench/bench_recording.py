@@ -86,6 +86,7 @@ async def encode_run(
         lambda c: next(feed),
         max_pending_blocks=10**9,
     )
+    recorder.start()
     calls = [call(n) for n in range(channels)]
     for started, answered, _ in calls:
         await recorder.notify(CallEvent(CallEventKind.STARTED, started, started.started_at))
@@ -132,6 +133,7 @@ async def realtime_run(root: Path, channels: int, seconds: float) -> None:
         RecordingStore(root),
         lambda c: SyntheticSource(hash(c.uuid) & 0xFFFF, 8000, 1, BLOCK_SECONDS),
     )
+    recorder.start()
     calls = [call(n) for n in range(channels)]
     stop = multiprocessing.Event()
     hog = multiprocessing.Process(target=_burn, args=(stop,), daemon=True)

@@ -127,6 +127,7 @@ async def test_recording_through_pulseaudio_follows_the_call(
         RecordingStore(tmp_path / "data", engine),
         lambda call: SoundDeviceSource(pulse.device, [1], RATE),
     )
+    recorder.start()
     started, _, _ = make_calls("a1b2c3d4-0000-4000-8000-00000000beef", datetime.now(UTC), datetime.now(UTC))
     await recorder.notify(CallEvent(CallEventKind.STARTED, started, started.started_at))
     await wait_for_audio(recorder)
@@ -178,6 +179,7 @@ CHILD = textwrap.dedent(
             RecordingStore(Path(sys.argv[1])),
             lambda call: SoundDeviceSource("pulse", [1], 8000),
         )
+        recorder.start()
         now = datetime.now(UTC)
         call = Call(uuid=sys.argv[2], seat="s", device_id="usb-box", line="l1", rep="alice",
                     team="north", direction=Direction.IN, started_at=now)
@@ -259,6 +261,7 @@ async def test_sound_server_gone_mid_call_then_back_records_again(
         lambda call: SoundDeviceSource(pulse.device, [1], RATE),
         stall_timeout=1.0,
     )
+    recorder.start()
     now = datetime.now(UTC)
     first = make_calls("0b0b0b0b-0000-4000-8000-000000000001", now, now)
     second = make_calls("0b0b0b0b-0000-4000-8000-000000000002", now, now)
@@ -362,6 +365,7 @@ async def test_full_disk_stops_cleanly_and_recording_resumes(small_disk: Path, e
     store = RecordingStore(small_disk, engine)
     feed = iter(sources)
     recorder = Recorder(RecordingSection(enabled=True, pre_roll=0), store, lambda call: next(feed), Counts())
+    recorder.start()
     now = datetime.now(UTC)
     first = make_calls("f1f1f1f1-0000-4000-8000-000000000001", now, now)
     await recorder.notify(CallEvent(CallEventKind.STARTED, first[0], now))

@@ -96,6 +96,7 @@ async def started_recorder(tmp_path: Path, engine: Engine, source: PushSource) -
         stall_timeout=30.0,
         first_block_timeout=30.0,
     )
+    recorder.start()
     started, answered, _ = calls()
     await recorder.notify(CallEvent(CallEventKind.STARTED, started, T0))
     await recorder.notify(CallEvent(CallEventKind.ANSWERED, answered, T0))
@@ -189,6 +190,7 @@ async def test_a_recording_at_16_khz_is_streamed_at_8_khz(tmp_path: Path, engine
         RecordingStore(tmp_path, engine),
         lambda call: source,
     )
+    recorder.start()
     started, answered, ended = calls()
     await recorder.notify(CallEvent(CallEventKind.STARTED, started, T0))
     tap = recorder.subscribe_live(UUID)

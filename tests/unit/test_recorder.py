@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import errno
 import hashlib
@@ -153,6 +154,7 @@ async def harness(tmp_path: Path, engine: Engine, counters: FakeCounters) -> Any
 
     settings = RecordingSection(enabled=True, pre_roll=0.5)
     recorder = Recorder(settings, RecordingStore(tmp_path, engine), factory, counters)
+    recorder.start()
     yield Harness(recorder, sources)
     await recorder.aclose()
 
@@ -166,7 +168,7 @@ def make_recorder(
     **settings: Any,
 ) -> Recorder:
     section = RecordingSection(enabled=True, **{"pre_roll": 0.5, **settings})
-    return Recorder(
+    recorder = Recorder(
         section,
         store or RecordingStore(tmp_path, engine),
         source if callable(source) else (lambda call: source),
@@ -174,6 +176,8 @@ def make_recorder(
         stall_timeout=0.5,
         first_block_timeout=1.0,
     )
+    recorder.start()
+    return recorder
 
 
 # --- the pure helpers ------------------------------------------------------------------------
@@ -352,17 +356,22 @@ async def test_conditional_recording(
 
 
 class FailingFile:
-    """A SoundFile stand-in that takes ``good`` writes and then fails like a full disk."""
+    """A SoundFile stand-in that takes ``good`` frames and then fails like a full disk.
+
+    The write that crosses the limit stores the frames that fit, then raises, as a real one does.
+    """
 
     def __init__(self, real: sf.SoundFile, good: int) -> None:
         self.real = real
         self.good = good
 
     def write(self, data: Block) -> None:
-        if self.good <= 0:
+        fits = data[: max(self.good, 0)]
+        self.good -= len(fits)
+        if len(fits):
+            self.real.write(fits)
+        if len(fits) < len(data):
             raise OSError(errno.ENOSPC, "No space left on device")
-        self.good -= 1
-        self.real.write(data)
 
     def flush(self) -> None:
         self.real.flush()
@@ -372,7 +381,7 @@ class FailingFile:
 
 
 class FullDiskStore(RecordingStore):
-    """The first recording's writer fails after ``good`` writes; later ones work."""
+    """The first recording's writer fails after ``good`` frames; later ones work."""
 
     def __init__(self, *args: Any, good: int) -> None:
         super().__init__(*args)
@@ -392,7 +401,7 @@ async def test_disk_full_keeps_what_was_written_and_the_next_call_records(
 ) -> None:
     sources = [ScriptedSource(), ScriptedSource()]
     # 50 blocks of 160 frames go through (no pre-roll: nothing came before the answer).
-    store = FullDiskStore(tmp_path, engine, good=50)
+    store = FullDiskStore(tmp_path, engine, good=50 * 160)
     feed = iter(sources)
     recorder = make_recorder(tmp_path, engine, counters, lambda call: next(feed), store=store)
     first = make_call("call-1", talk=3.0)
@@ -552,6 +561,7 @@ async def test_a_writer_far_behind_drops_blocks_and_counts_them(
         counters,
         max_pending_blocks=0,  # every block finds the queue "full"
     )
+    recorder.start()
     started, answered, ended = make_call(talk=1.0)
     await recorder.notify(CallEvent(CallEventKind.STARTED, started, T0))
     await recorder.notify(CallEvent(CallEventKind.ANSWERED, answered, T0))
@@ -710,3 +720,129 @@ async def test_a_device_at_another_rate_is_recorded_at_the_configured_one(
     assert rate == RATE
     peak = np.fft.rfftfreq(len(data), 1 / RATE)[np.argmax(np.abs(np.fft.rfft(data.astype(np.float64))))]
     assert peak == pytest.approx(440, abs=2)
+
+
+# --- the writer thread -----------------------------------------------------------------------
+
+
+async def test_the_writer_thread_starts_in_start_not_in_the_constructor(
+    tmp_path: Path, engine: Engine
+) -> None:
+    import threading
+
+    from agent.seat.recording.commands import Finish
+    from agent.seat.recording.writer import Writer
+
+    before = {t.name for t in threading.enumerate()}
+    writer = Writer(
+        RecordingStore(tmp_path, engine), None, stall_timeout=1, first_block_timeout=1, max_pending_blocks=10
+    )
+    assert {t.name for t in threading.enumerate()} == before
+    with pytest.raises(RuntimeError, match="not started"):
+        writer.put(Finish(1, concurrent.futures.Future()))
+    writer.start()
+    try:
+        assert "recorder-writer" in {t.name for t in threading.enumerate()}
+        assert await asyncio.wrap_future(writer.finish(404)) is None  # no such capture
+    finally:
+        await asyncio.to_thread(writer.close)
+    assert "recorder-writer" not in {t.name for t in threading.enumerate()}
+
+
+async def test_a_recorder_never_started_refuses_calls_and_closes(tmp_path: Path, engine: Engine) -> None:
+    recorder = Recorder(
+        RecordingSection(enabled=True), RecordingStore(tmp_path, engine), lambda c: ScriptedSource()
+    )
+    with pytest.raises(RuntimeError, match="not started"):
+        await recorder.notify(CallEvent(CallEventKind.STARTED, make_call()[0], T0))
+    await recorder.aclose()
+
+
+class CountingStore(RecordingStore):
+    """Counts the writes that reach each open file."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.writes: list[int] = []
+
+    def open_part(self, paths: RecordingPaths, call: Call, samplerate: int, channels: int) -> Any:
+        real = super().open_part(paths, call, samplerate, channels)
+        writes = self.writes
+
+        class Counting:
+            def write(self, data: Block) -> None:
+                writes.append(len(data))
+                real.write(data)
+
+            def flush(self) -> None:
+                real.flush()
+
+            def close(self) -> None:
+                real.close()
+
+        return Counting()
+
+
+async def test_blocks_are_written_in_batches_and_a_kill_loses_at_most_one(
+    tmp_path: Path, engine: Engine, counters: FakeCounters
+) -> None:
+    from agent.seat.recording.batching import batch_frames
+
+    source = ScriptedSource()
+    store = CountingStore(tmp_path, engine)
+    recorder = make_recorder(tmp_path, engine, counters, source, store=store, codec="wav", pre_roll=0)
+    started, answered, ended = make_call(talk=3.0)
+    await recorder.notify(CallEvent(CallEventKind.STARTED, started, T0))
+    await recorder.notify(CallEvent(CallEventKind.ANSWERED, answered, T0))
+    signal = ramp(RATE * 3)
+    source.push(signal[: RATE * 2])
+    deadline = asyncio.get_running_loop().time() + 5
+    while recorder.writer_stats.blocks < RATE * 2 // 160:
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.01)
+    # What a kill now would leave: the .part's bytes as they are on disk.
+    [part] = list((tmp_path / "recordings").rglob("*.part"))
+    on_disk = RecordingStore.readable_frames(part)
+    batch = batch_frames(RATE)
+    assert batch == 4096
+    assert RATE * 2 - batch < on_disk <= RATE * 2
+    source.push(signal[RATE * 2 :])
+    await recorder.notify(CallEvent(CallEventKind.ENDED, ended, T0))
+    await recorder.aclose()
+    # Writes end where the file holds batch * k + 1 frames (where libsndfile's FLAC encoder emits).
+    ends = [*range(batch + 1, RATE * 3, batch), RATE * 3]
+    assert store.writes == [b - a for a, b in zip([0, *ends], ends, strict=False)]
+    [row] = rows(engine)
+    data, _ = sf.read(tmp_path / row.path_or_uri, dtype="int16", always_2d=True)
+    np.testing.assert_array_equal(data, signal)
+
+
+async def test_batched_flac_keeps_on_disk_what_unbatched_writes_kept(
+    tmp_path: Path, engine: Engine, counters: FakeCounters
+) -> None:
+    """A kill loses no more than before batching: libsndfile's encoder holds as much anyway."""
+    source = ScriptedSource()
+    recorder = make_recorder(tmp_path, engine, counters, source, pre_roll=0)
+    started, answered, ended = make_call(talk=3.0)
+    await recorder.notify(CallEvent(CallEventKind.STARTED, started, T0))
+    await recorder.notify(CallEvent(CallEventKind.ANSWERED, answered, T0))
+    signal = (np.random.default_rng(3).standard_normal((RATE * 3, 1)) * 5000).astype(np.int16)
+    reference = tmp_path / "unbatched.flac"
+    with sf.SoundFile(reference, "w", RATE, 1, format="FLAC", subtype="PCM_16") as unbatched:
+        step = RATE * 2 // 5  # 0.4 s: every phase of the 0.51 s batches
+        for start in range(0, len(signal), step):
+            piece = signal[start : start + step]
+            source.push(piece)
+            for block in range(0, len(piece), 160):
+                unbatched.write(piece[block : block + 160])
+            deadline = asyncio.get_running_loop().time() + 5
+            while recorder.writer_stats.frames < start + len(piece):
+                assert asyncio.get_running_loop().time() < deadline
+                await asyncio.sleep(0.01)
+            [part] = list((tmp_path / "recordings").rglob("*.part"))
+            kept = RecordingStore.readable_frames(part)
+            assert kept >= RecordingStore.readable_frames(reference), f"after {start + len(piece)} frames"
+    await recorder.notify(CallEvent(CallEventKind.ENDED, ended, T0))
+    await recorder.aclose()
+    [row] = rows(engine)
+    assert row.seconds == pytest.approx(3.0)

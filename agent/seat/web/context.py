@@ -50,7 +50,7 @@ class RepDesk(Protocol):
 
 
 class LiveStream(Protocol):
-    """A call's live audio (:class:`agent.seat.recorder.LiveTap`): PCM chunks until the call ends."""
+    """A call's live audio (:class:`agent.seat.recording.tap.LiveTap`): PCM chunks until the call ends."""
 
     def __aiter__(self) -> AsyncIterator[bytes]: ...
 
