@@ -501,31 +501,40 @@ async def aiter_sheet(
 ) -> AsyncIterator[bytes]:
     """:func:`iter_sheet` for an event loop: each chunk is produced in a worker thread.
 
-    ``rows`` may read a database lazily: it is only ever advanced from the worker thread, one
-    step at a time. ``on_done`` runs when the stream ends, fails or is abandoned (release an
-    :class:`ExportSlot`, write the audit row with ``outcome.rows``).
+    ``rows`` may read a database lazily (open its session inside the generator): it is only
+    ever advanced from worker threads, one step at a time. ``on_done`` runs in a worker thread
+    once the stream ends, fails or is abandoned (a client gone): release an
+    :class:`ExportSlot` there and write the audit row with ``outcome.rows``. It may block.
     """
     chunks = iter_sheet(
         fmt, rows, header=header, lang=lang, limit=limit, sheet_title=sheet_title, outcome=outcome
     )
+    # A cancelled await leaves its thread running next(): closing waits for it, never overlaps it.
+    lock = threading.Lock()
     done = object()
+
+    def step() -> object:
+        with lock:
+            return next(chunks, done)
+
+    def finish() -> None:
+        try:
+            with lock:
+                chunks.close()  # type: ignore[attr-defined]
+        finally:
+            if on_done is not None:
+                on_done()
+
     try:
         while True:
-            chunk = await asyncio.to_thread(next, chunks, done)
+            chunk = await asyncio.to_thread(step)
             if chunk is done:
                 return
             assert isinstance(chunk, bytes)
             yield chunk
     finally:
-        await asyncio.to_thread(_close, chunks)
-        if on_done is not None:
-            on_done()
-
-
-def _close(chunks: Iterator[bytes]) -> None:
-    close = getattr(chunks, "close", None)
-    if close is not None:
-        close()
+        # The thread runs to its end even if this await is cancelled: the slot is always released.
+        await asyncio.to_thread(finish)
 
 
 def write_sheet(
