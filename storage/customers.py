@@ -38,7 +38,6 @@ import io
 import logging
 import os
 import re
-import tempfile
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -50,7 +49,7 @@ from sqlalchemy.orm import Session
 
 from agent.numbers import DEFAULT_REGION, to_e164
 from storage.models import CustomerPhone, CustomerRecord, utcnow
-from storage.sheets import CsvWriter, headers, unescape_text, write_sheet
+from storage.sheets import CsvWriter, headers, temporary_beside, unescape_text, write_sheet
 
 logger = logging.getLogger(__name__)
 
@@ -707,7 +706,7 @@ class RejectWriter:
         self.header: list[str] = []
         self.count = 0
         self._file: io.TextIOWrapper | None = None
-        self._temporary: str | None = None
+        self._temporary: Path | None = None
         self._writer: CsvWriter | None = None
         headers((), lang)  # an unknown language fails here, not at the first reject
 
@@ -718,10 +717,8 @@ class RejectWriter:
     def __call__(self, row: int, reason: str, cells: list[str]) -> None:
         """Write one rejected row."""
         if self._writer is None:
-            handle, self._temporary = tempfile.mkstemp(
-                prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
-            )
-            self._file = open(handle, "w", encoding="utf-8-sig", newline="")  # noqa: SIM115
+            self._temporary = temporary_beside(self.path)
+            self._file = self._temporary.open("x", encoding="utf-8-sig", newline="")
             self._writer = CsvWriter(self._file)
             self._writer.header([*headers(("row", "reason"), self.lang), *self.header])
         self._writer.row([row, reason, *cells])

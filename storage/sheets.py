@@ -59,6 +59,7 @@ import io
 import math
 import os
 import re
+import secrets
 import shutil
 import tempfile
 import threading
@@ -90,6 +91,7 @@ __all__ = [
     "iter_csv",
     "iter_sheet",
     "iter_xlsx",
+    "temporary_beside",
     "truncation_text",
     "unescape_text",
     "write_sheet",
@@ -537,6 +539,15 @@ async def aiter_sheet(
         await asyncio.to_thread(finish)
 
 
+def temporary_beside(path: Path) -> Path:
+    """A new name in ``path``'s folder to write ``path`` under until it is complete.
+
+    Opened with ``"x"``, the file gets the user's usual permissions (``mkstemp`` would make it
+    readable by its owner only, which a shared export should not be).
+    """
+    return path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+
+
 def write_sheet(
     path: Path,
     rows: Iterable[Sequence[Any]],
@@ -554,9 +565,9 @@ def write_sheet(
     """
     chosen: SheetFormat = fmt or ("xlsx" if path.suffix.lower() == ".xlsx" else "csv")
     outcome = ExportOutcome()
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    temporary = temporary_beside(path)
     try:
-        with os.fdopen(handle, "wb") as out:
+        with temporary.open("xb") as out:
             chunks = iter_sheet(
                 chosen, rows, header=header, lang=lang, limit=limit, sheet_title=sheet_title, outcome=outcome
             )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import tempfile
 import threading
 from collections.abc import Iterator, Sequence
@@ -292,6 +293,9 @@ def test_write_sheet_renames_a_complete_file_only(tmp_path: Path) -> None:
     path = tmp_path / "out.xlsx"
     outcome = write_sheet(path, [["a", 1]], header=["x", "y"])
     assert outcome.rows == 1
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # the user's usual permissions, not 0600
     assert [[c.value for c in r] for r in read_xlsx(iter([path.read_bytes()]))] == [["x", "y"], ["a", 1]]
 
     def failing() -> Iterator[list[str]]:
