@@ -1,5 +1,10 @@
 """Customer import and export: CSV (UTF-8, UTF-8 with BOM, GBK/GB18030) and XLSX.
 
+A CSV file is decoded as a whole, strictly: UTF-8 (with or without a byte order
+mark) or GB18030 (which GBK and GB2312 files are), never with replacement
+characters. A file that is neither stops the import with the line and the byte
+offset of its first bad byte (see :func:`decode_csv_bytes`).
+
 An import never merges or drops anything silently. Every row ends in exactly one
 of three places, and the :class:`ImportReport` says which:
 
@@ -12,7 +17,10 @@ of three places, and the :class:`ImportReport` says which:
 
 Rejected rows are written to a reject file (CSV, UTF-8 with BOM so Excel opens
 Chinese text) with the row number and the reason first, then the row's cells
-as read, so nothing is lost: fix them and import the reject file again.
+as read, so nothing is lost: fix them and import the reject file again. Reject
+files and exports are written by :mod:`storage.sheets` (formula cells escaped,
+control characters replaced); a CSV's escape apostrophe is taken off again on
+import, so an export imports back unchanged.
 
 A row is taken whole or not at all: a customer is never half imported, so an
 import of the fixed reject file cannot create a second copy of the first half.
@@ -24,9 +32,11 @@ behind one switchboard are two numbers), the number as written beside it.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import logging
+import os
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -39,6 +49,7 @@ from sqlalchemy.orm import Session
 
 from agent.numbers import DEFAULT_REGION, display_key, to_e164
 from storage.models import CustomerPhone, CustomerRecord, utcnow
+from storage.sheets import CsvWriter, headers, temporary_beside, unescape_text, write_sheet
 
 logger = logging.getLogger(__name__)
 
@@ -294,22 +305,78 @@ def _cell_text(value: Any) -> str:
 # -- reading files -------------------------------------------------------------------
 
 
-def decode_csv_bytes(data: bytes, encoding: str | None = None) -> str:
-    """The text of a CSV file: UTF-8 (with or without BOM), else GB18030 (a superset of GBK and GB2312).
+#: A lone surrogate in text decoded with ``surrogateescape``: one byte that was not UTF-8.
+_UNDECODED = re.compile("[\udc80-\udcff]")
 
-    :raises ImportFileError: ``encoding`` was given and does not decode the file.
+
+def _where(data: bytes, offset: int) -> str:
+    """Where a byte is, for people: line, byte of the line and offset in the file (both 1-based/0-based)."""
+    line = data.count(b"\n", 0, offset) + 1
+    column = offset - (data.rfind(b"\n", 0, offset) + 1) + 1
+    return f"line {line}, byte {column} of the line (byte offset {offset} in the file): 0x{data[offset]:02X}"
+
+
+def _looks_like_utf8(data: bytes) -> bool:
+    """Whether a file that is not valid UTF-8 is still mostly UTF-8 (a damaged UTF-8 file).
+
+    In GBK/GB18030 text nearly every non-ASCII byte is invalid as UTF-8 (a Chinese character
+    is two bytes that seldom form a UTF-8 sequence); in a UTF-8 file with a stray byte nearly
+    every non-ASCII character is valid. More valid non-ASCII characters than invalid bytes
+    means the latter, so the file is not re-read as GB18030 into mojibake.
+    """
+    text = data.decode("utf-8", errors="surrogateescape")
+    invalid = len(_UNDECODED.findall(text))
+    non_ascii = len(text) - len(text.encode("ascii", errors="ignore"))
+    return non_ascii - invalid > invalid
+
+
+def decode_csv_bytes(data: bytes, encoding: str | None = None) -> str:
+    """The text of a CSV file, decoded as a whole without replacement characters.
+
+    Without ``encoding``: a file starting with a UTF-8 byte order mark is UTF-8; else UTF-8 if it
+    decodes as UTF-8; else, unless it is mostly UTF-8 (see :func:`_looks_like_utf8`), GB18030,
+    the superset of GBK and GB2312 that Excel on a Chinese Windows saves as "CSV".
+
+    :param encoding: decode with this codec only (``utf-8`` also takes off a byte order mark).
+    :raises ImportFileError: the file does not decode; the message names the line and the byte
+        offset of the first bad byte, so the file can be fixed and imported again.
     """
     if encoding:
         try:
-            return data.decode(encoding)
-        except (UnicodeDecodeError, LookupError) as exc:
-            raise ImportFileError(f"cannot decode the file as {encoding}: {exc}") from None
+            codec = codecs.lookup(encoding).name
+        except LookupError:
+            raise ImportFileError(f"unknown encoding {encoding!r}") from None
+        if codec == "utf-8":
+            codec = "utf-8-sig"
+        try:
+            return data.decode(codec)
+        except UnicodeDecodeError as exc:
+            raise ImportFileError(f"the file is not {encoding}: {_where(data, exc.start)}") from None
+    if data.startswith(codecs.BOM_UTF8):
+        try:
+            return data[len(codecs.BOM_UTF8) :].decode("utf-8")
+        except UnicodeDecodeError as exc:
+            where = _where(data, exc.start + len(codecs.BOM_UTF8))
+            raise ImportFileError(
+                f"the file starts as UTF-8 (byte order mark) but is not UTF-8 at {where}"
+            ) from None
     try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        # Excel on a Chinese Windows saves "CSV" in the ANSI code page, GBK. GB18030 decodes every
-        # byte sequence GBK can write, so a Chinese file never fails here.
-        return data.decode("gb18030", errors="replace")
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        utf8_error = exc
+    if _looks_like_utf8(data):
+        raise ImportFileError(
+            f"the file is UTF-8 but for {_where(data, utf8_error.start)}; "
+            "fix that byte or save the file again as UTF-8"
+        ) from None
+    try:
+        return data.decode("gb18030")
+    except UnicodeDecodeError as exc:
+        raise ImportFileError(
+            f"the file is neither UTF-8 (first bad byte at {_where(data, utf8_error.start)}) "
+            f"nor GB18030/GBK (first bad byte at {_where(data, exc.start)}); "
+            "save it again as UTF-8, or name its encoding"
+        ) from None
 
 
 def _csv_rows(path: Path, encoding: str | None) -> tuple[int, Iterator[tuple[int, list[str] | str]]]:
@@ -333,7 +400,8 @@ def _csv_rows(path: Path, encoding: str | None) -> tuple[int, Iterator[tuple[int
             except csv.Error as exc:
                 yield line_before + 1, f"unreadable line: {exc}"
                 continue
-            yield reader.line_num, row
+            # Our own exports escape formula cells with an apostrophe (storage.sheets): undo it.
+            yield reader.line_num, [unescape_text(cell) for cell in row]
 
     return total, rows()
 
@@ -626,16 +694,21 @@ def import_customers(
 class RejectWriter:
     """Writes rejected rows to a CSV file (UTF-8 with BOM), opened on the first reject.
 
-    The columns are ``row``, ``reason`` and then the import file's header, so
-    the file can be fixed and imported again as it is.
+    The columns are ``row``, ``reason`` (in ``lang``) and then the import file's header, so
+    the file can be fixed and imported again as it is. Cells are written by
+    :mod:`storage.sheets`' rules. The file is written under a temporary name beside ``path``
+    and renamed to ``path`` by :meth:`close`.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, lang: str = "en") -> None:
         self.path = path
+        self.lang = lang
         self.header: list[str] = []
         self.count = 0
         self._file: io.TextIOWrapper | None = None
-        self._writer: Any = None
+        self._temporary: Path | None = None
+        self._writer: CsvWriter | None = None
+        headers((), lang)  # an unknown language fails here, not at the first reject
 
     def begin(self, header: Sequence[str]) -> None:
         """Remember the header for the file's first line."""
@@ -644,17 +717,20 @@ class RejectWriter:
     def __call__(self, row: int, reason: str, cells: list[str]) -> None:
         """Write one rejected row."""
         if self._writer is None:
-            self._file = self.path.open("w", encoding="utf-8-sig", newline="")
-            self._writer = csv.writer(self._file)
-            self._writer.writerow(["row", "reason", *self.header])
-        self._writer.writerow([row, reason, *cells])
+            self._temporary = temporary_beside(self.path)
+            self._file = self._temporary.open("x", encoding="utf-8-sig", newline="")
+            self._writer = CsvWriter(self._file)
+            self._writer.header([*headers(("row", "reason"), self.lang), *self.header])
+        self._writer.row([row, reason, *cells])
         self.count += 1
 
     def close(self) -> None:
-        """Close the file (if one was opened)."""
-        if self._file is not None:
+        """Close the file (if one was opened) and give it its name."""
+        if self._file is not None and self._temporary is not None:
             self._file.close()
             self._file = None
+            os.replace(self._temporary, self.path)
+            self._temporary = None
 
 
 # -- exporting -----------------------------------------------------------------------
@@ -704,30 +780,29 @@ def iter_export_rows(session: Session, *, batch: int = 5000) -> Iterator[list[st
             ]
 
 
-def export_customers(session: Session, path: Path, *, progress: Callable[[int], None] | None = None) -> int:
-    """Write every customer to ``path`` (``.xlsx``, else CSV in UTF-8 with BOM); return how many."""
-    count = 0
-    if path.suffix.lower() == ".xlsx":
-        from openpyxl import Workbook
+def export_customers(
+    session: Session,
+    path: Path,
+    *,
+    progress: Callable[[int], None] | None = None,
+    lang: str = "en",
+) -> int:
+    """Write every customer to ``path`` (``.xlsx``, else CSV in UTF-8 with BOM); return how many.
 
-        workbook = Workbook(write_only=True)
-        sheet = workbook.create_sheet("customers")
-        sheet.append(list(EXPORT_HEADER))
-        for row in iter_export_rows(session):
-            sheet.append(row)
-            count += 1
-            if progress is not None and count % 1000 == 0:
-                progress(1000)
-        workbook.save(path)
-    else:
-        with path.open("w", encoding="utf-8-sig", newline="") as out:
-            writer = csv.writer(out)
-            writer.writerow(EXPORT_HEADER)
-            for row in iter_export_rows(session):
-                writer.writerow(row)
-                count += 1
-                if progress is not None and count % 1000 == 0:
-                    progress(1000)
+    Written by :func:`storage.sheets.write_sheet` (temporary name, then renamed), headers in
+    ``lang`` (``en`` or ``zh-CN``; both import back).
+
+    :raises ValueError: an unknown language.
+    """
+    step = 1000
+
+    def counted() -> Iterator[list[str]]:
+        for count, row in enumerate(iter_export_rows(session), start=1):
+            yield row
+            if progress is not None and count % step == 0:
+                progress(step)
+
+    outcome = write_sheet(path, counted(), header=headers(EXPORT_HEADER, lang), sheet_title="customers")
     if progress is not None:
-        progress(count % 1000)
-    return count
+        progress(outcome.rows % step)
+    return outcome.rows

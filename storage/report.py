@@ -24,8 +24,6 @@ its local start with the offset (``2026-03-02T09:30+08:00``), like an hour.
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import json
 import os
 from collections.abc import Iterable, Iterator
@@ -39,6 +37,7 @@ from sqlalchemy import ColumnElement, and_, case, func, select
 from sqlalchemy.orm import Session
 
 from storage.models import CallRecord
+from storage.sheets import csv_text, headers
 
 Grouping = Literal["half-hour", "hour", "day", "rep", "team"]
 GROUPINGS: tuple[Grouping, ...] = ("half-hour", "hour", "day", "rep", "team")
@@ -385,15 +384,15 @@ def format_table(report: Report) -> str:
     return "\n".join(lines) + "\n"
 
 
-def format_csv(report: Report) -> str:
-    """CSV with a header line; seconds as numbers; no total line (a spreadsheet sums)."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([report.by if c == "key" else c for c in COLUMNS])
-    for row in report.rows:
-        data = row.to_dict()
-        writer.writerow(["" if data[c] is None else data[c] for c in COLUMNS])
-    return out.getvalue()
+def format_csv(report: Report, lang: str = "en") -> str:
+    """CSV with a header line (in ``lang``: ``en`` or ``zh-CN``); seconds as numbers; no total line.
+
+    Written by :mod:`storage.sheets`: a rep or team named like a formula is escaped, the
+    figures stay numbers. No byte order mark: the text goes to a terminal or a pipe.
+    """
+    header = headers([report.by if c == "key" else c for c in COLUMNS], lang)
+    rows = ([row.to_dict()[c] for c in COLUMNS] for row in report.rows)
+    return csv_text(rows, header=header, lang=lang)
 
 
 def format_json(report: Report) -> str:
@@ -409,12 +408,12 @@ def format_json(report: Report) -> str:
     return json.dumps(document, ensure_ascii=False, indent=2) + "\n"
 
 
-def format_report(report: Report, fmt: str) -> str:
-    """The report as ``table``, ``csv`` or ``json`` text."""
+def format_report(report: Report, fmt: str, lang: str = "en") -> str:
+    """The report as ``table``, ``csv`` or ``json`` text (``lang``: the CSV's header language)."""
     if fmt == "table":
         return format_table(report)
     if fmt == "csv":
-        return format_csv(report)
+        return format_csv(report, lang)
     if fmt == "json":
         return format_json(report)
     raise ValueError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")

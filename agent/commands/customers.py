@@ -26,6 +26,8 @@ _config_option = click.option(
     help="Config file (for the database and the default region).",
 )
 _url_option = click.option("--url", default=None, help="A SQLAlchemy database URL (overrides the config).")
+#: The languages of storage.sheets' headers (not imported from there: storage loads lazily here).
+_LANGUAGES = ("en", "zh-CN")
 
 
 def _engine(config: Config, url: str | None) -> Engine:
@@ -66,8 +68,19 @@ def _load(config_path: Path | None) -> Config:
     default=None,
     help="Where rows that were not imported go [default: FILE.rejects.csv].",
 )
-@click.option("--encoding", default=None, help="CSV encoding [default: UTF-8, else GBK/GB18030].")
+@click.option(
+    "--encoding",
+    default=None,
+    help="CSV encoding [default: UTF-8 with or without BOM, else GB18030/GBK, decided for the whole file].",
+)
 @click.option("--region", default=None, help="Region for national numbers [default: the config's, CN].")
+@click.option(
+    "--lang",
+    type=click.Choice(_LANGUAGES),
+    default="en",
+    show_default=True,
+    help="Language of the reject file's row and reason headers.",
+)
 @_config_option
 @_url_option
 def import_customers_command(
@@ -78,6 +91,7 @@ def import_customers_command(
     reject_file: Path | None,
     encoding: str | None,
     region: str | None,
+    lang: str,
     config_path: Path | None,
     url: str | None,
 ) -> None:
@@ -86,7 +100,9 @@ def import_customers_command(
     Columns are recognised by English or Chinese headers (姓名, 电话, 手机, 公司,
     负责人, 备注, 标签 ...). Duplicates and numbers owned by another rep are
     reported, never merged; every row not imported goes to the reject file with
-    its reason. Exits 1 when any row was not imported.
+    its reason. Exits 1 when any row was not imported. A CSV is UTF-8 or GB18030
+    as a whole: one that is neither stops with the line and byte offset of its
+    first bad byte (exit 2), nothing imported.
     """
     from storage.customers import ImportFileError, RejectWriter, import_customers, parse_mapping, read_rows
 
@@ -97,7 +113,7 @@ def import_customers_command(
         raise click.BadParameter(str(exc), param_hint="--mapping") from None
     rejects_path = reject_file or file.with_name(file.name + ".rejects.csv")
     engine = _engine(config, url)
-    rejects = RejectWriter(rejects_path)
+    rejects = RejectWriter(rejects_path, lang=lang)
     try:
         total, rows = read_rows(file, encoding)
         with (
@@ -149,10 +165,20 @@ def import_customers_command(
 
 @click.command("export-customers")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--lang",
+    type=click.Choice(_LANGUAGES),
+    default="en",
+    show_default=True,
+    help="Language of the header line (both import back).",
+)
 @_config_option
 @_url_option
-def export_customers_command(file: Path, config_path: Path | None, url: str | None) -> None:
-    """Export every customer to FILE (.xlsx, or CSV in UTF-8 with BOM); it imports back unchanged."""
+def export_customers_command(file: Path, lang: str, config_path: Path | None, url: str | None) -> None:
+    """Export every customer to FILE (.xlsx, or CSV in UTF-8 with BOM); it imports back unchanged.
+
+    Cells that a spreadsheet would run as a formula are escaped, control characters replaced.
+    """
     from storage.customers import export_customers
     from storage.models import CustomerRecord
 
@@ -164,7 +190,7 @@ def export_customers_command(file: Path, config_path: Path | None, url: str | No
             with click.progressbar(
                 length=max(total, 1), label=f"exporting {file.name}", file=sys.stderr
             ) as bar:
-                count = export_customers(session, file, progress=bar.update)
+                count = export_customers(session, file, progress=bar.update, lang=lang)
     except OSError as exc:
         raise click.ClickException(f"cannot write {file}: {exc.strerror or exc}") from None
     except AgentError as exc:

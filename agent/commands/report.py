@@ -20,6 +20,7 @@ from storage.report import (
     parse_when,
     start_of_day,
 )
+from storage.sheets import LANGUAGES
 
 __all__ = ["report"]
 
@@ -62,6 +63,13 @@ def _when(text: str, zone: tzinfo, option: str) -> datetime:
 )
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option(
+    "--lang",
+    type=click.Choice(LANGUAGES),
+    default="en",
+    show_default=True,
+    help="Language of the CSV's header line.",
+)
+@click.option(
     "--tz", "tz_name", default=None, help="Time zone of the hours and days (default: this machine's)."
 )
 @click.option("--team", default=None, help="Only this team's calls.")
@@ -85,6 +93,7 @@ def report(
     start_text: str | None,
     end_text: str | None,
     fmt: str,
+    lang: str,
     tz_name: str | None,
     team: str | None,
     rep: str | None,
@@ -124,4 +133,4 @@ def report(
             )
     finally:
         engine.dispose()
-    click.echo(format_report(result, fmt), nl=False)
+    click.echo(format_report(result, fmt, lang), nl=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from agent.commands.customers import export_customers_command, import_customers_
 from storage.customers import (
     ImportFileError,
     RejectWriter,
+    decode_csv_bytes,
+    export_customers,
     import_customers,
     map_columns,
     normalise_number,
@@ -223,6 +226,104 @@ def test_gbk_encoded_csv(engine: Engine, tmp_path: Path) -> None:
     assert phones(engine) == {"+862155556666": ("黄磊", None), "+8613512345678": ("周杰", None)}
 
 
+# -- decoding ----------------------------------------------------------------------
+
+CHINESE_ROWS = [
+    ["姓名", "电话", "公司"],
+    ["黄磊", "021-5555 6666", "上海商贸"],
+    ["周杰", "13512345678", "€ 贸易"],  # GB18030 has the euro sign, GBK has not
+]
+GBK_ROWS = [*CHINESE_ROWS[:2], ["周杰", "13512345678", "贸易"]]
+
+
+def csv_bytes(rows: list[list[str]], encoding: str) -> bytes:
+    out = io.StringIO(newline="")
+    csv.writer(out).writerows(rows)
+    return out.getvalue().encode(encoding)
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "gb18030", "gbk"])
+def test_whole_file_decodes_in_its_encoding(encoding: str, engine: Engine, tmp_path: Path) -> None:
+    rows = GBK_ROWS if encoding == "gbk" else CHINESE_ROWS
+    data = csv_bytes(rows, encoding)
+    text = decode_csv_bytes(data)
+    assert "\ufffd" not in text
+    assert not text.startswith("\ufeff")
+    assert list(csv.reader(io.StringIO(text))) == rows
+    path = tmp_path / "leads.csv"
+    path.write_bytes(data)
+    report, rejects = run_import(engine, path)
+    assert (report.imported, rejects.rows) == (2, [])
+    assert {name for name, _ in phones(engine).values()} == {"黄磊", "周杰"}
+
+
+def test_four_byte_gb18030_characters_decode() -> None:
+    text = "姓名,电话\n𠀀先生,13512345678\n"  # U+20000 is four bytes in GB18030
+    assert decode_csv_bytes(text.encode("gb18030")) == text
+
+
+def test_utf8_file_with_a_stray_byte_stops_with_line_and_offset(engine: Engine, tmp_path: Path) -> None:
+    good = csv_bytes(CHINESE_ROWS, "utf-8")
+    stray = good.index("€".encode())
+    data = good[:stray] + b"\xe9" + good[stray:]  # a Latin-1 é pasted into a UTF-8 file
+    # This is the file that was imported as mojibake: as GB18030 it decodes, every name wrong.
+    assert "周杰" not in data.decode("gb18030")
+    with pytest.raises(ImportFileError) as caught:
+        decode_csv_bytes(data)
+    message = str(caught.value)
+    assert message.startswith("the file is UTF-8 but for line 3, ")
+    column = stray - good.rindex(b"\n", 0, stray)
+    assert f"line 3, byte {column} of the line (byte offset {stray} in the file): 0xE9" in message
+    # The same file through the command: a usage error naming the byte, nothing imported.
+    path = tmp_path / "damaged.csv"
+    path.write_bytes(data)
+    with pytest.raises(ImportFileError, match="line 3"):
+        run_import(engine, path)
+    assert phones(engine) == {}
+
+
+def test_utf8_with_bom_and_a_bad_byte_counts_the_bom() -> None:
+    good = b"\xef\xbb\xbf" + csv_bytes(CHINESE_ROWS, "utf-8")
+    offset = good.index("上海".encode()) + 1  # inside a character: a broken sequence
+    data = good[:offset] + b"\x41" + good[offset + 1 :]
+    with pytest.raises(ImportFileError, match="byte order mark") as caught:
+        decode_csv_bytes(data)
+    line_start = data.rindex(b"\n", 0, offset) + 1
+    assert f"line 2, byte {offset - line_start} of the line (byte offset {offset - 1} in the file)" in str(
+        caught.value
+    )
+
+
+def test_a_file_that_is_neither_names_both_positions() -> None:
+    data = csv_bytes(GBK_ROWS[:2], "gbk") + b"\x80\x80\n"  # 0x80 is no GB18030 byte
+    with pytest.raises(ImportFileError, match="neither UTF-8") as caught:
+        decode_csv_bytes(data)
+    message = str(caught.value)
+    assert "nor GB18030" in message
+    assert "line 1, byte 1 of the line (byte offset 0 in the file)" in message  # 姓 is not UTF-8
+    assert f"line 3, byte 1 of the line (byte offset {len(data) - 3} in the file): 0x80" in message
+
+
+def test_an_explicit_encoding_is_strict() -> None:
+    data = csv_bytes(GBK_ROWS, "gbk")
+    assert decode_csv_bytes(data, "gbk").startswith("姓名")
+    with pytest.raises(ImportFileError, match="the file is not utf-8: line 1, byte 1"):
+        decode_csv_bytes(data, "utf-8")
+    assert decode_csv_bytes(b"\xef\xbb\xbfname\n", "utf-8") == "name\n"
+    with pytest.raises(ImportFileError, match="unknown encoding"):
+        decode_csv_bytes(data, "klingon")
+
+
+def test_import_command_stops_on_an_undecodable_file(db_url: str, tmp_path: Path) -> None:
+    good = csv_bytes(CHINESE_ROWS, "utf-8")
+    path = tmp_path / "damaged.csv"
+    path.write_bytes(good + b"\xe5\xbc\n")  # a character cut short on the last line
+    result = CliRunner().invoke(import_customers_command, [str(path), "--url", db_url])
+    assert result.exit_code == 2, result.output
+    assert "line 4" in result.output
+    assert f"byte offset {len(good)}" in result.output
+
+
 def test_semicolon_separated_csv_is_sniffed(engine: Engine, tmp_path: Path) -> None:
     path = tmp_path / "semi.csv"
     path.write_text("Name;Phone;Company\nAnn;138 0000 1234;Acme\n", encoding="utf-8")
@@ -389,6 +490,103 @@ def test_import_and_export_commands_round_trip(db_url: str, tmp_path: Path) -> N
     assert result.exit_code == 1
     assert "would import: 0 customer(s)" in result.output
     assert "duplicate in db: 3" in result.output
+
+
+FORMULA_NAMES = ['=HYPERLINK("http://x.example","点我")', "@SUM(1)", "-1+2", "+cmd|'/C calc'!A0", "'=x"]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".xlsx"])
+def test_export_escapes_formulas_and_imports_back_unchanged(
+    engine: Engine, tmp_path: Path, suffix: str
+) -> None:
+    with Session(engine) as session, session.begin():
+        for n, name in enumerate(FORMULA_NAMES):
+            customer = CustomerRecord(name=name, notes="=1+1")
+            customer.phones.append(CustomerPhone(number_e164=f"+86138000{n:05d}", number_raw="x"))
+            session.add(customer)
+    out = tmp_path / f"out{suffix}"
+    with Session(engine) as session:
+        assert export_customers(session, out) == len(FORMULA_NAMES)
+    if suffix == ".csv":
+        exported = list(csv.reader(out.read_text(encoding="utf-8-sig").splitlines()))
+        assert [row[0] for row in exported[1:]] == ["'" + name for name in FORMULA_NAMES]
+        assert {row[5] for row in exported[1:]} == {"'=1+1"}
+    else:
+        sheet = load_workbook(out).worksheets[0]
+        cells = [row[0] for row in sheet.iter_rows(min_row=2)]
+        assert [(c.value, c.data_type, c.quotePrefix) for c in cells[:4]] == [
+            (name, "s", True) for name in FORMULA_NAMES[:4]
+        ]
+    fresh = make_engine("sqlite://")
+    upgrade(fresh)
+    report, rejects = run_import(fresh, out)
+    assert (report.imported, rejects.rows) == (len(FORMULA_NAMES), [])
+    with Session(fresh) as session:
+        names = session.scalars(select(CustomerRecord.name).order_by(CustomerRecord.id)).all()
+        notes = set(session.scalars(select(CustomerRecord.notes)).all())
+    fresh.dispose()
+    assert names == FORMULA_NAMES
+    assert notes == {"=1+1"}
+
+
+def test_export_replaces_control_characters(engine: Engine, tmp_path: Path) -> None:
+    with Session(engine) as session, session.begin():
+        customer = CustomerRecord(name="张\x07伟\x00", notes="a\x1bb")
+        customer.phones.append(CustomerPhone(number_e164="+8613800138000", number_raw="13800138000"))
+        session.add(customer)
+    for suffix in (".csv", ".xlsx"):
+        out = tmp_path / f"out{suffix}"
+        with Session(engine) as session:
+            assert export_customers(session, out) == 1
+        if suffix == ".csv":
+            row = list(csv.reader(out.read_text(encoding="utf-8-sig").splitlines()))[1]
+        else:
+            row = [c.value or "" for c in next(load_workbook(out).worksheets[0].iter_rows(min_row=2))]
+        assert row == ["张\ufffd伟\ufffd", "+8613800138000", "", "", "", "a\ufffdb"]
+
+
+def test_chinese_headers_export_and_import_back(db_url: str, tmp_path: Path) -> None:
+    runner = CliRunner()
+    source = write_csv(tmp_path / "leads.csv", MESSY_ROWS[:2])
+    assert runner.invoke(import_customers_command, [str(source), "--url", db_url]).exit_code == 0
+    for name in ("zh.csv", "zh.xlsx"):
+        out = tmp_path / name
+        result = runner.invoke(export_customers_command, [str(out), "--url", db_url, "--lang", "zh-CN"])
+        assert result.exit_code == 0, result.output
+        if name.endswith(".csv"):
+            header = next(csv.reader(out.read_text(encoding="utf-8-sig").splitlines()))
+        else:
+            header = [c.value for c in next(load_workbook(out).worksheets[0].iter_rows())]
+        assert header == ["姓名", "电话", "公司", "负责人", "标签", "备注"]
+        fresh = f"sqlite:///{tmp_path / (name + '.db')}"
+        result = runner.invoke(import_customers_command, [str(out), "--url", fresh])
+        assert result.exit_code == 0, result.output
+        assert "imported: 1 customer(s), 2 number(s)" in result.output
+        assert "ignored columns" not in result.output  # every Chinese header was recognised
+
+
+def test_reject_file_headers_in_chinese(engine: Engine, tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "leads.csv", [["姓名", "电话"], ["=坏", "12345"]])
+    writer = RejectWriter(tmp_path / "rejects.csv", lang="zh-CN")
+    _, rows = read_rows(path)
+    with Session(engine) as session, session.begin():
+        import_customers(session, rows, reject=writer)
+    assert not (tmp_path / "rejects.csv").exists()  # written under a temporary name until closed
+    writer.close()
+    lines = list(csv.reader((tmp_path / "rejects.csv").read_text(encoding="utf-8-sig").splitlines()))
+    assert lines[0] == ["行号", "原因", "姓名", "电话"]
+    assert lines[1][0] == "2"
+    assert lines[1][2:] == ["'=坏", "12345"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+    with pytest.raises(ValueError, match="unknown language"):
+        RejectWriter(tmp_path / "x.csv", lang="fr")
+
+
+def test_cli_languages_are_the_writers() -> None:
+    from agent.commands import customers as command
+    from storage.sheets import LANGUAGES
+
+    assert command._LANGUAGES == LANGUAGES
 
 
 def test_import_command_usage_errors(db_url: str, tmp_path: Path) -> None:

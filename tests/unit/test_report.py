@@ -319,6 +319,32 @@ def test_formats(engine: Engine) -> None:
         format_report(result, "xml")
 
 
+def test_csv_through_the_sheet_writer() -> None:
+    day = datetime(2026, 3, 2, tzinfo=SHANGHAI)
+    result = Report(
+        by="rep",
+        start=day,
+        end=day + timedelta(days=1),
+        zone="Asia/Shanghai",
+        rows=[
+            ReportRow(
+                '=HYPERLINK("http://x")', calls=2, answered=1, missed=1, talk_seconds=30.5, effective=0
+            ),
+            ReportRow("-bob", calls=1, answered=0, missed=1),
+        ],
+    )
+    rows = list(csv.reader(io.StringIO(format_report(result, "csv"))))
+    assert rows[0][0] == "rep"
+    assert rows[1] == ['\'=HYPERLINK("http://x")', "2", "1", "1", "30.5", "0", "30.5"]
+    assert rows[2] == ["'-bob", "1", "0", "1", "0.0", "0", ""]  # no average of nothing
+    chinese = list(csv.reader(io.StringIO(format_report(result, "csv", "zh-CN"))))
+    assert chinese[0] == ["业务员", "通话数", "接通", "未接", "通话秒数", "有效通话", "平均通话秒数"]
+    assert chinese[1:] == rows[1:]
+    assert not format_report(result, "csv").startswith("\ufeff")  # a terminal, not Excel
+    with pytest.raises(ValueError, match="unknown language"):
+        format_report(result, "csv", "fr")
+
+
 def test_parse_when_and_zones(monkeypatch: pytest.MonkeyPatch) -> None:
     assert parse_when("2026-03-02", SHANGHAI) == datetime(2026, 3, 2, tzinfo=SHANGHAI)
     assert parse_when("2026-03-02 09:30", SHANGHAI) == datetime(2026, 3, 2, 9, 30, tzinfo=SHANGHAI)
@@ -372,6 +398,19 @@ def test_report_command_reads_url_and_threshold_from_config(db_url: str, tmp_pat
         ("2026-03-02T09:00+08:00", "3", "0"),
         ("2026-03-02T10:00+08:00", "1", "1"),
     ]
+
+
+def test_report_command_csv_in_chinese(db_url: str) -> None:
+    args = ["--by", "hour", "--from", "2026-03-02 09:00", "--to", "2026-03-02 11:00", "--tz", "Asia/Shanghai"]
+    result = CliRunner().invoke(report, [*args, "--format", "csv", "--lang", "zh-CN", "--url", db_url])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.output)))
+    assert [(r["小时"], r["通话数"]) for r in rows] == [
+        ("2026-03-02T09:00+08:00", "3"),
+        ("2026-03-02T10:00+08:00", "1"),
+    ]
+    wrong = CliRunner().invoke(report, [*args, "--format", "csv", "--lang", "fr", "--url", db_url])
+    assert wrong.exit_code == 2
 
 
 def test_report_command_by_half_hour(db_url: str) -> None:
