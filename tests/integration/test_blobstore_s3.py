@@ -182,6 +182,14 @@ def test_range_reads_return_exactly_the_asked_bytes(store: S3BlobStore) -> None:
         store.open_range("2024/05/06/missing.flac", 0, 10)
 
 
+def test_an_empty_object_reads_whole_but_has_no_range(store: S3BlobStore) -> None:
+    store.put_stream(KEY, [], sha(b""), 0)
+    assert store.stat(KEY).size == 0  # type: ignore[union-attr]
+    assert b"".join(store.open_range(KEY)) == b""
+    with pytest.raises(BlobRangeError):
+        store.open_range(KEY, 0, 0)
+
+
 def test_a_range_stream_closed_early_frees_its_connection(store: S3BlobStore) -> None:
     data = os.urandom(2 * 1024 * 1024)
     store.put_stream(KEY, [data], sha(data))
