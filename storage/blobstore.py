@@ -159,7 +159,8 @@ class RecordingBlobStore(Protocol):
         The object is opened (or the ranged GET sent) before this returns, so a
         missing key or bad range raises here, before any response is started;
         the returned iterator streams the bytes and closes what it holds when
-        exhausted or closed. An ``end`` past the object is clamped to its last byte.
+        exhausted or closed. An ``end`` past the object is clamped to its last byte;
+        the whole of an empty object (``start=0, end=None``) is no bytes, not an error.
 
         :raises BlobNotFoundError: no object under ``key``.
         :raises BlobRangeError: ``start`` is at or past the end of the object.
@@ -450,7 +451,7 @@ class DirectoryBlobStore:
             raise BlobStoreError(f"cannot open {final}: {exc}") from exc
         try:
             size = os.fstat(f.fileno()).st_size
-            if start >= size:
+            if start >= size and (start, end) != (0, None):
                 raise BlobRangeError(f"range starts at {start}, {key} has {size} bytes")
             last = size - 1 if end is None else min(end, size - 1)
             f.seek(start)
@@ -721,10 +722,9 @@ class S3BlobStore:
             if upload_id is not None:
                 self._abort(key, name, upload_id)
         logger.debug("recording store: stored %s (%d bytes, %d parts)", key, body.size, len(parts))
-        stored = self.stat(key)
-        if stored is None:
-            raise BlobStoreError(f"{key} is not in the bucket right after it was stored")
-        return stored
+        # No HEAD to read it back: the store acknowledged the body (its Content-MD5 checked), and a
+        # third round trip per recording costs more than a FLAC-sized upload's transfer on a LAN.
+        return BlobInfo(key=key, size=body.size, sha256=sha, modified=datetime.now(UTC))
 
     def _upload_part(
         self, key: str, name: str, upload_id: str, number: int, data: bytes | bytearray
@@ -769,13 +769,14 @@ class S3BlobStore:
     def open_range(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         """See :meth:`RecordingBlobStore.open_range`: one ranged GET, streamed."""
         _check_range(start, end)
-        wanted = f"bytes={start}-{'' if end is None else end}"
+        # The whole object is a plain GET: a Range on an empty object would be refused (416).
+        wanted = "" if (start, end) == (0, None) else f"bytes={start}-{'' if end is None else end}"
         answer = self._call(
-            f"reading {key} ({wanted})",
+            f"reading {key} ({wanted or 'whole'})",
             self.client.get_object,
             Bucket=self.bucket,
             Key=self._object(key),
-            Range=wanted,
+            **({"Range": wanted} if wanted else {}),
         )
         return self._stream(key, answer["Body"])
 

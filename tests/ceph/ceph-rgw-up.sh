@@ -66,7 +66,9 @@ bluestore block size = 10737418240
 bluestore fsck on mkfs = false
 osd memory target = 1073741824
 [client.rgw.a]
-rgw frontends = beast endpoint=127.0.0.1:$RGW_PORT
+# tcp_nodelay: without it small responses wait for the client's delayed ACK (a 4 KiB ranged GET took
+# 52 ms instead of 5 ms here, every request 2-3x slower)
+rgw frontends = beast endpoint=127.0.0.1:$RGW_PORT tcp_nodelay=1
 rgw data = $D/rgw
 EOF
 C="-c $D/ceph.conf"

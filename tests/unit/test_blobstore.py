@@ -175,6 +175,14 @@ def test_range_reads_are_http_inclusive_and_clamped(store: DirectoryBlobStore) -
         store.open_range("2024/05/06/missing.flac")
 
 
+def test_an_empty_object_reads_whole_but_has_no_range(store: DirectoryBlobStore) -> None:
+    store.put_stream(KEY, [], sha(b""), 0)
+    assert store.stat(KEY).size == 0  # type: ignore[union-attr]
+    assert b"".join(store.open_range(KEY)) == b""
+    with pytest.raises(BlobRangeError):
+        store.open_range(KEY, 0, 0)
+
+
 def test_open_range_fails_before_streaming(store: DirectoryBlobStore) -> None:
     # The error must come from the call itself, before a response is started.
     with pytest.raises(BlobNotFoundError):
