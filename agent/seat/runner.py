@@ -436,6 +436,10 @@ class Agent:
             self.lines[key] = line
             self._line_tasks.append(asyncio.create_task(self._run_line(line), name=f"line:{section.id}"))
             self._publish_status(line)
+            problem = self.config.line_problem(device.device_id, port)
+            if problem is not None:
+                # The label cannot be an id as it is: its calls go on a derived one, and this says so.
+                self.feed(LineError(device_id=device.device_id, line=port, at=self.clock(), error=problem))
         return line
 
     async def _run_device(self, device: Device) -> None:
