@@ -150,6 +150,8 @@ class CallTracker:
         self._dial_done_at: datetime | None = None
         #: The device's report of the call in progress, applied when it ends.
         self._report: CallReport | None = None
+        #: Whether the call in progress was answered before its report came (a real-time answer).
+        self._answer_seen = False
         self._end_reports = self.config.reports_end
         #: The last caller-ID message seen (its content and when), to recognise repeats.
         self._last_cid: tuple[tuple[object, ...], datetime] | None = None
@@ -329,6 +331,7 @@ class CallTracker:
             logger.debug("%s: a device's call report with no call in progress", self.identity.line)
             return
         self._report = event
+        self._answer_seen = self._call.answered_at is not None
         if not event.ends_call:
             return
         call = self._call
@@ -348,9 +351,11 @@ class CallTracker:
 
         Inbound only: an outbound call's ring time is measured from the end of
         dialing, which no device reports. A talk count is used when it is no
-        longer than the call by our clock (plus :data:`REPORT_TOLERANCE`); an
-        answered call with only a start-to-end duration talked for the part of
-        it after the rings we saw.
+        longer than the call by our clock (plus :data:`REPORT_TOLERANCE`). An
+        answer the line showed before the report stands unless the report
+        counts talk; an answered call the line did not see answered talked
+        for the part of the device's start-to-end duration after the rings we
+        saw (a zero duration, from a clock with whole seconds, says nothing).
         """
         report = self._report
         if report is None:
@@ -374,16 +379,14 @@ class CallTracker:
             return min(value, elapsed)
 
         talk = believable(report.talk_seconds)
-        # An off-hook that came with the end record itself (NCID END: BYE) is no answer time.
-        seen_answer = call.answered_at is not None and _seconds(at, call.answered_at) > REPORT_TOLERANCE
-        if talk is None and report.answered:
-            duration = believable(report.duration)
-            rang_until = call.answered_at if seen_answer else self._last_ring or call.started_at
-            assert rang_until is not None
+        if talk is None and report.answered and not self._answer_seen:
+            # Answered, but the line did not show when (an off-hook that comes with the end
+            # record, as NCID's END: BYE, is no answer time): after the last ring we saw.
+            rang_until = self._last_ring or call.started_at
+            duration = believable(report.duration) if report.duration else None
             if duration is not None:
                 talk = max(0.0, duration - _seconds(rang_until, call.started_at))
-            elif not seen_answer:
-                # Answered at some point after the last ring we saw.
+            else:
                 talk = _seconds(at, rang_until)
         if talk is None or (talk == 0 and not report.answered):
             return call, disposition
@@ -542,6 +545,7 @@ class CallTracker:
         call, disposition = self._apply_report(self._require_call(), at, disposition)
         self._call = None
         self._report = None
+        self._answer_seen = False
         out.append(CallEvent(CallEventKind.ENDED, self._ended(call, at, disposition, reason), at))
         self._last_ring = None
         self._offhook_at = None

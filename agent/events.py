@@ -49,18 +49,15 @@ MAX_TEXT = 200
 # NUL, the other C0 controls, DEL and the C1 controls: never meaningful in a number, name or
 # label, and harmful in logs, terminals, pages and databases (PostgreSQL refuses NUL in text).
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-# In ``raw``, CR and LF are the framing of multi-line device output (a modem's caller-ID block).
-_RAW_CONTROL = re.compile(r"[\x00-\x09\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _EDGE_CONTROLS = re.compile(r"^[\x00-\x1f\x7f-\x9f\s]+|[\x00-\x1f\x7f-\x9f\s]+$")
 #: Fields that hold a phone number or digits: cleaned by dropping, never by joining or cutting.
 _NUMBER_FIELDS = frozenset({"number", "digits"})
 _TEXT_FIELDS: dict[type[Any], tuple[tuple[str, bool], ...]] = {}
 
 
-def escape_controls(text: str, *, keep_newlines: bool = False) -> str:
+def escape_controls(text: str) -> str:
     """``text`` with each control character written as a ``\\xNN`` escape, the rest as it was."""
-    pattern = _RAW_CONTROL if keep_newlines else _CONTROL
-    return pattern.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def strip_controls(text: str) -> str:
@@ -97,8 +94,8 @@ class LineEvent:
 
     Constructing one is the boundary between device input and the rest of the
     program, so every event cleans itself (see :meth:`__post_init__`): past it
-    no text field holds a control character or runs on without bound, and
-    nothing downstream has to check.
+    no text field but ``raw`` holds a control character, none runs on without
+    bound, and nothing downstream has to check.
     """
 
     kind: ClassVar[str] = "event"
@@ -115,11 +112,12 @@ class LineEvent:
         otherwise). A number or digit string is never joined up or cut: one
         with a control character between its characters, or longer than
         :data:`MAX_NUMBER`, is dropped (None, or ``""`` where it is required),
-        as the digits left might be somebody else's number. ``raw`` keeps its
-        control characters but CR and LF (the framing of multi-line output)
-        as ``\\xNN`` escapes, for diagnosis, bounded by
-        :data:`MAX_RAW`; when another field had to be cleaned and ``raw`` is
-        empty, the original values go there, escaped. Never raises on content.
+        as the digits left might be somebody else's number. ``raw`` is the
+        diagnosis: it keeps what the device sent, control characters included
+        (it is never stored or shown, only logged with ``%r`` and written as
+        JSON, both of which escape them), bounded by :data:`MAX_RAW`; when
+        another field had to be cleaned and ``raw`` is empty, the original
+        values go there, escaped. Never raises on content.
         """
         cleaned: list[str] = []
         for name, optional in _text_fields(type(self)):
@@ -135,8 +133,8 @@ class LineEvent:
             return
         raw = getattr(self, "raw", None)
         if raw:
-            if _RAW_CONTROL.search(raw) or len(raw) > MAX_RAW:
-                object.__setattr__(self, "raw", escape_controls(raw, keep_newlines=True)[:MAX_RAW])
+            if len(raw) > MAX_RAW:
+                object.__setattr__(self, "raw", raw[:MAX_RAW])
         elif cleaned:
             object.__setattr__(self, "raw", "; ".join(cleaned)[:MAX_RAW])
 
