@@ -11,8 +11,9 @@ together is tested on its own; here is only the glue:
   worker thread, bounded by ``[agent] lookup_timeout``) and hands them on;
 - one queue and task per observer, so a slow or failing observer never holds
   up another. Storage must not lose a call: a failed write is retried with
-  back-off, and whatever is still unwritten at shutdown is spooled to a file
-  that the next start writes first.
+  back-off, and whatever is still unwritten at shutdown is spooled, in space
+  reserved at start (:mod:`agent.seat.spool`), to a file that the next start
+  writes first; a start then ends the calls a crash left open.
 """
 
 from __future__ import annotations
@@ -22,12 +23,10 @@ import contextlib
 import dataclasses
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pluggy
@@ -57,6 +56,8 @@ from agent.seat.devices import Device, DeviceRegistry
 from agent.seat.metrics import Metrics, make_metrics_app
 from agent.seat.observers import HookObserver, Observer, PluginErrorCounter, notify_each
 from agent.seat.recorder import Recorder, make_recorder
+from agent.seat.spool import SPOOL_NAME as SPOOL_NAME  # re-exported: tests and tools name the spool by it
+from agent.seat.spool import Spool
 from agent.seat.sync import SyncLoop, make_sync
 from agent.seat.web.app import make_seat_app
 from agent.seat.web.bus import SeatBus
@@ -66,10 +67,10 @@ from storage.db import make_engine, upgrade
 from storage.observer import StorageObserver
 from storage.plugin import SqlStore
 from storage.recordings import RecordingStore
+from storage.repository import close_open_calls
 
 logger = logging.getLogger(__name__)
 
-SPOOL_NAME = "unwritten-calls.jsonl"
 BACKOFF_START = 0.5
 BACKOFF_MAX = 30.0
 DEVICE_STABLE_SECONDS = 60.0
@@ -236,6 +237,8 @@ class Agent:
         self._server_tasks: list[asyncio.Task[None]] = []
         self.recorder: Recorder | None = None
         self.sync: SyncLoop | None = None
+        #: Calls the shutdown could write neither to the database nor to the spool (then run() raises).
+        self.spool_lost = 0
 
     # -- life cycle ---------------------------------------------------------------
 
@@ -268,6 +271,7 @@ class Agent:
             self.sync.start()
         self._pipes = [_Pipe(observer, self.metrics) for observer in observers]
         await self._replay_spool()
+        await asyncio.to_thread(self._close_open_calls)
         pipe_tasks = [asyncio.create_task(p.run(), name=f"observer:{p.observer.name}") for p in self._pipes]
         device_tasks: list[asyncio.Task[None]] = []
         ticker: asyncio.Task[None] | None = None
@@ -396,6 +400,10 @@ class Agent:
         if self.engine is not None:
             self.engine.dispose()
         logger.info("agent stopped")
+        if self.spool_lost:
+            raise AgentError(
+                f"{self.spool_lost} call(s) could be written neither to the database nor the spool"
+            )
 
     async def _drain_lines(self) -> None:
         for line in self.lines.values():
@@ -653,10 +661,11 @@ class Agent:
 
     # -- nothing lost: the spool ------------------------------------------------
 
-    def _spool_path(self) -> Path:
-        return self.config.agent.data_dir / SPOOL_NAME
+    def _spool(self) -> Spool:
+        return Spool(self.config.agent.data_dir)
 
     def _spool_unwritten(self) -> None:
+        """Spool what the database did not take, in the space reserved at start (see agent.seat.spool)."""
         pipe = next((p for p in self._pipes if p.observer.must_deliver), None)
         if pipe is None:
             return
@@ -666,30 +675,40 @@ class Agent:
                 latest[message.call.uuid] = message
         if not latest:
             return
-        path = self._spool_path()
-        with path.open("a", encoding="utf-8") as spool:
-            for event in latest.values():
-                spool.write(json.dumps(event.to_dict(), ensure_ascii=False) + "\n")
-            spool.flush()
-            os.fsync(spool.fileno())
+        spool = self._spool()
+        earlier = spool.lines()  # what the last start could not write either
+        lines = [*earlier, *(json.dumps(e.to_dict(), ensure_ascii=False) for e in latest.values())]
+        lost = spool.write(lines)
+        if lost:
+            self.spool_lost = lost
+            logger.error(
+                "the database could not take %d call(s) and %d spooled line(s) did not fit in %s: lost",
+                len(latest),
+                lost,
+                spool.path,
+            )
+            return
         logger.error(
-            "the database could not take %d call(s); kept in %s for the next start", len(latest), path
+            "the database could not take %d call(s); kept in %s for the next start", len(latest), spool.path
         )
 
     async def _replay_spool(self) -> None:
-        path = self._spool_path()
-        if not path.exists():
-            return
+        spool = self._spool()
+        lines = await asyncio.to_thread(spool.lines)
+        if lines:
+            await self._replay_lines(spool, lines)
+        # Room for the next shutdown's spool, taken while the disk has some.
+        await asyncio.to_thread(spool.reserve)
+
+    async def _replay_lines(self, spool: Spool, lines: list[str]) -> None:
         storage = next(p for p in self._pipes if p.observer.must_deliver)
         kept: list[str] = []
         replayed = 0
-        for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not text.strip():
-                continue
+        for number, text in enumerate(lines, start=1):
             try:
                 event = CallEvent.from_dict(json.loads(text))
             except (ValueError, KeyError, TypeError) as exc:
-                logger.error("%s:%d: unreadable spooled call kept aside: %s", path, number, exc)
+                logger.error("%s:%d: unreadable spooled call kept aside: %s", spool.path, number, exc)
                 kept.append(text)
                 continue
             try:
@@ -698,8 +717,19 @@ class Agent:
             except Exception as exc:
                 logger.error("spooled call %s still cannot be written: %s", event.call.uuid, exc)
                 kept.append(text)
-        if kept:
-            path.write_text("\n".join(kept) + "\n", encoding="utf-8")
-        else:
-            path.unlink()
+        await asyncio.to_thread(spool.replace, kept)
         logger.info("wrote %d spooled call(s) from the last run", replayed)
+
+    def _close_open_calls(self) -> None:
+        """End the calls a run that died left open (blocking: call it from a worker thread).
+
+        At start no device runs yet, so no open row is a call in progress. A
+        database error is logged: the rows stay open for the next start to close.
+        """
+        if self.engine is None:
+            return
+        try:
+            with Session(self.engine) as session, session.begin():
+                close_open_calls(session, now=self.clock(), seat=self.config.agent.seat)
+        except SQLAlchemyError as exc:
+            logger.error("cannot close the calls the last run left open: %s", exc)
