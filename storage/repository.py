@@ -578,7 +578,9 @@ class ClosedCall:
     recording_seconds: float | None
 
 
-def close_open_calls(session: Session, *, now: datetime, seat: str | None = None) -> list[ClosedCall]:
+def close_open_calls(
+    session: Session, *, now: datetime, seat: str | None = None, run_started: datetime | None = None
+) -> list[ClosedCall]:
     """End every call row that a run which died (kill -9, power cut) left in progress.
 
     Call it at start-up, before any device runs (then no call is really in
@@ -587,9 +589,10 @@ def close_open_calls(session: Session, *, now: datetime, seat: str | None = None
 
     Each open row (``ended_at`` NULL; of ``seat`` only, when given) is ended
     with ``end_reason = 'agent_crash'`` and times from what is known: the call
-    was alive at least until its row was last written (``updated_at``) and, when
-    it has a recording, for as long as the recording runs from the answer (or
-    the start). Never later than ``now``. Answered calls end ``answered`` with
+    was alive at least until its row was last written by the run that died
+    (``updated_at`` before ``run_started``: this run's recording recovery writes
+    the row too) and, when it has a recording, for as long as the recording runs
+    from the answer (or the start). Never later than ``now``. Answered calls end ``answered`` with
     the talk time up to that end; the rest ``unknown`` (the line never said).
     The change goes through the same row, so team mode's outbox sends it on.
     """
@@ -602,7 +605,9 @@ def close_open_calls(session: Session, *, now: datetime, seat: str | None = None
             select(func.max(Recording.seconds)).where(Recording.call_uuid == record.uuid)
         )
         anchor = record.answered_at or record.started_at
-        ended_at = max(record.started_at, record.answered_at or record.started_at, record.updated_at)
+        ended_at = anchor
+        if run_started is None or record.updated_at < run_started:
+            ended_at = max(ended_at, record.updated_at)
         if seconds is not None and seconds > 0:
             ended_at = max(ended_at, anchor + timedelta(seconds=seconds))
         ended_at = max(min(ended_at, now), record.answered_at or record.started_at)

@@ -239,11 +239,13 @@ class Agent:
         self.sync: SyncLoop | None = None
         #: Calls the shutdown could write neither to the database nor to the spool (then run() raises).
         self.spool_lost = 0
+        self._run_started: datetime | None = None
 
     # -- life cycle ---------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
         """Start everything, run until ``stop`` is set, then shut down in order."""
+        self._run_started = self.clock()
         data_dir = self.config.agent.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
         self.engine = await asyncio.to_thread(self._open_database)
@@ -730,6 +732,8 @@ class Agent:
             return
         try:
             with Session(self.engine) as session, session.begin():
-                close_open_calls(session, now=self.clock(), seat=self.config.agent.seat)
+                close_open_calls(
+                    session, now=self.clock(), seat=self.config.agent.seat, run_started=self._run_started
+                )
         except SQLAlchemyError as exc:
             logger.error("cannot close the calls the last run left open: %s", exc)
