@@ -4,7 +4,8 @@ For each seed, a stream of random bytes (NUL, control bytes, invalid UTF-8,
 stray line endings) is interleaved with well-formed caller-ID messages for
 distinct numbers (with random names and line labels, some with spaces), sent
 to a real agent over its real transport: the NCID device over TCP (the NCID
-server emulator) and the Whozz device over UDP. The agent must keep the device
+server emulator), the Whozz device over UDP and the Hayes modem over a
+pseudo-terminal (the modem emulator). The agent must keep the device
 open throughout, and every well-formed caller ID must end up as exactly one
 row of the calls table with its number. Seeds are fixed, so a failure repeats.
 """
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from modem_emulator import ModemEmulator
 from ncid_emulator import NcidEmulator, fields
 from prometheus_client import CollectorRegistry
 from whozz_emulator import WhozzSender, build_packet, call_record
@@ -157,4 +159,29 @@ async def test_whozz_random_datagrams_and_caller_ids(seed: int, tmp_path: Path) 
 
     device = {"id": "wc", "type": "whozz", "listen": "127.0.0.1:0", "detail_records": False}
     got = await run_agent(tmp_path, device, body, expected=wanted)
+    assert sorted(got) == sorted(wanted)
+
+
+@pytest.mark.pty
+@pytest.mark.parametrize("seed", SEEDS)
+async def test_hayes_random_bytes_and_caller_ids_over_a_pty(seed: int, tmp_path: Path) -> None:
+    rng = random.Random(seed)
+    wanted = numbers(rng, MESSAGES)
+    emulator = ModemEmulator("usr").start()
+
+    async def body(agent: Agent) -> None:
+        await asyncio.to_thread(emulator.wait_for, lambda sent: any("VCID" in c for c in sent), 10.0)
+        for number in wanted:
+            for _ in range(rng.randrange(0, 3)):
+                emulator.send(garbage(rng) + b"\r\n")
+            emulator.ring()
+            name = rng.choice([n for n in NAMES if n.isascii() and n.isprintable()])
+            emulator.caller_id(number, name or "O", style=rng.choice(["usr", "zoom"]))
+            await asyncio.sleep(rng.choice([0.02, 0.05, 0.1]))
+
+    device = {"id": "modem", "type": "hayes", "port": emulator.path, "read_timeout": 0.05, "cid_timeout": 0.5}
+    try:
+        got = await run_agent(tmp_path, device, body, expected=wanted)
+    finally:
+        emulator.vanish()
     assert sorted(got) == sorted(wanted)
