@@ -4,8 +4,8 @@ For each seed, a stream of random bytes (NUL, control bytes, invalid UTF-8,
 stray line endings) is interleaved with well-formed caller-ID messages for
 distinct numbers (with random names and line labels, some with spaces), sent
 to a real agent over its real transport: the NCID device over TCP (the NCID
-server emulator), the Whozz device over UDP and the Hayes modem over a
-pseudo-terminal (the modem emulator). The agent must keep the device
+server emulator), the Whozz device over UDP, and over pseudo-terminals the
+Hayes modem (the modem emulator) and a NetCallerID serial box. The agent must keep the device
 open throughout, and every well-formed caller ID must end up as exactly one
 row of the calls table with its number. Seeds are fixed, so a failure repeats.
 """
@@ -13,6 +13,8 @@ row of the calls table with its number. Seeds are fixed, so a failure repeats.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import random
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -184,4 +186,39 @@ async def test_hayes_random_bytes_and_caller_ids_over_a_pty(seed: int, tmp_path:
         got = await run_agent(tmp_path, device, body, expected=wanted)
     finally:
         emulator.vanish()
+    assert sorted(got) == sorted(wanted)
+
+
+@pytest.mark.pty
+@pytest.mark.parametrize("seed", SEEDS)
+async def test_serialbox_random_bytes_and_caller_ids_over_a_pty(seed: int, tmp_path: Path) -> None:
+    rng = random.Random(seed)
+    wanted = numbers(rng, MESSAGES)
+    master, slave = os.openpty()
+
+    async def body(agent: Agent) -> None:
+        await asyncio.sleep(0.5)  # the device opens the port
+        for number in wanted:
+            for _ in range(rng.randrange(0, 3)):
+                # "###" starts a record: junk that ends in "#" would shift the next record's frame.
+                os.write(master, garbage(rng).replace(b"#", b"") + b"\r")
+            name = rng.choice([n for n in NAMES if n.isascii() and n.isprintable()]).replace("+", "")
+            stamp = datetime.now().strftime("%m%d%H%M")
+            os.write(master, f"###DATE{stamp}...NMBR{number}...NAME{name}+++\r".encode())
+            await asyncio.sleep(rng.choice([0.02, 0.05, 0.1]))
+
+    device = {
+        "id": "box",
+        "type": "serialbox",
+        "port": os.ttyname(slave),
+        "format": "netcallerid",
+        "read_timeout": 0.05,
+        "idle_flush": 0.3,
+    }
+    try:
+        got = await run_agent(tmp_path, device, body, expected=wanted)
+    finally:
+        for fd in (master, slave):
+            with contextlib.suppress(OSError):
+                os.close(fd)
     assert sorted(got) == sorted(wanted)
