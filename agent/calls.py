@@ -316,8 +316,14 @@ class CallTracker:
         return self.config.ring_timeout
 
     def _is_next_caller(self, event: CallerId) -> bool:
-        """On a hook-blind line, whether ``event`` names a caller other than the ringing call's."""
-        if self._hook_seen or self._call is None:
+        """On a hook-blind line, whether ``event`` names a caller other than the ringing call's.
+
+        Hook-blind is the device's own capability, not what the line has shown:
+        a unit whose end records come as on-hooks (and switch the line to
+        hook-aware reading) still sees no hang-up in real time, so a caller whose
+        end record was lost must not take the next caller's call.
+        """
+        if self.config.reports_hook or self._call is None:
             return False
         number = event.number.strip() if event.number else None
         current = self._call.number_raw

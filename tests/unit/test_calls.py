@@ -507,6 +507,27 @@ MANY = [
         config=HOOK_BLIND,
     ),
     Calls(
+        "an end record lost on a hook-blind unit: the next caller still gets their own call",
+        [
+            (0, RING),
+            (0.1, cid(MOBILE)),
+            (30, report(talk_seconds=20.0, answered=True)),
+            (30, ON),  # the end record's on-hook: the line now reads hook-aware, the unit is still blind
+            (100, RING),
+            (100.1, cid(TIANJIN)),
+            (300, RING),
+            (300.1, cid("02112345678")),
+            (400, report(talk_seconds=50.0, answered=True)),
+            (400, ON),
+        ],
+        [
+            Final(IN, 0, 10, 30, 10.0, 20.0, ANSWERED, HANGUP, MOBILE, MOBILE_E164, rings=1),
+            Final(IN, 100, None, 300, 200.0, 0.0, MISSED, NEXT_CALLER, TIANJIN, TIANJIN_E164, rings=2),
+            Final(IN, 300.1, 350, 400, 49.9, 50.0, ANSWERED, HANGUP, "02112345678", "+862112345678"),
+        ],
+        config=END_RECORDS,
+    ),
+    Calls(
         "waiting for an end record that never comes: ended after end_timeout",
         [(0, RING), (0.1, cid(MOBILE)), (59.9, TICK), (60, TICK)],
         [Final(IN, 0, None, 0.1, 0.1, 0.0, UNKNOWN, RING_TIMEOUT, MOBILE, MOBILE_E164, rings=1)],
