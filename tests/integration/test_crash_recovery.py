@@ -30,6 +30,7 @@ import soundfile as sf
 from prometheus_client import CollectorRegistry
 
 from agent.config import load_config
+from agent.errors import AgentError
 from agent.events import CallerId, LineEvent, OffHook
 from agent.plugins import make_plugin_manager
 from agent.seat.devices import Device, DeviceRegistry
@@ -266,3 +267,23 @@ async def test_a_full_disk_cannot_take_the_shutdown_spool(small_disk: Path) -> N
     reasons = query(db, "SELECT end_reason, count(*) FROM calls GROUP BY end_reason")
     assert reasons == [("shutdown", LINES)]
     assert not spool.path.exists()
+
+
+async def test_a_spool_that_cannot_be_written_fails_the_run_with_the_count(small_disk: Path) -> None:
+    Busy.opened = 0
+    db = small_disk / "cti-agent.db"
+    agent = make_agent(small_disk)
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent.run(stop))
+    try:
+        async with asyncio.timeout(30):
+            while len(query(db, "SELECT uuid FROM calls WHERE answered_at IS NOT NULL")) < LINES:
+                await asyncio.sleep(0.05)
+        # No reservation (another program took the space first): nothing can hold the spool.
+        Spool(small_disk).reserve_path.unlink()
+        await asyncio.to_thread(fill, small_disk)
+    finally:
+        stop.set()
+        with pytest.raises(AgentError, match=f"^{LINES} call"):
+            await asyncio.wait_for(task, 60)
+    assert not Spool(small_disk).path.exists()
