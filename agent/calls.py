@@ -18,6 +18,20 @@ How it reads the line, in short:
 - a ring or caller ID during a call is call waiting: it becomes a separate call
   that ends ``missed`` (the rep did not take it, as far as we can see), so the
   customer who tried is not lost.
+- a new caller ID is a new call: on a line whose device reports no hook state,
+  a caller ID with a different number while the line rings means the first
+  caller is gone (the line cannot say whether anyone picked up): that call ends
+  ``missed`` with its number (end reason ``next_caller``) and the new one starts.
+  The same message repeated within :data:`REPEAT_WINDOW` (devices and servers
+  send some twice) is the same call and changes nothing.
+- a device's own report of a call (:class:`~agent.events.CallReport`: end
+  records, blocked callers) is kept with the call and, when it ends, replaces
+  arrival times with the device's counts where they are within bounds (never
+  longer than the call has lasted by our clock, plus :data:`REPORT_TOLERANCE`).
+  A report that ``ends_call`` ends it at once (``blocked`` callers: ``missed``).
+  On a line that cannot see the handset but whose device sends end records
+  (``reports_end``, or learned from the first one), a call whose rings stopped
+  is not over until its end record (or ``end_timeout``): it may be a long talk.
 - a device going down ends what is in progress with what is known.
 """
 
@@ -34,6 +48,7 @@ from agent.events import (
     CallerId,
     CallEvent,
     CallEventKind,
+    CallReport,
     Connected,
     DeviceDown,
     DeviceUp,
@@ -52,6 +67,11 @@ from agent.numbers import DEFAULT_REGION, to_e164
 
 logger = logging.getLogger(__name__)
 
+#: Seconds within which an identical caller-ID message is a repeat of the last, not a new caller.
+REPEAT_WINDOW = 1.0
+#: Seconds a device's count may exceed the call's length by our clock (the two clocks differ).
+REPORT_TOLERANCE = 2.0
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TrackerConfig:
@@ -66,6 +86,12 @@ class TrackerConfig:
     :param reports_connect: the device reports when the far end answers an outbound call.
     :param no_number_calls: record off-hook then on-hook with nothing dialed as an
         outbound call (disposition ``unknown``, end reason ``no_number``).
+    :param reports_end: the device reports the end of every call (end records). On a line that
+        cannot see the handset (``reports_hook`` False) a call is then not over when its rings
+        stop (the rep may have picked up) but when the device says so, or after ``end_timeout``.
+        When False the tracker still switches to this reading on the first end report it sees.
+    :param end_timeout: seconds after the last ring before a call waiting for its end report is
+        ended anyway (the report was lost).
     :param region: default region for normalising numbers.
     """
 
@@ -74,6 +100,8 @@ class TrackerConfig:
     reports_hook: bool = True
     reports_connect: bool = False
     no_number_calls: bool = False
+    reports_end: bool = False
+    end_timeout: float = 4 * 3600.0
     region: str = DEFAULT_REGION
 
 
@@ -120,6 +148,13 @@ class CallTracker:
         self._offhook_at: datetime | None = None
         self._last_digit: datetime | None = None
         self._dial_done_at: datetime | None = None
+        #: The device's report of the call in progress, applied when it ends.
+        self._report: CallReport | None = None
+        #: Whether the call in progress was answered before its report came (a real-time answer).
+        self._answer_seen = False
+        self._end_reports = self.config.reports_end
+        #: The last caller-ID message seen (its content and when), to recognise repeats.
+        self._last_cid: tuple[tuple[object, ...], datetime] | None = None
 
     # -- what the runtime reads -------------------------------------------------
 
@@ -147,7 +182,7 @@ class CallTracker:
         """The earliest time at which :meth:`tick` may change something, or None."""
         times: list[datetime] = []
         if self._state is LineState.RINGING and self._last_ring is not None:
-            times.append(self._after(self._last_ring, self.config.ring_timeout))
+            times.append(self._after(self._last_ring, self._ring_timeout()))
         if self._waiting is not None and self._waiting_last is not None:
             times.append(self._after(self._waiting_last, self.config.ring_timeout))
         if (
@@ -181,6 +216,8 @@ class CallTracker:
                 self._on_dialed(event, now, out)
             case Connected():
                 self._on_connected(now, out)
+            case CallReport():
+                self._on_report(event, now, out)
             case DeviceDown():
                 self._end_all(now, EndReason.DEVICE_DOWN, out)
                 self._set_state(LineState.DOWN, now)
@@ -207,7 +244,7 @@ class CallTracker:
             self._state is LineState.RINGING
             and self._call is not None
             and self._last_ring is not None
-            and now >= self._after(self._last_ring, timeout)
+            and now >= self._after(self._last_ring, self._ring_timeout())
         ):
             disposition = Disposition.MISSED if self._hook_seen else Disposition.UNKNOWN
             last_ring = self._last_ring  # _finish clears it
@@ -246,6 +283,18 @@ class CallTracker:
             self._ring_waiting(now, out)
 
     def _on_caller_id(self, event: CallerId, now: datetime, out: list[CallEvent]) -> None:
+        content = (event.number, event.name, event.absence, event.name_absence)
+        last = self._last_cid
+        self._last_cid = (content, now)
+        if last is not None and last[0] == content and _seconds(now, last[1]) <= REPEAT_WINDOW:
+            logger.debug("%s: caller ID repeated; the same call", self.identity.line)
+            return
+        if self._state is LineState.RINGING and self._is_next_caller(event):
+            # The line cannot see the first caller go: this message is their end.
+            logger.info("%s: another caller's ID while ringing; a new call", self.identity.line)
+            ended_at = self._last_ring or now
+            self._finish(ended_at, Disposition.MISSED, EndReason.NEXT_CALLER, out)
+            self._set_state(LineState.IDLE, ended_at)
         if self._state in (LineState.IDLE, LineState.DOWN):
             self._start(Direction.IN, now, out)
             self._last_ring = now
@@ -258,6 +307,98 @@ class CallTracker:
             self._ring_waiting(now, out, counts_as_ring=False)
             assert self._waiting is not None
             self._waiting = self._apply_caller_id(self._waiting, event, now, out)
+
+    def _ring_timeout(self) -> float:
+        """Seconds after the last ring before a ringing call is over."""
+        if self._end_reports and not self.config.reports_hook:
+            # The device will say when the call ends; rings stopping may mean it was picked up.
+            return max(self.config.ring_timeout, self.config.end_timeout)
+        return self.config.ring_timeout
+
+    def _is_next_caller(self, event: CallerId) -> bool:
+        """On a hook-blind line, whether ``event`` names a caller other than the ringing call's.
+
+        Hook-blind is the device's own capability, not what the line has shown:
+        a unit whose end records come as on-hooks (and switch the line to
+        hook-aware reading) still sees no hang-up in real time, so a caller whose
+        end record was lost must not take the next caller's call.
+        """
+        if self.config.reports_hook or self._call is None:
+            return False
+        number = event.number.strip() if event.number else None
+        current = self._call.number_raw
+        return bool(number and current and number != current)
+
+    def _on_report(self, event: CallReport, now: datetime, out: list[CallEvent]) -> None:
+        if not event.ends_call:
+            # An end record: this line's device reports ends, so later calls wait for theirs.
+            self._end_reports = True
+        if self._call is None:
+            logger.debug("%s: a device's call report with no call in progress", self.identity.line)
+            return
+        self._report = event
+        self._answer_seen = self._call.answered_at is not None
+        if not event.ends_call:
+            return
+        call = self._call
+        # An inbound call the report says was answered is made so by _apply_report.
+        if call.answered_at is not None:
+            disposition = Disposition.ANSWERED
+        elif call.direction is Direction.OUT:
+            disposition = Disposition.ABANDONED
+        else:
+            disposition = Disposition.MISSED
+        reason = EndReason.BLOCKED if event.blocked else EndReason.HANGUP
+        self._finish(now, disposition, reason, out)
+        self._set_state(LineState.IDLE, now)
+
+    def _apply_report(self, call: Call, at: datetime, disposition: Disposition) -> tuple[Call, Disposition]:
+        """The ending call with the device's counts where they are believable, and its disposition.
+
+        Inbound only: an outbound call's ring time is measured from the end of
+        dialing, which no device reports. A talk count is used when it is no
+        longer than the call by our clock (plus :data:`REPORT_TOLERANCE`). An
+        answer the line showed before the report stands unless the report
+        counts talk; an answered call the line did not see answered talked
+        for the part of the device's start-to-end duration after the rings we
+        saw (a zero duration, from a clock with whole seconds, says nothing).
+        """
+        report = self._report
+        if report is None:
+            return call, disposition
+        if report.answered is False and call.answered_at is None and disposition is Disposition.UNKNOWN:
+            disposition = Disposition.MISSED if call.direction is Direction.IN else Disposition.ABANDONED
+        if call.direction is not Direction.IN:
+            return call, disposition
+        elapsed = _seconds(at, call.started_at)
+
+        def believable(value: float | None) -> float | None:
+            if value is None or value < 0 or value > elapsed + REPORT_TOLERANCE:
+                if value is not None:
+                    logger.info(
+                        "%s: the device's count of %.1f s is out of bounds (%.1f s by our clock)",
+                        self.identity.line,
+                        value,
+                        elapsed,
+                    )
+                return None
+            return min(value, elapsed)
+
+        talk = believable(report.talk_seconds)
+        if talk is None and report.answered and not self._answer_seen:
+            # Answered, but the line did not show when (an off-hook that comes with the end
+            # record, as NCID's END: BYE, is no answer time): after the last ring we saw.
+            rang_until = self._last_ring or call.started_at
+            duration = believable(report.duration) if report.duration else None
+            if duration is not None:
+                talk = max(0.0, duration - _seconds(rang_until, call.started_at))
+            else:
+                talk = _seconds(at, rang_until)
+        if talk is None or (talk == 0 and not report.answered):
+            return call, disposition
+        answered_at = max(call.started_at, at - timedelta(seconds=talk))
+        call = replace(call, answered_at=answered_at, ring_seconds=_seconds(answered_at, call.started_at))
+        return call, Disposition.ANSWERED
 
     def _on_off_hook(self, now: datetime, out: list[CallEvent]) -> None:
         if self._state is LineState.RINGING:
@@ -407,8 +548,10 @@ class CallTracker:
     def _finish(
         self, at: datetime, disposition: Disposition, reason: EndReason, out: list[CallEvent]
     ) -> None:
-        call = self._require_call()
+        call, disposition = self._apply_report(self._require_call(), at, disposition)
         self._call = None
+        self._report = None
+        self._answer_seen = False
         out.append(CallEvent(CallEventKind.ENDED, self._ended(call, at, disposition, reason), at))
         self._last_ring = None
         self._offhook_at = None

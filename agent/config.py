@@ -8,6 +8,7 @@ variables override secrets and URLs only: ``CTI_AGENT_DATABASE_URL``,
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import socket
@@ -335,12 +336,55 @@ class Config(_Section):
         )
 
     def line_for(self, device_id: str, port: str) -> LineSection:
-        """The configured line for a device's port, or one made from the ``[agent]`` defaults."""
+        """The configured line for a device's port, or one made from the ``[agent]`` defaults.
+
+        Never raises: a device's label that is not a valid line id (``Home Line``,
+        as an NCID server may send) gets a safe id derived from it (see
+        :func:`derived_line_id`); :func:`line_label_problem` says why.
+        """
         for line in self.lines:
             if line.device == device_id and line.port == port:
                 return line
-        line_id = device_id if port == "1" else f"{device_id}:{port}"
-        return LineSection(id=line_id, device=device_id, port=port)
+        return LineSection(id=derived_line_id(device_id, port), device=device_id, port=port)
+
+    def line_problem(self, device_id: str, port: str) -> str | None:
+        """Why an unconfigured port's label cannot be its line id as it is (None when it can)."""
+        if any(line.device == device_id and line.port == port for line in self.lines):
+            return None
+        return line_label_problem(device_id, port)
+
+
+#: What a line id may hold (the ``[[lines]] id`` pattern); the ``calls.line`` column holds 100.
+LINE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]+$")
+LINE_ID_MAX = 100
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.:-]+")
+
+
+def derived_line_id(device_id: str, port: str) -> str:
+    """The line id of an unconfigured port: ``device`` for port ``1``, else ``device:port``.
+
+    When that is not a valid id, the label's unsafe characters become ``_`` and
+    a short hash of the label is appended, so two labels that differ only in
+    those characters (``Home Line``, ``Home/Line``) never share a line.
+    """
+    plain = device_id if port == "1" else f"{device_id}:{port}"
+    if LINE_ID_PATTERN.match(plain) and len(plain) <= LINE_ID_MAX:
+        return plain
+    digest = hashlib.sha256(port.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    safe_device = _UNSAFE.sub("_", device_id)[:40] or "device"
+    safe_port = _UNSAFE.sub("_", port).strip("_")[:40]
+    return f"{safe_device}:{safe_port}-{digest}" if safe_port else f"{safe_device}:{digest}"
+
+
+def line_label_problem(device_id: str, port: str) -> str | None:
+    """Why a port's label cannot be its line id as it is (None when it can)."""
+    plain = device_id if port == "1" else f"{device_id}:{port}"
+    if LINE_ID_PATTERN.match(plain) and len(plain) <= LINE_ID_MAX:
+        return None
+    return (
+        f"line label {port!r} is not a valid line id (letters, digits, '_.:-', at most {LINE_ID_MAX});"
+        f" its calls are on line {derived_line_id(device_id, port)!r}"
+    )
 
 
 def load_config(

@@ -10,6 +10,7 @@ box sees hook state and digits, a PBX sees everything. The call tracker
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
@@ -38,15 +39,106 @@ def _fields_to_json(obj: Any) -> dict[str, Any]:
     return out
 
 
+#: Longest line label kept (longer ones are cut).
+MAX_LABEL = 64
+#: Longest number or digit string kept; a longer one is dropped, since a cut number is a wrong one.
+MAX_NUMBER = 64
+#: Longest ``raw`` text kept: a caller-ID message or a protocol line is a few hundred characters.
+MAX_RAW = 2048
+#: Longest value of any other text field (names, cadences, reasons).
+MAX_TEXT = 200
+
+# NUL, the other C0 controls, DEL and the C1 controls: never meaningful in a number, name or
+# label, and harmful in logs, terminals, pages and databases (PostgreSQL refuses NUL in text).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_EDGE_CONTROLS = re.compile(r"^[\x00-\x1f\x7f-\x9f\s]+|[\x00-\x1f\x7f-\x9f\s]+$")
+#: Fields that hold a phone number or digits: cleaned by dropping, never by joining or cutting.
+_NUMBER_FIELDS = frozenset({"number", "digits"})
+_TEXT_FIELDS: dict[type[Any], tuple[tuple[str, bool], ...]] = {}
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with each control character written as a ``\\xNN`` escape, the rest as it was."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def strip_controls(text: str) -> str:
+    """``text`` without control characters."""
+    return _CONTROL.sub("", text)
+
+
+def _clean_number(value: str) -> str:
+    """A number or digit string without controls at its ends; ``""`` when one is inside or it is too long."""
+    inner = _EDGE_CONTROLS.sub("", value)
+    if _CONTROL.search(inner) or len(inner) > MAX_NUMBER:
+        return ""
+    return inner if _CONTROL.search(value) else value
+
+
+def _clean_text(name: str, value: str) -> str:
+    limit = MAX_LABEL if name == "line" else MAX_TEXT
+    clean = strip_controls(value) if _CONTROL.search(value) else value
+    return clean[:limit]
+
+
+def _text_fields(cls: type[Any]) -> tuple[tuple[str, bool], ...]:
+    """The names of ``cls``'s fields other than ``raw``, each with whether it may be None."""
+    found = _TEXT_FIELDS.get(cls)
+    if found is None:
+        found = tuple((f.name, f.default is None) for f in fields(cls) if f.name not in ("raw", "at"))
+        _TEXT_FIELDS[cls] = found
+    return found
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LineEvent:
-    """Something a device saw on one of its lines."""
+    """Something a device saw on one of its lines.
+
+    Constructing one is the boundary between device input and the rest of the
+    program, so every event cleans itself (see :meth:`__post_init__`): past it
+    no text field but ``raw`` holds a control character, none runs on without
+    bound, and nothing downstream has to check.
+    """
 
     kind: ClassVar[str] = "event"
 
     device_id: str
     line: str
     at: datetime
+
+    def __post_init__(self) -> None:
+        """Clean the text fields: control characters out, lengths bounded, the original kept in ``raw``.
+
+        Every ``str`` field loses NUL and the C0/C1 control characters and is
+        cut to its bound (:data:`MAX_LABEL` for ``line``, :data:`MAX_TEXT`
+        otherwise). A number or digit string is never joined up or cut: one
+        with a control character between its characters, or longer than
+        :data:`MAX_NUMBER`, is dropped (None, or ``""`` where it is required),
+        as the digits left might be somebody else's number. ``raw`` is the
+        diagnosis: it keeps what the device sent, control characters included
+        (it is never stored or shown, only logged with ``%r`` and written as
+        JSON, both of which escape them), bounded by :data:`MAX_RAW`; when
+        another field had to be cleaned and ``raw`` is empty, the original
+        values go there, escaped. Never raises on content.
+        """
+        cleaned: list[str] = []
+        for name, optional in _text_fields(type(self)):
+            value = getattr(self, name)
+            if not isinstance(value, str):
+                continue
+            clean = _clean_number(value) if name in _NUMBER_FIELDS else _clean_text(name, value)
+            if clean == value:
+                continue
+            cleaned.append(f"{name}={escape_controls(value)[:MAX_TEXT]}")
+            object.__setattr__(self, name, None if optional and not clean else clean)
+        if not hasattr(self, "raw"):
+            return
+        raw = getattr(self, "raw", None)
+        if raw:
+            if len(raw) > MAX_RAW:
+                object.__setattr__(self, "raw", raw[:MAX_RAW])
+        elif cleaned:
+            object.__setattr__(self, "raw", "; ".join(cleaned)[:MAX_RAW])
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict with ``kind`` first and the time in ISO 8601."""
@@ -115,6 +207,36 @@ class Connected(LineEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class CallReport(LineEvent):
+    """The device's own account of the call on the line: how long it rang and talked, and how it ended.
+
+    End and detail records (a Whozz Calling unit's ``E`` record, an NCID
+    gateway's ``END:``) and blocked-caller lines (NCID ``HUP:``/``BLK:``) carry
+    what the device measured. A unit that reports a call only at its start and
+    end (no hook events in real time) is then still credited with real ring and
+    talk seconds. The tracker uses each value only within sane bounds (never
+    more than the call has lasted by our clock), and the arrival times otherwise.
+
+    :param talk_seconds: how long the call was connected, as the device counted.
+    :param duration: seconds from the call's start (first ring, or dialing) to its end.
+    :param answered: the device knows it was answered (True) or not (False); None: it cannot tell.
+    :param ends_call: no hang-up event follows: the report itself ends the call.
+    :param blocked: the server or device cut the caller off (a blacklist); they never reached a phone.
+    :param device_start: the device's own start time of the call, as sent (for diagnosis).
+    :param device_end: the device's own end time, as sent.
+    """
+
+    kind: ClassVar[str] = "call_report"
+    talk_seconds: float | None = None
+    duration: float | None = None
+    answered: bool | None = None
+    ends_call: bool = False
+    blocked: bool = False
+    device_start: str | None = None
+    device_end: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DeviceUp(LineEvent):
     """The device is open and working. ``line`` is ``"*"``: it concerns every line of the device."""
 
@@ -148,6 +270,7 @@ LINE_EVENT_TYPES: tuple[type[LineEvent], ...] = (
     OnHook,
     Dialed,
     Connected,
+    CallReport,
     DeviceUp,
     DeviceDown,
     LineError,
@@ -187,6 +310,9 @@ class EndReason(enum.StrEnum):
     DEVICE_DOWN = "device_down"
     SHUTDOWN = "shutdown"  # the agent stopped with the call in progress
     NO_NUMBER = "no_number"  # off-hook and on-hook with nothing dialed
+    NEXT_CALLER = "next_caller"  # a hook-blind line rang with another caller's ID
+    BLOCKED = "blocked"  # the server or device cut the caller off (a blacklist)
+    AGENT_CRASH = "agent_crash"  # left open by a run that died; closed at the next start
 
 
 class LineState(enum.StrEnum):

@@ -11,12 +11,16 @@ relative to the data directory (``recordings/2024/05/06/<uuid>.flac``), so a dat
 directory can move; :meth:`RecordingStore.resolve` turns it back into a path.
 
 Crash safety: audio goes to the ``.part`` file as it arrives and is renamed
-when the call ends. A ``.call.json`` still present at start-up means its row
-was never written: :meth:`RecordingStore.recover` repairs each ``.part`` into a
-playable file (re-encoding every frame that can still be read: a FLAC left by
-SIGKILL has no sample count and cannot be read in one go, an Ogg loses its last
-page) and writes the row with status ``recovered`` and the real duration,
-linked to the call described by the ``.call.json``.
+when the call ends; the ``.call.json`` sidecar is written to a temporary name
+and renamed (:func:`write_atomically`), so it is whole or absent, never
+truncated. A ``.call.json`` still present at start-up means its row was never
+written: :meth:`RecordingStore.recover` repairs each ``.part`` into a playable
+file and writes the row with status ``recovered`` and the real duration,
+linked to the call described by the ``.call.json``. The repair re-encodes every
+frame that can still be decoded: a FLAC left by SIGKILL has no sample count and
+cannot be read in one go, and a read that meets its torn tail loses its whole
+block, so the repair creeps up to the tail in smaller blocks and keeps what
+``flac -d -F`` keeps; an Ogg loses its last page.
 """
 
 from __future__ import annotations
@@ -51,6 +55,10 @@ PART_SUFFIX = ".part"
 META_SUFFIX = ".call.json"
 #: Frames read at a time when repairing; a crashed FLAC must be read in blocks.
 REPAIR_BLOCK = 8192
+#: Block sizes of the repair's passes. A read that meets the torn tail loses its whole block,
+#: so each pass replays the last one's good reads and creeps on in smaller blocks: the last,
+#: one frame at a time, keeps every frame that decodes (what ``flac -d -F`` keeps).
+REPAIR_PASSES = (REPAIR_BLOCK, 256, 1)
 #: A repaired file longer than this is assumed corrupt past this point (a day of audio at 48 kHz).
 REPAIR_MAX_FRAMES = 48_000 * 86_400
 
@@ -102,6 +110,31 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def write_atomically(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Make ``data`` the content of ``path``: written to a temporary name, synced, renamed.
+
+    A crash or a full disk leaves the old file or the new one, never a
+    truncated one. The temporary file is removed when the write fails.
+
+    :raises OSError: the file could not be written (the old one, if any, is untouched).
+    """
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
 class RecordingStore:
     """Files under ``<data_dir>/recordings`` and their rows in ``engine`` (None: files only).
 
@@ -151,9 +184,7 @@ class RecordingStore:
         folder = paths.part.parent
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         meta = {"call": call.to_dict(), "samplerate": samplerate, "channels": channels}
-        fd = os.open(paths.meta, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(meta, f)
+        write_atomically(paths.meta, json.dumps(meta).encode("utf-8"))
         fd = os.open(paths.part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             return sf.SoundFile(
@@ -187,10 +218,9 @@ class RecordingStore:
 
     @staticmethod
     def readable_frames(path: Path) -> int:
-        """How many frames of ``path`` can be read (a torn file: up to the first bad spot)."""
+        """How many frames of ``path`` can be read (a torn file: every frame up to the first bad spot)."""
         try:
-            with sf.SoundFile(path) as f:
-                return sum(len(block) for block in _readable_blocks(f))
+            return _decodable(path).frames
         except (sf.LibsndfileError, RuntimeError):
             return 0
 
@@ -205,7 +235,7 @@ class RecordingStore:
         try:
             with sf.SoundFile(paths.part) as f:
                 declared, rate, channels = f.frames, f.samplerate, f.channels
-                readable = sum(len(block) for block in _readable_blocks(f))
+            readable = _decodable(paths.part).frames
         except (sf.LibsndfileError, RuntimeError):
             readable, declared = -1, 0
         if readable > 0 and readable == declared:
@@ -224,6 +254,7 @@ class RecordingStore:
         tmp = paths.final.with_name(paths.final.name + ".tmp")
         frames = 0
         try:
+            plan = _decodable(paths.part)
             source = sf.SoundFile(paths.part)
         except (sf.LibsndfileError, RuntimeError) as exc:
             logger.warning("recording %s cannot be opened for repair: %s", paths.part, exc)
@@ -249,7 +280,7 @@ class RecordingStore:
                 raise
             try:
                 with out:
-                    for block in _readable_blocks(source):
+                    for block in plan.blocks(source):
                         out.write(block)
                         frames += len(block)
             except BaseException:
@@ -433,19 +464,65 @@ def audit(
     add_audit(session, action, user=user, target=target, detail=json.dumps(detail))
 
 
-def _readable_blocks(source: sf.SoundFile) -> Iterator[np.ndarray[Any, Any]]:
-    """Blocks of int16 frames until the end or the first unreadable spot (a crash's torn tail)."""
-    total = 0
-    while total < REPAIR_MAX_FRAMES:
-        try:
-            block = source.read(REPAIR_BLOCK, dtype="int16", always_2d=True)
-        except (sf.LibsndfileError, RuntimeError) as exc:
-            logger.debug("repair stops at frame %d: %s", total, exc)
-            return
-        if len(block) == 0:
-            return
-        total += len(block)
-        yield block
+@dataclass(frozen=True, slots=True)
+class _ReadPlan:
+    """How to read every decodable frame of a file: ``(up to frame, in blocks of)`` steps, in order.
+
+    libsndfile loses the whole block of a read that meets a torn tail, so the
+    plan found by :func:`_decodable` is followed exactly when copying: the same
+    reads succeed again.
+    """
+
+    steps: tuple[tuple[int, int], ...]
+
+    @property
+    def frames(self) -> int:
+        """The frames the plan reads."""
+        return self.steps[-1][0] if self.steps else 0
+
+    def blocks(self, source: sf.SoundFile) -> Iterator[np.ndarray[Any, Any]]:
+        """The blocks of int16 frames of ``source`` (opened at its start), as planned."""
+        total = 0
+        for until, size in self.steps:
+            while total < until:
+                block = source.read(min(size, until - total), dtype="int16", always_2d=True)
+                if len(block) == 0:
+                    return
+                total += len(block)
+                yield block
+
+
+def _decodable(path: Path) -> _ReadPlan:
+    """The plan that reads every frame of ``path`` up to its end or its first undecodable spot.
+
+    :raises sf.LibsndfileError: the file cannot be opened at all.
+    """
+    steps: list[tuple[int, int]] = []
+    for size in REPAIR_PASSES:
+        plan = _ReadPlan(tuple(steps))
+        with sf.SoundFile(path) as source:
+            try:
+                good = sum(len(block) for block in plan.blocks(source))
+            except (sf.LibsndfileError, RuntimeError) as exc:  # pragma: no cover - it read before
+                logger.debug("repair: %s no longer reads to frame %d: %s", path, plan.frames, exc)
+                return plan
+            ended = False
+            while good < REPAIR_MAX_FRAMES:
+                try:
+                    block = source.read(size, dtype="int16", always_2d=True)
+                except (sf.LibsndfileError, RuntimeError) as exc:
+                    logger.debug("repair of %s: blocks of %d stop at frame %d: %s", path, size, good, exc)
+                    break
+                if len(block) == 0:
+                    ended = True
+                    break
+                good += len(block)
+            else:
+                ended = True  # as long as any recording may be
+        steps.append((good, size))
+        if ended:
+            break
+    return _ReadPlan(tuple(steps))
 
 
 def _read_meta_call(meta: Path) -> Call | None:
@@ -467,4 +544,5 @@ __all__ = [
     "RecordingStore",
     "audit",
     "sha256_of",
+    "write_atomically",
 ]

@@ -20,7 +20,7 @@ from sqlalchemy import ColumnElement, ScalarSelect, and_, case, func, or_, selec
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from agent.events import Call, Customer, RepStateChange
+from agent.events import Call, Customer, Disposition, EndReason, RepStateChange
 from agent.numbers import DEFAULT_REGION, clean, to_e164
 from storage.models import AuditEntry, CallRecord, CustomerPhone, CustomerRecord, Recording, utcnow
 
@@ -732,3 +732,74 @@ def rep_state_totals(session: Session, rep: str, *, since: datetime, until: date
     if last is not None:
         add(last[1], last[2], (until - last[0]).total_seconds())
     return totals
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedCall:
+    """A call row a previous run left open, as :func:`close_open_calls` ended it."""
+
+    uuid: str
+    ended_at: datetime
+    disposition: str
+    ring_seconds: float
+    talk_seconds: float
+    recording_seconds: float | None
+
+
+def close_open_calls(
+    session: Session, *, now: datetime, seat: str | None = None, run_started: datetime | None = None
+) -> list[ClosedCall]:
+    """End every call row that a run which died (kill -9, power cut) left in progress.
+
+    Call it at start-up, before any device runs (then no call is really in
+    progress), after the spool of the last run was written and the recordings
+    it left were repaired (so their rows hold the real, decodable length).
+
+    Each open row (``ended_at`` NULL; of ``seat`` only, when given) is ended
+    with ``end_reason = 'agent_crash'`` and times from what is known: the call
+    was alive at least until its row was last written by the run that died
+    (``updated_at`` before ``run_started``: this run's recording recovery writes
+    the row too) and, when it has a recording, for as long as the recording runs
+    from the answer (or the start). Never later than ``now``. Answered calls end ``answered`` with
+    the talk time up to that end; the rest ``unknown`` (the line never said).
+    The change goes through the same row, so team mode's outbox sends it on.
+    """
+    query = select(CallRecord).where(CallRecord.ended_at.is_(None))
+    if seat is not None:
+        query = query.where(CallRecord.seat == seat)
+    closed: list[ClosedCall] = []
+    for record in session.scalars(query.order_by(CallRecord.id).with_for_update()):
+        seconds = session.scalar(
+            select(func.max(Recording.seconds)).where(Recording.call_uuid == record.uuid)
+        )
+        anchor = record.answered_at or record.started_at
+        ended_at = anchor
+        if run_started is None or record.updated_at < run_started:
+            ended_at = max(ended_at, record.updated_at)
+        if seconds is not None and seconds > 0:
+            ended_at = max(ended_at, anchor + timedelta(seconds=seconds))
+        ended_at = max(min(ended_at, now), record.answered_at or record.started_at)
+        answered = record.answered_at is not None
+        talk = (ended_at - record.answered_at).total_seconds() if record.answered_at is not None else 0.0
+        ring = ((record.answered_at or ended_at) - record.started_at).total_seconds()
+        record.ended_at = ended_at
+        record.disposition = Disposition.ANSWERED.value if answered else Disposition.UNKNOWN.value
+        record.end_reason = EndReason.AGENT_CRASH.value
+        if record.ring_seconds is None or not answered:
+            record.ring_seconds = round(max(0.0, ring), 3)
+        record.talk_seconds = round(max(0.0, talk), 3)
+        record.updated_at = now
+        closed.append(
+            ClosedCall(
+                uuid=record.uuid,
+                ended_at=ended_at,
+                disposition=record.disposition,
+                ring_seconds=record.ring_seconds,
+                talk_seconds=record.talk_seconds,
+                recording_seconds=seconds,
+            )
+        )
+    session.flush()
+    if closed:
+        logger.warning("closed %d call(s) a previous run left in progress", len(closed))
+    return closed

@@ -20,6 +20,7 @@ PACKAGES=(
     chromium fonts-noto-cjk # headless browser for the seat page tests (Playwright drives it), CJK glyphs
     minimodem multimon-ng sox # independent caller-ID decoders (tests/integration/test_linetap_peers.py, bench)
     ceph-mon ceph-osd ceph-common radosgw uuid-runtime curl # a real S3 store, Ceph RGW (tests/integration/rgw_fixture.py)
+    flac          # `flac -d -F`, the reference for what a torn FLAC holds (tests/integration/test_crash_recovery.py)
 )
 
 installed() {

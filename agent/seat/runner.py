@@ -14,10 +14,11 @@ together is tested on its own; here is only the glue:
   through the same fan-out as call events;
 - one queue and task per observer, so a slow or failing observer never holds
   up another. Storage must not lose a call: a failed write is retried with
-  back-off, and whatever is still unwritten at shutdown is spooled to a file
-  that the next start writes first. Park, don't block: a call the database
-  refuses for what it is (``storage.faults.Rejected``) is parked after a few
-  tries, so the calls behind it are written.
+  back-off, and whatever is still unwritten at shutdown is spooled, in space
+  reserved at start (:mod:`agent.seat.spool`), to a file that the next start
+  writes first; a start then ends the calls a crash left open. Park, don't
+  block: a call the database refuses for what it is (``storage.faults.Rejected``)
+  is parked after a few tries, so the calls behind it are written.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -63,6 +64,8 @@ from agent.seat.devices import Device, DeviceRegistry
 from agent.seat.metrics import Metrics, make_metrics_app
 from agent.seat.observers import HookObserver, Observer, PluginErrorCounter, notify_each
 from agent.seat.recorder import Recorder, make_recorder
+from agent.seat.spool import SPOOL_NAME as SPOOL_NAME  # re-exported: tests and tools name the spool by it
+from agent.seat.spool import Spool
 from agent.seat.sync import SyncLoop, make_sync
 from agent.seat.web.app import make_seat_app
 from agent.seat.web.bus import SeatBus
@@ -73,10 +76,10 @@ from storage.faults import PARK_AFTER, Rejected
 from storage.observer import PARKED_NAME, ParkedCalls, StorageObserver
 from storage.plugin import SqlStore
 from storage.recordings import RecordingStore
+from storage.repository import close_open_calls
 
 logger = logging.getLogger(__name__)
 
-SPOOL_NAME = "unwritten-calls.jsonl"
 #: Rep-state changes storage could not take at shutdown, beside the calls (every one counts).
 REP_SPOOL_NAME = "unwritten-rep-states.jsonl"
 BACKOFF_START = 0.5
@@ -292,11 +295,15 @@ class Agent:
         self.recorder: Recorder | None = None
         self.sync: SyncLoop | None = None
         self.storage: StorageObserver | None = None
+        #: Calls the shutdown could write neither to the database nor to the spool (then run() raises).
+        self.spool_lost = 0
+        self._run_started: datetime | None = None
 
     # -- life cycle ---------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
         """Start everything, run until ``stop`` is set, then shut down in order."""
+        self._run_started = self.clock()
         data_dir = self.config.agent.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
         self.engine = await asyncio.to_thread(self._open_database)
@@ -331,6 +338,7 @@ class Agent:
             for observer in observers
         ]
         await self._replay_spool()
+        await asyncio.to_thread(self._close_open_calls)
         pipe_tasks = [asyncio.create_task(p.run(), name=f"observer:{p.observer.name}") for p in self._pipes]
         device_tasks: list[asyncio.Task[None]] = []
         ticker: asyncio.Task[None] | None = None
@@ -465,6 +473,10 @@ class Agent:
         if self.engine is not None:
             self.engine.dispose()
         logger.info("agent stopped")
+        if self.spool_lost:
+            raise AgentError(
+                f"{self.spool_lost} call(s) could be written neither to the database nor the spool"
+            )
 
     def health(self) -> dict[str, int]:
         """What is parked or waiting, for ``/healthz`` and ``/api/state`` (cheap: no database query)."""
@@ -513,6 +525,10 @@ class Agent:
             self.lines[key] = line
             self._line_tasks.append(asyncio.create_task(self._run_line(line), name=f"line:{section.id}"))
             self._publish_status(line)
+            problem = self.config.line_problem(device.device_id, port)
+            if problem is not None:
+                # The label cannot be an id as it is: its calls go on a derived one, and this says so.
+                self.feed(LineError(device_id=device.device_id, line=port, at=self.clock(), error=problem))
         return line
 
     async def _run_device(self, device: Device) -> None:
@@ -761,10 +777,11 @@ class Agent:
 
     # -- nothing lost: the spool ------------------------------------------------
 
-    def _spool_path(self) -> Path:
-        return self.config.agent.data_dir / SPOOL_NAME
+    def _spool(self) -> Spool:
+        return Spool(self.config.agent.data_dir)
 
     def _spool_unwritten(self) -> None:
+        """Spool what the database did not take, in the space reserved at start (see agent.seat.spool)."""
         pipe = next((p for p in self._pipes if p.observer.must_deliver), None)
         if pipe is None:
             return
@@ -785,27 +802,76 @@ class Agent:
             )
         if not latest:
             return
-        path = self._spool_path()
-        _append_lines(path, [event.to_dict() for event in latest.values()])
+        spool = self._spool()
+        earlier = spool.lines()  # what the last start could not write either
+        lines = [*earlier, *(json.dumps(e.to_dict(), ensure_ascii=False) for e in latest.values())]
+        lost = spool.write(lines)
+        if lost:
+            self.spool_lost = lost
+            logger.error(
+                "the database could not take %d call(s) and %d spooled line(s) did not fit in %s: lost",
+                len(latest),
+                lost,
+                spool.path,
+            )
+            return
         logger.error(
-            "the database could not take %d call(s); kept in %s for the next start", len(latest), path
+            "the database could not take %d call(s); kept in %s for the next start", len(latest), spool.path
         )
 
     async def _replay_spool(self) -> None:
+        spool = self._spool()
+        lines = await asyncio.to_thread(spool.lines)
+        if lines:
+            await self._replay_lines(spool, lines)
+        # Room for the next shutdown's spool, taken while the disk has some.
+        await asyncio.to_thread(spool.reserve)
         storage = next(p for p in self._pipes if p.observer.must_deliver)
-
-        async def park(message: Message, exc: Rejected) -> bool:
-            # Spooled by the last run, refused again now: its tries are spent, park it.
-            return isinstance(message, CallEvent) and await storage._park(message, exc, refusals=PARK_AFTER)
-
-        calls = await _replay_file(self._spool_path(), storage.observer, CallEvent.from_dict, park)
-        if calls is not None:
-            logger.info("wrote %d spooled call(s) from the last run", calls)
         changes = await _replay_file(
             self.config.agent.data_dir / REP_SPOOL_NAME, storage.observer, RepStateChange.from_dict
         )
         if changes is not None:
             logger.info("wrote %d spooled rep-state change(s) from the last run", changes)
+
+    async def _replay_lines(self, spool: Spool, lines: list[str]) -> None:
+        storage = next(p for p in self._pipes if p.observer.must_deliver)
+        kept: list[str] = []
+        replayed = 0
+        for number, text in enumerate(lines, start=1):
+            try:
+                event = CallEvent.from_dict(json.loads(text))
+            except (ValueError, KeyError, TypeError) as exc:
+                logger.error("%s:%d: unreadable spooled call kept aside: %s", spool.path, number, exc)
+                kept.append(text)
+                continue
+            try:
+                await storage.observer.notify(event)
+                replayed += 1
+            except Rejected as exc:
+                # Spooled by the last run, refused again now: its tries are spent, park it.
+                if not await storage._park(event, exc, refusals=PARK_AFTER):
+                    kept.append(text)
+            except Exception as exc:
+                logger.error("spooled call %s still cannot be written: %s", event.call.uuid, exc)
+                kept.append(text)
+        await asyncio.to_thread(spool.replace, kept)
+        logger.info("wrote %d spooled call(s) from the last run", replayed)
+
+    def _close_open_calls(self) -> None:
+        """End the calls a run that died left open (blocking: call it from a worker thread).
+
+        At start no device runs yet, so no open row is a call in progress. A
+        database error is logged: the rows stay open for the next start to close.
+        """
+        if self.engine is None:
+            return
+        try:
+            with Session(self.engine) as session, session.begin():
+                close_open_calls(
+                    session, now=self.clock(), seat=self.config.agent.seat, run_started=self._run_started
+                )
+        except SQLAlchemyError as exc:
+            logger.error("cannot close the calls the last run left open: %s", exc)
 
 
 def _append_lines(path: Path, records: list[dict[str, Any]]) -> None:
@@ -821,12 +887,8 @@ async def _replay_file(
     path: Path,
     storage: Observer,
     parse: Callable[[dict[str, Any]], Message],
-    park: Callable[[Message, Rejected], Awaitable[bool]] | None = None,
 ) -> int | None:
-    """Hand every line of a spool file to storage; keep what fails. None when there is no file.
-
-    A line storage refuses for good is handed to ``park`` and dropped from the spool once parked.
-    """
+    """Hand every line of a spool file to storage; keep what fails. None when there is no file."""
     if not path.exists():
         return None
     kept: list[str] = []
@@ -843,9 +905,6 @@ async def _replay_file(
         try:
             await storage.notify(message)
             replayed += 1
-        except Rejected as exc:
-            if park is None or not await park(message, exc):
-                kept.append(text)
         except Exception as exc:
             what = f"call {message.call.uuid}" if isinstance(message, CallEvent) else "rep-state change"
             logger.error("spooled %s still cannot be written: %s", what, exc)

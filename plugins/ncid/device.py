@@ -26,6 +26,7 @@ from agent.events import LineError, LineEvent
 from agent.seat.devices import Device, DeviceConfig
 from plugins.ncid.config import NcidConfig
 from plugins.ncid.protocol import DEFAULT_LINE, NcidSession, NcidStats, Phase
+from plugins.ncid.reports import report_for
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +41,9 @@ class NcidDevice(Device):
     goes off or on hook, so unanswered calls end by the tracker's ring time-out
     with disposition ``unknown``. Gateway-fed servers (SIP, Whozz Calling) send
     ``END:``/``CIDINFO: -1`` lines, which become hook events, and the tracker
-    switches to hook-aware reading on the first one it sees.
+    switches to hook-aware reading on the first one it sees. ``END:`` also gives the
+    call's length and ``HUP:``/``BLK:`` end their call at once, as
+    :class:`~agent.events.CallReport` events (see :mod:`plugins.ncid.reports`).
     """
 
     type: ClassVar[str] = "ncid"
@@ -176,8 +179,22 @@ class NcidDevice(Device):
                 if self._writer is None:
                     return  # we closed it
                 raise DeviceError(f"{self.device_id}: NCID server {self.where} closed the connection")
-            for event in session.feed(raw, self._now()):
+            for event in self._live(session, raw):
                 yield event
+
+    def _live(self, session: NcidSession, raw: str) -> list[LineEvent]:
+        """One live server line -> its events, with the server's own account of the call where it gives one.
+
+        An end-of-call report goes before the hook events that end the call (the
+        tracker keeps it for the end); a blocked caller's report after the caller
+        ID it ends (see :mod:`plugins.ncid.reports`).
+        """
+        at = self._now()
+        events = session.feed(raw, at)
+        report = report_for(raw, device_id=self.device_id, label_of=session.line_label, at=at)
+        if report is None or any(isinstance(event, LineError) for event in events):
+            return events
+        return [*events, report] if report.ends_call else [report, *events]
 
     async def _readline(self, timeout: float) -> str | None:
         """One line without its ending; None at end of stream. Overlong lines become errors."""

@@ -19,10 +19,18 @@ from types import TracebackType
 from typing import Any, ClassVar
 
 from agent.errors import DeviceError
-from agent.events import LineError, LineEvent
+from agent.events import CallReport, LineError, LineEvent
 from agent.seat.devices import Device, DeviceConfig
 from plugins.whozz.config import WhozzConfig, parse_listen
-from plugins.whozz.protocol import Deduper, NotARecord, WhozzDecoder, WhozzParseError, parse_datagram
+from plugins.whozz.protocol import (
+    Deduper,
+    Kind,
+    NotARecord,
+    WhozzDecoder,
+    WhozzParseError,
+    WhozzRecord,
+    parse_datagram,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -181,7 +189,36 @@ class WhozzDevice(Device):
             raw = data.decode("ascii", errors="backslashreplace")
             return [LineError(device_id=self.device_id, line=_ERROR_LINE, at=at, error=str(exc), raw=raw)]
         stats.records += 1
-        return self._decoder.events(packet.record, at)
+        events = self._decoder.events(packet.record, at)
+        report = self._report(packet.record, events, at)
+        # Before the on-hook that ends the call: the tracker keeps it for the end.
+        return [report, *events] if report is not None else events
+
+    def _report(self, record: WhozzRecord, events: list[LineEvent], at: datetime) -> CallReport | None:
+        """The unit's own account of a call from its end record (None for every other record).
+
+        The end record's duration is the unit's own count of the call's seconds
+        [WC48], taken as its connected time (the tracker never lets it exceed the
+        call's length by our clock); a Basic unit, which sees no hook state, is
+        then credited with real talk time. A unit with detail records reports
+        the hook as it happens, which is better than any count. A zero duration says nothing (Basic units send
+        ``0000``), so the call keeps what the line showed.
+        """
+        if record.kind is not Kind.CALL or record.start or record.limited or not events:
+            return None
+        if self._decoder.detail_records or record.duration <= 0:
+            # Detail records ended the call as it happened; a zero count tells nothing.
+            return None
+        duration = float(record.duration)
+        return CallReport(
+            device_id=self.device_id,
+            line=events[0].line,
+            at=at,
+            talk_seconds=duration if record.inbound else None,
+            duration=duration,
+            answered=True,
+            device_end=record.device_time,
+        )
 
 
 __all__ = ["WhozzDevice", "WhozzStats"]

@@ -20,6 +20,7 @@ from agent.events import (
     CallerId,
     CallEvent,
     CallEventKind,
+    CallReport,
     Connected,
     DeviceDown,
     DeviceUp,
@@ -79,6 +80,10 @@ UP = functools.partial(DeviceUp, device_id=DEV, line=ALL_LINES)
 
 def cid(number: str | None = None, name: str | None = None, absence: Absence | None = None) -> EventFactory:
     return _ev(CallerId, number=number, name=name, absence=absence)
+
+
+def report(**fields: object) -> EventFactory:
+    return _ev(CallReport, **fields)
 
 
 def dial(digits: str, complete: bool = False) -> EventFactory:
@@ -349,6 +354,213 @@ CASES = [
         Final(IN, 0, 2, 5, 2.0, 3.0, ANSWERED, HANGUP, rings=1),
     ),
 ]
+
+
+HOOK_BLIND = TrackerConfig(reports_hook=False)
+#: A unit that cannot see the handset but sends an end record for every call (Whozz Basic, NCID gateways).
+END_RECORDS = TrackerConfig(reports_hook=False, reports_end=True)
+NEXT_CALLER, BLOCKED = EndReason.NEXT_CALLER, EndReason.BLOCKED
+
+# A device's own report of the call (end records, NCID END:/HUP:/BLK:): its counts replace
+# arrival times where they are believable, and a report that ends the call ends it.
+CASES += [
+    Case(
+        "hook-blind unit's end record: the device's talk seconds, answered",
+        [(0, RING), (0.1, cid(MOBILE)), (5, RING), (65, report(talk_seconds=52.0, answered=True)), (65, ON)],
+        [S, ID, E],
+        Final(IN, 0, 13, 65, 13.0, 52.0, ANSWERED, HANGUP, MOBILE, MOBILE_E164, rings=2),
+        config=END_RECORDS,
+    ),
+    Case(
+        "a talk count longer than the call by our clock is ignored: arrival times",
+        [(0, RING), (0.1, cid(MOBILE)), (7, OFF), (30, report(talk_seconds=500.0)), (30, ON)],
+        [S, ID, A, E],
+        Final(IN, 0, 7, 30, 7.0, 23.0, ANSWERED, HANGUP, MOBILE, MOBILE_E164, rings=1),
+    ),
+    Case(
+        "a talk count within the clocks' tolerance is cut to the call's length",
+        [(0, RING), (0.1, cid(MOBILE)), (30, report(talk_seconds=31.5, answered=True)), (30, ON)],
+        [S, ID, E],
+        Final(IN, 0, 0, 30, 0.0, 30.0, ANSWERED, HANGUP, MOBILE, MOBILE_E164, rings=1),
+        config=END_RECORDS,
+    ),
+    Case(
+        "answered with only a start-to-end duration: talked after the rings we saw",
+        [
+            (0, cid(MOBILE)),
+            (1, RING),
+            (6, RING),
+            (40, report(duration=39.0, answered=True)),
+            (40, OFF),
+            (40, ON),
+        ],
+        [S, ID, A, E],
+        Final(IN, 0, 7, 40, 7.0, 33.0, ANSWERED, HANGUP, MOBILE, MOBILE_E164, rings=2),
+        config=END_RECORDS,
+    ),
+    Case(
+        "answered, no counts: answered after the last ring we saw",
+        [(0, cid(MOBILE)), (1, RING), (6, RING), (40, report(answered=True)), (40, ON)],
+        [S, ID, E],
+        Final(IN, 0, 6, 40, 6.0, 34.0, ANSWERED, HANGUP, MOBILE, MOBILE_E164, rings=2),
+        config=END_RECORDS,
+    ),
+    Case(
+        "a blocked caller (NCID HUP:/BLK:) ends at once, missed, not at the ring timeout",
+        [(0, cid(MOBILE, "JUNK")), (0.2, report(ends_call=True, answered=False, blocked=True))],
+        [S, ID, E],
+        Final(IN, 0, None, 0.2, 0.2, 0.0, MISSED, BLOCKED, MOBILE, MOBILE_E164, "JUNK"),
+        config=HOOK_BLIND,
+    ),
+    Case(
+        "a report that ends the call, not answered, on a hook-blind line: missed, not unknown",
+        [(0, RING), (1, cid(MOBILE)), (6, report(ends_call=True, answered=False))],
+        [S, ID, E],
+        Final(IN, 0, None, 6, 6.0, 0.0, MISSED, HANGUP, MOBILE, MOBILE_E164, rings=1),
+        config=HOOK_BLIND,
+    ),
+    Case(
+        "a report with no call in progress changes nothing",
+        [(0, report(talk_seconds=5.0, ends_call=True)), (1, RING), (2, OFF), (12, ON)],
+        [S, A, E],
+        Final(IN, 1, 2, 12, 1.0, 10.0, ANSWERED, HANGUP, rings=1),
+    ),
+    Case(
+        "an identical caller ID repeated within a second is one call, also right after it ended",
+        [(0, cid(MOBILE, "ZHANG SAN")), (0.6, ON), (0.9, cid(MOBILE, "ZHANG SAN"))],
+        [S, ID, E],
+        Final(IN, 0, None, 0.6, 0.6, 0.0, MISSED, HANGUP, MOBILE, MOBILE_E164, "ZHANG SAN"),
+    ),
+    Case(
+        "hook-blind: the same number again while ringing is the same call",
+        [(0, cid(MOBILE)), (3, cid(MOBILE)), (5, RING), (13, TICK)],
+        [S, ID, E],
+        Final(IN, 0, None, 5, 5.0, 0.0, UNKNOWN, RING_TIMEOUT, MOBILE, MOBILE_E164, rings=1),
+        config=HOOK_BLIND,
+    ),
+]
+
+
+@dataclass(frozen=True)
+class Calls:
+    """A sequence that makes several calls: what each must look like, in the order they end."""
+
+    id: str
+    steps: list[Step]
+    finals: list[Final]
+    config: TrackerConfig = field(default_factory=TrackerConfig)
+
+
+MANY = [
+    Calls(
+        "hook-blind: another caller's ID while ringing ends the first call, missed with its number",
+        [(0, cid(MOBILE, "LEAD")), (1, RING), (4, cid(TIANJIN)), (5, RING), (13, TICK)],
+        [
+            Final(IN, 0, None, 1, 1.0, 0.0, MISSED, NEXT_CALLER, MOBILE, MOBILE_E164, "LEAD", rings=1),
+            Final(IN, 4, None, 5, 1.0, 0.0, UNKNOWN, RING_TIMEOUT, TIANJIN, TIANJIN_E164, rings=1),
+        ],
+        config=HOOK_BLIND,
+    ),
+    Calls(
+        "hook-blind: two callers a few seconds apart with no rings between",
+        [(0, cid(MOBILE)), (3, cid(TIANJIN)), (3.5, cid(TIANJIN)), (12, TICK)],
+        [
+            Final(IN, 0, None, 0, 0.0, 0.0, MISSED, NEXT_CALLER, MOBILE, MOBILE_E164),
+            # The repeat within a second changes nothing, not even the ring time-out.
+            Final(IN, 3, None, 3, 0.0, 0.0, UNKNOWN, RING_TIMEOUT, TIANJIN, TIANJIN_E164),
+        ],
+        config=HOOK_BLIND,
+    ),
+    Calls(
+        "hook-blind: a repeat of the first message after the second is a third call",
+        [(0, cid(MOBILE)), (2, cid(TIANJIN)), (2.5, cid(MOBILE)), (11, TICK)],
+        [
+            Final(IN, 0, None, 0, 0.0, 0.0, MISSED, NEXT_CALLER, MOBILE, MOBILE_E164),
+            Final(IN, 2, None, 2, 0.0, 0.0, MISSED, NEXT_CALLER, TIANJIN, TIANJIN_E164),
+            Final(IN, 2.5, None, 2.5, 0.0, 0.0, UNKNOWN, RING_TIMEOUT, MOBILE, MOBILE_E164),
+        ],
+        config=HOOK_BLIND,
+    ),
+    Calls(
+        "hook-reporting line: a second number while ringing updates the call (the hang-up would show)",
+        [(0, cid(MOBILE)), (3, cid(TIANJIN)), (5, OFF), (9, ON)],
+        [Final(IN, 0, 5, 9, 5.0, 4.0, ANSWERED, HANGUP, TIANJIN, TIANJIN_E164)],
+    ),
+    Calls(
+        "the first end record teaches the line: later calls wait for theirs, not the ring time-out",
+        [
+            (0, RING),
+            (0.1, cid(MOBILE)),
+            (9, TICK),
+            (70, report(talk_seconds=50.0, answered=True)),
+            (70, ON),
+            (100, RING),
+            (100.1, cid(TIANJIN)),
+            (200, TICK),
+            (230, report(talk_seconds=120.0, answered=True)),
+            (230, ON),
+        ],
+        [
+            Final(IN, 0, None, 0.1, 0.1, 0.0, UNKNOWN, RING_TIMEOUT, MOBILE, MOBILE_E164, rings=1),
+            Final(IN, 100, 110, 230, 10.0, 120.0, ANSWERED, HANGUP, TIANJIN, TIANJIN_E164, rings=1),
+        ],
+        config=HOOK_BLIND,
+    ),
+    Calls(
+        "an end record lost on a hook-blind unit: the next caller still gets their own call",
+        [
+            (0, RING),
+            (0.1, cid(MOBILE)),
+            (30, report(talk_seconds=20.0, answered=True)),
+            (30, ON),  # the end record's on-hook: the line now reads hook-aware, the unit is still blind
+            (100, RING),
+            (100.1, cid(TIANJIN)),
+            (300, RING),
+            (300.1, cid("02112345678")),
+            (400, report(talk_seconds=50.0, answered=True)),
+            (400, ON),
+        ],
+        [
+            Final(IN, 0, 10, 30, 10.0, 20.0, ANSWERED, HANGUP, MOBILE, MOBILE_E164, rings=1),
+            Final(IN, 100, None, 300, 200.0, 0.0, MISSED, NEXT_CALLER, TIANJIN, TIANJIN_E164, rings=2),
+            Final(IN, 300.1, 350, 400, 49.9, 50.0, ANSWERED, HANGUP, "02112345678", "+862112345678"),
+        ],
+        config=END_RECORDS,
+    ),
+    Calls(
+        "waiting for an end record that never comes: ended after end_timeout",
+        [(0, RING), (0.1, cid(MOBILE)), (59.9, TICK), (60, TICK)],
+        [Final(IN, 0, None, 0.1, 0.1, 0.0, UNKNOWN, RING_TIMEOUT, MOBILE, MOBILE_E164, rings=1)],
+        config=TrackerConfig(reports_hook=False, reports_end=True, end_timeout=59.9),
+    ),
+    Calls(
+        "a blocked caller, then the next caller rings normally",
+        [
+            (0, cid("4005551111", "JUNK")),
+            (0.1, report(ends_call=True, answered=False, blocked=True)),
+            (20, RING),
+            (20.5, cid(MOBILE)),
+            (26, TICK),
+            (30, TICK),
+        ],
+        [
+            Final(IN, 0, None, 0.1, 0.1, 0.0, MISSED, BLOCKED, "4005551111", "+864005551111", "JUNK"),
+            Final(IN, 20, None, 20.5, 0.5, 0.0, UNKNOWN, RING_TIMEOUT, MOBILE, MOBILE_E164, rings=1),
+        ],
+        config=HOOK_BLIND,
+    ),
+]
+
+
+@pytest.mark.parametrize("case", MANY, ids=[c.id for c in MANY])
+def test_calls_in_sequence(case: Calls, uuids: Callable[[], str]) -> None:
+    tracker = CallTracker(IDENTITY, case.config, new_uuid=uuids)
+    events = run(tracker, case.steps)
+
+    ended = [e.call for e in events if e.kind is CallEventKind.ENDED]
+    assert [Final.of(call) for call in ended] == case.finals
+    assert len({call.uuid for call in ended}) == len(case.finals)
+    assert (tracker.call, tracker.state) == (None, LineState.IDLE)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
@@ -624,6 +836,14 @@ _event = st.one_of(
         absence=st.none() | st.sampled_from(Absence),
     ),
     st.builds(dial, digits=st.text(alphabet="0123456789*#+- ", max_size=6), complete=st.booleans()),
+    st.builds(
+        report,
+        talk_seconds=st.none() | st.sampled_from([0.0, 1.0, 7.5, 1000.0, -3.0]),
+        duration=st.none() | st.sampled_from([0.0, 4.0, 30.0, 1e9]),
+        answered=st.none() | st.booleans(),
+        ends_call=st.booleans(),
+        blocked=st.booleans(),
+    ),
 )
 _steps = st.lists(st.tuples(st.sampled_from([0, 0, 0.5, 1, 3.999, 4, 7.9, 8, 30]), _event), max_size=30)
 _config = st.builds(
