@@ -792,14 +792,28 @@ class Agent:
                 latest[message.call.uuid] = message
             elif isinstance(message, RepStateChange):
                 rep_changes.append(message)  # every one: each closes the state before it
+        # Calls first, into the space reserved for them; rep states after, as room allows.
+        self._spool_calls(latest)
         if rep_changes:
-            rep_path = self.config.agent.data_dir / REP_SPOOL_NAME
-            _append_lines(rep_path, [change.to_dict() for change in rep_changes])
+            self._spool_rep_states(rep_changes)
+
+    def _spool_rep_states(self, changes: list[RepStateChange]) -> None:
+        rep_path = self.config.agent.data_dir / REP_SPOOL_NAME
+        try:
+            _append_lines(rep_path, [change.to_dict() for change in changes])
+        except OSError as exc:
+            # Statistics of the rep's day, not calls: lost loudly rather than failing the shutdown.
             logger.error(
-                "the database could not take %d rep-state change(s); kept in %s for the next start",
-                len(rep_changes),
-                rep_path,
+                "%d rep-state change(s) could not be spooled to %s (%s): lost", len(changes), rep_path, exc
             )
+            return
+        logger.error(
+            "the database could not take %d rep-state change(s); kept in %s for the next start",
+            len(changes),
+            rep_path,
+        )
+
+    def _spool_calls(self, latest: dict[str, CallEvent]) -> None:
         if not latest:
             return
         spool = self._spool()

@@ -1,5 +1,10 @@
-"""Park, don't block, against a real PostgreSQL: a caller-ID name with a NUL byte, which PostgreSQL
-cannot store in text, is parked; the calls after it are written, and the outbox flows on."""
+"""Park, don't block, against a real PostgreSQL: a call the database refuses for what it is is parked;
+the calls after it are written, and the outbox flows on.
+
+A device can no longer hand storage a NUL byte (line events drop control characters at the
+boundary), so the seat's own refusal comes from a constraint the test adds: any value a future
+schema refuses parks the same way. The outbox test still sends a NUL-named row, which a seat's
+SQLite stores and the central PostgreSQL refuses."""
 
 from __future__ import annotations
 
@@ -32,6 +37,8 @@ from storage.repository import upsert_call
 pytestmark = pytest.mark.postgres
 
 NUL_NAME = "Zhang\x00San"
+#: A caller-ID name the test's constraint makes the seat's database refuse.
+POISON = "Poison Caller"
 T0 = datetime(2024, 5, 6, 9, 0, tzinfo=UTC)
 
 
@@ -69,7 +76,7 @@ async def test_a_nul_name_call_is_parked_and_the_five_after_it_are_stored(
     pg_database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("agent.seat.runner.BACKOFF_START", 0.02)
-    Calls.script = [("13800000000", NUL_NAME)] + [(f"1380000000{n}", f"Customer {n}") for n in range(1, 6)]
+    Calls.script = [("13800000000", POISON)] + [(f"1380000000{n}", f"Customer {n}") for n in range(1, 6)]
     pm = make_plugin_manager(load_entrypoints=False)
     registry = DeviceRegistry.from_plugins(pm)
     registry.add(Calls, "test")
@@ -84,8 +91,13 @@ async def test_a_nul_name_call_is_parked_and_the_five_after_it_are_stored(
             "devices": [{"id": "dev", "type": "parking-script"}],
         },
     )
-    agent = Agent(config, pm, devices=registry, registry=CollectorRegistry())
     engine = make_engine(pg_database_url)
+    upgrade(engine)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            f"ALTER TABLE calls ADD CONSTRAINT no_poison CHECK (cid_name IS DISTINCT FROM '{POISON}')"
+        )
+    agent = Agent(config, pm, devices=registry, registry=CollectorRegistry())
     stop = asyncio.Event()
     run = asyncio.create_task(agent.run(stop))
 
@@ -119,9 +131,9 @@ async def test_a_nul_name_call_is_parked_and_the_five_after_it_are_stored(
         engine.dispose()
     # The refused call is kept, with its name exactly as the line gave it, and survives the restart.
     entries = ParkedCalls(tmp_path / PARKED_NAME).load()
-    assert [e.event.call.cid_name for e in entries] == [NUL_NAME]
+    assert [e.event.call.cid_name for e in entries] == [POISON]
     assert entries[0].event.call.ended_at is not None
-    assert "NUL" in entries[0].reason
+    assert "no_poison" in entries[0].reason
     assert not (tmp_path / "unwritten-calls.jsonl").exists()
     line = (tmp_path / PARKED_NAME).read_text(encoding="utf-8")
     assert json.loads(line)["event"]["call"]["number_raw"] == "13800000000"
