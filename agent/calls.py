@@ -155,6 +155,8 @@ class CallTracker:
         self._end_reports = self.config.reports_end
         #: The last caller-ID message seen (its content and when), to recognise repeats.
         self._last_cid: tuple[tuple[object, ...], datetime] | None = None
+        #: Whether the last call that ended here had been answered (see :meth:`_on_caller_id`).
+        self._last_answered = False
 
     # -- what the runtime reads -------------------------------------------------
 
@@ -286,7 +288,11 @@ class CallTracker:
         content = (event.number, event.name, event.absence, event.name_absence)
         last = self._last_cid
         self._last_cid = (content, now)
-        if last is not None and last[0] == content and _seconds(now, last[1]) <= REPEAT_WINDOW:
+        # A repeat belongs to the call it repeats: while that call rings or talks, or just after it
+        # ended unanswered (the duplicate outran the hang-up). After a conversation, the same number
+        # is the caller ringing again: a new call.
+        talked = self._state in (LineState.IDLE, LineState.DOWN) and self._last_answered
+        if not talked and last is not None and last[0] == content and _seconds(now, last[1]) <= REPEAT_WINDOW:
             logger.debug("%s: caller ID repeated; the same call", self.identity.line)
             return
         if self._state is LineState.RINGING and self._is_next_caller(event):
@@ -549,6 +555,7 @@ class CallTracker:
         self, at: datetime, disposition: Disposition, reason: EndReason, out: list[CallEvent]
     ) -> None:
         call, disposition = self._apply_report(self._require_call(), at, disposition)
+        self._last_answered = disposition is Disposition.ANSWERED
         self._call = None
         self._report = None
         self._answer_seen = False

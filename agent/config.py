@@ -93,6 +93,9 @@ class WebSection(_Section):
     #: live on this seat's calls (``GET /listen/{uuid}``); None turns listen-in off. Listen-in
     #: needs the console to reach this page: set ``listen`` to an address it can reach.
     listen_token: str | None = Field(default=None, min_length=16)
+    #: Names the page is reached by besides loopback and its listen address (the seat's host name,
+    #: a DNS name); a request for any other ``Host`` is refused, so a DNS-rebinding page cannot use it.
+    hosts: list[str] = []
 
     @field_validator("listen")
     @classmethod

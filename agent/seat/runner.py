@@ -70,6 +70,7 @@ from agent.seat.sync import SyncLoop, make_sync
 from agent.seat.web.app import make_seat_app
 from agent.seat.web.bus import SeatBus
 from agent.seat.web.context import SeatContext
+from agent.web.guard import allowed_hosts
 from agent.web.serve import AgentServer, make_server
 from storage.db import make_engine, upgrade
 from storage.faults import PARK_AFTER, Rejected
@@ -410,6 +411,7 @@ class Agent:
     def seat_context(self) -> SeatContext:
         """What the seat page is built from: this agent's bus, database, lines, rep and config."""
         agent = self.config.agent
+        web_host, _ = parse_listen(self.config.web.listen)
         return SeatContext(
             bus=self.bus,
             seat=agent.seat,
@@ -428,6 +430,7 @@ class Agent:
             live=self.recorder.subscribe_live if self.recorder is not None else None,
             listen_token=self.config.web.listen_token,
             health=self.health,
+            hosts=allowed_hosts(web_host, self.config.web.hosts),
         )
 
     async def _shutdown(

@@ -165,15 +165,17 @@ class PageTokens:
         value = request.cookies.get(self.cookie_name, "")
         return value if 20 <= len(value) <= 64 and value.isascii() and value.isalnum() else None
 
-    def issue(self, request: Request, response: Response) -> str:
-        """The token for the page in ``response``: the request's session's, or a new session's.
+    def begin(self, request: Request) -> tuple[str, str]:
+        """The session id and write token for a page served to ``request``: its session's, or a new one's.
 
-        Sets the cookie on ``response`` when the request had none, so the token and the cookie
+        Call :meth:`set_cookie` on the response with the same id, so the token and the cookie
         always travel together.
         """
-        session_id = self.session_of(request)
-        if session_id is None:
-            session_id = secrets.token_hex(16)
+        session_id = self.session_of(request) or secrets.token_hex(16)
+        return session_id, self._token_for(session_id)
+
+    def set_cookie(self, response: Response, session_id: str) -> None:
+        """Put the session cookie (HttpOnly, SameSite=Strict) on ``response``."""
         response.set_cookie(
             self.cookie_name,
             session_id,
@@ -182,7 +184,12 @@ class PageTokens:
             secure=self.secure,
             path="/",
         )
-        return self._token_for(session_id)
+
+    def issue(self, request: Request, response: Response) -> str:
+        """:meth:`begin` and :meth:`set_cookie` in one, for a response made before its body."""
+        session_id, token = self.begin(request)
+        self.set_cookie(response, session_id)
+        return token
 
     def token_for_request(self, request: Request) -> str | None:
         """The token a page served to this request's session would carry (None without a session)."""

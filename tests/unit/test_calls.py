@@ -938,3 +938,21 @@ def test_any_sequence_ends_every_call_exactly_once(
         assert ended.at == ended.call.ended_at
         assert (ended.call.direction, ended.call.started_at) == (first.direction, first.started_at)
         _check_ended(ended.call)
+
+
+def test_the_same_caller_right_after_their_call_ended_is_a_new_call() -> None:
+    # The repeat rule is for one call's duplicated message, not for a caller who rings again.
+    tracker = CallTracker(IDENTITY, TrackerConfig(reports_hook=True))
+    t = BASE_TIME
+    events = [
+        CallerId(device_id=DEV, line=LINE, at=t, number="13812345678"),
+        OffHook(device_id=DEV, line=LINE, at=t),
+        OnHook(device_id=DEV, line=LINE, at=t),
+        CallerId(device_id=DEV, line=LINE, at=t, number="13812345678"),
+    ]
+    out = [
+        e for n, event in enumerate(events) for e in tracker.feed(event, t + timedelta(milliseconds=100 * n))
+    ]
+    started = [e.call.uuid for e in out if e.kind.value == "started"]
+    assert len(started) == 2
+    assert len(set(started)) == 2

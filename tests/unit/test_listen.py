@@ -230,7 +230,7 @@ class FakeTap:
 
 def seat_client(token: str | None, taps: dict[str, FakeTap]) -> TestClient:
     app = make_seat_app(SeatContext(bus=SeatBus(), seat="s1", live=taps.get, listen_token=token))
-    return TestClient(app)
+    return TestClient(app, base_url="http://127.0.0.1")
 
 
 def test_bearer_token_check() -> None:

@@ -414,7 +414,10 @@ def test_healthz_and_the_page_state_show_what_is_parked() -> None:
     from agent.seat.web.context import SeatContext
 
     counts = {"storage_parked": 1, "sync_backlog": 27, "sync_parked": 2}
-    client = TestClient(make_seat_app(SeatContext(bus=SeatBus(), seat="s1", health=lambda: counts)))
+    client = TestClient(
+        make_seat_app(SeatContext(bus=SeatBus(), seat="s1", health=lambda: counts)),
+        base_url="http://127.0.0.1",
+    )
     assert client.get("/healthz").json() == {"status": "ok", "seat": "s1", "clients": 0, **counts}
     state = client.get("/api/state").json()
     assert (state["storage_parked"], state["sync_backlog"], state["sync_parked"]) == (1, 27, 2)

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry
+from seat_client import page_token
 from sqlalchemy.orm import Session
 
 from agent.config import load_config
@@ -169,10 +170,9 @@ async def agent(tmp_path: Path) -> AsyncIterator[tuple[Agent, list[datetime]]]:
 
 async def test_page_sets_the_state_and_it_is_stored_for_reports(agent: tuple[Agent, list[datetime]]) -> None:
     running, clock = agent
-    context = replace(running.seat_context(), csrf_token="tok")
-    transport = httpx.ASGITransport(app=make_seat_app(context))
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-        headers = {"X-CSRF-Token": "tok"}
+    transport = httpx.ASGITransport(app=make_seat_app(running.seat_context()))
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8330") as client:
+        headers = {"X-CSRF-Token": page_token((await client.get("/")).text)}
         forbidden = await client.post("/api/rep-state", json={"state": "paused", "reason": "break"})
         assert forbidden.status_code == 403
         clock[0] = s(600)

@@ -26,6 +26,8 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
+from seat_client import BASE_URL, SeatClient
+
 CST = timezone(timedelta(hours=8))
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=CST)
 TOKEN = "test-token"
@@ -111,10 +113,9 @@ def client(engine: Engine, dialer: FakeDialer) -> TestClient:
             rep="alice",
             targets=DailyTarget(calls=80, talk_seconds=7200),
             now=lambda: NOW,
-            csrf_token=TOKEN,
         )
     )
-    test_client = TestClient(app)
+    test_client = SeatClient(app)
     test_client.bus = bus  # type: ignore[attr-defined]
     return test_client
 
@@ -126,6 +127,8 @@ def write(engine: Engine, *calls: Call) -> None:
 
 
 def post(client: TestClient, url: str, body: object, token: str | None = TOKEN, **headers: str) -> object:
+    if token is TOKEN:  # the page's own token, as the page's script sends it
+        token = client.page_token  # type: ignore[attr-defined]
     if token is not None:
         headers["X-CSRF-Token"] = token
     return client.post(url, json=body, headers=headers)
@@ -133,7 +136,7 @@ def post(client: TestClient, url: str, body: object, token: str | None = TOKEN, 
 
 def test_page_carries_the_token_and_the_card(client: TestClient) -> None:
     html = client.get("/").text
-    assert f'<meta name="csrf-token" content="{TOKEN}">' in html
+    assert f'<meta name="csrf-token" content="{client.page_token}">' in html  # type: ignore[attr-defined]
     assert 'id="card"' in html
     assert 'id="note-form"' in html
     assert 'data-rep="alice"' in html
@@ -178,7 +181,7 @@ def test_note_needs_the_token_and_is_saved(client: TestClient, engine: Engine) -
     assert post(client, "/api/calls/c1/note", body, token="wrong").status_code == 403
     cross = post(client, "/api/calls/c1/note", body, Origin="http://evil.example")
     assert cross.status_code == 403
-    response = post(client, "/api/calls/c1/note", body, Origin="http://testserver")
+    response = post(client, "/api/calls/c1/note", body, Origin=BASE_URL)
     assert response.status_code == 200, response.text
     with Session(engine) as session:
         row = get_call(session, "c1")
@@ -278,7 +281,7 @@ def test_dial(client: TestClient, dialer: FakeDialer) -> None:
 
 def test_without_a_database_the_card_still_answers() -> None:
     bus = SeatBus()
-    client = TestClient(make_seat_app(SeatContext(bus=bus, seat="s", csrf_token=TOKEN)))
+    client = SeatClient(make_seat_app(SeatContext(bus=bus, seat="s")))
     call = make_call("c1", NOW)
     bus.publish(CallEvent(CallEventKind.STARTED, call, NOW))
     card = client.get("/api/card/c1").json()
@@ -301,7 +304,7 @@ def add_customer(engine: Engine, number: str, owner: str | None, age: timedelta)
 
 def test_claims_respect_protection_and_the_daily_limit_and_are_audited(engine: Engine) -> None:
     bus = SeatBus()
-    client = TestClient(
+    client = SeatClient(
         make_seat_app(
             SeatContext(
                 bus=bus,
@@ -309,7 +312,6 @@ def test_claims_respect_protection_and_the_daily_limit_and_are_audited(engine: E
                 engine=engine,
                 rep="alice",
                 now=lambda: NOW,
-                csrf_token=TOKEN,
                 protection_days=30,
                 daily_claim_limit=2,
             )
@@ -395,9 +397,7 @@ def recorded_history(engine: Engine, bus: SeatBus) -> None:
 
 def test_card_links_recorded_calls_to_the_console(engine: Engine) -> None:
     bus = SeatBus()
-    client = TestClient(
-        make_seat_app(SeatContext(bus=bus, seat="s", engine=engine, csrf_token=TOKEN, console_url=CONSOLE))
-    )
+    client = SeatClient(make_seat_app(SeatContext(bus=bus, seat="s", engine=engine, console_url=CONSOLE)))
     recorded_history(engine, bus)
     history = {h["uuid"]: h for h in client.get("/api/card/now").json()["history"]}
     assert {uuid: h["has_recording"] for uuid, h in history.items()} == {

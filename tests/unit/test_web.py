@@ -346,7 +346,7 @@ def bus() -> SeatBus:
 
 @pytest.fixture
 def client(bus: SeatBus) -> TestClient:
-    return TestClient(make_seat_app(SeatContext(bus=bus, seat="seat-7")))
+    return TestClient(make_seat_app(SeatContext(bus=bus, seat="seat-7")), base_url="http://127.0.0.1")
 
 
 def test_page_renders_in_english(client: TestClient) -> None:
@@ -376,7 +376,9 @@ def test_page_renders_in_chinese(client: TestClient, url: str, headers: dict[str
 
 
 def test_configured_language_wins_over_the_browser(bus: SeatBus) -> None:
-    client = TestClient(make_seat_app(SeatContext(bus=bus, seat="seat-7", language="zh-CN")))
+    client = TestClient(
+        make_seat_app(SeatContext(bus=bus, seat="seat-7", language="zh-CN")), base_url="http://127.0.0.1"
+    )
     assert '<html lang="zh-CN">' in client.get("/", headers={"Accept-Language": "en"}).text
     assert '<html lang="en">' in client.get("/?lang=en").text
 
@@ -483,7 +485,9 @@ def test_hook_register_routes() -> None:
 
     errors = _Errors()
     pm = _pm((Good(), "good"), (Broken(), "broken"), (Wrong(), "wrong"))
-    client = TestClient(make_seat_app(SeatContext(bus=SeatBus(), seat="s", pm=pm, errors=errors)))
+    client = TestClient(
+        make_seat_app(SeatContext(bus=SeatBus(), seat="s", pm=pm, errors=errors)), base_url="http://127.0.0.1"
+    )
 
     response = client.get("/plugins/good/hello")
     assert response.text == "hello from a plugin"
@@ -525,7 +529,7 @@ async def test_event_stream_frames_heartbeat_and_disconnect() -> None:
         "raw_path": b"/events",
         "root_path": "",
         "query_string": b"last_event_id=0",
-        "headers": [(b"host", b"testserver")],
+        "headers": [(b"host", b"127.0.0.1")],
         "client": ("127.0.0.1", 50000),
         "server": ("testserver", 80),
     }

@@ -12,7 +12,6 @@ import dataclasses
 import json
 import logging
 import re
-import secrets
 from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -82,7 +81,7 @@ class SeatApi:
         self.bus = context.bus
         self.engine = context.engine
         self.rep = context.rep
-        self.csrf_token = context.csrf_token
+        self.tokens = context.tokens
         self.protection = timedelta(days=context.protection_days)
         self._json = json_response
 
@@ -107,8 +106,7 @@ class SeatApi:
         origin = request.headers.get("origin")
         if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
             return self._error(403, "cross-origin request refused")
-        token = request.headers.get(CSRF_HEADER, "")
-        if not secrets.compare_digest(token.encode(), self.csrf_token.encode()):
+        if not self.tokens.check(request, request.headers.get(CSRF_HEADER)):
             return self._error(403, "missing or wrong CSRF token; reload the page")
         return None
 

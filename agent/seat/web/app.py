@@ -33,7 +33,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
 from agent.seat.observers import PluginErrorCounter
-from agent.seat.web.api import SeatApi
+from agent.seat.web.api import MAX_BODY, SeatApi
 from agent.seat.web.bus import Subscription, SubscriptionEnded
 from agent.seat.web.context import SeatContext
 from agent.web import (
@@ -46,6 +46,7 @@ from agent.web import (
     parse_last_event_id,
     to_json,
 )
+from agent.web.guard import BodyLimitMiddleware, HostGuardMiddleware
 
 logger = logging.getLogger(__name__)
 
@@ -213,6 +214,7 @@ def make_seat_app(context: SeatContext) -> Starlette:
         t = i18n.Translator(lang, PACKAGE)
         state = bus.snapshot()
         root = request.scope.get("root_path", "")
+        session_id, token = context.tokens.begin(request)
         html = template.render(
             lang=lang,
             t=t,
@@ -224,17 +226,23 @@ def make_seat_app(context: SeatContext) -> Starlette:
             calls=[call_view(call, t) for call in state["calls"]],
             other_languages=[(code, t(f"lang.{code}")) for code in i18n.LANGUAGES if code != lang],
             strings_json=to_json(t.strings),
-            csrf_token=context.csrf_token,
+            csrf_token=token,
             rep=context.rep,
         )
-        return HTMLResponse(
+        response = HTMLResponse(
             html, headers={"Cache-Control": "no-store", "Vary": "Accept-Language", "Content-Language": lang}
         )
+        # The token in the page works only with this cookie, which a page on another site never sends.
+        context.tokens.set_cookie(response, session_id)
+        return response
 
     async def events(request: Request) -> Response:
         last_id = parse_last_event_id(request.headers.get("last-event-id"))
         if last_id is None:
             last_id = parse_last_event_id(request.query_params.get("last_event_id"))
+        if bus.clients >= context.max_clients:
+            logger.warning("seat page: %d event streams open, refusing another", bus.clients)
+            return PlainTextResponse("too many open pages", status_code=503, headers={"Retry-After": "5"})
         return EventStreamResponse(bus.subscribe(last_id), heartbeat=context.heartbeat)
 
     async def api_state(request: Request) -> Response:
@@ -287,4 +295,11 @@ def make_seat_app(context: SeatContext) -> Starlette:
     if context.pm is not None:
         routes.extend(_plugin_routes(context.pm, context.errors))
     routes.append(Mount("/static", StaticFiles(packages=[(PACKAGE, "static")]), name="static"))
-    return Starlette(routes=routes, middleware=[Middleware(SecurityHeadersMiddleware)])
+    return Starlette(
+        routes=routes,
+        middleware=[
+            Middleware(HostGuardMiddleware, hosts=context.hosts),
+            Middleware(BodyLimitMiddleware, max_bytes=MAX_BODY),
+            Middleware(SecurityHeadersMiddleware),
+        ],
+    )

@@ -9,7 +9,6 @@ method is a type error, not a feature that silently switched itself off.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,6 +19,7 @@ import pluggy
 from agent.config import DailyTarget
 from agent.seat.observers import PluginErrorCounter
 from agent.seat.web.bus import SeatBus
+from agent.web.guard import LOOPBACK_NAMES, PageTokens
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -62,8 +62,12 @@ def local_now() -> datetime:
     return datetime.now().astimezone()
 
 
-def _new_token() -> str:
-    return secrets.token_urlsafe(32)
+#: The seat page's session cookie, to which its write token is bound.
+SEAT_COOKIE = "cti_seat"
+
+
+def _page_tokens() -> PageTokens:
+    return PageTokens(SEAT_COOKIE)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -86,7 +90,11 @@ class SeatContext:
     :param targets: the rep's daily targets, shown against today's counts (None: none known).
     :param effective_call_seconds: talk time from which an answered call counts as effective.
     :param now: the local wall clock (a rep's day starts at local midnight).
-    :param csrf_token: the token every POST must carry (random unless given).
+    :param tokens: the page's write tokens, each bound to the session cookie the page was served
+        with (:class:`agent.web.guard.PageTokens`): a POST must carry its own session's.
+    :param hosts: the ``Host`` names the page answers to (loopback, its listen address and
+        ``[web] hosts``); any other is refused before a handler runs.
+    :param max_clients: how many event streams may be open at once; more are answered 503.
     :param protection_days: how long an owner keeps a customer before another rep may claim it.
     :param daily_claim_limit: how many customers a rep may claim a day.
     :param console_url: the supervisor console's base URL (``[web] console_url``); with it the
@@ -110,7 +118,9 @@ class SeatContext:
     targets: DailyTarget | None = None
     effective_call_seconds: float = 60.0
     now: Callable[[], datetime] = local_now
-    csrf_token: str = field(default_factory=_new_token)
+    tokens: PageTokens = field(default_factory=_page_tokens)
+    hosts: frozenset[str] = LOOPBACK_NAMES
+    max_clients: int = 64
     protection_days: int = 30
     daily_claim_limit: int = 20
     console_url: str | None = None
