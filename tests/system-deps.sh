@@ -18,6 +18,7 @@ PACKAGES=(
     prometheus    # prometheus + promtool (tests/integration/test_prometheus.py); its service is not started
     chromium fonts-noto-cjk # headless browser for the seat page tests (Playwright drives it), CJK glyphs
     minimodem multimon-ng sox # independent caller-ID decoders (tests/integration/test_linetap_peers.py, bench)
+    libspandsp-dev # SpanDSP transmitters and receivers as an independent reference (tests/spandsp_helper.c)
 )
 
 installed() {
