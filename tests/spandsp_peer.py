@@ -63,8 +63,10 @@ def to_float(pcm: bytes) -> np.ndarray:
     return np.frombuffer(pcm, dtype=np.int16).astype(np.float64) / 32768.0
 
 
-def dtmf_tx(keys: str, *, level_dbm0: int = -10, twist_db: int = 0, on_ms: int = 50, off_ms: int = 55) -> np.ndarray:
-    """SpanDSP's DTMF generator: ``keys`` with the low tone at ``level_dbm0`` and the high ``twist_db`` above."""
+def dtmf_tx(
+    keys: str, *, level_dbm0: int = -10, twist_db: int = 0, on_ms: int = 50, off_ms: int = 55
+) -> np.ndarray:
+    """SpanDSP's DTMF generator: the low tone at ``level_dbm0``, the high one ``twist_db`` above it."""
     return to_float(_run(["dtmf-tx", keys, str(level_dbm0), str(twist_db), str(on_ms), str(off_ms)]))
 
 
