@@ -401,8 +401,8 @@ class LineTapDecoder:
         if hit.certain:
             digits.snr_db = min(digits.snr_db, hit.snr_db)
         if self._cid:
-            if hit.certain and hit.key == "C":
-                self._dtmf_callerid(out)
+            # Read once the exchange has stopped keying (_CID_IDLE), not at the end key:
+            # keys right after a C are part of the same message, and make it doubtful.
             return
         if hit.certain and not self.off_hook:
             self._set_hook(True, digits.start, out)

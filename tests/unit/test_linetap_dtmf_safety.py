@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import signalgen as sg
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from agent.events import Absence, CallerId, Dialed, LineError, OffHook
@@ -164,6 +164,7 @@ KEYS = "0123456789*#ABCD"
     on=st.floats(0.03, 0.09),
     seed=st.integers(0, 2**32 - 1),
 )
+@example(body="000", framing="A..#", snr=6.0, keep=1.0, corrupt=[(1, "C")], on=0.0625, seed=0)  # "AC00#"
 def test_no_input_ever_yields_a_number_that_was_not_sent(
     body: str, framing: str, snr: float, keep: float, corrupt: list[tuple[int, str]], on: float, seed: int
 ) -> None:
