@@ -555,6 +555,9 @@ class CallTracker:
         self, at: datetime, disposition: Disposition, reason: EndReason, out: list[CallEvent]
     ) -> None:
         call, disposition = self._apply_report(self._require_call(), at, disposition)
+        if call.number_raw and call.number_e164 is None:
+            # Ended before dialing was complete (a device's end report): the digits so far are the number.
+            call = replace(call, number_e164=to_e164(call.number_raw, self.config.region))
         self._last_answered = disposition is Disposition.ANSWERED
         self._call = None
         self._report = None

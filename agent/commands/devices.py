@@ -15,6 +15,7 @@ from agent.config import Config, device_options, load_config
 from agent.errors import ConfigError
 from agent.plugins import make_plugin_manager
 from agent.seat.devices import Device, DeviceRegistry
+from plugins.serialbox.hid import list_hid_devices
 
 
 def serial_ports() -> list[dict[str, Any]]:
@@ -91,6 +92,7 @@ def devices_command(
         _calibrate(load_config(config_path, registry), registry, calibrate_line, seconds, as_json)
         return
     ports = serial_ports()
+    hid = list_hid_devices()  # USB HID boxes and handsets (empty without hidapi)
     if probe:
         asyncio.run(probe_ports(ports, [registry.get(name) for name in registry.names()]))
     lines: list[dict[str, Any]] | str = []
@@ -104,6 +106,8 @@ def devices_command(
     if as_json:
         for entry in ports:
             click.echo(json.dumps({"kind": "port", **entry}, ensure_ascii=False))
+        for entry in hid:
+            click.echo(json.dumps({"kind": "hid", **entry}, ensure_ascii=False))
         if isinstance(lines, list):
             for line in lines:
                 click.echo(json.dumps({"kind": "line", **line}, ensure_ascii=False))
@@ -116,6 +120,10 @@ def devices_command(
         serial = f" serial {entry['serial_number']}" if entry["serial_number"] else ""
         answers = f"  -> {entry['answers']}" if entry["answers"] else ("  (no answer)" if probe else "")
         click.echo(f"  {entry['port']}{usb}{serial}  {entry['description'] or ''}{answers}")
+    click.echo(f"HID devices: {len(hid)}")
+    for entry in hid:
+        serial = f" serial {entry['serial_number']}" if entry["serial_number"] else ""
+        click.echo(f"  {entry['path']}  usb {entry['usb']}{serial}  {entry['description']}")
     if config_path is not None:
         if isinstance(lines, str):
             click.echo(f"lines: {lines}")

@@ -213,6 +213,8 @@ class HayesParser:
     :param decode_hex: turns an unformatted message (bytes) into a :class:`CallerId`
         for ``device_id``, ``line`` and a time, raising ``ValueError`` when it
         cannot; :func:`decode_unformatted` by default.
+    :param name_encoding: how the NAME field's bytes are read (``auto``: UTF-8,
+        else plausible GB18030, else Latin-1; see :func:`agent.callerid.decode_name`).
     """
 
     def __init__(
@@ -222,7 +224,11 @@ class HayesParser:
         *,
         block_timeout: float = 2.0,
         decode_hex: HexDecoder = decode_unformatted,
+        name_encoding: str = "auto",
     ) -> None:
+        if name_encoding not in callerid.NAME_ENCODINGS:
+            raise ValueError(f"unknown name encoding {name_encoding!r}")
+        self.name_encoding = name_encoding
         self.device_id = device_id
         self.line = line
         self.block_timeout = timedelta(seconds=block_timeout)
@@ -390,6 +396,15 @@ class HayesParser:
         if not block.number_seen:
             return [self._error("caller-ID message without a number", raw, block.started)]
         name: str | None = block.fields.get("NAME") or None
+        if name is not None:
+            # The splitter kept each byte as one Latin-1 character; the modem passes
+            # the name's bytes as the exchange sent them (UTF-8, GB18030, ...).
+            try:
+                name = callerid.decode_name(name.encode("latin-1"), self.name_encoding)
+            except ValueError as exc:
+                return [self._error(f"name not valid {self.name_encoding}: {exc}", raw, block.started)]
+            if not name.isprintable():
+                return [self._error(f"name holds control characters: {name!r}", raw, block.started)]
         name_absence = _ABSENCE.get(name.upper()) if name and len(name) == 1 else None
         if name_absence is not None:
             name = None

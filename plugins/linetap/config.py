@@ -32,6 +32,13 @@ class LinetapConfig(DeviceConfig):
     fsk: list[str] = Field(
         default_factory=lambda: ["bell202", "v23"], min_length=1, description="FSK standards"
     )
+    bare_dtmf_callerid: bool = Field(
+        default=False,
+        description="on-hook digits with no start key are caller ID (Denmark, Netherlands: <number>#)",
+    )
+    region: str = Field(
+        default="CN", min_length=2, max_length=2, description="numbering plan that judges noisy digit strings"
+    )
     block_seconds: float = Field(default=0.1, gt=0, le=2, description="seconds of audio per read")
     off_hook_dbfs: float = Field(default=_HOOK.off_hook_dbfs, le=0, description="louder: line in use")
     on_hook_dbfs: float = Field(default=_HOOK.on_hook_dbfs, le=0, description="quieter: line idle")

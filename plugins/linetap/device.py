@@ -77,6 +77,8 @@ class LineTapDevice(Device):
                 line=label,
                 start=now,
                 hook=o.hook_settings(),
+                region=o.region,
+                bare_dtmf_callerid=o.bare_dtmf_callerid,
             )
             for label in o.line_labels()
         ]

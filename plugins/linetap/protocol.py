@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+import phonenumbers
+from phonenumbers import shortnumberinfo
 
 from agent.callerid import MDMF, SDMF, CallerIdError, CallerIdMessage, find_messages, to_event
 from agent.decode import event_record
@@ -35,11 +37,152 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SPEECH_GAP = 0.4  # seconds of pause that still count as one stretch of speech
 _BLOCK_SECONDS = 0.5  # longest piece handed to the detectors at once (bounds memory)
 
-# DTMF caller ID (ETSI EN 300 659-1 annex, ITU-T Q.23 keys): start key, fields
-# separated by '#', end key C. "B" + two digits says why there is no number.
-_DTMF_CID_START = frozenset("AD")
-_DTMF_CID_KEYS = _DTMF_CID_START | {"B"}  # first keys of a DTMF caller ID (B: absence code)
-_DTMF_ABSENCE = {"00": Absence.UNAVAILABLE, "10": Absence.PRIVATE}
+# DTMF caller ID: the framings in use are listed in parse_dtmf_callerid; these are
+# the first keys that open one (a bare-digit framing is told by its end key instead).
+_DTMF_CID_KEYS = frozenset("ABD")
+_DTMF_CID_END = frozenset("C#")
+#: ETSI EN 300 659-1 annex B (DTMF CLIP, SpanDSP "variant 1"): B + two digits, the
+#: reason for absence. (SpanDSP's adsi.h names them the other way round in one enum
+#: comment; its own description of the format and ETSI agree on these.)
+_DTMF_ABSENCE_B = {"00": Absence.UNAVAILABLE, "10": Absence.PRIVATE}
+#: The '#'-terminated DTMF framing (Denmark; SpanDSP "variant 2", adsi.c):
+#: D1# restricted by the caller, D2# international (not passed on), D3# not available.
+_DTMF_ABSENCE_D = {"1": Absence.PRIVATE, "2": Absence.UNAVAILABLE, "3": Absence.UNAVAILABLE}
+#: A DTMF caller ID is sent by an exchange at a fixed cadence: a pause between two
+#: keys longer than this many times the burst's typical one means a key went unheard.
+_CID_GAP_FACTOR = 1.8
+#: Below this SNR (the keys over the line's noise floor) a burst is "noisy": its digit
+#: count must also be one the numbering plan allows before it is reported as a number.
+NOISY_SNR_DB = 15.0
+#: Seconds after a ring (see LineTapDecoder.ring) in which bare on-hook digits are caller ID.
+_RING_WINDOW = 8.0
+#: Seconds without a key that end a DTMF caller ID (exchanges send 50-100 ms keys and pauses).
+_CID_IDLE = 0.6
+
+
+@dataclass(frozen=True, slots=True)
+class DtmfCallerId:
+    """A DTMF caller ID read from its keys: a number, a reason for its absence, or an error."""
+
+    number: str | None = None
+    absence: Absence | None = None
+    redirecting: str | None = None
+    error: str | None = None
+
+
+def parse_dtmf_callerid(keys: str) -> DtmfCallerId:
+    """Read the keys of one DTMF caller-ID message, in whichever framing it came.
+
+    The framings (ETSI EN 300 659-1 annex B and the national variants SpanDSP's
+    ``adsi.c`` implements, whose names are used here):
+
+    - ``A<number>D<redirecting>B<code>C`` (variant 1: Belgium, Brazil, Denmark,
+      Finland, Iceland, India, Netherlands, Saudi Arabia, Sweden, Uruguay); any
+      field may be missing (``B00C`` unavailable, ``B10C`` private); ``#`` inside
+      ``A...C`` separates extra fields after the number (the Q.23 style some
+      exchanges use).
+    - ``A<number>#``, and ``D1#`` / ``D2#`` / ``D3#`` (variant 2, Denmark).
+    - ``D<number>C`` (variant 3, Taiwan and Kuwait).
+    - ``<number>#`` or ``<number>C`` with no start key (variant 4, Denmark and
+      Holland), and bare digits between rings.
+
+    Anything else, or a field that is not digits, is an error: never a number.
+    """
+    if len(keys) < 2:
+        return DtmfCallerId(error="DTMF caller ID too short")
+    first, end, body = keys[0], keys[-1], keys[1:-1]
+    if end not in _DTMF_CID_END:
+        if keys.isdigit():  # bare digits between rings: no framing keys at all
+            return _number_only(keys)
+        return DtmfCallerId(error="DTMF caller ID without its end key")
+    if first == "D" and end == "#":
+        absence = _DTMF_ABSENCE_D.get(body)
+        if absence is None:
+            return DtmfCallerId(error="unknown DTMF caller-ID absence code")
+        return DtmfCallerId(absence=absence)
+    if first == "D" and end == "C":
+        return _number_only(body)
+    if first == "A" and end == "#":
+        return _number_only(body)
+    if first in "AB" and end == "C":
+        return _variant1(keys[:-1])
+    if first.isdigit():
+        return _number_only(keys[:-1])
+    return DtmfCallerId(error="malformed DTMF caller ID")
+
+
+def _number_only(digits: str) -> DtmfCallerId:
+    if not digits.isdigit():
+        return DtmfCallerId(error="malformed DTMF caller ID")
+    return DtmfCallerId(number=digits)
+
+
+def _variant1(keys: str) -> DtmfCallerId:
+    """``A<number>D<redirecting>B<code>`` (end key removed), each field optional, in that order."""
+    fields: dict[str, str] = {}
+    order = "ADB"
+    key = ""
+    for ch in keys:
+        if ch in order:
+            if ch in fields or (key and order.index(ch) < order.index(key)):
+                return DtmfCallerId(error="malformed DTMF caller ID")
+            key = ch
+            fields[key] = ""
+        else:
+            fields[key] += ch
+    number = fields.get("A")
+    if number is not None:
+        number = number.split("#")[0]  # '#' separates fields after the number (Q.23 style)
+        if not number.isdigit():
+            return DtmfCallerId(error="malformed DTMF caller ID")
+    redirecting = fields.get("D") or None
+    if redirecting is not None and not redirecting.isdigit():
+        return DtmfCallerId(error="malformed DTMF caller ID")
+    absence: Absence | None = None
+    if "B" in fields:
+        absence = _DTMF_ABSENCE_B.get(fields["B"])
+        if absence is None:
+            return DtmfCallerId(error="unknown DTMF caller-ID absence code")
+    if number is None and absence is None:
+        return DtmfCallerId(error="DTMF caller ID without a number or a reason for its absence")
+    return DtmfCallerId(number=number, absence=absence if number is None else None, redirecting=redirecting)
+
+
+def plausible_dial_string(digits: str, region: str = DEFAULT_REGION) -> bool:
+    """Could ``digits`` be what someone dialed, by the numbering plan of ``region``?
+
+    A valid number, a valid short code (110, 10086, 95555), a local subscriber
+    number dialed without its area code, each possibly after one PBX line-access
+    digit (9 or 0); feature codes with ``*`` or ``#`` cannot be judged and pass.
+    Used only on noisy lines, where a key lost in the noise would otherwise turn
+    a number into a shorter wrong one.
+    """
+    if not digits or set(digits) - set("0123456789*#"):
+        return False
+    if "*" in digits or "#" in digits:
+        return True
+    candidates = [digits] + ([digits[1:]] if digits[0] in "90" and len(digits) > 1 else [])
+    return any(_plausible_number(d, region) for d in candidates)
+
+
+def _plausible_number(digits: str, region: str) -> bool:
+    try:
+        parsed = phonenumbers.parse(digits, region)
+    except phonenumbers.NumberParseException:
+        return False
+    if phonenumbers.is_valid_number(parsed) or shortnumberinfo.is_valid_short_number_for_region(
+        parsed, region
+    ):
+        return True
+    reason = phonenumbers.is_possible_number_with_reason(parsed)
+    local = reason == phonenumbers.ValidationResult.IS_POSSIBLE_LOCAL_ONLY
+    # A subscriber number without its area code (7-8 digits in CN, 7 in NANP) is
+    # "possible" but cannot be validated without the area it is dialed in.
+    return local or (
+        reason == phonenumbers.ValidationResult.IS_POSSIBLE
+        and not digits.startswith("0")
+        and len(digits) <= 8
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -67,8 +210,18 @@ class HookSettings:
 @dataclass
 class _Digits:
     keys: list[str] = field(default_factory=list)
+    sure: list[bool] = field(default_factory=list)  # per key: the detector was certain of it
+    starts: list[int] = field(default_factory=list)
     start: int = 0
     end: int = 0
+    snr_db: float = 99.0  # the noisiest key's
+
+    def heard(self) -> str:
+        """The keys as heard, each doubtful one followed by ``?``."""
+        return "".join(k if ok else f"{k}?" for k, ok in zip(self.keys, self.sure, strict=True))
+
+    def certain_keys(self) -> list[str]:
+        return [k for k, ok in zip(self.keys, self.sure, strict=True) if ok]
 
 
 class LineTapDecoder:
@@ -95,8 +248,16 @@ class LineTapDecoder:
         hook: HookSettings | None = None,
         dtmf_limits: dsp.DtmfLimits | None = None,
         fsk_min_dbfs: float = -50.0,
+        region: str = DEFAULT_REGION,
+        bare_dtmf_callerid: bool = False,
     ) -> None:
         self.device_id = device_id
+        self.region = region
+        #: on-hook digits with no start key are caller ID (Denmark, Holland: ``<number>#``)
+        self.bare_dtmf_callerid = bare_dtmf_callerid
+        self._cid = False  # the open digit burst is a DTMF caller ID
+        self._last_ring: int | None = None
+        self._dial_bursts = 0  # digit bursts since the line went off hook
         self.line = line
         self.start = start
         self.hook = hook or HookSettings()
@@ -109,7 +270,7 @@ class LineTapDecoder:
             )
         self._fsk = [dsp.FskReceiver(self.rate, dsp.FSK_STANDARDS[s], min_dbfs=fsk_min_dbfs) for s in fsk]
         self._fsk_band = dsp.fsk_band(self.rate)
-        self._dtmf = dsp.DtmfDetector(self.rate, dtmf_limits)
+        self._dtmf = dsp.DtmfDetector(self.rate, dtmf_limits, report_doubtful=True)
         self._tones = dsp.ToneDetector(self.rate, plan, min_dbfs=self.hook.on_hook_dbfs)
         self._n = 0  # samples seen at the decimated rate
         self._recent: dict[bytes, int] = {}  # raw message -> sample index, to drop the twin decode
@@ -168,7 +329,8 @@ class LineTapDecoder:
             self._on_tone(tone, out)
         self._on_levels(self._tones.frames, out)
         self._n += len(y)
-        if self._digits.keys and self._n - self._digits.end > self.hook.digit_gap * self.rate:
+        gap = _CID_IDLE if self._cid else self.hook.digit_gap
+        if self._digits.keys and self._n - self._digits.end > gap * self.rate:
             self._flush_digits(out)
         horizon = self._n - round(2 * self.rate)
         self._recent = {raw: at for raw, at in self._recent.items() if at >= horizon}
@@ -203,52 +365,101 @@ class LineTapDecoder:
 
     # -- DTMF: caller ID and dialed digits
 
+    def ring(self) -> None:
+        """The line is ringing now (told by a device that sees rings): bare on-hook digits
+        in the next seconds are a caller ID sent between rings, not a rep dialing."""
+        self._last_ring = self._n
+
+    def _cid_burst_opens(self, hit: dsp.DtmfHit) -> bool:
+        if self.off_hook:
+            return False
+        if hit.key in _DTMF_CID_KEYS:
+            return True
+        recent_ring = self._last_ring is not None and self._n - self._last_ring <= _RING_WINDOW * self.rate
+        return hit.key.isdigit() and (self.bare_dtmf_callerid or recent_ring)
+
     def _on_key(self, hit: dsp.DtmfHit, out: list[tuple[int, LineEvent]]) -> None:
         if hit.key == "CAS":
-            out.append(
-                (
-                    hit.start,
-                    ToneEvent(device_id=self.device_id, line=self.line, at=self._at(hit.start), tone="cas"),
+            if hit.certain:
+                out.append(
+                    (
+                        hit.start,
+                        ToneEvent(
+                            device_id=self.device_id, line=self.line, at=self._at(hit.start), tone="cas"
+                        ),
+                    )
                 )
-            )
             return
         digits = self._digits
         if not digits.keys:
             digits.start = hit.start
+            self._cid = self._cid_burst_opens(hit)
         digits.keys.append(hit.key)
+        digits.sure.append(hit.certain)
+        digits.starts.append(hit.start)
         digits.end = hit.end
-        first = digits.keys[0]
-        if first in _DTMF_CID_KEYS:
-            if hit.key == "C":
-                self._dtmf_callerid(out)
+        if hit.certain:
+            digits.snr_db = min(digits.snr_db, hit.snr_db)
+        if self._cid:
+            # Read once the exchange has stopped keying (_CID_IDLE), not at the end key:
+            # keys right after a C are part of the same message, and make it doubtful.
             return
-        if not self.off_hook:
+        if hit.certain and not self.off_hook:
             self._set_hook(True, digits.start, out)
+
+    def _error(self, at: int, error: str, raw: str) -> tuple[int, LineEvent]:
+        return (
+            at,
+            LineError(device_id=self.device_id, line=self.line, at=self._at(at), error=error, raw=raw),
+        )
 
     def _dtmf_callerid(self, out: list[tuple[int, LineEvent]]) -> None:
         digits = self._digits
         keys = "".join(digits.keys)
+        recent_ring = (
+            self._last_ring is not None and digits.start - self._last_ring <= _RING_WINDOW * self.rate
+        )
+        if keys[0].isdigit() and keys[-1] not in _DTMF_CID_END and not recent_ring:
+            # Bare digits with no end key and no ring: someone dialing, not the exchange.
+            self._cid = False
+            if any(digits.sure):
+                self._set_hook(True, digits.start, out)
+            self._flush_digits(out)
+            return
         self._digits = _Digits()
-        at = self._at(digits.start)
-        body = keys[1:-1]
-        number: str | None = None
-        absence: Absence | None = None
-        error: str | None = None
-        if keys[0] == "B":
-            absence = _DTMF_ABSENCE.get(body)
-            if absence is None:
-                error = "unknown DTMF caller-ID absence code"
-        else:
-            # Fields are separated by '#'; the first is the calling number.
-            number = body.split("#")[0]
-            if not number.isdigit():
-                error = "malformed DTMF caller ID"
+        self._cid = False
+        if not any(digits.sure):
+            logger.debug("%s: DTMF heard but no key certain (%s)", self.device_id, digits.heard())
+            return
+        if not all(digits.sure):
+            out.append(self._error(digits.start, "doubtful DTMF caller-ID key", digits.heard()))
+            return
+        # An exchange sends at a fixed cadence: a long pause is a key lost in the noise.
+        steps = np.diff(np.asarray(digits.starts))
+        if len(steps) >= 3 and steps.max() > _CID_GAP_FACTOR * float(np.median(steps)):
+            out.append(self._error(digits.start, "DTMF caller-ID key timing doubtful", keys))
+            return
+        parsed = parse_dtmf_callerid(keys)
+        noisy = digits.snr_db < NOISY_SNR_DB
+        if parsed.number and noisy and not plausible_dial_string(parsed.number, self.region):
+            parsed = DtmfCallerId(error="noisy DTMF caller ID: number ruled out by the numbering plan")
         event: LineEvent
-        if error is not None:
-            event = LineError(device_id=self.device_id, line=self.line, at=at, error=error, raw=keys)
+        if parsed.error is not None:
+            event = LineError(
+                device_id=self.device_id,
+                line=self.line,
+                at=self._at(digits.start),
+                error=parsed.error,
+                raw=keys,
+            )
         else:
             event = CallerId(
-                device_id=self.device_id, line=self.line, at=at, number=number, absence=absence, raw=keys
+                device_id=self.device_id,
+                line=self.line,
+                at=self._at(digits.start),
+                number=parsed.number,
+                absence=parsed.absence,
+                raw=keys,
             )
         out.append((digits.start, event))
 
@@ -256,21 +467,21 @@ class LineTapDecoder:
         digits = self._digits
         if not digits.keys:
             return
+        if self._cid:
+            self._dtmf_callerid(out)
+            return
         self._digits = _Digits()
         keys = "".join(digits.keys)
-        if keys[0] in _DTMF_CID_KEYS:
-            out.append(
-                (
-                    digits.start,
-                    LineError(
-                        device_id=self.device_id,
-                        line=self.line,
-                        at=self._at(digits.start),
-                        error="DTMF caller ID without its end key",
-                        raw=keys,
-                    ),
-                )
-            )
+        if not any(digits.sure):
+            logger.debug("%s: DTMF heard but no key certain (%s)", self.device_id, digits.heard())
+            return
+        if not all(digits.sure):
+            out.append(self._error(digits.start, "doubtful DTMF digits", digits.heard()))
+            return
+        first_dial = self._dial_bursts == 0 and not self._ringback and not self._connected
+        self._dial_bursts += 1
+        if first_dial and digits.snr_db < NOISY_SNR_DB and not plausible_dial_string(keys, self.region):
+            out.append(self._error(digits.start, "noisy dialed digits ruled out by the numbering plan", keys))
             return
         out.append(
             (
@@ -306,7 +517,7 @@ class LineTapDecoder:
         if not self.off_hook and not active.any() and self._active_since is None:
             return
         # A DTMF caller ID is sent on hook and may last longer than off_hook_after.
-        cid_keys = bool(self._digits.keys) and self._digits.keys[0] in _DTMF_CID_KEYS
+        cid_keys = bool(self._digits.keys) and self._cid
         for start, is_active, is_quiet, is_speech in zip(
             frames.starts.tolist(), active.tolist(), quiet.tolist(), speech.tolist(), strict=True
         ):
@@ -344,6 +555,7 @@ class LineTapDecoder:
         if off == self.off_hook:
             return
         self.off_hook = off
+        self._dial_bursts = 0
         self._active_since = None
         self._quiet_since = None
         if off:
@@ -389,7 +601,7 @@ def decode_samples(
     x = np.asarray(samples)
     if x.ndim == 2:
         x = x[:, channel]
-    decoder = LineTapDecoder(rate, plan, **kw)
+    decoder = LineTapDecoder(rate, plan, region=region, **kw)
     step = rate  # one second at a time, as a live stream would come
     for i in range(0, len(x), step):
         for event in decoder.feed(x[i : i + step]):
@@ -407,7 +619,7 @@ def decode_file(
     with soundfile.SoundFile(str(path)) as f:
         if channel >= f.channels:
             raise ValueError(f"{path}: channel {channel} asked for, the file has {f.channels}")
-        decoder = LineTapDecoder(f.samplerate, plan, **kw)
+        decoder = LineTapDecoder(f.samplerate, plan, region=region, **kw)
         for block in f.blocks(blocksize=f.samplerate, dtype="float32", always_2d=True):
             for event in decoder.feed(block[:, channel]):
                 yield event_dict(decoder, event, region)

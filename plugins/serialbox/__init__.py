@@ -21,13 +21,16 @@ from agent.events import Decoder, LineEvent
 from agent.seat.devices import Device
 from plugins.serialbox.config import SerialBoxConfig
 from plugins.serialbox.device import SerialBoxDevice
+from plugins.serialbox.hid import HidCallerIdBox, UsbHandset
 from plugins.serialbox.protocol import Format, Parser, detect, to_events
 
 
 @agent.hookimpl
 def register_devices(register: Callable[[type[Device]], None]) -> None:
-    """Contribute the ``serialbox`` device type."""
+    """Contribute the ``serialbox`` device type and the USB HID boxes and handsets."""
     register(SerialBoxDevice)
+    register(HidCallerIdBox)
+    register(UsbHandset)
 
 
 def _sniff(head: bytes) -> float:

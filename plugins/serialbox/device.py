@@ -45,7 +45,7 @@ class SerialBoxDevice(Device):
         # Per instance: what the box reports depends on its configured format.
         self.reports_hook = config.format == "tci"  # type: ignore[misc]
         self._transport: SerialTransport | None = None
-        self._parser = Parser(config.format)
+        self._parser = Parser(config.format, name_encoding=config.name_encoding)
 
     def lines(self) -> list[str]:
         """The configured labels (``lines`` for a tci unit, else ``line``)."""
@@ -67,7 +67,7 @@ class SerialBoxDevice(Device):
         await transport.open()
         self._transport = transport
         # A reopened port starts clean: half a record from before is gone for good.
-        self._parser = Parser(options.format)
+        self._parser = Parser(options.format, name_encoding=options.name_encoding)
         return self
 
     async def __aexit__(

@@ -46,7 +46,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from agent.callerid import CallerIdError, CallerIdMessage, find_messages
+from agent.callerid import NAME_ENCODINGS, CallerIdError, CallerIdMessage, decode_name, find_messages
 from agent.events import (
     ALL_LINES,
     Absence,
@@ -138,7 +138,8 @@ class _BinaryParser:
 
     _GENERIC = "no caller-ID message in data"
 
-    def __init__(self) -> None:
+    def __init__(self, name_encoding: str = "auto") -> None:
+        self.name_encoding = name_encoding
         self._buffer = b""
         self._junk = b""
         self._junk_reason: str | None = None
@@ -149,7 +150,7 @@ class _BinaryParser:
 
     def feed(self, data: bytes) -> list[Item]:
         self._buffer += data
-        found, consumed = find_messages(self._buffer)
+        found, consumed = find_messages(self._buffer, name_encoding=self.name_encoding)
         self._buffer = self._buffer[consumed:]
         out: list[Item] = []
         for item in found:
@@ -199,7 +200,8 @@ _NCID_MAX = 128  # a record is about 50 bytes; more without "+++" means garbage
 class _NetCallerIdParser:
     """Records between ``###`` and ``+++``; text outside them is junk, reported as one error per run."""
 
-    def __init__(self) -> None:
+    def __init__(self, name_encoding: str = "auto") -> None:
+        self.name_encoding = name_encoding
         self._buffer = b""
         self._junk = b""
 
@@ -245,13 +247,16 @@ class _NetCallerIdParser:
         junk, self._junk = self._junk, b""
         return [ParseError("not a NetCallerID record", _text(junk))] if junk.strip() else []
 
-    @staticmethod
-    def _record(record: bytes) -> Item:
+    def _record(self, record: bytes) -> Item:
         raw = _text(record)
         match = _NCID_RECORD.fullmatch(record)
         if match is None:
             return ParseError("malformed NetCallerID record", raw)
-        date, number, name = (_text(match[k]).strip() for k in ("date", "number", "name"))
+        date, number = (_text(match[k]).strip() for k in ("date", "number"))
+        try:
+            name = decode_name(match["name"].strip(), self.name_encoding)
+        except ValueError as exc:
+            return ParseError(f"bad NetCallerID name ({exc})", raw)
         if date and not (len(date) == 8 and date.isdigit()):
             return ParseError(f"bad NetCallerID date {date!r}", raw)
         if not name.isprintable():
@@ -296,7 +301,10 @@ _TCI_MAX_LINE = 160  # records are 70-odd characters
 
 
 class _TciParser:
-    def __init__(self) -> None:
+    """One record per line; each line is judged on its own (a bad one is one error)."""
+
+    def __init__(self, name_encoding: str = "auto") -> None:
+        self.name_encoding = name_encoding
         self._buffer = b""
 
     @property
@@ -311,7 +319,7 @@ class _TciParser:
             if cut < 0:
                 break
             line, self._buffer = self._buffer[:cut], self._buffer[cut + 1 :]
-            item = parse_tci_line(_text(line))
+            item = parse_tci_line(_text(line), name_encoding=self.name_encoding)
             if item is not None:
                 out.append(item)
         if len(self._buffer) > _TCI_MAX_LINE:
@@ -326,17 +334,19 @@ class _TciParser:
         return []
 
 
-def parse_tci_line(text: str) -> Item | None:
+def parse_tci_line(text: str, *, name_encoding: str = "auto") -> Item | None:
     """One CallerID.com / TCI record line (without its line end); None for a blank line.
 
     The line is read by :func:`plugins.whozz.protocol.parse_record`; a line it
-    refuses is a :class:`ParseError` with its reason.
+    refuses is a :class:`ParseError` with its reason. ``text`` holds the line's
+    bytes one Latin-1 character each (the columns are bytes); the name is read
+    with ``name_encoding``.
     """
     raw = text.rstrip("\r\n")
     if not raw.strip("\r\n\x00 "):
         return None
     try:
-        record = parse_record(raw)
+        record = parse_record(raw, name_encoding=name_encoding)
     except WhozzParseError as exc:
         return ParseError(str(exc), raw)
     return _tci_item(record, raw)
@@ -414,12 +424,15 @@ class Parser:
     dropped, and recognition starts over.
     """
 
-    def __init__(self, format: Format | str = Format.AUTO) -> None:
+    def __init__(self, format: Format | str = Format.AUTO, *, name_encoding: str = "auto") -> None:
+        if name_encoding not in NAME_ENCODINGS:
+            raise ValueError(f"unknown name encoding {name_encoding!r} (known: {', '.join(NAME_ENCODINGS)})")
+        self.name_encoding = name_encoding
         self._format = Format(format)
         self._impl: _BinaryParser | _NetCallerIdParser | _TciParser | None = None
         self._probe = b""
         if self._format is not Format.AUTO:
-            self._impl = _make(self._format)
+            self._impl = _make(self._format, name_encoding)
 
     @property
     def format(self) -> Format:
@@ -443,7 +456,7 @@ class Parser:
                 return [ParseError("data in no known caller-ID box format", junk.hex(" "))]
             return []
         self._format = detected
-        self._impl = _make(detected)
+        self._impl = _make(detected, self.name_encoding)
         probe, self._probe = self._probe, b""
         return self._impl.feed(probe)
 
@@ -455,12 +468,12 @@ class Parser:
         return [ParseError("data in no known caller-ID box format", probe.hex(" "))] if probe.strip() else []
 
 
-def _make(fmt: Format) -> _BinaryParser | _NetCallerIdParser | _TciParser:
+def _make(fmt: Format, name_encoding: str = "auto") -> _BinaryParser | _NetCallerIdParser | _TciParser:
     if fmt is Format.BINARY:
-        return _BinaryParser()
+        return _BinaryParser(name_encoding)
     if fmt is Format.NETCALLERID:
-        return _NetCallerIdParser()
-    return _TciParser()
+        return _NetCallerIdParser(name_encoding)
+    return _TciParser(name_encoding)
 
 
 def detect(data: bytes) -> Format | None:

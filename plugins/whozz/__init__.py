@@ -25,9 +25,17 @@ from datetime import UTC, datetime
 import agent
 from agent.events import Decoder, LineError, LineEvent
 from agent.seat.devices import Device
+from plugins.whozz.capture import CaptureError, is_pcap, split_raw, udp_payloads
 from plugins.whozz.config import WhozzConfig
 from plugins.whozz.device import WhozzDevice
-from plugins.whozz.protocol import UNIT_TAG, WhozzDecoder, WhozzParseError, parse_datagram, parse_record
+from plugins.whozz.protocol import (
+    UNIT_TAG,
+    NotARecord,
+    WhozzDecoder,
+    WhozzParseError,
+    parse_datagram,
+    parse_record,
+)
 
 
 @agent.hookimpl
@@ -42,7 +50,10 @@ _HEX_HEADER = UNIT_TAG.hex()
 
 def _sniff(head: bytes) -> float:
     """Sure of text holding a record :func:`parse_record` reads (what Ethernet Link and
-    serial units send alike, so ``serialbox`` leaves these to us) or a datagram."""
+    serial units send alike, so ``serialbox`` leaves these to us), a datagram, a raw
+    dump of datagrams or a pcap/pcapng capture."""
+    if is_pcap(head):
+        return 0.9
     if head.startswith(UNIT_TAG):
         return 0.85
     for raw in head.decode("latin-1").splitlines():
@@ -57,7 +68,8 @@ def _sniff(head: bytes) -> float:
 
 
 def _decode(data: bytes) -> list[LineEvent]:
-    """One record per line: the record text, or a captured datagram written as hex.
+    """Datagrams from a pcap/pcapng capture or a raw dump (binary headers included, back
+    to back), else one record per line: the record text, or a datagram written as hex.
 
     Decoding shows what the records say: a start record is its caller ID and no
     more. The ring a Basic unit's start record implies is an inference the device
@@ -66,6 +78,15 @@ def _decode(data: bytes) -> list[LineEvent]:
     decoder = WhozzDecoder("file", detail_records=True)
     at = datetime.now(UTC)
     out: list[LineEvent] = []
+    datagrams: list[bytes] = []
+    if is_pcap(data):
+        try:
+            datagrams = list(udp_payloads(data))
+        except CaptureError as exc:
+            return [LineError(device_id="file", line="*", at=at, error=str(exc), raw=data[:64].hex())]
+        data = b""
+    else:
+        data, datagrams = split_raw(data)
     for raw in data.decode("latin-1").splitlines():
         if not raw.strip():
             continue
@@ -78,6 +99,15 @@ def _decode(data: bytes) -> list[LineEvent]:
             out.append(LineError(device_id="file", line="*", at=at, error=str(exc), raw=raw))
             continue
         out.extend(decoder.events(record, at))
+    for datagram in datagrams:
+        try:
+            record = parse_datagram(datagram).record
+        except NotARecord:
+            continue  # a unit's command reply: not a call
+        except WhozzParseError as exc:
+            out.append(LineError(device_id="file", line="*", at=at, error=str(exc), raw=datagram.hex()))
+            continue
+        out.extend(decoder.events(record, at))
     return out
 
 
@@ -85,7 +115,12 @@ def _decode(data: bytes) -> list[LineEvent]:
 def register_decoders(register: Callable[[Decoder], None]) -> None:
     """``whozz``: Whozz Calling records, as text lines or captured datagrams in hex."""
     register(
-        Decoder("whozz", "CallerID.com Whozz Calling records (text or UDP datagrams as hex)", _decode, _sniff)
+        Decoder(
+            "whozz",
+            "CallerID.com Whozz Calling records (text, datagrams as hex or raw, pcap/pcapng of UDP 3520)",
+            _decode,
+            _sniff,
+        )
     )
 
 

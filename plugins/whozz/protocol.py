@@ -53,6 +53,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple, TypedDict
 
+from agent.callerid import decode_name
 from agent.events import Absence, CallerId, Dialed, LineError, LineEvent, OffHook, OnHook, Ring
 
 logger = logging.getLogger(__name__)
@@ -184,24 +185,26 @@ def _number_and_name(rest: str) -> tuple[str, str]:
     return number, name.strip()
 
 
-def parse_record(text: str) -> WhozzRecord:
+def parse_record(text: str, *, name_encoding: str = "auto") -> WhozzRecord:
     """Parse one record line as a unit sends it over UDP or a serial port.
 
     Reads the comprehensive format [WC48] in both number layouts [BASIC], detail
     records [WC2D] and the limited format [WC48L]. Raises :class:`WhozzParseError`
-    when the text is not a record.
+    when the text is not a record. ``text`` holds the record's bytes one Latin-1
+    character each, so the fixed columns are byte columns; the name is then read
+    with ``name_encoding`` (:func:`agent.callerid.decode_name`).
     """
     # Blanks and NULs around a record are serial-line padding, not part of it.
     line_text = text.strip("\r\n\x00 ")
     match = _CALL.match(line_text)
     if match:
-        return _call_record(line_text, match)
+        return _call_record(line_text, match, name_encoding)
     match = _DETAIL.match(line_text)
     if match:
         return _detail_record(line_text, match)
     match = _LIMITED.match(line_text)
     if match:
-        return _limited_record(line_text, match)
+        return _limited_record(line_text, match, name_encoding)
     raise WhozzParseError("not a Whozz Calling record")
 
 
@@ -219,7 +222,7 @@ class _Fields(NamedTuple):
     name_absence: Absence | None
 
 
-def _number_fields(number_text: str, name_text: str) -> _Fields:
+def _number_fields(number_text: str, name_text: str, name_encoding: str = "auto") -> _Fields:
     """The number, name and their absences of a call record, checked.
 
     "Private"/"Out-of-Area" (or ``P``/``O``) stand in either field [BASIC]. A number
@@ -235,6 +238,9 @@ def _number_fields(number_text: str, name_text: str) -> _Fields:
             raise WhozzParseError(f"number field {number_text!r} holds no digits")
         if not _NUMBER.fullmatch(number):
             raise WhozzParseError(f"number field {number_text!r} holds characters no unit sends")
+    # The text is the record's bytes one Latin-1 character each (columns are bytes);
+    # only the name is read in its real encoding, sliced from its column first.
+    name_text = decode_name(name_text.encode("latin-1"), name_encoding, cut=True)
     if not name_text.isprintable():
         raise WhozzParseError(f"name field {name_text!r} holds control characters")
     name_absence = _absence(name_text) if name_text else None
@@ -242,9 +248,9 @@ def _number_fields(number_text: str, name_text: str) -> _Fields:
     return _Fields(number, absence, name, name_absence)
 
 
-def _call_record(text: str, match: re.Match[str]) -> WhozzRecord:
+def _call_record(text: str, match: re.Match[str], name_encoding: str = "auto") -> WhozzRecord:
     line = _line_number(match.group("line"))
-    fields = _number_fields(*_number_and_name(match.group("rest") or ""))
+    fields = _number_fields(*_number_and_name(match.group("rest") or ""), name_encoding)
     ring = match.group("ring")
     # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
     rings = int(ring[1]) if ring[1] in "0123456789" else None
@@ -267,11 +273,11 @@ def _call_record(text: str, match: re.Match[str]) -> WhozzRecord:
     )
 
 
-def _limited_record(text: str, match: re.Match[str]) -> WhozzRecord:
+def _limited_record(text: str, match: re.Match[str], name_encoding: str = "auto") -> WhozzRecord:
     """A limited-format record [WC48L]: taken as the start of a call with a good checksum,
     since the format carries neither (units send it when caller ID arrives)."""
     line = _line_number(match.group("line"))
-    fields = _number_fields(match.group("number"), (match.group("name") or "").strip())
+    fields = _number_fields(match.group("number"), (match.group("name") or "").strip(), name_encoding)
     return WhozzRecord(
         kind=Kind.CALL,
         line=line,
@@ -308,7 +314,7 @@ def format_serial(raw: bytes) -> str:
     return f"{digits[0:2]}-{digits[2:4]}-{digits[4:10]}-{digits[10:12]}"
 
 
-def parse_datagram(data: bytes) -> WhozzPacket:
+def parse_datagram(data: bytes, *, name_encoding: str = "auto") -> WhozzPacket:
     """Parse one UDP datagram from an Ethernet Link unit.
 
     A datagram without the ``^^<U>`` header is taken as a bare record (units in
@@ -336,7 +342,7 @@ def parse_datagram(data: bytes) -> WhozzPacket:
     stripped = text.strip("\r\n\x00 ")
     if unit is not None and stripped[:1] == "V":
         raise NotARecord("unit firmware version reply")
-    return WhozzPacket(unit=unit, serial=serial, record=parse_record(text))
+    return WhozzPacket(unit=unit, serial=serial, record=parse_record(text, name_encoding=name_encoding))
 
 
 class Deduper:
