@@ -62,11 +62,10 @@ run: $(RUN_STAMP)
 system-deps:
 	@bash tests/system-deps.sh
 
-# Unit tests run with sockets disabled (pytest-socket; unix sockets stay allowed because
-# asyncio's event loop needs a socketpair); integration tests may open real ones. Two
-# runs rather than one with a per-directory hook: each gets its own summary line, which
-# .ci/run checks, and the socket ban cannot leak into integration fixtures or miss a unit
-# test. Both always run; the target fails if either does (including "no tests ran").
+# Unit tests run with sockets disabled (tests/unit/conftest.py, so also when one file is run
+# by hand; unix sockets stay allowed because asyncio's event loop needs a socketpair);
+# integration tests may open real ones. Two runs, each with its own summary line, which
+# .ci/run checks. Both always run; the target fails if either does (including "no tests ran").
 test: system-deps $(TEST_STAMP)
 	@rc=0; \
 	$(MAKE) test-unit || rc=1; \
@@ -75,7 +74,7 @@ test: system-deps $(TEST_STAMP)
 
 test-unit: $(TEST_STAMP)
 	@echo ">>> pytest tests/unit (sockets disabled)"
-	@$(VENV)/bin/pytest tests/unit --disable-socket --allow-unix-socket $(PYTEST_ARGS)
+	@$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
 
 test-integration: $(TEST_STAMP)
 	@echo ">>> pytest tests/integration"

@@ -288,11 +288,15 @@ class CallTracker:
         content = (event.number, event.name, event.absence, event.name_absence)
         last = self._last_cid
         self._last_cid = (content, now)
-        # A repeat belongs to the call it repeats: while that call rings or talks, or just after it
-        # ended unanswered (the duplicate outran the hang-up). After a conversation, the same number
-        # is the caller ringing again: a new call.
-        talked = self._state in (LineState.IDLE, LineState.DOWN) and self._last_answered
-        if not talked and last is not None and last[0] == content and _seconds(now, last[1]) <= REPEAT_WINDOW:
+        # A repeat belongs to the call it repeats: the call in progress that already carries this
+        # caller ID, or, on an idle line, the call that just ended unanswered (the duplicate outran
+        # the hang-up). A new call without a number yet (a ring started it) takes the message as
+        # its own, and after a conversation the same number is the caller ringing again.
+        if self._call is not None:
+            repeats = self._call.number_raw == event.number and self._call.absence == event.absence
+        else:
+            repeats = not self._last_answered
+        if repeats and last is not None and last[0] == content and _seconds(now, last[1]) <= REPEAT_WINDOW:
             logger.debug("%s: caller ID repeated; the same call", self.identity.line)
             return
         if self._state is LineState.RINGING and self._is_next_caller(event):

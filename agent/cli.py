@@ -107,10 +107,12 @@ class LazyGroup(click.Group):
             _add_plugin_commands(self)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
+        """Built-in, lazy and plugin command names, sorted."""
         self._load_plugin_commands()
         return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """The command called ``cmd_name``, imported on first use; None when there is none."""
         command = super().get_command(ctx, cmd_name)
         if command is not None:
             return command
@@ -125,6 +127,7 @@ class LazyGroup(click.Group):
         return super().get_command(ctx, cmd_name)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The Commands section of --help, without importing the lazy commands."""
         # As click's own, but a lazy command's help comes from the table: listing must not import it.
         rows = []
         for name in self.list_commands(ctx):

@@ -61,8 +61,11 @@ def pick_decoder(decoders: dict[str, Decoder], head: bytes) -> Decoder | None:
 
 
 def event_record(event: LineEvent, region: str = DEFAULT_REGION) -> dict[str, Any]:
-    """The JSON record of one event: ``kind``, ``number`` as sent, ``number_e164``, ``name``,
-    ``absence``, ``datetime`` (as the device sent it), ``line`` and ``error``."""
+    """The JSON record of one event.
+
+    Its fields: ``kind``, ``number`` as sent, ``number_e164``, ``name``, ``absence``,
+    ``datetime`` (as the device sent it), ``line`` and ``error``.
+    """
     record: dict[str, Any] = {
         "kind": event.kind,
         "number": None,

@@ -387,7 +387,7 @@ class Call:
         return self.ended_at is not None
 
     def with_customer(self, customer: Customer) -> Call:
-        """This call with its customer: the name always, the id only when it is a row of our ``customers``.
+        """The call with its customer: the name always, the id only when it is a row of our ``customers``.
 
         A CRM's ids are not ours: storing one in ``calls.customer_id`` (or
         offering it to the card) would link the call to whichever local

@@ -130,8 +130,11 @@ class CallBatch(BaseModel):
 
 
 class EntryResult(BaseModel):
-    """The centre's answer for one entry: ``accepted`` (stored or moved forward), ``duplicate``
-    (the centre already had this state or a later one), or ``rejected`` with a reason."""
+    """The centre's answer for one entry.
+
+    ``accepted`` (stored or moved forward), ``duplicate`` (the centre already had this state or a
+    later one), or ``rejected`` with a reason.
+    """
 
     uuid: str | None
     status: Status

@@ -44,7 +44,7 @@ class SyncError(StorageError):
 
 
 class Rejected(StorageError):
-    """This row cannot be written as it is: a retry gives the same answer until a person fixes something.
+    """A row that cannot be written as it is: a retry gives the same answer until a person fixes it.
 
     ``final``: no retry can help at all (a missing local file, no store
     configured): park at once instead of after :data:`PARK_AFTER` tries.

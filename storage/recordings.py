@@ -337,7 +337,8 @@ class RecordingStore:
         row.codec = facts.codec
         row.sample_rate = facts.sample_rate
         row.channels = facts.channels
-        row.seconds = round(facts.seconds, 3)
+        # To the sample at 8 kHz and above (6 decimals), so seconds * rate gives back the frame count.
+        row.seconds = round(facts.seconds, 6)
         row.bytes = facts.bytes
         row.sha256 = facts.sha256
         row.status = facts.status

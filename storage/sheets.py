@@ -345,7 +345,7 @@ _SHEET_PART = "xl/worksheets/sheet1.xml"
 
 @functools.lru_cache(maxsize=8)
 def _template(title: str) -> tuple[tuple[tuple[zipfile.ZipInfo, bytes], ...], bytes, bytes]:
-    """openpyxl's write-only workbook of one sheet: its other parts, and its sheet's XML around the rows.
+    """Openpyxl's write-only workbook of one sheet: its other parts, and its sheet's XML around the rows.
 
     Saved once per sheet title, with one quote-prefixed cell so that ``styles.xml`` holds that
     style as :data:`_QUOTED_STYLE`.

@@ -67,6 +67,7 @@ class TeamCollector(Collector):
             return days, seats
 
     def collect(self) -> Iterator[Metric]:
+        """The team figures as of now (one cached database read)."""
         read = self._read()
         up = GaugeMetricFamily(
             "cti_centre_database_up", "Whether the centre's database answered this scrape."

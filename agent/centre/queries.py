@@ -1,5 +1,6 @@
-"""The console's SQL beyond the call search (:mod:`agent.centre.search`): sessions, a call's recordings,
-the audit log, statistics per rep and the wallboard's live counts.
+"""The console's SQL beyond the call search (:mod:`agent.centre.search`).
+
+Sessions, a call's recordings, the audit log, statistics per rep and the wallboard's live counts.
 
 Every function takes a :class:`~sqlalchemy.orm.Session` and returns plain values
 or detached rows; the views run them through

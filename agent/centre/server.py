@@ -22,8 +22,9 @@ from agent.web.guard import HostGuardMiddleware
 def make_centre_app(
     engine: Engine, settings: ConsoleSettings, *, registry: CollectorRegistry, hosts: Iterable[str]
 ) -> Starlette:
-    """The centre over ``engine`` (migrated): ``/api/v1/`` and ``/healthz`` for seats, ``/metrics``
-    for Prometheus, everything else the console.
+    """The centre over ``engine`` (migrated), as one app.
+
+    ``/api/v1/`` and ``/healthz`` for seats, ``/metrics`` for Prometheus, everything else the console.
 
     Requests for a ``Host`` not in ``hosts`` are refused before any route (DNS rebinding).
     """

@@ -35,12 +35,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_asgi_app
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.applications import Starlette
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from agent.events import (
     Call,
@@ -55,6 +55,7 @@ from agent.events import (
 )
 from agent.repstate import STATES as REP_STATES
 from agent.repstate import count_change
+from agent.web import MetricsEndpoint
 
 logger = logging.getLogger(__name__)
 
@@ -511,20 +512,10 @@ class Metrics:
             self.talk_histogram.labels(*labels)
 
 
-class _MetricsEndpoint:
-    """An ASGI endpoint class (not a function) so Starlette's ``Route`` hands it the raw ASGI call."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self._app = make_asgi_app(registry)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._app(scope, receive, send)
-
-
 def make_metrics_app(registry: CollectorRegistry) -> ASGIApp:
     """An ASGI app serving ``registry`` at ``/metrics`` (GET or HEAD) and 404 on every other path.
 
     ``prometheus_client.make_asgi_app`` answers every path with the metrics and
     fails on lifespan messages, so it is mounted behind a one-route Starlette router.
     """
-    return Starlette(routes=[Route("/metrics", _MetricsEndpoint(registry), methods=["GET", "HEAD"])])
+    return Starlette(routes=[Route("/metrics", MetricsEndpoint(registry), methods=["GET", "HEAD"])])

@@ -47,6 +47,7 @@ class SecurityHeadersMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on, adding the headers to its response."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -73,6 +74,7 @@ class SafeJSONResponse(Response):
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
+        """The content as escaped, compact JSON bytes."""
         return to_json(content).encode("utf-8")
 
 
@@ -116,4 +118,5 @@ class MetricsEndpoint:
         self._app = make_asgi_app(registry)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve the registry in the Prometheus text format."""
         await self._app(scope, receive, send)

@@ -1,5 +1,7 @@
-"""What every web surface checks before a handler runs: the Host it was asked for, the body's size,
-and (for the seat page) that a write comes from a page this server handed out.
+"""What every web surface checks before a handler runs.
+
+The Host it was asked for, the body's size, and (for the seat page) that a write comes from a
+page this server handed out.
 
 - :class:`HostGuardMiddleware` answers 421 to a request whose ``Host`` is not one the server is
   known by. A page on another site that resolves its own name to 127.0.0.1 (DNS rebinding) sends
@@ -76,6 +78,7 @@ class HostGuardMiddleware:
         self.hosts = frozenset(hosts)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass a request for a known Host on; answer any other with 421."""
         if scope["type"] not in {"http", "websocket"}:
             await self.app(scope, receive, send)
             return
@@ -107,6 +110,7 @@ class BodyLimitMiddleware:
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on with its body counted; 413 once it is over the limit."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return

@@ -81,4 +81,5 @@ class Translator:
         self.strings = catalog(language, package)
 
     def __call__(self, key: str) -> str:
+        """The string for ``key``, or the key itself."""
         return self.strings.get(key, key)

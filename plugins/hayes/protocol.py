@@ -251,7 +251,7 @@ class HayesParser:
         """A command went to the modem: echo and information lines are its reply until a result code."""
         self.command_pending = True
 
-    def feed_line(self, text: str, now: datetime) -> list[Output]:
+    def feed_line(self, text: str, now: datetime) -> list[Output]:  # noqa: C901 - one branch per framing a modem prints
         """Take one line (without its line break)."""
         out: list[Output] = []
         if len(text) == 2 and text[0] == chr(DLE):

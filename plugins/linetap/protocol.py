@@ -366,8 +366,10 @@ class LineTapDecoder:
     # -- DTMF: caller ID and dialed digits
 
     def ring(self) -> None:
-        """The line is ringing now (told by a device that sees rings): bare on-hook digits
-        in the next seconds are a caller ID sent between rings, not a rep dialing."""
+        """Note that the line is ringing now (told by a device that sees rings).
+
+        Bare on-hook digits in the next seconds are a caller ID sent between rings, not a rep dialing.
+        """
         self._last_ring = self._n
 
     def _cid_burst_opens(self, hit: dsp.DtmfHit) -> bool:
@@ -507,7 +509,7 @@ class LineTapDecoder:
         elif hit.name in ("busy", "congestion"):
             self._ringback = False
 
-    def _on_levels(self, frames: dsp.LevelFrames, out: list[tuple[int, LineEvent]]) -> None:
+    def _on_levels(self, frames: dsp.LevelFrames, out: list[tuple[int, LineEvent]]) -> None:  # noqa: C901 - the hook rules read as one table of level cases
         hook = self.hook
         if len(frames.starts) == 0:
             return

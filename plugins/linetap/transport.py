@@ -102,7 +102,7 @@ class SoundDeviceInput:
             try:
                 stream.abort(ignore_errors=True)
                 stream.close(ignore_errors=True)
-            except Exception:  # noqa: BLE001 - closing a dead stream must not mask why it died
+            except Exception:
                 logger.debug("closing audio input %r failed", self.device, exc_info=True)
 
 

@@ -53,16 +53,16 @@ _MAX_PENDING = 512  # bytes held waiting for the rest of a frame
 class HidHandle(Protocol):
     """What we use of an open ``hid.device()`` (cython-hidapi)."""
 
-    def open_path(self, path: bytes) -> None: ...  # noqa: D102
-    def read(self, max_length: int, timeout_ms: int = 0) -> list[int]: ...  # noqa: D102
-    def close(self) -> None: ...  # noqa: D102
+    def open_path(self, path: bytes) -> None: ...
+    def read(self, max_length: int, timeout_ms: int = 0) -> list[int]: ...
+    def close(self) -> None: ...
 
 
 class HidApi(Protocol):
     """What we use of the ``hid`` module: ``enumerate`` and ``device``."""
 
-    def enumerate(self, vendor_id: int = 0, product_id: int = 0) -> list[dict[str, Any]]: ...  # noqa: D102
-    def device(self) -> HidHandle: ...  # noqa: D102
+    def enumerate(self, vendor_id: int = 0, product_id: int = 0) -> list[dict[str, Any]]: ...
+    def device(self) -> HidHandle: ...
 
 
 def load_hidapi() -> HidApi:

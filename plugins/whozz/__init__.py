@@ -49,9 +49,12 @@ _HEX_HEADER = UNIT_TAG.hex()
 
 
 def _sniff(head: bytes) -> float:
-    """Sure of text holding a record :func:`parse_record` reads (what Ethernet Link and
-    serial units send alike, so ``serialbox`` leaves these to us), a datagram, a raw
-    dump of datagrams or a pcap/pcapng capture."""
+    """How sure we are that ``head`` is ours.
+
+    Text holding a record :func:`parse_record` reads (what Ethernet Link and serial units send
+    alike, so ``serialbox`` leaves these to us), a datagram, a raw dump of datagrams or a
+    pcap/pcapng capture.
+    """
     if is_pcap(head):
         return 0.9
     if head.startswith(UNIT_TAG):
@@ -68,8 +71,10 @@ def _sniff(head: bytes) -> float:
 
 
 def _decode(data: bytes) -> list[LineEvent]:
-    """Datagrams from a pcap/pcapng capture or a raw dump (binary headers included, back
-    to back), else one record per line: the record text, or a datagram written as hex.
+    """Events from captured Whozz Calling output.
+
+    Datagrams from a pcap/pcapng capture or a raw dump (binary headers included, back to back),
+    else one record per line: the record text, or a datagram written as hex.
 
     Decoding shows what the records say: a start record is its caller ID and no
     more. The ring a Basic unit's start record implies is an inference the device

@@ -274,8 +274,10 @@ def _call_record(text: str, match: re.Match[str], name_encoding: str = "auto") -
 
 
 def _limited_record(text: str, match: re.Match[str], name_encoding: str = "auto") -> WhozzRecord:
-    """A limited-format record [WC48L]: taken as the start of a call with a good checksum,
-    since the format carries neither (units send it when caller ID arrives)."""
+    """A limited-format record [WC48L], taken as the start of a call with a good checksum.
+
+    The format carries neither (units send it when caller ID arrives).
+    """
     line = _line_number(match.group("line"))
     fields = _number_fields(match.group("number"), (match.group("name") or "").strip(), name_encoding)
     return WhozzRecord(

@@ -33,9 +33,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
-from rgw_fixture import start_rgw  # noqa: E402  (a sibling test helper, not a package)
+from rgw_fixture import start_rgw
 
-from storage.blobstore import (  # noqa: E402
+from storage.blobstore import (
     DirectoryBlobStore,
     RecordingBlobStore,
     S3BlobStore,

@@ -26,12 +26,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import signalgen as sg  # noqa: E402
-import spandsp_peer as sp  # noqa: E402
+import signalgen as sg
+import spandsp_peer as sp
 
-from agent.callerid import encode_mdmf  # noqa: E402
-from agent.events import CallerId, Dialed  # noqa: E402
-from plugins.linetap.protocol import LineTapDecoder, parse_dtmf_callerid  # noqa: E402
+from agent.callerid import encode_mdmf
+from agent.events import CallerId, Dialed
+from plugins.linetap.protocol import LineTapDecoder, parse_dtmf_callerid
 
 RATE = sp.RATE
 PEERS = ("ours", "spandsp", "minimodem", "multimon-ng")

@@ -63,9 +63,9 @@ from plugins.whozz.protocol import WhozzDecoder, parse_datagram, parse_record
 # The emulators live in tests/, which is on sys.path only under pytest (tests/conftest.py).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from modem_emulator import ModemEmulator  # noqa: E402
-from ncid_emulator import NcidEmulator, fields  # noqa: E402
-from whozz_emulator import WhozzSender, build_packet, call_record  # noqa: E402
+from modem_emulator import ModemEmulator
+from ncid_emulator import NcidEmulator, fields
+from whozz_emulator import WhozzSender, build_packet, call_record
 
 AT = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 

@@ -183,7 +183,7 @@ def run_children(specs: list[tuple[str, str]], count: int, parallel: int, trace:
         if trace:
             command.append("--tracemalloc")
         began = time.perf_counter()
-        procs = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(parallel)]  # noqa: S603
+        procs = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(parallel)]
         results = []
         for proc in procs:
             out, _ = proc.communicate()

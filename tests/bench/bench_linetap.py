@@ -19,24 +19,24 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import argparse  # noqa: E402
-import random  # noqa: E402
-import re  # noqa: E402
-import resource  # noqa: E402
-import string  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import zlib  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import random
+import re
+import resource
+import string
+import subprocess
+import sys
+import tempfile
+import zlib
+from pathlib import Path
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import signalgen as sg  # noqa: E402
+import signalgen as sg
 
-from agent.callerid import encode_mdmf  # noqa: E402
-from plugins.linetap.protocol import decode_file  # noqa: E402
+from agent.callerid import encode_mdmf
+from plugins.linetap.protocol import decode_file
 
 RATE = 22050
 LEVEL = -12.0

@@ -1,5 +1,7 @@
-"""Call recording costs: CPU per recorded channel, bytes per hour per codec, the CLI encoders as peers,
-and the writer's latency and dropped frames under load.
+"""Call recording costs, with the CLI encoders as peers.
+
+CPU per recorded channel, bytes per hour per codec, and the writer's latency and dropped frames
+under load.
 
 Run: .venv/bin/python tests/bench/bench_recording.py [--seconds 20] [--realtime 5]
 

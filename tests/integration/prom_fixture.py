@@ -119,7 +119,7 @@ def _start(binary: str, workdir: Path) -> Prometheus:
     for _ in range(3):  # the port could be taken between choosing and binding it
         port = _free_port()
         with log.open("ab") as sink:
-            process = subprocess.Popen(  # noqa: S603 (fixed argv, no shell)
+            process = subprocess.Popen(
                 [
                     binary,
                     f"--config.file={workdir / 'prometheus.yml'}",

@@ -31,7 +31,7 @@ class Crm(BaseHTTPRequestHandler):
     delay: ClassVar[float] = 0.0
     hits: ClassVar[list[str]] = []
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+    def do_GET(self) -> None:
         Crm.hits.append(self.path)
         time.sleep(Crm.delay)
         if "13812345678" not in self.path:

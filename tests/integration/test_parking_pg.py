@@ -1,10 +1,13 @@
-"""Park, don't block, against a real PostgreSQL: a call the database refuses for what it is is parked;
-the calls after it are written, and the outbox flows on.
+"""Park, don't block, against a real PostgreSQL.
+
+A call the database refuses for what it is is parked; the calls after it are written, and the
+outbox flows on.
 
 A device can no longer hand storage a NUL byte (line events drop control characters at the
 boundary), so the seat's own refusal comes from a constraint the test adds: any value a future
 schema refuses parks the same way. The outbox test still sends a NUL-named row, which a seat's
-SQLite stores and the central PostgreSQL refuses."""
+SQLite stores and the central PostgreSQL refuses.
+"""
 
 from __future__ import annotations
 

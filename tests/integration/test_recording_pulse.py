@@ -380,7 +380,8 @@ async def test_full_disk_stops_cleanly_and_recording_resumes(small_disk: Path, e
     assert "disk_full" in (row.flags or "")
     written = small_disk / row.path_or_uri
     assert written.exists()
-    assert 1.0 < row.seconds < 6.0
+    # ~90 KB of noise as FLAC is about 6 s; what matters is that it stopped far short of the 20 s played.
+    assert 1.0 < row.seconds < 10.0
     # What was written reads back (block by block: a torn FLAC) and is the start of the call.
     got = RecordingStore.readable_frames(written)
     assert got == round(row.seconds * RATE)

@@ -1,18 +1,31 @@
-"""Shared fixtures of the unit tests: deterministic uuids and a tiny device type."""
+"""Shared fixtures of the unit tests: no network, deterministic uuids and a tiny device type.
+
+Unit tests are pure: every one runs with sockets disabled (pytest-socket), whether the suite is
+run by ``make test-unit`` or a single file by hand. Unix sockets stay allowed, because asyncio's
+event loop needs a socketpair.
+"""
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 
 import pytest
+import pytest_socket
 
 from agent.events import ALL_LINES, DeviceUp, LineEvent
 from agent.seat.devices import Device, DeviceConfig, DeviceRegistry
 
 #: The time TinyDevice reports its DeviceUp at.
 BASE_TIME = datetime(2024, 5, 6, 9, 0, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def _no_network() -> Iterator[None]:
+    pytest_socket.disable_socket(allow_unix_socket=True)
+    yield
+    pytest_socket.enable_socket()
 
 
 class TinyDevice(Device):

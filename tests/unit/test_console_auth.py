@@ -220,7 +220,7 @@ def client(engine: Engine, tmp_path: Path) -> TestClient:
     return TestClient(make_console_app(engine, settings), base_url="http://127.0.0.1")
 
 
-def post_login(client: TestClient, login: str, password: str, token: str | None = None, **headers: str):  # noqa: ANN201
+def post_login(client: TestClient, login: str, password: str, token: str | None = None, **headers: str):
     if token is None:
         token = csrf_of(client.get("/login").text)
     return client.post(

@@ -186,3 +186,12 @@ def test_a_forbidden_import_is_caught(tmp_path: Path, path: str, source: str, fo
 def test_an_allowed_import_passes(tmp_path: Path, path: str, source: str) -> None:
     root = _tree(tmp_path, {path: source})
     assert violations(root) == []
+
+
+def test_unit_tests_cannot_open_a_network_socket() -> None:
+    import socket
+
+    import pytest_socket
+
+    with pytest.raises(pytest_socket.SocketBlockedError):
+        socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -283,7 +283,7 @@ def test_a_night_when_the_clocks_go_back() -> None:
 
 def test_window_must_be_aware_and_not_empty(engine: Engine) -> None:
     with pytest.raises(ValueError, match="tz-aware"):
-        run(engine, "rep", datetime(2026, 3, 2), datetime(2026, 3, 3))  # noqa: DTZ001
+        run(engine, "rep", datetime(2026, 3, 2), datetime(2026, 3, 3))
     with pytest.raises(ValueError, match="empty"):
         run(engine, "rep", DAY, DAY)
     with pytest.raises(ValueError, match="cannot group"):

@@ -370,7 +370,7 @@ def test_server_default_timestamps_read_back_as_utc(engine: Engine) -> None:
 
 def test_naive_datetimes_are_refused(engine: Engine) -> None:
     with pytest.raises(StatementError, match="naive datetime"), Session(engine) as session:
-        upsert_call(session, make_call(started_at=datetime(2024, 6, 3, 9, 30)))  # noqa: DTZ001
+        upsert_call(session, make_call(started_at=datetime(2024, 6, 3, 9, 30)))
 
 
 # --- queries ----------------------------------------------------------------------------------

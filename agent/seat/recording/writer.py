@@ -184,7 +184,7 @@ class Writer:
             if self._queue.empty():  # caught up: a backlog of our own is no quiet source
                 self._check_stalls()
 
-    def _handle(self, command: Command) -> None:
+    def _handle(self, command: Command) -> None:  # noqa: C901 - the writer's one match over its commands
         captures = self._captures
         match command:
             case BlockIn(key, data, queued_at):

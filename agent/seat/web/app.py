@@ -81,6 +81,7 @@ class EventStreamResponse(Response):
         self.heartbeat = heartbeat
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Stream until the client goes or the bus ends the subscription."""
         try:
             async with anyio.create_task_group() as group:
 

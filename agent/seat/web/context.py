@@ -54,7 +54,8 @@ class LiveStream(Protocol):
 
     def __aiter__(self) -> AsyncIterator[bytes]: ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Stop the stream (the listener went away)."""
 
 
 def local_now() -> datetime:
