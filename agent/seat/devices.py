@@ -43,7 +43,9 @@ class Device(abc.ABC):
 
     def __init__(self, device_id: str, config: DeviceConfig) -> None:
         self.device_id = device_id
-        self.config = config
+        own = type(self).Config
+        # Validated into this type's own ``Config`` once, here, whatever model the caller built.
+        self.config = config if isinstance(config, own) else own.model_validate(config.model_dump())
 
     def lines(self) -> list[str]:
         """The device's own labels of the lines it serves, where it knows them up front."""

@@ -55,9 +55,9 @@ class HayesModem(Device):
     can_hangup: ClassVar[bool] = True
 
     def __init__(self, device_id: str, config: DeviceConfig) -> None:
-        if not isinstance(config, HayesConfig):
-            config = HayesConfig.model_validate(config.model_dump())
         super().__init__(device_id, config)
+        assert isinstance(self.config, HayesConfig)
+        config = self.config
         self.options: HayesConfig = config
         self.cid_command: str | None = None
         self._transport: SerialTransport | None = None

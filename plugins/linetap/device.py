@@ -43,9 +43,9 @@ class LineTapDevice(Device):
     reports_connect: ClassVar[bool] = True
 
     def __init__(self, device_id: str, config: DeviceConfig) -> None:
-        if not isinstance(config, LinetapConfig):
-            config = LinetapConfig.model_validate(config.model_dump())
         super().__init__(device_id, config)
+        assert isinstance(self.config, LinetapConfig)
+        config = self.config
         self.options: LinetapConfig = config
         self._input: Input | None = None
         self._decoders: list[LineTapDecoder] = []

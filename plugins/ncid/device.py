@@ -52,9 +52,9 @@ class NcidDevice(Device):
     reports_connect: ClassVar[bool] = False
 
     def __init__(self, device_id: str, config: DeviceConfig) -> None:
-        if not isinstance(config, NcidConfig):
-            config = NcidConfig.model_validate(config.model_dump())
         super().__init__(device_id, config)
+        assert isinstance(self.config, NcidConfig)
+        config = self.config
         self.options: NcidConfig = config
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None

@@ -38,9 +38,9 @@ class SerialBoxDevice(Device):
     Config: ClassVar[builtins.type[DeviceConfig]] = SerialBoxConfig
 
     def __init__(self, device_id: str, config: DeviceConfig) -> None:
-        if not isinstance(config, SerialBoxConfig):
-            config = SerialBoxConfig.model_validate(config.model_dump())
         super().__init__(device_id, config)
+        assert isinstance(self.config, SerialBoxConfig)
+        config = self.config
         self.options: SerialBoxConfig = config
         # Per instance: what the box reports depends on its configured format.
         self.reports_hook = config.format == "tci"  # type: ignore[misc]

@@ -337,9 +337,8 @@ class _HidDevice(Device):
     hidapi: ClassVar[HidApi | None] = None
 
     def __init__(self, device_id: str, config: DeviceConfig) -> None:
-        if not isinstance(config, self.Config):
-            config = self.Config.model_validate(config.model_dump())
         super().__init__(device_id, config)
+        config = self.config
         self.options: Any = config
         self._transport: HidTransport | None = None
 

@@ -69,9 +69,9 @@ class SimulatorDevice(Device):
     can_hangup: ClassVar[bool] = True
 
     def __init__(self, device_id: str, config: DeviceConfig) -> None:
-        if not isinstance(config, SimulatorConfig):
-            config = SimulatorConfig.model_validate(config.model_dump())
         super().__init__(device_id, config)
+        assert isinstance(self.config, SimulatorConfig)
+        config = self.config
         self.options: SimulatorConfig = config
         labels = [str(n) for n in range(1, config.lines + 1)]
         self._lines = {

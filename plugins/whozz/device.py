@@ -90,9 +90,9 @@ class WhozzDevice(Device):
     reports_connect: ClassVar[bool] = False
 
     def __init__(self, device_id: str, config: DeviceConfig) -> None:
-        if not isinstance(config, WhozzConfig):
-            config = WhozzConfig.model_validate(config.model_dump())
         super().__init__(device_id, config)
+        assert isinstance(self.config, WhozzConfig)
+        config = self.config
         self.options: WhozzConfig = config
         # Per device, not per class: a Basic unit cannot see the handset.
         self.reports_hook = config.detail_records  # type: ignore[misc]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import socket
 import threading
 import uuid
@@ -9,6 +10,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+import factories
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -18,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from agent.centre.search import SearchQuery, filter_clauses, number_clause
 from agent.errors import StorageError
-from agent.events import Call, CallEvent, CallEventKind, Direction, Disposition, EndReason
+from agent.events import Call, CallEvent, CallEventKind, Disposition, EndReason
 from storage.db import alembic_config, current_revision, head_revision, make_engine, upgrade
 from storage.models import SEARCH_INDEXES, Base, CallRecord, CustomerPhone, CustomerRecord, include_in_schema
 from storage.observer import StorageObserver
@@ -52,19 +54,8 @@ def engine(pg_engine: Engine) -> Engine:
     return pg_engine
 
 
-def make_call(uuid: str = "c-1", **changes: object) -> Call:
-    call = Call(
-        uuid=uuid,
-        seat="seat-1",
-        device_id="modem0",
-        line="line-1",
-        rep="alice",
-        team="north",
-        direction=Direction.IN,
-        started_at=T0,
-        number_raw="13812345678",
-    )
-    return replace(call, **changes)  # type: ignore[arg-type]
+#: A call of this suite (the shared factory, with its defaults).
+make_call = functools.partial(factories.make_call, started_at=T0, number_e164=None)
 
 
 def ended(call: Call) -> Call:

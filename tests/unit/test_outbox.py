@@ -8,7 +8,7 @@ statement on it fail.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+import functools
 import hashlib
 import shutil
 from collections.abc import Iterator
@@ -16,13 +16,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import factories
 import pytest
 from sqlalchemy import Engine, event, func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from agent.errors import ConfigError
-from agent.events import Call, CallEvent, CallEventKind, Direction, Disposition, EndReason, RecordingFacts
+from agent.events import Call, CallEvent, CallEventKind, Disposition, EndReason, RecordingFacts
 from agent.seat.sync import SyncLoop
 from storage.db import make_engine, upgrade
 from storage.models import CallRecord, CustomerRecord, OutboxEntry, Recording, RecordingUpload
@@ -44,20 +45,8 @@ from storage.transfer import central_path, copy_verified
 T0 = datetime(2024, 5, 6, 9, 0, tzinfo=UTC)
 
 
-def make_call(uuid: str = "c-1", **changes: Any) -> Call:
-    call = Call(
-        uuid=uuid,
-        seat="seat-1",
-        device_id="sim",
-        line="L1",
-        rep="alice",
-        team="north",
-        direction=Direction.IN,
-        started_at=T0,
-        number_raw="13812345678",
-        number_e164="+8613812345678",
-    )
-    return dataclasses.replace(call, **changes)
+#: A call of this suite (the shared factory, with its defaults).
+make_call = functools.partial(factories.make_call, device_id="sim", line="L1", started_at=T0)
 
 
 def ended(uuid: str = "c-1", **changes: Any) -> Call:

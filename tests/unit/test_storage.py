@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -9,6 +10,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import factories
 import pluggy
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -97,20 +99,8 @@ def upsert(request: pytest.FixtureRequest) -> Upsert:
     return upsert_call if request.param == "on_conflict" else _portable_upsert
 
 
-def make_call(uuid: str = "c-1", **changes: object) -> Call:
-    call = Call(
-        uuid=uuid,
-        seat="seat-1",
-        device_id="modem0",
-        line="line-1",
-        rep="alice",
-        team="north",
-        direction=Direction.IN,
-        started_at=T0,
-        number_raw="13812345678",
-        rings=1,
-    )
-    return replace(call, **changes)  # type: ignore[arg-type]
+#: A call of this suite (the shared factory, with its defaults).
+make_call = functools.partial(factories.make_call, started_at=T0, number_e164=None, rings=1)
 
 
 def answered(call: Call) -> Call:

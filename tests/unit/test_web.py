@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
 
+import factories
 import pluggy
 import pytest
 from starlette.requests import Request
@@ -47,19 +48,8 @@ XSS = "<script>alert(1)</script>"
 
 
 def make_call(uuid: str = "c1", **changes: Any) -> Call:
-    call = Call(
-        uuid=uuid,
-        seat="seat-7",
-        device_id="modem0",
-        line="L1",
-        rep="alice",
-        team="north",
-        direction=Direction.IN,
-        started_at=T0,
-        number_raw="13812345678",
-        cid_name="Zhang San",
-    )
-    return replace(call, **changes)
+    fields = {"seat": "seat-7", "line": "L1", "started_at": T0, "number_e164": None, "cid_name": "Zhang San"}
+    return factories.make_call(uuid, **(fields | changes))
 
 
 def started(call: Call) -> CallEvent:
