@@ -118,9 +118,10 @@ XLSX_MAX_CELL = 32_767
 FORMULA_PREFIXES = frozenset("=+-@\t\r")
 #: An escaped (or to be escaped) text: apostrophes, then a formula prefix.
 _ESCAPED = re.compile(r"'+[=+\-@\t\r]")
-#: Phone numbers as the project writes them: E.164 digits (``*`` where masked), an optional
-#: extension, several joined by "; ". See the module docstring for why these are left as they are.
-_ONE_NUMBER = r"\+[0-9*]{3,20}(?: ext\. [0-9]{1,6}|;ext=[0-9]{1,6})?"
+#: Phone numbers as the project writes them: E.164 digits (``*`` where masked), possibly grouped
+#: by single spaces as the console shows them (``+86 138****5678``), an optional extension, several
+#: joined by "; ". No letters, so no function can be called. See the module docstring.
+_ONE_NUMBER = r"\+[0-9*]{1,20}(?: [0-9*]{1,20}){0,5}(?: ext\. [0-9]{1,6}|;ext=[0-9]{1,6})?"
 _PHONE_TEXT = re.compile(rf"{_ONE_NUMBER}(?:; {_ONE_NUMBER})*")
 #: Characters XML 1.0 cannot hold (openpyxl refuses the first group; the rest break the file).
 _ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")

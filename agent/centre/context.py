@@ -25,6 +25,7 @@ from agent.centre.auth import LoginRateLimiter, Principal, SessionSigner
 from agent.config import DailyTarget, TargetsSection
 from agent.web import format_duration
 from storage.repository import add_audit
+from storage.sheets import ExportGate
 
 T = TypeVar("T")
 
@@ -81,6 +82,8 @@ class ConsoleContext:
     zone: tzinfo
     country_code: str
     listen_seats: dict[str, str]
+    #: Exports each user may run at once (an export holds a worker thread and its rows).
+    exports: ExportGate = field(default_factory=ExportGate)
 
     def masked_for(self, who: Principal) -> bool:
         """Whether ``who``'s role sees numbers masked."""

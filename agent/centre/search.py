@@ -21,8 +21,6 @@ is eleven digits). It is matched against ``number_e164`` and ``number_raw``.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -36,6 +34,8 @@ from sqlalchemy.orm import Session
 from agent.centre.auth import Principal
 from storage.models import CallRecord, Recording
 from storage.report import parse_when
+from storage.sheets import ExportOutcome, escape_text, iter_sheet
+from storage.sheets import headers as sheet_headers
 
 DIRECTIONS: tuple[str, ...] = ("in", "out")
 DISPOSITIONS: tuple[str, ...] = ("answered", "missed", "abandoned", "unknown")
@@ -399,8 +399,11 @@ def search(session: Session, query: SearchQuery, who: Principal, *, masked: bool
 
 
 def export_rows(session: Session, query: SearchQuery, who: Principal, *, masked: bool) -> list[CallRow]:
-    """Every call of the result in the search's order, at most :data:`EXPORT_LIMIT`."""
-    statement = _ordered(_select_rows(query, who), query, _dialect(session)).limit(EXPORT_LIMIT)
+    """Every call of the result in the search's order, at most :data:`EXPORT_LIMIT` and one more.
+
+    The one more tells the writer the result was cut (it says so in the file, never silently).
+    """
+    statement = _ordered(_select_rows(query, who), query, _dialect(session)).limit(EXPORT_LIMIT + 1)
     return [_row(call, recording_id, masked) for call, recording_id in session.execute(statement)]
 
 
@@ -441,42 +444,62 @@ def recording_filename(call: CallRecord, recording: Recording, zone: tzinfo, *, 
     return f"{stamp}_{safe_filename_part(number)}_{safe_filename_part(call.rep)}.{safe_filename_part(ext)}"
 
 
-_PHONE_LIKE = re.compile(r"[+-][0-9 *()-]*")
+# -- exports: the call rows through the project's one spreadsheet writer (storage.sheets) ---------
 
 
 def spreadsheet_text(value: Any) -> Any:
-    """A cell value a spreadsheet will not run: text starting like a formula gets a leading quote.
+    """A cell value as the exports write it: text that would start a formula gets a leading quote.
 
-    ``+86 138...`` stays as it is (a number, not a formula); ``=HYPERLINK(...)``,
-    ``@SUM(...)`` or ``-1+cmd`` in a caller name or a note do not.
+    ``+86 138...`` stays as it is (a number, not a formula); ``=HYPERLINK(...)``, ``@SUM(...)``
+    or ``-1+cmd`` in a caller name or a note do not. Non-text values pass unchanged.
     """
-    if not isinstance(value, str) or not value:
-        return value
-    if value[0] in "=@\t\r" or (value[0] in "+-" and not _PHONE_LIKE.fullmatch(value)):
-        return "'" + value
-    return value
+    return escape_text(value) if isinstance(value, str) else value
 
 
-def to_csv(rows: Iterable[CallRow], zone: tzinfo) -> str:
-    """The rows as CSV with a header line (UTF-8 BOM first, so Excel reads Chinese text right)."""
-    out = io.StringIO()
-    out.write("\ufeff")
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(EXPORT_COLUMNS)
-    for row in rows:
-        writer.writerow([spreadsheet_text(v) for v in row.export_values(zone)])
-    return out.getvalue()
+def _sheet(
+    fmt: str,
+    rows: Iterable[CallRow],
+    zone: tzinfo,
+    lang: str,
+    limit: int | None,
+    outcome: ExportOutcome | None,
+) -> bytes:
+    values = (row.export_values(zone) for row in rows)
+    header = sheet_headers(EXPORT_COLUMNS, lang)
+    chunks = iter_sheet(
+        "csv" if fmt == "csv" else "xlsx",
+        values,
+        header=header,
+        lang=lang,
+        limit=limit,
+        sheet_title="calls",
+        outcome=outcome,
+    )
+    return b"".join(chunks)
 
 
-def to_xlsx(rows: Iterable[CallRow], zone: tzinfo) -> bytes:
-    """The rows as an .xlsx workbook (one sheet, a header row); numbers stay text cells."""
-    from openpyxl import Workbook
+def to_csv(
+    rows: Iterable[CallRow],
+    zone: tzinfo,
+    *,
+    lang: str = "en",
+    limit: int | None = None,
+    outcome: ExportOutcome | None = None,
+) -> str:
+    """The rows as CSV with a header line (UTF-8 BOM first, so Excel reads Chinese text right).
 
-    book = Workbook(write_only=True)
-    sheet = book.create_sheet("calls")
-    sheet.append(list(EXPORT_COLUMNS))
-    for row in rows:
-        sheet.append([spreadsheet_text(v) for v in row.export_values(zone)])
-    out = io.BytesIO()
-    book.save(out)
-    return out.getvalue()
+    With ``limit``, rows past it are left out and a last row says the export was cut there.
+    """
+    return _sheet("csv", rows, zone, lang, limit, outcome).decode("utf-8")
+
+
+def to_xlsx(
+    rows: Iterable[CallRow],
+    zone: tzinfo,
+    *,
+    lang: str = "en",
+    limit: int | None = None,
+    outcome: ExportOutcome | None = None,
+) -> bytes:
+    """The rows as an .xlsx workbook (one sheet named ``calls``, a header row); numbers stay text cells."""
+    return _sheet("xlsx", rows, zone, lang, limit, outcome)

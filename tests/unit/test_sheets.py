@@ -129,6 +129,7 @@ def test_numbers_stay_numbers() -> None:
         "+861065529988;ext=12",
         "+8613812345678; +862223456789",
         "+8613600003333; +861065529988 ext. 12",
+        "+86 138****5678",  # grouped as the console shows it: still no letter, so no function
     ],
 )
 def test_phone_numbers_are_left_readable(number: str) -> None:
@@ -140,7 +141,7 @@ def test_phone_numbers_are_left_readable(number: str) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["+1-555-123-4567", "+86 138 0013 8000", "+1+1", "+86138(0)", "+8613800138000; =1+1", "+", "-"],
+    ["+1-555-123-4567", "+1+1", "+86138(0)", "+8613800138000; =1+1", "+", "-"],
 )
 def test_other_plus_and_minus_text_is_escaped(text: str) -> None:
     # +1-555-123-4567 would show as -4680; anything beyond bare E.164 numbers gets the apostrophe.

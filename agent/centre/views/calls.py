@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import urllib.parse
 from datetime import datetime
 from typing import Any
@@ -18,6 +19,7 @@ from agent.centre.context import ConsoleContext
 from agent.centre.search import (
     DIRECTIONS,
     DISPOSITIONS,
+    EXPORT_LIMIT,
     PER_PAGE_CHOICES,
     CallRow,
     QueryError,
@@ -32,6 +34,9 @@ from agent.centre.search import (
 )
 from storage.models import CallRecord, Recording
 from storage.repository import add_audit
+from storage.sheets import ExportOutcome
+
+logger = logging.getLogger(__name__)
 
 EXPORT_MEDIA = {
     "csv": "text/csv; charset=utf-8",
@@ -107,12 +112,26 @@ async def _export(ctx: ConsoleContext, request: Request, who: Principal, kind: s
         )
         return rows
 
-    def encode(rows: list[CallRow]) -> bytes:
-        return to_csv(rows, ctx.zone).encode("utf-8") if kind == "csv" else to_xlsx(rows, ctx.zone)
+    # Headers in the user's own language when they chose one (the console's setting), else English.
+    lang = who.language if who.language in ("en", "zh-CN") else "en"
+    outcome = ExportOutcome()
 
-    rows = await ctx.write(rows_and_audit)
-    # The file is built after the commit, so a large export holds no database lock meanwhile.
-    body = await run_in_threadpool(encode, rows)
+    def encode(rows: list[CallRow]) -> bytes:
+        if kind == "csv":
+            return to_csv(rows, ctx.zone, lang=lang, limit=EXPORT_LIMIT, outcome=outcome).encode("utf-8")
+        return to_xlsx(rows, ctx.zone, lang=lang, limit=EXPORT_LIMIT, outcome=outcome)
+
+    slot = ctx.exports.try_acquire(who.login)
+    if slot is None:
+        return PlainTextResponse("an export of yours is still running; try again when it is done", 429)
+    try:
+        rows = await ctx.write(rows_and_audit)
+        # The file is built after the commit, so a large export holds no database lock meanwhile.
+        body = await run_in_threadpool(encode, rows)
+    finally:
+        slot.release()
+    if outcome.truncated:
+        logger.info("export by %s cut at %d rows (the file says so)", who.login, EXPORT_LIMIT)
     stamp = datetime.now(ctx.zone).strftime("%Y%m%d-%H%M%S")
     return Response(
         body,
