@@ -617,8 +617,12 @@ class Agent:
             if deadlines:
                 timeout = max(0.0, min(timeout, (min(deadlines) - self.clock()).total_seconds()))
             self._wake.clear()
+            # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel that lands as the
+            # wake-up completes (a device going down as the agent stops), and the ticker then
+            # runs on and holds the shutdown forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
             now = self.clock()
             for line in self.lines.values():
                 deadline = line.tracker.deadline()

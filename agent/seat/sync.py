@@ -201,8 +201,10 @@ class SyncLoop:
                 await self.sleep(delay)
                 continue
             self._wake.clear()
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a stop's cancel.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
         # Stopping: send what the shutdown itself wrote (the calls it ended), unless the centre is down.
         while not self.failures and await self.step() == 0.0:
             pass
