@@ -13,7 +13,7 @@ import asyncio
 import builtins
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, ClassVar
@@ -37,6 +37,10 @@ logger = logging.getLogger(__name__)
 _ERROR_LINE = "1"
 
 
+#: How many sending addresses the per-sender counts keep apart.
+MAX_SENDERS = 64
+
+
 @dataclass
 class WhozzStats:
     """What the device has received since it was constructed."""
@@ -47,6 +51,8 @@ class WhozzStats:
     not_records: int = 0
     errors: int = 0
     rejected: int = 0
+    #: Datagrams per sending address (at most :data:`MAX_SENDERS` addresses; the rest as "other").
+    senders: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +141,13 @@ class WhozzDevice(Device):
         logger.info(
             "%s: listening for Whozz Calling packets on UDP %s:%d", self.device_id, *self.address or ("?", 0)
         )
+        if not self.options.sources:
+            # Any host on the network can then send calls: a spoofed packet is a wrong number on a pop.
+            logger.warning(
+                "%s: no [[devices]] sources set: packets from any address are taken as calls; "
+                "name the unit's address in sources",
+                self.device_id,
+            )
         return self
 
     async def __aexit__(
@@ -166,11 +179,20 @@ class WhozzDevice(Device):
             for event in self.receive(data, addr, loop.time(), datetime.now(UTC)):
                 yield event
 
+    def _count_sender(self, source: str) -> None:
+        senders = self.stats.senders
+        if source not in senders and len(senders) >= MAX_SENDERS:
+            source = "other"
+        if source not in senders and not self.options.sources and senders:
+            logger.warning("%s: packets from another address, %s, taken as calls", self.device_id, source)
+        senders[source] = senders.get(source, 0) + 1
+
     def receive(self, data: bytes, addr: tuple[str, int] | None, now: float, at: datetime) -> list[LineEvent]:
         """One datagram from ``addr`` at monotonic ``now`` (wall time ``at``) -> events."""
         stats = self.stats
         stats.datagrams += 1
         source = str(addr[0]) if addr else ""
+        self._count_sender(source)
         if self.options.sources and source not in self.options.sources:
             stats.rejected += 1
             logger.debug("%s: packet from %s ignored (not in sources)", self.device_id, source)

@@ -380,3 +380,23 @@ def test_parse_record_reads_what_serial_units_send() -> None:
 def test_damaged_records_are_errors(text: str, reason: str) -> None:
     with pytest.raises(WhozzParseError, match=reason):
         parse_record(text)
+
+
+def test_packets_are_counted_per_sender_and_an_open_listener_warns(caplog: pytest.LogCaptureFixture) -> None:
+    from datetime import UTC, datetime
+
+    from plugins.whozz.device import WhozzDevice
+
+    device = WhozzDevice("wc", WhozzDevice.Config.model_validate({}))
+    at = datetime.now(UTC)
+    with caplog.at_level("WARNING", logger="plugins.whozz.device"):
+        device.receive(b"noise", ("192.0.2.10", 3520), 0.0, at)
+        device.receive(b"noise", ("192.0.2.10", 3520), 1.0, at)
+        device.receive(b"noise", ("192.0.2.66", 3520), 2.0, at)
+    assert device.stats.senders == {"192.0.2.10": 2, "192.0.2.66": 1}
+    assert any("192.0.2.66" in r.getMessage() for r in caplog.records)
+
+    limited = WhozzDevice("wc", WhozzDevice.Config.model_validate({"sources": ["192.0.2.10"]}))
+    limited.receive(b"noise", ("192.0.2.66", 3520), 0.0, at)
+    assert limited.stats.rejected == 1
+    assert limited.stats.senders == {"192.0.2.66": 1}
