@@ -119,7 +119,6 @@ class Readable(Protocol):
 
     def read(self, size: int = ..., /) -> bytes:
         """Up to ``size`` bytes; ``b""`` at the end."""
-        ...
 
 
 @runtime_checkable
@@ -147,11 +146,9 @@ class RecordingBlobStore(Protocol):
         :raises BlobStoreError: the store failed; nothing is stored.
         :raises ValueError: ``key`` or ``expected_sha256`` is malformed.
         """
-        ...
 
     def stat(self, key: str) -> BlobInfo | None:
         """The object under ``key``, or None when there is none."""
-        ...
 
     def open_range(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         """The bytes ``start`` to ``end`` (inclusive, as in HTTP ``Range``; None: to the end) of ``key``.
@@ -165,23 +162,18 @@ class RecordingBlobStore(Protocol):
         :raises BlobNotFoundError: no object under ``key``.
         :raises BlobRangeError: ``start`` is at or past the end of the object.
         """
-        ...
 
     def delete(self, key: str) -> None:
         """Remove the object under ``key``; no error when there is none."""
-        ...
 
     def iter_keys(self, prefix: str = "") -> Iterator[str]:
         """Every key that starts with ``prefix``, in lexical order (so by day for recording keys)."""
-        ...
 
     def abort_incomplete(self, older_than: timedelta = STALE_AFTER) -> int:
         """Remove uploads left unfinished (by a crash) more than ``older_than`` ago; returns how many."""
-        ...
 
     def health(self) -> BlobHealth:
         """Whether the store accepts writes now: a probe is written, read back and removed."""
-        ...
 
 
 # -- keys -----------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import logging
 import string
@@ -66,10 +67,23 @@ async def _run(argv: list[str]) -> None:
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
         )
-        _, err = await asyncio.wait_for(process.communicate(), 10)
-    except (OSError, TimeoutError) as exc:
+    except OSError as exc:
         logger.warning("notify_desktop: %s failed: %s", argv[0], exc)
         return
+    try:
+        async with asyncio.timeout(10):
+            _, err = await process.communicate()
+    except TimeoutError as exc:
+        logger.warning("notify_desktop: %s failed: %s", argv[0], exc)
+        return
+    finally:
+        # Timed out or cancelled (the agent stopping): end the command and reap it, so no
+        # process or pipe outlives the event loop.
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            with contextlib.suppress(asyncio.CancelledError, OSError):
+                await asyncio.shield(process.wait())
     if process.returncode:
         logger.warning(
             "notify_desktop: %s exited %d: %s",
