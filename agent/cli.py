@@ -81,7 +81,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "sync": (
         "agent.commands.sync:sync",
-        "Replay this seat's calls, notes and recordings into the central database ([central] url).",
+        "Replay this seat's calls, notes and recordings to the centre ([central] url).",
     ),
     "users": (
         "agent.commands.users:users",

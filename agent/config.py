@@ -250,21 +250,45 @@ class RepStateSection(_Section):
 
 
 class CentralSection(_Section):
-    """``[central]``: team mode. With ``url`` set, the seat's outbox is replayed into that PostgreSQL.
+    """``[central]``: team mode. With ``url`` set, the seat's outbox is replayed upstream.
 
-    ``url`` may come from ``CTI_AGENT_CENTRAL_URL`` instead (it holds a
-    password). ``recordings_dir`` is the central recording store (a network
-    mount); without it recordings stay on the seat and are reported as parked.
+    ``url`` is the centre (``https://centre.example:8340``, ``cti-agent centre``):
+    the seat sends its calls and recordings over the seat API with its own
+    credential, read from ``token_file`` (written by the IT person from ``cti-agent
+    seats add``; readable by its owner only). ``ca_file`` trusts a centre whose
+    certificate no system CA signed (a self-signed one: give its certificate).
+
+    The older direct-database team mode is a ``postgresql://`` URL (it holds a
+    password, so it may come from ``CTI_AGENT_CENTRAL_URL`` instead) with
+    ``recordings_dir`` the shared recording store (a network mount).
     """
 
     url: str | None = None
+    token_file: Path | None = None
+    ca_file: Path | None = None
     recordings_dir: Path | None = None
-    #: Outbox entries sent per central transaction.
+    #: Outbox entries sent per batch (to the centre at most 1000, its limit).
     batch_size: int = Field(default=200, ge=1, le=10_000)
     #: Seconds between polls of an empty outbox (a call's end wakes the sync at once).
     interval: float = Field(default=5.0, gt=0, le=3600)
     #: The longest wait between retries while the centre is unreachable (seconds).
     backoff_max: float = Field(default=300.0, ge=1, le=86_400)
+    #: Seconds the screen-pop waits for the centre's customer card before it uses its cache.
+    lookup_timeout: float = Field(default=0.3, gt=0, le=10)
+
+    @model_validator(mode="after")
+    def _http_needs_a_token(self) -> CentralSection:
+        if self.url and is_centre_url(self.url) and self.token_file is None:
+            raise ValueError(
+                "url names a centre (http/https): set token_file to the file holding this seat's token "
+                "(cti-agent seats add NAME, at the centre)"
+            )
+        return self
+
+
+def is_centre_url(url: str) -> bool:
+    """Whether a ``[central] url`` names the centre's seat API (http/https) rather than a database."""
+    return url.split(":", 1)[0].lower() in ("http", "https")
 
 
 class CentreSection(_Section):
@@ -324,7 +348,10 @@ class Config(_Section):
 
     @property
     def central_url(self) -> str | None:
-        """The central database of team mode: ``CTI_AGENT_CENTRAL_URL``, ``[central] url``, or None."""
+        """Team mode's upstream: ``CTI_AGENT_CENTRAL_URL``, ``[central] url``, or None (one machine).
+
+        The centre (http/https, see :func:`is_centre_url`) or a central database.
+        """
         return os.environ.get("CTI_AGENT_CENTRAL_URL") or self.central.url or None
 
     def tracker_config(self, *, reports_hook: bool, reports_connect: bool) -> TrackerConfig:
@@ -573,4 +600,4 @@ def _is_prefix(path: Sequence[str | int], wanted: Sequence[str | int]) -> bool:
     return len(path) <= len(wanted) and list(wanted[: len(path)]) == list(path)
 
 
-__all__ = ["Config", "default_data_dir", "load_config", "locate", "parse_listen"]
+__all__ = ["Config", "default_data_dir", "is_centre_url", "load_config", "locate", "parse_listen"]

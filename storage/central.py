@@ -1,13 +1,16 @@
 """How a seat's outbox reaches the centre: the :class:`Transport` contract and its SQL implementation.
 
 :class:`storage.outbox.CentralSync` decides *what* to send and keeps the local
-books; a transport only carries rows and files upstream. :class:`SqlTransport`
-writes straight into the central PostgreSQL with the repository functions a
-seat uses locally, and copies recordings into a shared directory; an HTTP
-transport to the centre's seat API replaces it without touching the queue.
+books; a transport only carries rows and files upstream. Two exist: the seat
+API over HTTP (:class:`agent.seat.transport.HttpTransport`, the centre's way)
+and :class:`SqlTransport`, which writes straight into a central PostgreSQL
+with the same per-entry ingest the centre uses (:mod:`storage.ingest`) and
+copies recordings into a shared directory (the older direct-database team mode).
 
-A transport reports a fault a retry may fix as :class:`~storage.faults.SyncError`
-and a row it can never take as :class:`~storage.faults.Rejected`. Everything
+Calls are answered per row (:class:`~storage.ingest.Outcome`): a row the centre
+refuses is refused alone and the rest of the batch is stored. A transport
+reports a fault a retry may fix as :class:`~storage.faults.SyncError` and a
+recording it can never take as :class:`~storage.faults.Rejected`. Everything
 here is blocking: call it from a worker thread.
 """
 
@@ -32,9 +35,9 @@ from agent.errors import StorageError
 from agent.events import Call, RecordingFacts
 from storage.db import alembic_config, current_revision, head_revision, safe_url, storage_errors
 from storage.faults import Rejected, SyncError, is_permanent, reason_of
+from storage.ingest import Incoming, Outcome, ingest_calls
 from storage.recordings import RecordingStore
-from storage.repository import save_note, upsert_call
-from storage.transfer import Copier, central_path, copy_verified
+from storage.transfer import Copier, central_path, copy_verified, intact
 
 logger = logging.getLogger(__name__)
 
@@ -60,11 +63,12 @@ class Transport(Protocol):
         :raises SyncError: the centre cannot be reached.
         """
 
-    def send_calls(self, rows: Sequence[CallRow]) -> None:
-        """Store these calls and notes upstream, all or none; idempotent by call UUID.
+    def send_calls(self, rows: Sequence[CallRow], backlog: int | None) -> list[Outcome]:
+        """Store these calls and notes upstream; one outcome per row, in order; idempotent by call UUID.
+
+        ``backlog``: how many outbox entries wait behind this batch (the centre shows it per seat).
 
         :raises SyncError: a fault a retry may fix; nothing was stored.
-        :raises Rejected: the centre refuses one of the rows for what it is.
         """
 
     def send_recording(self, facts: RecordingFacts, call: Call | None, source: Path) -> bool:
@@ -74,6 +78,14 @@ class Transport(Protocol):
 
         :raises SyncError: a fault a retry may fix.
         :raises Rejected: the centre cannot take this recording (e.g. no store configured).
+        """
+
+    def has_copy(self, call_uuid: str, path: str, sha256: str) -> bool:
+        """Whether the centre holds this recording now with exactly this SHA-256 (asked again, not cached).
+
+        ``cti-agent purge`` deletes a local file only when this is True.
+
+        :raises SyncError: the centre (or its store) cannot be asked now.
         """
 
     def close(self) -> None:
@@ -136,21 +148,32 @@ class SqlTransport:
                 command.upgrade(alembic_config(connection), "head")
             logger.info("central database %s migrated to head", safe_url(self.central.url))
 
-    def send_calls(self, rows: Sequence[CallRow]) -> None:
-        """Upsert the calls and their notes in one central transaction."""
+    def send_calls(self, rows: Sequence[CallRow], backlog: int | None) -> list[Outcome]:
+        """Write the calls and their notes in one central transaction, each row in its own savepoint."""
         if not rows:
-            return
+            return []
         try:
             upstream: Session
             with (
                 storage_errors(self.central, f"sending {len(rows)} call(s)"),
                 self._sessions.begin() as upstream,
             ):
-                for row in rows:
-                    upsert_call(upstream, row.call)
-                    save_note(upstream, row.call.uuid, row.notes, row.follow_up_at)
+                return ingest_calls(
+                    upstream, [Incoming(row.call, row.notes, row.follow_up_at) for row in rows]
+                )
         except StorageError as exc:
-            raise _refusal_or_fault(exc) from exc
+            raise SyncError(str(exc), "database") from exc
+
+    def has_copy(self, call_uuid: str, path: str, sha256: str) -> bool:
+        """Whether the shared directory's copy of ``path`` is whole (its SHA-256 read again)."""
+        if self.recordings_dir is None:
+            return False
+        try:
+            return intact(central_path(self.recordings_dir, path), sha256)
+        except ValueError:
+            return False
+        except OSError as exc:
+            raise SyncError(f"the central copy of {path} cannot be read: {exc}", "recording_store") from exc
 
     def send_recording(self, facts: RecordingFacts, call: Call | None, source: Path) -> bool:
         """Copy the file (verified by SHA-256), then write its central row."""
@@ -187,4 +210,4 @@ def with_sha(facts: RecordingFacts, digest: str) -> RecordingFacts:
     return dataclasses.replace(facts, sha256=digest)
 
 
-__all__ = ["CallRow", "SqlTransport", "Transport", "with_sha"]
+__all__ = ["CallRow", "Outcome", "SqlTransport", "Transport", "with_sha"]

@@ -43,19 +43,18 @@ call's customer by ``number_e164``, which is what the number search uses.
 The parts. This module keeps the queue (the ``outbox`` table, its state, the
 purge guard) and runs a batch as a short pipeline: read the oldest entries,
 group them by row, make the centre ready, send the calls, send the recordings,
-note the outcome. How rows and files travel is a :class:`~storage.central.Transport`
-(today :class:`~storage.central.SqlTransport`: the central PostgreSQL and a
-shared directory); the file copies and their SHA-256 checks are
-:mod:`storage.transfer`; a row becomes a :class:`Call` or
-:class:`RecordingFacts` by the models' own ``to_call`` / ``to_facts``.
+note the outcome. How rows and files travel is a :class:`~storage.central.Transport`:
+the centre's seat API over HTTP (:mod:`agent.seat.transport`), or
+:class:`~storage.central.SqlTransport` (a central PostgreSQL and a shared
+directory); a row becomes a :class:`Call` or :class:`RecordingFacts` by the
+models' own ``to_call`` / ``to_facts``.
 
-Recordings are copied to ``[central] recordings_dir`` at the same relative path
-(``recordings/YYYY/MM/DD/<uuid>.<ext>``) via a temporary file and a rename, then
-read back and checked against the SHA-256 of the local file; a mismatch is
-copied again. Only after that is the central row written and a
-``recording_uploads`` row stored locally: :func:`purge_allowed` lets
-``cti-agent purge`` delete the local file only then, and re-hashes the central
-copy first (a corrupt one is re-queued and the local file kept).
+A recording is sent with the SHA-256 of the local file and the transport
+checks the centre's copy against it (the centre hashes what it received; the
+SQL transport reads its copy back, see :mod:`storage.transfer`). Only after
+that is a ``recording_uploads`` row stored locally: :func:`purge_allowed` lets
+``cti-agent purge`` delete the local file only then, and asks the centre again
+first (a missing or corrupt copy is re-queued and the local file kept).
 
 Failures: park, don't block (see :mod:`storage.faults`). Anything a retry can
 fix (the central server or the mount is unreachable, a lock) raises
@@ -64,9 +63,10 @@ tries again, while the seat goes on writing locally; the error carries the
 backlog, so the metrics stay true during an outage. What no retry can fix
 (the local file is gone or does not match its own checksum, no store is
 configured) parks that entry (``parked``) at once with the reason. A row the
-centre refuses for what it is (a constraint, a NUL byte in a name) is tried
-again in the next batches, alone so that it takes no other row down with it,
-and parked after ``PARK_AFTER`` refusals (``rejections``). The rest of the
+centre refuses for what it is (a constraint, a NUL byte in a name) is refused
+alone (the centre answers per row, so it takes no other row down with it),
+tried again in the next batches and parked after ``PARK_AFTER`` refusals
+(``rejections``). The rest of the
 outbox goes on either way; :func:`retry_parked` queues parked entries again
 after a fix. Everything here is blocking: call it from a worker thread.
 """
@@ -91,7 +91,7 @@ from storage.db import safe_url, storage_errors
 from storage.faults import PARK_AFTER, Rejected, SyncError
 from storage.models import CallRecord, OutboxEntry, Recording, RecordingUpload, SyncState, utcnow
 from storage.recordings import PART_SUFFIX, RecordingStore
-from storage.transfer import Copier, SourceUnusable, central_path, checked_source, intact
+from storage.transfer import Copier, SourceUnusable, checked_source
 
 logger = logging.getLogger(__name__)
 
@@ -262,29 +262,28 @@ def is_verified_upstream(session: Session, row: Recording) -> bool:
     return row.sha256 is None or upload.sha256 == row.sha256
 
 
-def purge_allowed(session: Session, row: Recording, central_root: Path | None) -> bool:
+def purge_allowed(session: Session, row: Recording, transport: Transport | None) -> bool:
     """Whether ``cti-agent purge`` may delete this local recording in team mode.
 
-    Only a recording verified upstream (:func:`is_verified_upstream`) whose
-    central copy, read again now, still has the verified SHA-256. A central
-    copy that is missing or corrupt is re-queued for upload (the sync copies
-    it again) and the local file is kept; so is every file when the central
-    store cannot be read.
+    Only a recording verified upstream (:func:`is_verified_upstream`) that the
+    centre, asked again now (:meth:`Transport.has_copy`), still holds with the
+    verified SHA-256. A central copy that is missing or corrupt is re-queued
+    for upload (the sync sends it again) and the local file is kept; so is
+    every file when the centre cannot be asked.
     """
     if not is_verified_upstream(session, row):
         return False
-    if central_root is None:
+    if transport is None:
         return False
     upload = session.get(RecordingUpload, row.id)
     assert upload is not None  # checked by is_verified_upstream
     try:
-        copy = central_path(central_root, upload.path)
-        whole = intact(copy, upload.sha256)
-    except (OSError, ValueError) as exc:
+        whole = transport.has_copy(row.call_uuid, upload.path, upload.sha256)
+    except SyncError as exc:
         logger.warning("recording %d: the central copy cannot be checked (%s); kept", row.id, exc)
         return False
     if not whole:
-        logger.warning("recording %d: the central copy %s is missing or corrupt; queued again", row.id, copy)
+        logger.warning("recording %d: the central copy is missing or corrupt; queued again", row.id)
         session.delete(upload)
         session.add(OutboxEntry(kind=RECORDING, ref=str(row.id)))
         session.flush()
@@ -331,21 +330,22 @@ class CentralSync:
     """Replays a seat's outbox into the centre, a batch at a time.
 
     :param local: the seat's SQLite engine (migrated).
-    :param central: the central PostgreSQL engine (see :class:`~storage.central.SqlTransport`).
+    :param central: a central PostgreSQL engine for the direct-database transport
+        (:class:`~storage.central.SqlTransport`); None when ``transport`` is given.
     :param data_dir: the seat's data directory (local recordings are relative to it).
-    :param recordings_dir: the central recording store; None parks every recording.
-    :param copy: how a file is copied (a test injects a faulty one).
-    :param transport: what carries the rows upstream; by default the SQL
-        transport over ``central`` and ``recordings_dir``.
+    :param recordings_dir: the SQL transport's shared recording directory; None parks every recording.
+    :param copy: how the SQL transport copies a file (a test injects a faulty one).
+    :param transport: what carries the rows upstream (the seat API over HTTP);
+        by default the SQL transport over ``central`` and ``recordings_dir``.
     """
 
     def __init__(
         self,
         local: Engine,
-        central: Engine,
+        central: Engine | None = None,
         *,
         data_dir: Path,
-        recordings_dir: Path | None,
+        recordings_dir: Path | None = None,
         batch_size: int = 200,
         clock: Callable[[], datetime] = utcnow,
         copy: Copier = shutil.copyfile,
@@ -358,9 +358,12 @@ class CentralSync:
             )
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
+        if transport is None:
+            if central is None:
+                raise ValueError("CentralSync needs a transport or a central engine")
+            transport = SqlTransport(central, recordings_dir, copy=copy)
         self.local = local
-        self.central = central
-        self.transport: Transport = transport or SqlTransport(central, recordings_dir, copy=copy)
+        self.transport: Transport = transport
         self.local_store = RecordingStore(data_dir, local)
         self.batch_size = batch_size
         self.clock = clock
@@ -547,7 +550,11 @@ class CentralSync:
         return parked
 
     def _send_calls(self, batch: _Batch) -> tuple[int, int]:
-        """Send the batch's calls in one unit; returns (calls sent, entries parked)."""
+        """Send the batch's calls, answered per call; returns (calls sent, entries parked).
+
+        A call the centre refuses is counted against that call alone (parked after
+        ``PARK_AFTER`` refusals); the others are done.
+        """
         uuids = batch.refs(CALL)
         if not uuids:
             return 0, 0
@@ -559,49 +566,31 @@ class CentralSync:
                     rows.append(CallRow(call_of(record), record.notes, record.follow_up_at))
                 except ValueError as exc:
                     bad[record.uuid] = str(exc)
+            backlog = max(0, status(session).pending - len(batch.ids()))
         parked = 0
         for uuid, reason in bad.items():
             logger.error("call %s cannot be sent: %s (parked)", uuid, reason)
             self._park(batch.rows[(CALL, uuid)], reason)
             parked += len(batch.rows[(CALL, uuid)])
+        with self._attempt(batch.ids(CALL)):
+            outcomes = self.transport.send_calls(rows, backlog)
+        if len(outcomes) != len(rows):
+            raise SyncError(f"the centre answered {len(outcomes)} of {len(rows)} calls", "database")
+        sent_rows = {row.call.uuid for row in rows}
         # Entries of calls no longer stored locally have nothing to send: they are simply done.
-        gone = [i for ref in uuids if ref not in bad for i in batch.rows[(CALL, ref)]]
-        try:
-            with self._attempt(batch.ids(CALL)):
-                self.transport.send_calls(rows)
-        except Rejected as exc:
-            sent_rows = {row.call.uuid for row in rows}
-            gone = [
-                i for ref in uuids if ref not in bad and ref not in sent_rows for i in batch.rows[(CALL, ref)]
-            ]
-            if len(rows) == 1:
-                parked += self._refused(batch.rows[(CALL, rows[0].call.uuid)], rows[0].call.uuid, exc)
-                sent = 0
-            else:
-                # One of them is refused and took the others down with it: send each alone.
-                logger.warning(
-                    "the centre refused %d call(s) at once (%s); sending them one by one", len(rows), exc
-                )
-                sent, refused = self._send_calls_alone(batch, rows)
-                parked += refused
-            if gone:
-                self._done(gone)
-            return sent, parked
-        self._done(gone)
-        return len(rows), parked
-
-    def _send_calls_alone(self, batch: _Batch, rows: list[CallRow]) -> tuple[int, int]:
-        sent = parked = 0
-        for row in rows:
+        done = [
+            i for ref in uuids if ref not in bad and ref not in sent_rows for i in batch.rows[(CALL, ref)]
+        ]
+        sent = 0
+        for row, outcome in zip(rows, outcomes, strict=True):
             ids = batch.rows[(CALL, row.call.uuid)]
-            try:
-                with self._attempt(ids):
-                    self.transport.send_calls([row])
-            except Rejected as exc:
-                parked += self._refused(ids, row.call.uuid, exc)
-                continue
-            self._done(ids)
-            sent += 1
+            if outcome.status == "rejected":
+                parked += self._refused(ids, row.call.uuid, Rejected(outcome.reason or "refused"))
+            else:
+                done.extend(ids)
+                sent += 1
+        if done:
+            self._done(done)
         return sent, parked
 
     def _refused(self, ids: list[int], ref: str, exc: Rejected) -> int:

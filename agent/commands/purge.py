@@ -14,6 +14,9 @@ from sqlalchemy.orm import Session
 
 from agent.commands.common import config_option, load, open_engine
 from agent.config import Config
+from agent.errors import AgentError
+from agent.seat.transport import make_transport
+from storage.central import Transport
 from storage.outbox import purge_allowed
 from storage.recordings import RecordingStore, audit
 from storage.repository import recordings_past_retention
@@ -127,19 +130,24 @@ def _purge(
         return
     freed = 0
     deleted = 0
-    # Team mode: a local recording goes only once its central copy is verified (storage.outbox).
+    # Team mode: a local recording goes only once the centre confirms its copy (storage.outbox).
     team_mode = config.central_url is not None
+    transport = _transport(config) if team_mode else None
     kept = 0
-    with click.progressbar(length=len(ids), label="deleting recordings", file=None) as bar:
-        for start in range(0, len(ids), BATCH):
-            with Session(engine) as session, session.begin():
-                for row in store.by_ids(session, ids[start : start + BATCH]):
-                    if team_mode and not purge_allowed(session, row, config.central.recordings_dir):
-                        kept += 1
-                        continue
-                    freed += store.delete(session, row)
-                    deleted += 1
-            bar.update(min(BATCH, len(ids) - start))
+    try:
+        with click.progressbar(length=len(ids), label="deleting recordings", file=None) as bar:
+            for start in range(0, len(ids), BATCH):
+                with Session(engine) as session, session.begin():
+                    for row in store.by_ids(session, ids[start : start + BATCH]):
+                        if team_mode and not purge_allowed(session, row, transport):
+                            kept += 1
+                            continue
+                        freed += store.delete(session, row)
+                        deleted += 1
+                bar.update(min(BATCH, len(ids) - start))
+    finally:
+        if transport is not None:
+            transport.close()
     with Session(engine) as session, session.begin():
         detail: dict[str, object] = {"recordings": deleted, "bytes": freed}
         if age is not None:
@@ -151,6 +159,15 @@ def _purge(
     click.echo(f"deleted {deleted} recording(s) {rule}, freed {_size(freed)}")
     if kept:
         click.echo(f"kept {kept} recording(s) not yet verified upstream (see cti-agent sync --status)")
+
+
+def _transport(config: Config) -> Transport | None:
+    """The centre to confirm copies with; None (so every recording is kept) when it cannot be built."""
+    try:
+        return make_transport(config)
+    except AgentError as exc:
+        click.echo(f"cannot ask the centre ({exc}); team mode keeps every local recording", err=True)
+        return None
 
 
 def _user() -> str | None:

@@ -19,9 +19,10 @@ import click
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from agent.config import Config, load_config
+from agent.config import Config, is_centre_url, load_config
 from agent.errors import AgentError
-from agent.seat.sync import SyncLoop, with_connect_timeout
+from agent.seat.sync import SyncLoop
+from agent.seat.transport import make_transport
 from storage.db import make_engine, safe_url, storage_errors, upgrade
 from storage.observer import PARKED_NAME, ParkedCall, ParkedCalls, StorageObserver
 from storage.outbox import CentralSync, SyncError, SyncStatus, parked_entries, retry_parked, status
@@ -49,9 +50,15 @@ def format_status(
 ) -> str:
     """The text ``sync --status`` prints (``parked_calls``: calls the seat's own database refused)."""
     url = config.central_url
+    if url and is_centre_url(url):
+        upstream = [f"centre:             {url}", "recording store:    the centre's"]
+    else:
+        upstream = [
+            f"central database:   {safe_url(url) if url else 'not configured (single-machine mode)'}",
+            f"recording store:    {config.central.recordings_dir or 'not configured'}",
+        ]
     lines = [
-        f"central database:   {safe_url(url) if url else 'not configured (single-machine mode)'}",
-        f"recording store:    {config.central.recordings_dir or 'not configured'}",
+        *upstream,
         f"outbox:             {'on' if state.enabled else 'off'}",
         f"backlog:            {state.pending_calls} call(s), {state.pending_recordings} recording(s)",
         f"oldest waiting:     {_age(state.oldest_pending_at, now) if state.pending else '-'}",
@@ -97,7 +104,7 @@ def _open_local(config: Config) -> Engine:
     help="After a fix: write the parked calls again and queue the parked outbox entries again.",
 )
 def sync(config_path: Path | None, show_status: bool, once: bool, retry_parked: bool) -> None:
-    """Replay this seat's calls, notes and recordings into the central database ([central] url)."""
+    """Replay this seat's calls, notes and recordings to the centre ([central] url)."""
     try:
         config = load_config(config_path)
     except AgentError as exc:
@@ -116,15 +123,14 @@ def sync(config_path: Path | None, show_status: bool, once: bool, retry_parked: 
             _retry_parked(local, config)
             if not once:
                 return
-        url = config.central_url
-        if not url:
-            raise click.UsageError("no central database: set [central] url or CTI_AGENT_CENTRAL_URL")
         try:
+            transport = make_transport(config)
+            if transport is None:
+                raise click.UsageError("no central database or centre: set [central] url")
             syncer = CentralSync(
                 local,
-                make_engine(with_connect_timeout(url)),
+                transport=transport,
                 data_dir=config.agent.data_dir,
-                recordings_dir=config.central.recordings_dir,
                 batch_size=config.central.batch_size,
             )
         except AgentError as exc:

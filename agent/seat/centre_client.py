@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,10 @@ logger = logging.getLogger(__name__)
 #: Seconds to connect, and to wait for an answer to one request.
 CONNECT_SECONDS = 5.0
 READ_SECONDS = 30.0
+#: Seconds an upload may stall (no byte moving either way) before it is given up and retried.
+UPLOAD_SECONDS = 120.0
+#: Bytes read from a recording per chunk of an upload.
+CHUNK = 256 * 1024
 
 
 class CentreError(AgentError):
@@ -39,6 +44,37 @@ class CentreUnavailable(CentreError):
 
 class CentreRefused(CentreError):
     """The centre refused the seat's credential (401) or its claim to be this seat (403)."""
+
+
+class RecordingRefused(CentreError):
+    """The centre will not take this recording: not yet (``final`` False: it lacks the call) or never."""
+
+    def __init__(self, message: str, *, final: bool) -> None:
+        super().__init__(message)
+        self.final = final
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingCopy:
+    """A recording as the centre holds it: its store key, SHA-256 and size."""
+
+    key: str
+    sha256: str
+    bytes: int
+    stored: bool = False
+
+    @classmethod
+    def of(cls, data: object, *, stored: bool = False) -> RecordingCopy:
+        """From the centre's JSON answer.
+
+        :raises CentreError: the answer is not a recording's.
+        """
+        if not isinstance(data, dict):
+            raise CentreError("the centre's answer is not a recording")
+        try:
+            return cls(str(data["key"]), str(data["sha256"]), int(data["bytes"]), stored)
+        except (KeyError, TypeError, ValueError):
+            raise CentreError("the centre's answer is not a recording") from None
 
 
 def read_token(path: Path) -> str:
@@ -94,12 +130,14 @@ class CentreClient:
         if self._owns_client:
             self._client.close()
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def _request(
+        self, method: str, path: str, *, headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> httpx.Response:
         try:
-            response = self._client.request(method, path, headers=self._headers, **kwargs)
+            response = self._client.request(method, path, headers=self._headers | (headers or {}), **kwargs)
         except httpx.HTTPError as exc:
             raise CentreUnavailable(f"the centre at {self.base_url} is unreachable: {exc}") from None
-        if response.status_code in (401, 403):
+        if response.status_code == 401:
             raise CentreRefused(f"the centre refused this seat: {_message(response)}")
         if response.status_code >= 500 or response.status_code == 429:
             raise CentreUnavailable(f"the centre answered {response.status_code}: {_message(response)}")
@@ -108,6 +146,7 @@ class CentreClient:
     def whoami(self) -> dict[str, Any]:
         """The seat the centre takes this token for (``{"seat": ..., "team": ...}``)."""
         response = self._request("GET", f"{API_PREFIX}/whoami")
+        _refused_as_seat(response)
         if response.status_code != 200:
             raise CentreError(f"the centre answered {response.status_code}: {_message(response)}")
         data = response.json()
@@ -125,6 +164,7 @@ class CentreClient:
         response = self._request(
             "POST", f"{API_PREFIX}/calls", json={"seat": seat, "backlog": backlog, "calls": list(entries)}
         )
+        _refused_as_seat(response)
         if response.status_code != 200:
             raise CentreError(f"the centre refused the batch ({response.status_code}): {_message(response)}")
         try:
@@ -134,6 +174,61 @@ class CentreClient:
         if len(answer.results) != len(entries):
             raise CentreError(f"the centre answered {len(answer.results)} entries for {len(entries)} sent")
         return answer.results
+
+    def recording_status(self, call_uuid: str) -> RecordingCopy | None:
+        """What the centre holds of this call's recording (its store checked now), or None.
+
+        :raises CentreUnavailable: the centre or its store cannot answer now.
+        :raises CentreError: the centre refused the question (e.g. another seat's call).
+        """
+        response = self._request("GET", f"{API_PREFIX}/recordings/{call_uuid}")
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise CentreError(f"the centre answered {response.status_code}: {_message(response)}")
+        return RecordingCopy.of(response.json())
+
+    def put_recording(
+        self, call_uuid: str, source: Path, sha256: str, facts: dict[str, str]
+    ) -> RecordingCopy:
+        """Stream the file ``source`` to the centre, which stores it only if its SHA-256 is ``sha256``.
+
+        ``facts``: the recording's row as query parameters (``ext``, ``codec``, ``sample_rate``,
+        ``channels``, ``seconds``, ``status``, ``flags``).
+
+        :raises CentreUnavailable: retry later (also when the body arrived damaged: 422).
+        :raises RecordingRefused: the centre cannot take it now (409: it has no such call yet)
+            or ever (400, 403, 413); ``final`` says which.
+        """
+        size = source.stat().st_size
+        response = self._request(
+            "PUT",
+            f"{API_PREFIX}/recordings/{call_uuid}",
+            params=facts,
+            content=_chunks(source),
+            headers={"content-length": str(size), "x-content-sha256": sha256},
+            timeout=httpx.Timeout(UPLOAD_SECONDS, connect=CONNECT_SECONDS),
+        )
+        if response.status_code in (200, 201):
+            return RecordingCopy.of(response.json(), stored=response.status_code == 201)
+        if response.status_code == 422:
+            raise CentreUnavailable(f"the centre received a damaged copy: {_message(response)}")
+        raise RecordingRefused(
+            f"the centre refused the recording ({response.status_code}): {_message(response)}",
+            final=response.status_code != 409,
+        )
+
+
+def _refused_as_seat(response: httpx.Response) -> None:
+    """403 on a seat's own route: the credential is another seat's (a config error, not a row's)."""
+    if response.status_code == 403:
+        raise CentreRefused(f"the centre refused this seat: {_message(response)}")
+
+
+def _chunks(source: Path) -> Iterator[bytes]:
+    with source.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            yield chunk
 
 
 def _message(response: httpx.Response) -> str:

@@ -67,7 +67,7 @@ RECORDING_ERROR_REASONS: tuple[str, ...] = ("disk_full", "io_error", "device_los
 #: Why a finished recording looks wrong (``cti_recording_suspect_total{reason}``).
 RECORDING_SUSPECT_REASONS: tuple[str, ...] = ("short", "silent", "one_sided")
 #: Kinds of failed sync attempts in team mode (see agent.seat.sync).
-SYNC_ERROR_KINDS: tuple[str, ...] = ("database", "recording_store", "parked", "local")
+SYNC_ERROR_KINDS: tuple[str, ...] = ("database", "recording_store", "centre", "credential", "parked", "local")
 
 #: Screen-pop and lookup latency buckets, in seconds: a pop must feel instant (< 0.25 s).
 LATENCY_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)

@@ -19,13 +19,12 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol, runtime_checkable
 
-from sqlalchemy import Engine, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy import Engine
 
 from agent.config import Config
 from agent.errors import AgentError
 from agent.events import CallEvent, CallEventKind, Message
-from storage.db import make_engine
+from agent.seat.transport import make_transport
 from storage.outbox import BatchResult, CentralSync, SyncError
 
 logger = logging.getLogger(__name__)
@@ -33,8 +32,6 @@ logger = logging.getLogger(__name__)
 BACKOFF_START = 1.0
 #: How long shutdown waits for a batch in flight before giving up on it (it is resent next start).
 STOP_TIMEOUT = 10.0
-#: Seconds to wait for a TCP connection to the centre (a dead network must not hang a batch for minutes).
-CONNECT_TIMEOUT = 10
 
 
 @runtime_checkable
@@ -238,35 +235,19 @@ class SyncLoop:
             self.sync.close()
 
 
-def with_connect_timeout(url: str, seconds: int = CONNECT_TIMEOUT) -> str:
-    """A PostgreSQL URL with ``connect_timeout`` set unless it has one: an unreachable centre fails fast."""
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        return url  # make_engine reports it
-    if parsed.get_backend_name() != "postgresql" or "connect_timeout" in parsed.query:
-        return url
-    return parsed.update_query_dict({"connect_timeout": str(seconds)}).render_as_string(hide_password=False)
-
-
 def make_sync(config: Config, local: Engine, metrics: SyncMetrics | None = None) -> SyncLoop | None:
     """The sync loop for this config, or None when no central URL is set (single-machine mode).
 
     No connection is made here: an unreachable centre only delays the sync.
 
-    :raises StorageError: the central URL is malformed or its driver is missing.
-    :raises ConfigError: the local database is not SQLite.
+    :raises ConfigError: the local database is not SQLite, or the centre's token file is unusable.
+    :raises StorageError: a central database URL is malformed or its driver is missing.
     """
-    url = config.central_url
-    if not url:
+    transport = make_transport(config)
+    if transport is None:
         return None
-    central = make_engine(with_connect_timeout(url))
     sync = CentralSync(
-        local,
-        central,
-        data_dir=config.agent.data_dir,
-        recordings_dir=config.central.recordings_dir,
-        batch_size=config.central.batch_size,
+        local, transport=transport, data_dir=config.agent.data_dir, batch_size=config.central.batch_size
     )
     return SyncLoop(
         sync,
@@ -276,4 +257,4 @@ def make_sync(config: Config, local: Engine, metrics: SyncMetrics | None = None)
     )
 
 
-__all__ = ["Batcher", "SyncLoop", "SyncMetrics", "make_sync", "with_connect_timeout"]
+__all__ = ["Batcher", "SyncLoop", "SyncMetrics", "make_sync"]

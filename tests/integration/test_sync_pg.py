@@ -287,17 +287,17 @@ def test_a_corrupted_central_copy_is_found_by_the_purge_guard_and_copied_again(
         with Session(seat) as session:
             row = session.scalars(select(Recording)).one()
             copy = central_path(store_dir, row.path_or_uri)
-            assert purge_allowed(session, row, store_dir)
+            assert purge_allowed(session, row, syncer.transport)
         copy.write_bytes(b"the real audio" * 99 + b"the fake audio")
         with Session(seat) as session, session.begin():
             row = session.scalars(select(Recording)).one()
-            assert not purge_allowed(session, row, store_dir)
+            assert not purge_allowed(session, row, syncer.transport)
         assert syncer.status().pending_recordings == 1
         assert syncer.run_batch().recordings == 1
         assert copy.read_bytes() == source.read_bytes()
         with Session(seat) as session:
-            assert purge_allowed(session, session.scalars(select(Recording)).one(), store_dir)
-        with Session(syncer.central) as session:
+            assert purge_allowed(session, session.scalars(select(Recording)).one(), syncer.transport)
+        with Session(syncer.transport.central) as session:  # type: ignore[attr-defined]
             assert session.scalar(select(func.count(Recording.id))) == 1
     finally:
         syncer.close()

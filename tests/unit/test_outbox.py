@@ -215,7 +215,7 @@ def test_a_cleared_note_is_cleared_upstream(local: Engine, central: Engine, sync
 def test_the_local_customer_id_is_not_sent(local: Engine, central: Engine, sync: CentralSync) -> None:
     with Session(local) as session, session.begin():
         session.add(CustomerRecord(id=7, name="Local Co"))
-    with Session(sync.central) as session, session.begin():
+    with Session(central) as session, session.begin():
         sync.ensure_schema()
     with Session(central) as session, session.begin():
         session.add(CustomerRecord(id=7, name="Someone else entirely"))
@@ -448,21 +448,21 @@ def test_purge_waits_for_verification_and_rechecks_the_central_copy(
     add_recording(local, tmp_path / "seat", ended())
     row = local_recording(local)
     with Session(local) as session:
-        assert not purge_allowed(session, row, store_dir)  # not uploaded yet
+        assert not purge_allowed(session, row, sync.transport)  # not uploaded yet
     drain(sync)
     with Session(local) as session:
-        assert purge_allowed(session, row, store_dir)
+        assert purge_allowed(session, row, sync.transport)
         assert not purge_allowed(session, row, None)  # the store cannot be checked
     copy = central_path(store_dir, row.path_or_uri)
     copy.write_bytes(b"rotten")
     with Session(local) as session, session.begin():
-        assert not purge_allowed(session, row, store_dir)
+        assert not purge_allowed(session, row, sync.transport)
     with Session(local) as session:
         assert not is_verified_upstream(session, row)
     assert status_of(local).pending_recordings == 1
     drain(sync)
     with Session(local) as session:
-        assert purge_allowed(session, row, store_dir)
+        assert purge_allowed(session, row, sync.transport)
     assert hashlib.sha256(copy.read_bytes()).hexdigest() == row.sha256
 
 
@@ -643,7 +643,7 @@ def test_sync_without_a_central_url_is_a_usage_error(tmp_path: Path) -> None:
 
 
 def test_the_central_url_gets_a_connect_timeout_unless_it_has_one() -> None:
-    from agent.seat.sync import with_connect_timeout
+    from agent.seat.transport import with_connect_timeout
 
     assert with_connect_timeout("postgresql+psycopg://u:s3cret@db/cti") == (
         "postgresql+psycopg://u:s3cret@db/cti?connect_timeout=10"

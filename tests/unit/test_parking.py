@@ -285,7 +285,7 @@ def test_a_call_the_centre_refuses_is_parked_and_does_not_block_the_outbox(
     refuse_names(central)
     write(engine, make_call(0, REFUSE), *(make_call(n) for n in range(1, 6)))
     first = sync.run_batch()
-    assert first.calls == 5  # the batch was refused as a whole, then sent call by call
+    assert first.calls == 5  # the centre refused one call alone; the other five went in
     assert first.parked == 0
     assert stored(central) == [make_call(n).uuid for n in range(1, 6)]
     assert sync.status().pending == 1

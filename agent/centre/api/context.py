@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -90,7 +91,11 @@ def seat_only(handler: SeatHandler) -> Handler:
             with ctx.sessions() as session:
                 return seat_for_token(session, token)
 
-        seat = await run_in_threadpool(look_up)
+        try:
+            seat = await run_in_threadpool(look_up)
+        except SQLAlchemyError as exc:
+            logger.warning("seat API: the credential cannot be checked, the database failed: %s", exc)
+            return error(503, "the centre's database is unavailable; retry later")
         if seat is None:
             return _refuse(ctx, request, "unknown")
         return await handler(ctx, request, seat)

@@ -1,0 +1,185 @@
+"""The seat's outbox carried to the centre over its seat API: :class:`HttpTransport`, and the factory.
+
+:class:`storage.outbox.CentralSync` keeps the queue and decides what to send; this transport
+turns its rows into the seat API's wire format (:mod:`agent.seatapi`) and the centre's answers
+back into per-row outcomes, and streams recordings with their SHA-256, which the centre checks
+before it keeps a byte. What a retry may fix (the centre down, a 5xx, a body damaged on the
+way) is a :class:`~storage.faults.SyncError`; a refused credential is one too (kind
+``credential``: the IT person must fix the token, and the seat keeps everything meanwhile); a
+recording the centre cannot take is :class:`~storage.faults.Rejected` (parked once final).
+
+:func:`make_transport` builds the transport a config names: the centre over HTTP(S) for an
+``http(s)://`` ``[central] url``, the direct-database transport for a database URL.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
+
+from sqlalchemy import make_url
+from sqlalchemy.exc import ArgumentError
+
+from agent.config import Config, is_centre_url
+from agent.errors import ConfigError
+from agent.events import Call, RecordingFacts
+from agent.seat.centre_client import (
+    CentreClient,
+    CentreError,
+    CentreRefused,
+    RecordingRefused,
+    read_token,
+)
+from agent.seatapi import MAX_BATCH, CallEntry
+from storage.central import CallRow, Outcome, SqlTransport, Transport
+from storage.db import make_engine
+from storage.faults import Rejected, SyncError
+
+logger = logging.getLogger(__name__)
+
+#: Seconds to wait for a TCP connection to a central database (a dead network must not hang a batch).
+CONNECT_TIMEOUT = 10
+
+
+class HttpTransport:
+    """Carries a seat's outbox to the centre's seat API as seat ``seat``.
+
+    :param client: the seat's client of the centre (its token inside).
+    """
+
+    def __init__(self, client: CentreClient, seat: str) -> None:
+        self.client = client
+        self.seat = seat
+        self._ready = False
+
+    def close(self) -> None:
+        """Close the client's connections."""
+        self.client.close()
+
+    def ensure_ready(self) -> None:
+        """Ask the centre who this token is (once per process): the wrong seat's token is caught here."""
+        if self._ready:
+            return
+        with _faults("asking the centre who this seat is"):
+            answer = self.client.whoami()
+        if answer.get("seat") != self.seat:
+            raise SyncError(
+                f"the token in [central] token_file is seat {answer.get('seat')!r}'s, "
+                f"not this seat's ({self.seat!r}): give this seat its own token",
+                "credential",
+            )
+        self._ready = True
+
+    def send_calls(self, rows: Sequence[CallRow], backlog: int | None) -> list[Outcome]:
+        """POST the rows in batches the centre takes; one outcome per row."""
+        outcomes: list[Outcome] = []
+        for start in range(0, len(rows), MAX_BATCH):
+            part = rows[start : start + MAX_BATCH]
+            entries = [CallEntry.of(row.call, row.notes, row.follow_up_at) for row in part]
+            behind = None if backlog is None else backlog + len(rows) - start - len(part)
+            with _faults(f"sending {len(part)} call(s)"):
+                results = self.client.send_calls(self.seat, entries, behind)
+            outcomes.extend(Outcome(result.status, result.reason) for result in results)
+        return outcomes
+
+    def send_recording(self, facts: RecordingFacts, call: Call | None, source: Path) -> bool:
+        """Upload the file unless the centre already holds it with this SHA-256; True when sent."""
+        if facts.sha256 is None:
+            raise Rejected(f"recording {facts.path} has no SHA-256 to verify its upload by", final=True)
+        with _faults(f"asking the centre for recording {facts.call_uuid}"):
+            held = self.client.recording_status(facts.call_uuid)
+        if held is not None and held.sha256 == facts.sha256:
+            return False
+        try:
+            with _faults(f"uploading recording {facts.call_uuid}"):
+                copy = self.client.put_recording(facts.call_uuid, source, facts.sha256, _params(facts))
+        except RecordingRefused as exc:
+            raise Rejected(str(exc), final=exc.final) from None
+        if copy.sha256 != facts.sha256:
+            raise SyncError(f"the centre kept recording {facts.call_uuid} with another SHA-256", "centre")
+        return copy.stored
+
+    def has_copy(self, call_uuid: str, path: str, sha256: str) -> bool:
+        """Whether the centre's store holds this call's recording with this SHA-256 (asked now)."""
+        with _faults(f"asking the centre for recording {call_uuid}"):
+            held = self.client.recording_status(call_uuid)
+        return held is not None and held.sha256 == sha256
+
+
+def _params(facts: RecordingFacts) -> dict[str, str]:
+    """The recording's row as the upload's query parameters."""
+    params = {
+        "ext": PurePosixPath(facts.path).suffix.lstrip("."),
+        "codec": facts.codec,
+        "sample_rate": str(facts.sample_rate),
+        "channels": str(facts.channels),
+        "seconds": repr(facts.seconds),
+        "status": facts.status,
+    }
+    if facts.flags:
+        params["flags"] = ",".join(facts.flags)
+    return params
+
+
+@contextmanager
+def _faults(doing: str) -> Iterator[None]:
+    """Turns the client's errors into the outbox's: :class:`SyncError` (retry) with a kind."""
+    try:
+        yield
+    except RecordingRefused:
+        raise
+    except CentreRefused as exc:
+        raise SyncError(f"{doing}: {exc}", "credential") from None
+    except CentreError as exc:  # CentreUnavailable and an answer that makes no sense
+        raise SyncError(f"{doing}: {exc}", "centre") from None
+
+
+def with_connect_timeout(url: str, seconds: int = CONNECT_TIMEOUT) -> str:
+    """A PostgreSQL URL with ``connect_timeout`` set unless it has one: an unreachable centre fails fast."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return url  # make_engine reports it
+    if parsed.get_backend_name() != "postgresql" or "connect_timeout" in parsed.query:
+        return url
+    return parsed.update_query_dict({"connect_timeout": str(seconds)}).render_as_string(hide_password=False)
+
+
+def make_client(config: Config) -> CentreClient:
+    """The seat's client of the centre its config names.
+
+    :raises ConfigError: no centre URL, or the token file is missing or too open.
+    """
+    url = config.central_url
+    if not url or not is_centre_url(url):
+        raise ConfigError("[central] url does not name a centre (https://centre.example:8340)")
+    token_file = config.central.token_file
+    if token_file is None:
+        raise ConfigError("[central] token_file is not set (the seat's token from cti-agent seats add)")
+    verify: bool | str = str(config.central.ca_file) if config.central.ca_file else True
+    return CentreClient(url, read_token(token_file), verify=verify)
+
+
+def make_transport(config: Config) -> Transport | None:
+    """The transport of this config's team mode, or None on a single machine.
+
+    No connection is made here: an unreachable centre only delays the sync.
+
+    :raises ConfigError: the centre's token file is missing or readable by others.
+    :raises StorageError: a database URL is malformed or its driver is missing.
+    """
+    url = config.central_url
+    if not url:
+        return None
+    if is_centre_url(url):
+        return HttpTransport(make_client(config), config.agent.seat)
+    logger.warning(
+        "[central] url is a database: the direct-database team mode is deprecated; "
+        "point it at the centre (https://...) with a token_file instead"
+    )
+    return SqlTransport(make_engine(with_connect_timeout(url)), config.central.recordings_dir)
+
+
+__all__ = ["HttpTransport", "make_client", "make_transport", "with_connect_timeout"]
