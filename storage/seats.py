@@ -14,7 +14,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from agent.errors import StorageError
@@ -123,11 +123,12 @@ def seat_for_token(session: Session, token: str) -> SeatInfo | None:
 
 
 def seat_seen(session: Session, name: str, backlog: int | None, now: datetime | None = None) -> None:
-    """Note that a seat called in now, and the backlog it reported (None: it did not say)."""
-    row = session.scalar(select(Seat).where(Seat.name == name))
-    if row is None:
-        return
-    row.last_seen_at = now or utcnow()
+    """Note that a seat called in now, and the backlog it reported (None: it did not say).
+
+    One ``UPDATE`` and nothing read first: called first in a seat's write transaction, it takes
+    the write lock at the start (see :func:`agent.centre.api.calls.post_calls`).
+    """
+    values: dict[str, object] = {"last_seen_at": now or utcnow()}
     if backlog is not None:
-        row.backlog = backlog
-    session.flush()
+        values["backlog"] = backlog
+    session.execute(update(Seat).where(Seat.name == name).values(**values))

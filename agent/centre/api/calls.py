@@ -61,8 +61,11 @@ async def post_calls(ctx: SeatApiContext, request: Request, seat: SeatInfo) -> R
     def write() -> dict[str, EntryResult]:
         items = [Incoming(entry.to_call(), entry.notes, entry.follow_up_at) for entry in valid]
         with ctx.sessions.begin() as session:
-            outcomes = ingest_calls(session, items)
+            # The write first: on SQLite a transaction that read before it writes cannot take the
+            # write lock once another seat has committed (WAL's snapshot rule, no waiting), so
+            # concurrent seats would get "database is locked"; a write first waits its turn.
             seat_seen(session, seat.name, batch.backlog)
+            outcomes = ingest_calls(session, items)
         return {
             entry.uuid: EntryResult(uuid=entry.uuid, status=outcome.status, reason=outcome.reason)
             for entry, outcome in zip(valid, outcomes, strict=True)
