@@ -248,7 +248,16 @@ def run(config_path: Path, duration: float | None) -> None:
     "--metrics-listen", default="127.0.0.1:9330", show_default=True, help="Prometheus metrics HOST:PORT."
 )
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
+@click.option(
+    "--seats",
+    type=click.IntRange(1, 50),
+    default=None,
+    help="A whole floor: the centre and this many seats, each its own process syncing to it over HTTP "
+    "(--listen is then the centre's address).",
+)
+@click.pass_context
 def demo(
+    ctx: click.Context,
     data_dir: Path | None,
     lines: int,
     rate: float,
@@ -257,8 +266,30 @@ def demo(
     listen: str,
     metrics_listen: str,
     duration: float | None,
+    seats: int | None,
 ) -> None:
     """Run everything on simulated lines with embedded defaults (no config file needed)."""
+    if seats is not None:
+        from agent.commands.floor import FloorOptions, run_floor
+        from agent.config import default_data_dir
+
+        if ctx.get_parameter_source("metrics_listen") is not click.core.ParameterSource.DEFAULT:
+            raise click.UsageError(
+                "with --seats the team's metrics are on the centre's /metrics and each seat's exporter "
+                "takes a free port; --metrics-listen is for one seat"
+            )
+        explicit = ctx.get_parameter_source("listen") is not click.core.ParameterSource.DEFAULT
+        options = FloorOptions(
+            seats=seats,
+            lines=lines,
+            rate=rate,
+            seed=seed,
+            speed=speed,
+            listen=listen if explicit else "127.0.0.1:8340",
+            duration=duration,
+        )
+        run_floor(data_dir or default_data_dir() / "floor", options)
+        return
     # The seat page shows its rep's day: the first line's rep (each line has its own).
     agent_section: dict[str, Any] = {"seat": "demo-seat", "rep": "rep01", "team": "team-a"}
     if data_dir is not None:

@@ -198,7 +198,7 @@ class CentreClient:
 
         :raises CentreUnavailable: retry later (also when the body arrived damaged: 422).
         :raises RecordingRefused: the centre cannot take it now (409: it has no such call yet)
-            or ever (400, 403, 413); ``final`` says which.
+            or ever (400, 403, 411, 413); ``final`` says which.
         """
         size = source.stat().st_size
         response = self._request(
@@ -213,9 +213,11 @@ class CentreClient:
             return RecordingCopy.of(response.json(), stored=response.status_code == 201)
         if response.status_code == 422:
             raise CentreUnavailable(f"the centre received a damaged copy: {_message(response)}")
+        # 409: the centre has no such call yet; 404/405: a centre too old to take recordings.
+        # Both pass once the centre has the call or is upgraded; the rest never do.
         raise RecordingRefused(
             f"the centre refused the recording ({response.status_code}): {_message(response)}",
-            final=response.status_code != 409,
+            final=response.status_code in (400, 403, 411, 413),
         )
 
 

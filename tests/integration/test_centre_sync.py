@@ -8,6 +8,7 @@ while calls flow: nothing is lost, nothing doubled (compared by UUID and final s
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -17,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from test_centre_process import cli, start_centre, stop
 
@@ -180,3 +182,55 @@ def test_a_seat_with_a_bad_token_keeps_its_calls_and_says_why(tmp_path: Path) ->
         assert pending[0][0] >= 3
     finally:
         stop(centre)
+
+
+@pytest.mark.slow
+def test_demo_seats_runs_a_floor_the_console_shows_whole(tmp_path: Path) -> None:
+    root = tmp_path / "floor"
+    port = free_port()
+    demo = subprocess.Popen(
+        [*CLI, "demo", "--seats", "2", "--data-dir", str(root), "--listen", f"127.0.0.1:{port}",
+         "--speed", "30", "--rate", "20", "--seed", "7"],
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )  # fmt: skip
+    assert demo.stderr is not None
+    shown: list[str] = []
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not any("press Ctrl-C" in line for line in shown):
+            line = demo.stderr.readline()
+            assert line or demo.poll() is None, "".join(shown)
+            shown.append(line)
+        text = "".join(shown)
+        login = re.search(r"console log-in: manager / (\S+)\)", text)
+        assert login, text
+        assert re.search(r"seat-01:\s+http://127\.0\.0\.1:\d+/", text)
+        assert re.search(r"seat-02:\s+http://127\.0\.0\.1:\d+/", text)
+        centre_db = root / "centre" / "cti-agent.db"
+        wait_for(
+            lambda: (
+                {row[0] for row in query(centre_db, "SELECT DISTINCT seat FROM calls")}
+                == {"seat-01", "seat-02"}
+            ),
+            60,
+            "calls of both seats at the centre",
+        )
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+            form = re.search(r'name="csrf" value="([^"]+)"', client.get("/login").text)
+            assert form
+            answer = client.post(
+                "/login", data={"login": "manager", "password": login.group(1), "csrf": form.group(1)}
+            )
+            assert answer.status_code == 303
+            page = client.get("/calls").text
+        assert "rep01" in page  # each seat's rep, on the one console
+        assert "rep02" in page
+        assert (root / "seat-01" / "seat.token").stat().st_mode & 0o077 == 0
+        assert (root / "centre" / "manager-password").stat().st_mode & 0o077 == 0
+    finally:
+        demo.send_signal(signal.SIGINT)
+        assert demo.wait(timeout=90) == 0
+    # Every process of the floor stopped with it, and the seats' last batches arrived.
+    local = sorted(row for n in (1, 2) for row in query(root / f"seat-0{n}" / "cti-agent.db", FINAL))
+    assert query(root / "centre" / "cti-agent.db", FINAL) == local
