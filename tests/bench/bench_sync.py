@@ -1,4 +1,8 @@
-"""Team-mode sync: throughput from many seats into one PostgreSQL, and catch-up after a central outage.
+"""Team-mode sync: throughput from many seats to the centre, and catch-up after a central outage.
+
+Two ways a seat reaches the floor's PostgreSQL, measured in the same run: over HTTP to a real
+``cti-agent centre`` process (its own process; the seat API, one request per batch) and, beside
+it, the deprecated direct-SQL transport straight into the database.
 
 Each simulated seat is its own SQLite database with the outbox on; its calls are
 written the way the agent writes them (three snapshots per call: started,
@@ -19,17 +23,20 @@ PostgreSQL SQLAlchemy URL) or a throwaway server started here (needs the
 PostgreSQL server binaries; started with ``max_connections=300``).
 
 Run: .venv/bin/python tests/bench/bench_sync.py [--seats 100] [--calls 100] [--calls-per-hour 60]
+     [--via http|sql|both]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import glob
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -39,14 +46,18 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
 from agent.events import Call, Direction, Disposition, EndReason
+from agent.seat.centre_client import CentreClient
+from agent.seat.transport import HttpTransport
 from storage.db import make_engine, upgrade
 from storage.models import CallRecord
 from storage.outbox import CentralSync, enable
 from storage.repository import save_note, upsert_call
+from storage.seats import add_seat
 
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 
@@ -183,44 +194,119 @@ def central_calls(url: str) -> int:
         engine.dispose()
 
 
-def bench(url: str, args: argparse.Namespace) -> None:
+@contextmanager
+def centre_process(url: str, root: Path) -> Iterator[str]:
+    """A real ``cti-agent centre`` on the floor's PostgreSQL; yields its address."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = root / "centre.toml"
+    config.write_text(
+        f'[agent]\ndata_dir = "{root / "centre"}"\n\n[storage]\nurl = "{url}"\n\n'
+        f'[centre]\nlisten = "127.0.0.1:{port}"\n',
+        encoding="utf-8",
+    )
+    log = (root / "centre.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "agent.cli", "--log-level", "WARNING", "centre", "--config", str(config)],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    address = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{address}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise SystemExit("the centre did not start: " + (root / "centre.log").read_text()[-2000:])
+            time.sleep(0.2)
+        yield address
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+def http_syncers(url: str, address: str, engines: list[Engine], root: Path, batch: int) -> list[CentralSync]:
+    """One HTTP transport per seat, each with its own token from the centre's database."""
+    central = make_engine(url)
+    try:
+        with Session(central) as session, session.begin():
+            session.execute(text("DELETE FROM seats"))
+            tokens = [add_seat(session, f"seat-{i:03d}", "north")[1] for i in range(len(engines))]
+    finally:
+        central.dispose()
+    return [
+        CentralSync(
+            engine,
+            transport=HttpTransport(CentreClient(address, token), f"seat-{i:03d}"),
+            data_dir=root,
+            batch_size=batch,
+        )
+        for i, (engine, token) in enumerate(zip(engines, tokens, strict=True))
+    ]
+
+
+def bench(url: str, args: argparse.Namespace, via: str) -> None:
     root = Path(tempfile.mkdtemp(prefix="cti-bench-sync-"))
     try:
-        engines = make_seats(root, args.seats)
-        syncers = [
-            CentralSync(e, make_engine(url), data_dir=root, recordings_dir=None, batch_size=args.batch)
-            for e in engines
-        ]
-        syncers[0].ensure_schema()
-        with make_engine(url).connect() as connection:
+        central = make_engine(url)
+        upgrade(central)
+        with central.connect() as connection:
             connection.execute(text("TRUNCATE calls CASCADE"))
             connection.commit()
-
-        took = fill(engines, 0, args.calls, timedelta(minutes=2), args.workers)
-        calls = args.seats * args.calls
-        print(f"seats: {args.seats}, workers: {args.workers}, batch: {args.batch}")
-        print(f"filled {calls} calls locally in {took:.1f} s ({calls / took:.0f} calls/s of local writes)")
-        seconds, entries = drain_all(syncers, args.workers)
-        print(
-            f"throughput: {calls} calls ({entries} outbox entries) synced in {seconds:.1f} s: "
-            f"{calls / seconds:.0f} calls/s, {entries / seconds:.0f} entries/s"
-        )
-
-        hour = args.calls_per_hour
-        took = fill(engines, args.calls, hour, timedelta(seconds=3600 / hour), args.workers)
-        backlog = args.seats * hour
-        print(f"outage: one hour at {hour} calls/h per seat queued {backlog} calls ({took:.1f} s to write)")
-        seconds, entries = drain_all(syncers, args.workers)
-        print(f"catch-up after the outage: {backlog} calls ({entries} entries) in {seconds:.1f} s")
-        expected = args.seats * (args.calls + hour)
-        got = central_calls(url)
-        print(f"central holds {got} calls, expected {expected}: {'ok' if got == expected else 'MISMATCH'}")
-        for syncer in syncers:
-            syncer.close()
-        for engine in engines:
-            engine.dispose()
+        central.dispose()
+        engines = make_seats(root, args.seats)
+        with contextlib.ExitStack() as stack:
+            if via == "http":
+                address = stack.enter_context(centre_process(url, root))
+                syncers = http_syncers(url, address, engines, root, args.batch)
+            else:
+                syncers = [
+                    CentralSync(
+                        e, make_engine(url), data_dir=root, recordings_dir=None, batch_size=args.batch
+                    )
+                    for e in engines
+                ]
+            run(url, args, via, engines, syncers)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def run(
+    url: str, args: argparse.Namespace, via: str, engines: list[Engine], syncers: list[CentralSync]
+) -> None:
+    took = fill(engines, 0, args.calls, timedelta(minutes=2), args.workers)
+    calls = args.seats * args.calls
+    print(f"[{via}] seats: {args.seats}, workers: {args.workers}, batch: {args.batch}")
+    print(
+        f"[{via}] filled {calls} calls locally in {took:.1f} s ({calls / took:.0f} calls/s of local writes)"
+    )
+    seconds, entries = drain_all(syncers, args.workers)
+    print(
+        f"[{via}] throughput: {calls} calls ({entries} outbox entries) synced in {seconds:.1f} s: "
+        f"{calls / seconds:.0f} calls/s, {entries / seconds:.0f} entries/s"
+    )
+    hour = args.calls_per_hour
+    took = fill(engines, args.calls, hour, timedelta(seconds=3600 / hour), args.workers)
+    backlog = args.seats * hour
+    print(
+        f"[{via}] outage: one hour at {hour} calls/h per seat queued {backlog} calls ({took:.1f} s to write)"
+    )
+    seconds, entries = drain_all(syncers, args.workers)
+    print(f"[{via}] catch-up after the outage: {backlog} calls ({entries} entries) in {seconds:.1f} s")
+    expected = args.seats * (args.calls + hour)
+    got = central_calls(url)
+    print(
+        f"[{via}] central holds {got} calls, expected {expected}: {'ok' if got == expected else 'MISMATCH'}"
+    )
+    for syncer in syncers:
+        syncer.close()
+    for engine in engines:
+        engine.dispose()
 
 
 def main() -> None:
@@ -231,12 +317,13 @@ def main() -> None:
     parser.add_argument("--calls-per-hour", type=int, default=60, help="calls per seat in the outage hour")
     parser.add_argument("--batch", type=int, default=200, help="[central] batch_size")
     parser.add_argument("--workers", type=int, default=8, help="threads syncing seats at once")
+    parser.add_argument("--via", choices=("http", "sql", "both"), default="both")
     args = parser.parse_args()
-    if args.url:
-        bench(args.url, args)
-    else:
-        with throwaway_server() as url:
-            bench(url, args)
+    ways = ("http", "sql") if args.via == "both" else (args.via,)
+    with contextlib.ExitStack() as stack:
+        url = args.url or stack.enter_context(throwaway_server())
+        for via in ways:
+            bench(url, args, via)
 
 
 if __name__ == "__main__":
