@@ -45,6 +45,7 @@ from agent.centre.context import (
     load_or_create_secret,
     make_context,
 )
+from agent.centre.relay import ListenRelay
 from agent.centre.views import audit, auth, calls, live, recordings, stats
 from agent.web import SecurityHeadersMiddleware
 
@@ -101,8 +102,11 @@ def routes(ctx: ConsoleContext) -> list[BaseRoute]:
     return table
 
 
-def make_console_app(engine: Engine, settings: ConsoleSettings) -> Starlette:
-    """Build the console app over ``engine`` (already migrated)."""
+def make_console_app(
+    engine: Engine, settings: ConsoleSettings, *, relay: ListenRelay | None = None
+) -> Starlette:
+    """Build the console app over ``engine`` (already migrated); ``relay``: the seat API's listen relay."""
     return Starlette(
-        routes=routes(make_context(engine, settings)), middleware=[Middleware(SecurityHeadersMiddleware)]
+        routes=routes(make_context(engine, settings, relay)),
+        middleware=[Middleware(SecurityHeadersMiddleware)],
     )

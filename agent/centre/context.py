@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from agent.centre.auth import LoginRateLimiter, Principal, SessionSigner
+from agent.centre.relay import ListenRelay
 from agent.config import DailyTarget, TargetsSection
 from agent.web import format_duration
 from storage.repository import add_audit
@@ -84,6 +85,8 @@ class ConsoleContext:
     listen_seats: dict[str, str]
     #: Exports each user may run at once (an export holds a worker thread and its rows).
     exports: ExportGate = field(default_factory=ExportGate)
+    #: Seats that dialled in for listen-in (shared with the seat API of the same centre process).
+    relay: ListenRelay = field(default_factory=ListenRelay)
 
     def masked_for(self, who: Principal) -> bool:
         """Whether ``who``'s role sees numbers masked."""
@@ -141,9 +144,12 @@ def make_templates(zone: tzinfo) -> Environment:
     return env
 
 
-def make_context(engine: Engine, settings: ConsoleSettings) -> ConsoleContext:
+def make_context(
+    engine: Engine, settings: ConsoleSettings, relay: ListenRelay | None = None
+) -> ConsoleContext:
     """The context of one console app over ``engine`` (already migrated)."""
     return ConsoleContext(
+        relay=relay or ListenRelay(),
         engine=engine,
         settings=settings,
         templates=make_templates(settings.zone),

@@ -1,6 +1,12 @@
 """Live listen-in: a lead or manager hears a call in progress on the floor from the console.
 
-Direction: the console *pulls* from the seat. Each seat's page (``agent/seat/web/app.py``)
+Two directions. In team mode the seat *calls out*: it keeps a long-poll open to the centre
+and streams a call's audio up when a listener asks (:mod:`agent.centre.relay`), so the seat
+page stays on loopback and the centre never reaches into the floor's network; that path is
+used whenever the call's seat is dialled in. Otherwise the console *pulls* from the seat, as
+below (single-machine mode, or seats configured with ``--seat NAME=URL``).
+
+Pulling: the console asks the seat. Each seat's page (``agent/seat/web/app.py``)
 serves ``GET /listen/{call_uuid}``: the call's live audio as raw 16-bit
 little-endian mono PCM at 8 kHz (``audio/L16;rate=8000;channels=1``, RFC 2586
 style), in chunks of at most 100 ms, until the call ends. The audio is the
@@ -38,7 +44,7 @@ from __future__ import annotations
 
 import logging
 import urllib.parse
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Container, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -49,6 +55,7 @@ from starlette.background import BackgroundTask
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 
 from agent.centre.auth import Principal
+from agent.centre.relay import ListenRelay
 from agent.centre.search import display_number, mask_number, scope_clause
 from storage.models import CallRecord
 
@@ -91,12 +98,15 @@ def may_listen(who: Principal) -> bool:
 def live_calls(
     session: Session,
     who: Principal,
-    seats: Mapping[str, str],
+    seats: Container[str],
     *,
     masked: bool,
     now: datetime | None = None,
 ) -> list[LiveCall]:
-    """The calls in progress ``who`` may see, oldest first, numbers masked when ``masked``."""
+    """The calls in progress ``who`` may see, oldest first, numbers masked when ``masked``.
+
+    ``seats``: the seats listen-in can reach now (pulled from, or dialled in to the relay).
+    """
     now = now or datetime.now(UTC)
     rows = session.scalars(
         select(CallRecord)
@@ -218,6 +228,36 @@ async def proxy_seat_audio(
     )
 
 
+async def relay_audio(relay: ListenRelay, seat: str, call_uuid: str) -> Response:
+    """Ask the seat (dialled in to ``relay``) for the call's audio and pass it on as it comes.
+
+    404 when the seat says the call is not live there; 504 when it does not start within
+    :data:`agent.centre.relay.ATTACH_SECONDS`.
+    """
+    ticket = relay.open(seat, call_uuid)
+    if not await relay.attached(ticket):
+        relay.close(ticket)
+        logger.warning("listen-in: call %s: seat %s did not answer", call_uuid, seat)
+        return PlainTextResponse("the seat did not answer", status_code=504)
+    if ticket.refused is not None:
+        relay.close(ticket)
+        return PlainTextResponse(ticket.refused, status_code=404)
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            async for chunk in ticket.audio():
+                yield chunk
+        finally:
+            relay.close(ticket)
+
+    return StreamingResponse(
+        body(),
+        media_type=LISTEN_MEDIA_TYPE,
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        background=BackgroundTask(relay.close, ticket),
+    )
+
+
 __all__ = [
     "LISTEN_MEDIA_TYPE",
     "LISTEN_ROLES",
@@ -228,5 +268,6 @@ __all__ = [
     "may_listen",
     "parse_seats",
     "proxy_seat_audio",
+    "relay_audio",
     "seat_listen_url",
 ]

@@ -15,6 +15,7 @@ from agent.centre.api.context import SeatApiMetrics
 from agent.centre.app import make_console_app
 from agent.centre.context import ConsoleSettings
 from agent.centre.metrics import register_team_metrics
+from agent.centre.relay import ListenRelay
 from agent.web import MetricsEndpoint, SecurityHeadersMiddleware
 from agent.web.guard import HostGuardMiddleware
 
@@ -29,11 +30,12 @@ def make_centre_app(
     Requests for a ``Host`` not in ``hosts`` are refused before any route (DNS rebinding).
     """
     register_team_metrics(registry, engine, settings.zone, settings.effective_seconds)
-    seat_api = SeatApiContext(engine=engine, metrics=SeatApiMetrics(registry))
+    relay = ListenRelay()
+    seat_api = SeatApiContext(engine=engine, metrics=SeatApiMetrics(registry), relay=relay)
     routes: list[BaseRoute] = [
         *seat_api_routes(seat_api),
         Route("/metrics", MetricsEndpoint(registry), methods=["GET", "HEAD"]),
-        Mount("/", app=make_console_app(engine, settings)),
+        Mount("/", app=make_console_app(engine, settings, relay=relay)),
     ]
     return Starlette(
         routes=routes,

@@ -42,7 +42,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from agent.calls import CallTracker, LineIdentity
-from agent.config import Config, device_options, parse_listen
+from agent.config import Config, device_options, is_centre_url, parse_listen
 from agent.errors import AgentError, ConfigError, DeviceError
 from agent.events import (
     ALL_LINES,
@@ -61,12 +61,14 @@ from agent.events import (
 )
 from agent.repstate import RepState
 from agent.seat.devices import Device, DeviceRegistry
+from agent.seat.listen_out import start_listen_out, stop_listen_out
 from agent.seat.metrics import Metrics, make_metrics_app
 from agent.seat.observers import HookObserver, Observer, PluginErrorCounter, notify_each
 from agent.seat.recorder import Recorder, make_recorder
 from agent.seat.spool import SPOOL_NAME as SPOOL_NAME  # re-exported: tests and tools name the spool by it
 from agent.seat.spool import Spool
 from agent.seat.sync import SyncLoop, make_sync
+from agent.seat.transport import centre_access
 from agent.seat.web.app import make_seat_app
 from agent.seat.web.bus import SeatBus
 from agent.seat.web.context import SeatContext
@@ -295,6 +297,7 @@ class Agent:
         self._server_tasks: list[asyncio.Task[None]] = []
         self.recorder: Recorder | None = None
         self.sync: SyncLoop | None = None
+        self._listen_out: asyncio.Task[None] | None = None
         self.storage: StorageObserver | None = None
         #: Calls the shutdown could write neither to the database nor to the spool (then run() raises).
         self.spool_lost = 0
@@ -334,6 +337,7 @@ class Agent:
         if self.sync is not None:
             observers.append(self.sync)
             self.sync.start()
+        self._start_listen_out()
         self._pipes = [
             _Pipe(observer, self.metrics, parking=storage if observer is storage else None, clock=self.clock)
             for observer in observers
@@ -379,6 +383,13 @@ class Agent:
         finally:
             stopped.cancel()
             await self._shutdown(device_tasks, ticker, pipe_tasks)
+
+    def _start_listen_out(self) -> None:
+        """Team mode with the centre and recording on: dial out for listen-in (agent.seat.listen_out)."""
+        url = self.config.central_url
+        if self.recorder is None or not url or not is_centre_url(url):
+            return
+        _, self._listen_out = start_listen_out(centre_access(self.config), self.recorder.subscribe_live)
 
     def _open_database(self) -> Engine:
         url = self.config.database_url
@@ -439,6 +450,8 @@ class Agent:
         ticker: asyncio.Task[None] | None,
         pipe_tasks: list[asyncio.Task[None]],
     ) -> None:
+        if self._listen_out is not None:
+            await stop_listen_out(self._listen_out)
         stoppable = [*device_tasks, *([ticker] if ticker else [])]
         for task in stoppable:
             task.cancel()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from sqlalchemy import make_url
@@ -147,8 +148,20 @@ def with_connect_timeout(url: str, seconds: int = CONNECT_TIMEOUT) -> str:
     return parsed.update_query_dict({"connect_timeout": str(seconds)}).render_as_string(hide_password=False)
 
 
-def make_client(config: Config) -> CentreClient:
-    """The seat's client of the centre its config names.
+@dataclass(frozen=True)
+class CentreAccess:
+    """How this seat reaches the centre: its URL, its token and how TLS is verified."""
+
+    url: str
+    token: str
+    verify: bool | str
+
+    def __repr__(self) -> str:
+        return f"CentreAccess(url={self.url!r})"  # never the token
+
+
+def centre_access(config: Config) -> CentreAccess:
+    """The centre this config names, with the seat's token read from ``[central] token_file``.
 
     :raises ConfigError: no centre URL, or the token file is missing or too open.
     """
@@ -159,7 +172,16 @@ def make_client(config: Config) -> CentreClient:
     if token_file is None:
         raise ConfigError("[central] token_file is not set (the seat's token from cti-agent seats add)")
     verify: bool | str = str(config.central.ca_file) if config.central.ca_file else True
-    return CentreClient(url, read_token(token_file), verify=verify)
+    return CentreAccess(url.rstrip("/"), read_token(token_file), verify)
+
+
+def make_client(config: Config) -> CentreClient:
+    """The seat's (blocking) client of the centre its config names.
+
+    :raises ConfigError: see :func:`centre_access`.
+    """
+    access = centre_access(config)
+    return CentreClient(access.url, access.token, verify=access.verify)
 
 
 def make_transport(config: Config) -> Transport | None:
@@ -182,4 +204,11 @@ def make_transport(config: Config) -> Transport | None:
     return SqlTransport(make_engine(with_connect_timeout(url)), config.central.recordings_dir)
 
 
-__all__ = ["HttpTransport", "make_client", "make_transport", "with_connect_timeout"]
+__all__ = [
+    "CentreAccess",
+    "HttpTransport",
+    "centre_access",
+    "make_client",
+    "make_transport",
+    "with_connect_timeout",
+]

@@ -3,7 +3,9 @@
 Every route but ``/healthz`` takes the seat's token as ``Authorization: Bearer`` and acts only
 for that seat (:func:`seat_only`): a seat writes its own calls and never reads another's.
 Routes: ``POST /api/v1/calls`` (a batch of calls and notes, answered per entry), ``GET
-/api/v1/whoami`` (the seat the token belongs to), ``GET /healthz``.
+/api/v1/whoami`` (the seat the token belongs to), ``GET /api/v1/listen/wait`` and ``POST
+/api/v1/listen/{ticket}`` (listen-in, the seat calling out: :mod:`agent.centre.api.listen`),
+``GET /healthz``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from starlette.routing import BaseRoute, Route
 from agent.centre.api.calls import post_calls, whoami
 from agent.centre.api.context import SeatApiContext
 from agent.centre.api.health import healthz
+from agent.centre.api.listen import listen_stream, listen_wait
 from agent.seatapi import API_PREFIX
 
 __all__ = ["SeatApiContext", "seat_api_routes"]
@@ -23,5 +26,7 @@ def seat_api_routes(ctx: SeatApiContext) -> list[BaseRoute]:
     return [
         Route(f"{API_PREFIX}/calls", ctx.bind(post_calls), methods=["POST"]),
         Route(f"{API_PREFIX}/whoami", ctx.bind(whoami), methods=["GET"]),
+        Route(f"{API_PREFIX}/listen/wait", ctx.bind(listen_wait), methods=["GET"]),
+        Route(f"{API_PREFIX}/listen/{{ticket}}", ctx.bind(listen_stream), methods=["POST"]),
         Route("/healthz", ctx.bind(healthz), methods=["GET"]),
     ]

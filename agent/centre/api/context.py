@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from agent.centre.relay import ListenRelay
 from agent.web import SafeJSONResponse
 from storage.seats import SeatInfo, seat_for_token
 
@@ -48,6 +49,8 @@ class SeatApiContext:
 
     engine: Engine
     metrics: SeatApiMetrics
+    #: Seats waiting for listen requests (shared with the console of the same process).
+    relay: ListenRelay = field(default_factory=ListenRelay)
     sessions: sessionmaker[Session] = field(init=False)
 
     def __post_init__(self) -> None:

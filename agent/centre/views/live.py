@@ -8,13 +8,14 @@ from starlette.responses import PlainTextResponse, Response
 from agent.centre.access import STAFF, Visit, client_address, render, requires
 from agent.centre.auth import Principal
 from agent.centre.context import ConsoleContext
-from agent.centre.listen import live_call, live_calls, may_listen, proxy_seat_audio
+from agent.centre.listen import live_call, live_calls, may_listen, proxy_seat_audio, relay_audio
 
 
 @requires("lead", "manager")
 async def live_page(ctx: ConsoleContext, request: Request, current: Visit, who: Principal) -> Response:
     """``GET /live``: the calls in progress the user may see, with a listen button where a seat allows it."""
-    calls = await ctx.read(live_calls, who, ctx.listen_seats, masked=ctx.masked_for(who))
+    reachable = set(ctx.listen_seats) | ctx.relay.online_seats()
+    calls = await ctx.read(live_calls, who, reachable, masked=ctx.masked_for(who))
     return render(ctx, request, current, "live.html", calls=calls)
 
 
@@ -32,6 +33,9 @@ async def live_audio(ctx: ConsoleContext, request: Request, current: Visit, who:
         return PlainTextResponse("not found", status_code=404)
     if call.ended_at is not None:
         return PlainTextResponse("the call has ended", status_code=404)
+    if ctx.relay.online(call.seat):
+        await ctx.audit(who.login, "listen", f"call:{call.uuid}", f"seat:{call.seat}", addr)
+        return await relay_audio(ctx.relay, call.seat, call.uuid)
     base = ctx.listen_seats.get(call.seat)
     token = ctx.settings.listen_token
     if base is None or token is None:
