@@ -122,6 +122,13 @@ def seat_for_token(session: Session, token: str) -> SeatInfo | None:
     return _info(row)
 
 
+def seen_since(session: Session, since: datetime) -> set[str]:
+    """The active seats that called in (a batch or a listen-in poll) since ``since``."""
+    return set(
+        session.scalars(select(Seat.name).where(Seat.revoked_at.is_(None), Seat.last_seen_at >= since))
+    )
+
+
 def seat_seen(session: Session, name: str, backlog: int | None, now: datetime | None = None) -> None:
     """Note that a seat called in now, and the backlog it reported (None: it did not say).
 

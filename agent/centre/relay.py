@@ -10,9 +10,8 @@ console passes on to the browser. The role check and the ``listen`` audit row ha
 console before any ticket exists; a ticket opens only that one call of that one seat.
 
 Everything here lives on the centre's event loop and does no I/O: one relay per centre process.
-A listener on one centre process and a seat polling another is the scale-out case
-(PostgreSQL ``LISTEN/NOTIFY`` between processes); it is not done yet, and such a call shows as
-not listenable on the other process.
+A listener on one centre process and a seat polling another is the scale-out case: the
+ticket travels over PostgreSQL ``LISTEN/NOTIFY`` (:mod:`agent.centre.relaybus`, the ``remote``).
 """
 
 from __future__ import annotations
@@ -23,8 +22,9 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 logger = logging.getLogger(__name__)
 
@@ -50,10 +50,15 @@ class Ticket:
     ended: bool = False
     closed: bool = False
     dropped: int = 0
+    #: Set when the listener is on another centre process: what the seat sends goes there instead.
+    listener: Callable[[str, bytes | str | None], None] | None = None
 
     def put(self, chunk: bytes) -> None:
         """A chunk from the seat; the oldest goes when a slow listener lets the buffer fill."""
         if self.closed or not chunk:
+            return
+        if self.listener is not None:
+            self.listener("audio", chunk)
             return
         if len(self.chunks) == self.chunks.maxlen:
             self.dropped += 1
@@ -64,12 +69,19 @@ class Ticket:
         """The seat cannot give this call (it is not live there)."""
         self.refused = reason
         self.attached.set()
+        if self.listener is not None:
+            self.listener("refused", reason)
+            self.listener = None
         self.finish()
 
     def finish(self) -> None:
         """The seat's stream ended (the call ended, or the seat went away)."""
+        if self.ended:
+            return
         self.ended = True
         self.ready.set()
+        if self.listener is not None:
+            self.listener("end", None)
 
     async def audio(self) -> AsyncIterator[bytes]:
         """The audio for the listener, until the seat's stream ends or the listener goes."""
@@ -83,19 +95,34 @@ class Ticket:
             yield self.chunks.popleft()
 
 
+class Remote(Protocol):
+    """The other centre processes (:class:`agent.centre.relaybus.RelayBus`)."""
+
+    async def ask(self, ticket: Ticket) -> None:
+        """Ask the other processes' seats for this ticket."""
+
+    async def closed(self, ticket: Ticket) -> None:
+        """Tell the other processes that the listener of an asked ticket went."""
+
+
 class ListenRelay:
-    """Seats waiting for listen requests, and the tickets in flight (see the module docstring)."""
+    """Seats waiting for listen requests, and the tickets in flight (see the module docstring).
+
+    ``remote``: the other centre processes of the floor, when there are any (set by the bus).
+    """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.remote: Remote | None = None
         self._clock = clock
         self._waiting: dict[str, int] = collections.Counter()
         self._last_poll: dict[str, float] = {}
         self._queues: dict[str, collections.deque[Ticket]] = collections.defaultdict(collections.deque)
         self._wakeups: dict[str, asyncio.Event] = collections.defaultdict(asyncio.Event)
         self._tickets: dict[str, Ticket] = {}
+        self._pending: set[asyncio.Task[None]] = set()
 
     def online(self, seat: str) -> bool:
-        """Whether ``seat`` is polling now, or polled within :data:`ONLINE_GRACE` seconds."""
+        """Whether ``seat`` is polling this process now, or polled it within :data:`ONLINE_GRACE` s."""
         if self._waiting.get(seat):
             return True
         last = self._last_poll.get(seat)
@@ -138,16 +165,31 @@ class ListenRelay:
         if ticket is None or ticket.seat != seat or ticket.closed or ticket.attached.is_set():
             return None
         ticket.attached.set()
+        if ticket.listener is not None:
+            ticket.listener("attached", None)
         return ticket
+
+    def ticket(self, ticket_id: str) -> Ticket | None:
+        """A ticket in flight by its id."""
+        return self._tickets.get(ticket_id)
 
     # -- the listener's side --------------------------------------------------------------
 
-    def open(self, seat: str, call_uuid: str) -> Ticket:
-        """Ask ``seat`` for the call's audio; the ticket is handed to its next (or waiting) poll."""
-        ticket = Ticket(id=secrets.token_urlsafe(18), seat=seat, call_uuid=call_uuid)
+    def open(
+        self, seat: str, call_uuid: str, *, ticket_id: str | None = None, local_only: bool = False
+    ) -> Ticket:
+        """Ask ``seat`` for the call's audio; the ticket is handed to its next (or waiting) poll.
+
+        A seat that polls another centre process is asked through ``remote`` (unless
+        ``local_only``); its answer and audio come back on the same ticket.
+        """
+        ticket = Ticket(id=ticket_id or secrets.token_urlsafe(18), seat=seat, call_uuid=call_uuid)
         self._tickets[ticket.id] = ticket
-        self._queues[seat].append(ticket)
-        self._wakeups[seat].set()
+        if local_only or self.remote is None or self.online(seat):
+            self._queues[seat].append(ticket)
+            self._wakeups[seat].set()
+        else:
+            self._background(self.remote.ask(ticket))
         return ticket
 
     async def attached(self, ticket: Ticket, timeout: float = ATTACH_SECONDS) -> bool:
@@ -161,10 +203,15 @@ class ListenRelay:
 
     def close(self, ticket: Ticket) -> None:
         """The listener went: stop taking the seat's audio and forget the ticket."""
+        if ticket.closed:
+            return
         ticket.closed = True
+        ticket.listener = None
         ticket.chunks.clear()
         ticket.ready.set()
         self._tickets.pop(ticket.id, None)
+        if self.remote is not None:
+            self._background(self.remote.closed(ticket))
         if ticket.dropped:
             logger.info(
                 "listen-in: call %s: %d chunk(s) dropped for a slow listener",
@@ -172,5 +219,10 @@ class ListenRelay:
                 ticket.dropped,
             )
 
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
 
-__all__ = ["ATTACH_SECONDS", "ListenRelay", "Ticket"]
+
+__all__ = ["ATTACH_SECONDS", "ListenRelay", "Remote", "Ticket"]

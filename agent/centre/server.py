@@ -16,6 +16,7 @@ from agent.centre.app import make_console_app
 from agent.centre.context import ConsoleSettings
 from agent.centre.metrics import register_team_metrics
 from agent.centre.relay import ListenRelay
+from agent.centre.relaybus import RelayBus, bus_dsn
 from agent.web import MetricsEndpoint, SecurityHeadersMiddleware
 from agent.web.guard import HostGuardMiddleware
 
@@ -31,16 +32,32 @@ def make_centre_app(
     """
     register_team_metrics(registry, engine, settings.zone, settings.effective_seconds)
     relay = ListenRelay()
+    dsn = bus_dsn(engine)
     seat_api = SeatApiContext(engine=engine, metrics=SeatApiMetrics(registry), relay=relay)
     routes: list[BaseRoute] = [
         *seat_api_routes(seat_api),
         Route("/metrics", MetricsEndpoint(registry), methods=["GET", "HEAD"]),
         Mount("/", app=make_console_app(engine, settings, relay=relay)),
     ]
-    return Starlette(
+    app = Starlette(
         routes=routes,
         middleware=[
             Middleware(HostGuardMiddleware, hosts=frozenset(hosts)),
             Middleware(SecurityHeadersMiddleware),
         ],
     )
+    # On PostgreSQL several centre processes may serve the floor: listen-in crosses between them.
+    app.state.bus = RelayBus(relay, dsn) if dsn is not None else None
+    return app
+
+
+async def start_centre(app: Starlette) -> None:
+    """Start what the centre runs beside its routes (the listen-in bus on PostgreSQL)."""
+    if app.state.bus is not None:
+        await app.state.bus.start()
+
+
+async def stop_centre(app: Starlette) -> None:
+    """Stop what :func:`start_centre` started."""
+    if app.state.bus is not None:
+        await app.state.bus.stop()

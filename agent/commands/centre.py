@@ -182,23 +182,29 @@ def serve_centre(
             server = make_server(
                 app, host, port, tls_cert=config.centre.tls_cert, tls_key=config.centre.tls_key
             )
-            asyncio.run(_serve(server, "console" if legacy_data_dir else "centre"))
+            asyncio.run(_serve(server, "console" if legacy_data_dir else "centre", app))
         except AgentError as exc:
             raise click.ClickException(str(exc)) from None
 
 
-async def _serve(server: Any, label: str) -> None:
+async def _serve(server: Any, label: str, app: Any) -> None:
+    from agent.centre.server import start_centre, stop_centre
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, setattr, server, "should_exit", True)
-    task = asyncio.create_task(server.serve())
+    await start_centre(app)
     try:
-        await server.wait_started()
-    except BaseException:
-        await asyncio.gather(task, return_exceptions=True)
-        raise
-    click.echo(f"{label}: {server.scheme}://{server.address}/", err=True)
-    await task
+        task = asyncio.create_task(server.serve())
+        try:
+            await server.wait_started()
+        except BaseException:
+            await asyncio.gather(task, return_exceptions=True)
+            raise
+        click.echo(f"{label}: {server.scheme}://{server.address}/", err=True)
+        await task
+    finally:
+        await stop_centre(app)
 
 
 def _own_seat(config: Config) -> dict[str, str]:

@@ -28,18 +28,10 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def start_centre(data_dir: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
+    """``cti-agent centre`` on ``data_dir`` (unless ``extra`` names a ``--config``); its address."""
+    where = [] if "--config" in extra else ["--data-dir", str(data_dir)]
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "agent.cli",
-            "centre",
-            "--data-dir",
-            str(data_dir),
-            "--listen",
-            "127.0.0.1:0",
-            *extra,
-        ],
+        [sys.executable, "-m", "agent.cli", "centre", *where, "--listen", "127.0.0.1:0", *extra],
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},

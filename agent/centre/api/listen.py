@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import logging
 
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from agent.centre.api.context import SeatApiContext, error, seat_only
 from agent.web import SafeJSONResponse
-from storage.seats import SeatInfo
+from storage.seats import SeatInfo, seat_seen
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +29,16 @@ POLL_SECONDS = 25.0
 
 @seat_only
 async def listen_wait(ctx: SeatApiContext, request: Request, seat: SeatInfo) -> Response:
-    """The seat's long-poll for listen requests."""
+    """The seat's long-poll for listen requests (it also tells the other centre processes it is here)."""
+
+    def seen() -> None:
+        with ctx.sessions.begin() as session:
+            seat_seen(session, seat.name, None)
+
+    try:
+        await run_in_threadpool(seen)
+    except SQLAlchemyError as exc:
+        logger.warning("seat API: seat %s's poll not noted: %s", seat.name, exc)
     ticket = await ctx.relay.wait(seat.name, POLL_SECONDS)
     if ticket is None:
         return Response(status_code=204)
