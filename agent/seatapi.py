@@ -119,13 +119,17 @@ class CallBatch(BaseModel):
     """``POST /api/v1/calls``: a seat's batch of calls, oldest change first.
 
     ``backlog`` is how many rows the seat still has waiting after this batch (the centre shows
-    it per seat). Entries stay raw here: each is validated on its own (:func:`parse_entry`).
+    it per seat); ``sent_at`` the seat's clock, so a seat whose clock is off is seen (its call
+    times are the seat's and are stored as sent). Entries stay raw here: each is validated on
+    its own (:func:`parse_entry`).
     """
 
     model_config = ConfigDict(extra="ignore")
 
     seat: str = Field(min_length=1, max_length=64)
     backlog: int | None = Field(default=None, ge=0)
+    #: The seat's clock when it sent the batch: the centre measures the seat's clock skew by it.
+    sent_at: datetime | None = None
     calls: list[Any] = Field(max_length=MAX_BATCH)
 
 

@@ -14,6 +14,7 @@ import os
 import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -161,9 +162,13 @@ class CentreClient:
         :raises CentreRefused: the credential is not accepted.
         :raises CentreError: the centre answered something that is not a batch answer.
         """
-        response = self._request(
-            "POST", f"{API_PREFIX}/calls", json={"seat": seat, "backlog": backlog, "calls": list(entries)}
-        )
+        body = {
+            "seat": seat,
+            "backlog": backlog,
+            "sent_at": datetime.now(UTC).isoformat(),
+            "calls": list(entries),
+        }
+        response = self._request("POST", f"{API_PREFIX}/calls", json=body)
         _refused_as_seat(response)
         if response.status_code != 200:
             raise CentreError(f"the centre refused the batch ({response.status_code}): {_message(response)}")

@@ -209,3 +209,32 @@ def test_team_metrics_count_what_seats_sent_today(client: TestClient, engine: En
     assert sample("cti_centre_database_up", {}) == 1
     text = "\n".join(str(m) for m in registry.collect())
     assert "13812345678" not in text
+
+
+@pytest.mark.parametrize("skew_minutes", [10, -10])
+def test_a_seat_with_a_skewed_clock_is_stored_as_sent_and_its_skew_is_exported(
+    client: TestClient,
+    engine: Engine,
+    registry: CollectorRegistry,
+    skew_minutes: int,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    token = _token(engine)
+    seat_now = datetime.now(UTC) + timedelta(minutes=skew_minutes)
+    entry = _entry(1, started_at=(seat_now - timedelta(minutes=2)).isoformat())
+    body = {"seat": "seat-7", "sent_at": seat_now.isoformat(), "calls": [entry]}
+    assert _post(client, token, body).json()["results"][0]["status"] == "accepted"
+    stored = _stored(engine)[UUID.format(1)]
+    assert (
+        abs((stored.started_at.replace(tzinfo=UTC) - (seat_now - timedelta(minutes=2))).total_seconds()) < 1
+    )
+    skew = _count(registry, "cti_seat_clock_skew_seconds", seat="seat-7")
+    assert abs(skew - skew_minutes * 60) < 5
+    assert "clock is" in caplog.text
+    assert ("ahead of" if skew_minutes > 0 else "behind") in caplog.text
+    # The centre's own clock says when the seat was last seen, not the seat's.
+    (seat,) = list_seats(Session(engine))
+    assert seat.last_seen_at is not None
+    assert abs((seat.last_seen_at.replace(tzinfo=UTC) - datetime.now(UTC)).total_seconds()) < 5

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import UTC, datetime
 
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
@@ -47,6 +48,8 @@ async def post_calls(ctx: SeatApiContext, request: Request, seat: SeatInfo) -> R
         return error(400, reason)
     if batch.seat != seat.name:
         return refuse_seat_mismatch(ctx, request, seat, batch.seat)
+    if batch.sent_at is not None:
+        _note_skew(ctx, seat.name, batch.sent_at)
     parsed: list[CallEntry | EntryResult] = [
         parse_entry(raw)
         if isinstance(raw, dict)
@@ -82,6 +85,25 @@ async def post_calls(ctx: SeatApiContext, request: Request, seat: SeatInfo) -> R
     for result in answer.results:
         ctx.metrics.entries.labels(result.status).inc()
     return SafeJSONResponse(answer.model_dump())
+
+
+#: A seat clock this far off (seconds) is logged: its calls' times are off by as much.
+SKEW_WARNING = 120.0
+
+
+def _note_skew(ctx: SeatApiContext, seat: str, sent_at: datetime) -> None:
+    """Export how far the seat's clock is off; warn when it is off by more than :data:`SKEW_WARNING`."""
+    if sent_at.tzinfo is None:
+        return
+    skew = (sent_at - datetime.now(UTC)).total_seconds()
+    ctx.metrics.clock_skew.labels(seat).set(round(skew, 1))
+    if abs(skew) > SKEW_WARNING:
+        logger.warning(
+            "seat %s's clock is %.0f s %s the centre's: its call times are off by as much; check its NTP",
+            seat,
+            abs(skew),
+            "ahead of" if skew > 0 else "behind",
+        )
 
 
 @seat_only

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -33,6 +33,12 @@ class SeatApiMetrics:
             "cti_centre_auth_failures",
             "Seat API requests refused for their credential, by reason (missing, unknown, seat_mismatch).",
             ["reason"],
+            registry=registry,
+        )
+        self.clock_skew = Gauge(
+            "cti_seat_clock_skew_seconds",
+            "How far a seat's clock was ahead of the centre's (negative: behind) at its last batch.",
+            ["seat"],
             registry=registry,
         )
         self.entries = Counter(
