@@ -321,7 +321,25 @@ def demo(
         # Ring and dial time-outs shrink with the simulated clock.
         overrides["tracker"] = {"ring_timeout": 8.0 / speed, "dial_timeout": 4.0 / speed}
     config, pm = _load(None, overrides)
+    # The demo's customers call and are called, so the pop shows who they are.
+    overrides["devices"][0]["known_numbers"] = _seed_demo(config)
+    config, pm = _load(None, overrides)
     _run_agent(config, pm, duration)
+
+
+def _seed_demo(config: Config) -> list[str]:
+    """Import the demo's customers into its database (once); the numbers for the simulator."""
+    from agent.commands.demo import seed_demo
+    from storage.db import make_engine, upgrade
+
+    engine = make_engine(config.database_url)
+    try:
+        upgrade(engine)
+        return seed_demo(engine, seat=config.agent.seat, team=config.agent.team, region=config.agent.region)
+    except AgentError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        engine.dispose()
 
 
 @cli.command("plugins")

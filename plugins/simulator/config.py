@@ -39,6 +39,22 @@ class SimulatorConfig(DeviceConfig):
         default=None, description="fixes the sequence of calls (None: different each run)"
     )
     speed: float = Field(default=1.0, gt=0, description="time compression: 10 runs ten times faster")
+    known_numbers: list[str] = Field(
+        default=[],
+        max_length=10_000,
+        description="numbers (as dialed, e.g. 13801012345) of customers who call and are called",
+    )
+    known_ratio: float = Field(
+        default=0.6, ge=0, le=1, description="fraction of calls with a known number, when there are any"
+    )
+
+    @field_validator("known_numbers")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        for number in value:
+            if not number.isdigit() or not 3 <= len(number) <= 15:
+                raise ValueError(f"not a number as dialed (digits only): {number!r}")
+        return value
 
     @field_validator("region")
     @classmethod

@@ -9,6 +9,9 @@ time; the tests feed them straight to :class:`agent.calls.CallTracker`.
 
 What the calls look like:
 
+Numbers are made up (valid in the region's numbering plan) or, when ``known_numbers`` are
+given (the demo's customers), one of those for ``known_ratio`` of the calls.
+
 - inbound: rings every ``ring_period``; caller ID in the silence between the
   first and second ring (Bell 202 / ETSI FSK on-hook caller ID), or for a few
   calls just before the first ring (DTMF caller ID). Answered: off-hook after
@@ -158,7 +161,7 @@ class Scenario:
         if rng.random() < self.config.inbound_ratio:
             return self._inbound(gap)
         answered = rng.random() < self.config.answer_rate
-        number = phone_number(rng, self.config.region)
+        number = self._number()
         bursts = self._bursts(number)
         start = rng.uniform(1.0, 3.0)  # dial tone, then the rep starts keying
         dial_steps = []
@@ -182,6 +185,15 @@ class Scenario:
 
     # -- building blocks ----------------------------------------------------------
 
+    def _number(self) -> str:
+        """A made-up number, or (``known_ratio`` of the time) one of the ``known_numbers``."""
+        rng = self._rng
+        known = self.config.known_numbers
+        # Drawn only when there are known numbers, so a seeded run without them is as before.
+        if known and rng.random() < self.config.known_ratio:
+            return rng.choice(known)
+        return phone_number(rng, self.config.region)
+
     def _inbound(self, gap: float) -> CallScript:
         rng = self._rng
         config = self.config
@@ -194,7 +206,7 @@ class Scenario:
             absence = Absence.PRIVATE if rng.random() < PRIVATE_RATIO else Absence.UNAVAILABLE
             cid = {"absence": absence, "name_absence": absence}
         else:
-            number = phone_number(rng, config.region)
+            number = self._number()
             if rng.random() < NO_NAME_RATIO:
                 cid = {"number": number, "name_absence": Absence.UNAVAILABLE}
             else:

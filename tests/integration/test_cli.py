@@ -210,3 +210,25 @@ def test_unreachable_database_is_a_clear_failure_without_the_password() -> None:
     assert "s3cret" not in out.stderr + out.stdout
     assert "Traceback" not in out.stderr
     assert str(port) in out.stderr
+
+
+def test_the_demo_pops_a_known_customer_within_the_first_minute(tmp_path: Path) -> None:
+    """The demo's customers call and are called: within a minute at --speed 10 a call pops one."""
+    proc = start_demo(tmp_path, "--speed", "10", "--rate", "2", "--seed", "1")
+    try:
+        seat, _ = wait_for_ports(proc)
+        started = time.monotonic()
+        known = None
+        while known is None and time.monotonic() - started < 60:
+            time.sleep(0.3)
+            state = httpx.get(f"http://127.0.0.1:{seat}/api/state", timeout=5).json()
+            known = next((c for c in state["calls"] if (c.get("customer") or {}).get("name")), None)
+        assert known is not None, "no known customer popped within a minute"
+        names = {
+            row[0] for row in sqlite3.connect(tmp_path / "cti-agent.db").execute("SELECT name FROM customers")
+        }
+        assert known["customer"]["name"] in names
+        assert len(names) == 15
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
