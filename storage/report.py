@@ -54,6 +54,11 @@ COLUMNS: tuple[str, ...] = (
     "talk_seconds",
     "effective",
     "avg_talk_seconds",
+    # Appended, so a script that reads the columns above by position keeps working.
+    "inbound",
+    "outbound",
+    "outbound_connected",
+    "connect_rate",
 )
 
 
@@ -67,11 +72,20 @@ class ReportRow:
     missed: int = 0
     talk_seconds: float = 0.0
     effective: int = 0
+    inbound: int = 0
+    outbound: int = 0
+    #: Outbound calls the far end answered (the connects of 接通率).
+    outbound_connected: int = 0
 
     @property
     def avg_talk_seconds(self) -> float | None:
         """Average talk time of the answered calls; None when none was answered."""
         return self.talk_seconds / self.answered if self.answered else None
+
+    @property
+    def connect_rate(self) -> float | None:
+        """接通率: the share of outbound calls that connected (0..1); None without outbound calls."""
+        return self.outbound_connected / self.outbound if self.outbound else None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict with every column (seconds rounded to milliseconds)."""
@@ -84,6 +98,10 @@ class ReportRow:
             "talk_seconds": round(self.talk_seconds, 3),
             "effective": self.effective,
             "avg_talk_seconds": None if average is None else round(average, 3),
+            "inbound": self.inbound,
+            "outbound": self.outbound,
+            "outbound_connected": self.outbound_connected,
+            "connect_rate": None if self.connect_rate is None else round(self.connect_rate, 4),
         }
 
 
@@ -107,6 +125,9 @@ class Report:
             missed=sum(r.missed for r in self.rows),
             talk_seconds=sum(r.talk_seconds for r in self.rows),
             effective=sum(r.effective for r in self.rows),
+            inbound=sum(r.inbound for r in self.rows),
+            outbound=sum(r.outbound for r in self.rows),
+            outbound_connected=sum(r.outbound_connected for r in self.rows),
         )
 
 
@@ -170,6 +191,7 @@ def _grouped_by_owner(
     effective_seconds: float,
 ) -> list[ReportRow]:
     answered = CallRecord.disposition == "answered"
+    outbound = CallRecord.direction == "out"
     talk = func.coalesce(CallRecord.talk_seconds, 0.0)
     query = (
         select(
@@ -179,11 +201,14 @@ def _grouped_by_owner(
             func.sum(case((CallRecord.disposition == "missed", 1), else_=0)),
             func.sum(case((answered, talk), else_=0.0)),
             func.sum(case((and_(answered, talk >= effective_seconds), 1), else_=0)),
+            func.sum(case((outbound, 1), else_=0)),
+            func.sum(case((and_(outbound, answered), 1), else_=0)),
         )
         .where(*where)
         .group_by(column)
         .order_by(column)
     )
+    rows = session.execute(query).tuples()
     return [
         ReportRow(
             key=str(key),
@@ -192,8 +217,11 @@ def _grouped_by_owner(
             missed=int(n_missed or 0),
             talk_seconds=float(talk_sum or 0.0),
             effective=int(n_effective or 0),
+            inbound=int(calls) - int(n_out or 0),
+            outbound=int(n_out or 0),
+            outbound_connected=int(n_out_connected or 0),
         )
-        for key, calls, n_answered, n_missed, talk_sum, n_effective in session.execute(query)
+        for key, calls, n_answered, n_missed, talk_sum, n_effective, n_out, n_out_connected in rows
     ]
 
 
@@ -248,20 +276,24 @@ def _grouped_by_time(
     zone: tzinfo,
     effective_seconds: float,
 ) -> list[ReportRow]:
-    totals: dict[str, list[float]] = {key: [0, 0, 0, 0.0, 0] for key in _time_keys(by, start, end, zone)}
+    empty = [0, 0, 0, 0.0, 0, 0, 0]
+    totals: dict[str, list[float]] = {key: list(empty) for key in _time_keys(by, start, end, zone)}
     query = (
-        select(CallRecord.started_at, CallRecord.disposition, CallRecord.talk_seconds)
+        select(CallRecord.started_at, CallRecord.disposition, CallRecord.talk_seconds, CallRecord.direction)
         .where(*where)
         .execution_options(yield_per=2000)
     )
-    for started_at, disposition, talk_seconds in session.execute(query):
+    for started_at, disposition, talk_seconds, direction in session.execute(query):
         # Every key of the window is already there; setdefault only guards against a bug there.
-        bucket = totals.setdefault(_time_key(by, started_at, zone), [0, 0, 0, 0.0, 0])
+        bucket = totals.setdefault(_time_key(by, started_at, zone), list(empty))
         bucket[0] += 1
+        outbound = direction == "out"
+        bucket[5] += outbound
         if disposition == "answered":
             talk = talk_seconds or 0.0
             bucket[1] += 1
             bucket[3] += talk
+            bucket[6] += outbound
             if talk >= effective_seconds:
                 bucket[4] += 1
         elif disposition == "missed":
@@ -274,8 +306,11 @@ def _grouped_by_time(
             missed=int(missed),
             talk_seconds=float(talk),
             effective=int(effective),
+            inbound=int(calls - out),
+            outbound=int(out),
+            outbound_connected=int(out_connected),
         )
-        for key, (calls, answered, missed, talk, effective) in totals.items()
+        for key, (calls, answered, missed, talk, effective, out, out_connected) in totals.items()
     ]
 
 
@@ -352,9 +387,13 @@ def _duration(seconds: float | None) -> str:
 
 def format_table(report: Report) -> str:
     """Aligned columns for a terminal, durations as h:mm:ss, and a total line."""
-    header = (report.by.upper(), "CALLS", "ANSWERED", "MISSED", "TALK", "EFFECTIVE", "AVG TALK")
+    header = (
+        report.by.upper(), "CALLS", "ANSWERED", "MISSED", "TALK", "EFFECTIVE", "AVG TALK", "IN", "OUT",
+        "CONNECT RATE",
+    )  # fmt: skip
 
     def cells(row: ReportRow) -> tuple[str, ...]:
+        rate = row.connect_rate
         return (
             row.key,
             str(row.calls),
@@ -363,6 +402,9 @@ def format_table(report: Report) -> str:
             _duration(row.talk_seconds),
             str(row.effective),
             _duration(row.avg_talk_seconds),
+            str(row.inbound),
+            str(row.outbound),
+            "-" if rate is None else f"{rate:.0%}",
         )
 
     body = [cells(row) for row in report.rows]

@@ -164,6 +164,10 @@ HEADERS: dict[str, dict[str, str]] = {
     "missed": {"zh-CN": "未接"},
     "effective": {"zh-CN": "有效通话"},
     "avg_talk_seconds": {"zh-CN": "平均通话秒数"},
+    "inbound": {"zh-CN": "呼入"},
+    "outbound": {"zh-CN": "呼出"},
+    "outbound_connected": {"zh-CN": "呼出接通"},
+    "connect_rate": {"zh-CN": "接通率"},
 }
 
 _TRUNCATED: dict[str, str] = {

@@ -93,6 +93,11 @@ def engine() -> Iterator[Engine]:
     eng.dispose()
 
 
+def IO(inbound: int, outbound: int = 0, connected: int = 0) -> dict[str, int]:
+    """A row's direction figures: calls in, calls out, outbound calls connected."""
+    return {"inbound": inbound, "outbound": outbound, "outbound_connected": connected}
+
+
 def run(
     engine: Engine, by: str, start: datetime, end: datetime, zone: ZoneInfo = SHANGHAI, **kw: object
 ) -> Report:
@@ -103,22 +108,24 @@ def run(
 def test_by_rep(engine: Engine) -> None:
     result = run(engine, "rep", DAY, DAY + timedelta(days=2), effective_seconds=60.0)
     assert result.rows == [
-        ReportRow("alice", calls=3, answered=2, missed=1, talk_seconds=630.0, effective=1),
-        ReportRow("bob", calls=2, answered=1, missed=0, talk_seconds=60.0, effective=1),
-        ReportRow("carol", calls=2, answered=2, missed=0, talk_seconds=179.9, effective=1),
+        ReportRow("alice", calls=3, answered=2, missed=1, talk_seconds=630.0, effective=1, **IO(2, 1, 1)),
+        ReportRow("bob", calls=2, answered=1, missed=0, talk_seconds=60.0, effective=1, **IO(2)),
+        ReportRow("carol", calls=2, answered=2, missed=0, talk_seconds=179.9, effective=1, **IO(2)),
     ]
     assert result.rows[0].avg_talk_seconds == 315.0
-    assert result.total == ReportRow("total", calls=7, answered=5, missed=1, talk_seconds=869.9, effective=3)
+    assert result.total == ReportRow(
+        "total", calls=7, answered=5, missed=1, talk_seconds=869.9, effective=3, **IO(6, 1, 1)
+    )
 
 
 def test_by_team_with_filters_and_threshold(engine: Engine) -> None:
     window = (DAY, DAY + timedelta(days=2))
     assert run(engine, "team", *window, effective_seconds=30.0).rows == [
-        ReportRow("north", calls=5, answered=3, missed=1, talk_seconds=690.0, effective=3),
-        ReportRow("south", calls=2, answered=2, missed=0, talk_seconds=179.9, effective=2),
+        ReportRow("north", calls=5, answered=3, missed=1, talk_seconds=690.0, effective=3, **IO(4, 1, 1)),
+        ReportRow("south", calls=2, answered=2, missed=0, talk_seconds=179.9, effective=2, **IO(2)),
     ]
     assert run(engine, "team", *window, rep="bob").rows == [
-        ReportRow("north", calls=2, answered=1, missed=0, talk_seconds=60.0, effective=1)
+        ReportRow("north", calls=2, answered=1, missed=0, talk_seconds=60.0, effective=1, **IO(2))
     ]
     assert run(engine, "rep", *window, team="south").rows[0].key == "carol"
     assert run(engine, "rep", *window, team="nobody").rows == []
@@ -128,9 +135,21 @@ def test_by_hour_in_the_floor_time_zone(engine: Engine) -> None:
     result = run(engine, "hour", DAY + timedelta(hours=9), DAY + timedelta(hours=12), effective_seconds=60.0)
     assert result.zone == "Asia/Shanghai"
     assert result.rows == [
-        ReportRow("2026-03-02T09:00+08:00", calls=3, answered=2, missed=1, talk_seconds=90.0, effective=1),
-        ReportRow("2026-03-02T10:00+08:00", calls=1, answered=1, missed=0, talk_seconds=600.0, effective=1),
-        ReportRow("2026-03-02T11:00+08:00", calls=1, answered=1, missed=0, talk_seconds=59.9, effective=0),
+        ReportRow(
+            "2026-03-02T09:00+08:00", calls=3, answered=2, missed=1, talk_seconds=90.0, effective=1, **IO(3)
+        ),
+        ReportRow(
+            "2026-03-02T10:00+08:00",
+            calls=1,
+            answered=1,
+            missed=0,
+            talk_seconds=600.0,
+            effective=1,
+            **IO(0, 1, 1),
+        ),
+        ReportRow(
+            "2026-03-02T11:00+08:00", calls=1, answered=1, missed=0, talk_seconds=59.9, effective=0, **IO(1)
+        ),
     ]
 
 
@@ -152,9 +171,21 @@ def test_by_half_hour_in_the_floor_time_zone(engine: Engine) -> None:
     )
     assert result.rows == [
         # a1 at 09:10 and b1 at 09:15; a2 at 09:50 was missed; a3 at 10:05.
-        ReportRow("2026-03-02T09:00+08:00", calls=2, answered=2, missed=0, talk_seconds=90.0, effective=1),
-        ReportRow("2026-03-02T09:30+08:00", calls=1, answered=0, missed=1, talk_seconds=0.0, effective=0),
-        ReportRow("2026-03-02T10:00+08:00", calls=1, answered=1, missed=0, talk_seconds=600.0, effective=1),
+        ReportRow(
+            "2026-03-02T09:00+08:00", calls=2, answered=2, missed=0, talk_seconds=90.0, effective=1, **IO(2)
+        ),
+        ReportRow(
+            "2026-03-02T09:30+08:00", calls=1, answered=0, missed=1, talk_seconds=0.0, effective=0, **IO(1)
+        ),
+        ReportRow(
+            "2026-03-02T10:00+08:00",
+            calls=1,
+            answered=1,
+            missed=0,
+            talk_seconds=600.0,
+            effective=1,
+            **IO(0, 1, 1),
+        ),
         ReportRow("2026-03-02T10:30+08:00"),
     ]
     # A window from 09:15 starts with the half-hour it falls in.
@@ -295,9 +326,12 @@ def test_formats(engine: Engine) -> None:
     table = format_report(result, "table")
     lines = table.splitlines()
     assert lines[0].startswith("calls by rep, 2026-03-02T00:00:00+08:00")
-    assert lines[1].split() == ["REP", "CALLS", "ANSWERED", "MISSED", "TALK", "EFFECTIVE", "AVG", "TALK"]
-    assert lines[3].split() == ["alice", "3", "2", "1", "0:10:30", "1", "0:05:15"]
-    assert lines[-1].split() == ["total", "7", "5", "1", "0:14:30", "3", "0:02:54"]
+    assert lines[1].split() == [
+        "REP", "CALLS", "ANSWERED", "MISSED", "TALK", "EFFECTIVE", "AVG", "TALK",
+        "IN", "OUT", "CONNECT", "RATE",
+    ]  # fmt: skip
+    assert lines[3].split() == ["alice", "3", "2", "1", "0:10:30", "1", "0:05:15", "2", "1", "100%"]
+    assert lines[-1].split() == ["total", "7", "5", "1", "0:14:30", "3", "0:02:54", "6", "1", "100%"]
     rows = list(csv.DictReader(io.StringIO(format_report(result, "csv"))))
     assert rows[2] == {
         "rep": "carol",
@@ -307,6 +341,10 @@ def test_formats(engine: Engine) -> None:
         "talk_seconds": "179.9",
         "effective": "1",
         "avg_talk_seconds": "89.95",
+        "inbound": "2",
+        "outbound": "0",
+        "outbound_connected": "0",
+        "connect_rate": "",  # no outbound call: no rate, not 0 %
     }
     document = json.loads(format_report(result, "json"))
     assert document["timezone"] == "Asia/Shanghai"
@@ -335,10 +373,13 @@ def test_csv_through_the_sheet_writer() -> None:
     )
     rows = list(csv.reader(io.StringIO(format_report(result, "csv"))))
     assert rows[0][0] == "rep"
-    assert rows[1] == ['\'=HYPERLINK("http://x")', "2", "1", "1", "30.5", "0", "30.5"]
-    assert rows[2] == ["'-bob", "1", "0", "1", "0.0", "0", ""]  # no average of nothing
+    assert rows[1] == ['\'=HYPERLINK("http://x")', "2", "1", "1", "30.5", "0", "30.5", "0", "0", "0", ""]
+    assert rows[2] == ["'-bob", "1", "0", "1", "0.0", "0", "", "0", "0", "0", ""]  # no average of nothing
     chinese = list(csv.reader(io.StringIO(format_report(result, "csv", "zh-CN"))))
-    assert chinese[0] == ["业务员", "通话数", "接通", "未接", "通话秒数", "有效通话", "平均通话秒数"]
+    assert chinese[0] == [
+        "业务员", "通话数", "接通", "未接", "通话秒数", "有效通话", "平均通话秒数",
+        "呼入", "呼出", "呼出接通", "接通率",
+    ]  # fmt: skip
     assert chinese[1:] == rows[1:]
     assert not format_report(result, "csv").startswith("\ufeff")  # a terminal, not Excel
     with pytest.raises(ValueError, match="unknown language"):
