@@ -25,11 +25,12 @@ def make_centre_app(
     """The centre over ``engine`` (migrated), as one app.
 
     ``/api/v1/`` and ``/healthz`` for seats, ``/metrics`` for Prometheus, everything else the console.
+    The seat API stores recordings in, and the console plays them from, ``settings.store()``.
 
     Requests for a ``Host`` not in ``hosts`` are refused before any route (DNS rebinding).
     """
     register_team_metrics(registry, engine, settings.zone, settings.effective_seconds)
-    seat_api = SeatApiContext(engine=engine, metrics=SeatApiMetrics(registry))
+    seat_api = SeatApiContext(engine=engine, metrics=SeatApiMetrics(registry), store=settings.store())
     routes: list[BaseRoute] = [
         *seat_api_routes(seat_api),
         Route("/metrics", MetricsEndpoint(registry), methods=["GET", "HEAD"]),
