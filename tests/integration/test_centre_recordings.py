@@ -60,9 +60,13 @@ class Centre:
     bucket: S3BlobStore
 
 
-def start(config: Path) -> tuple[subprocess.Popen[str], str]:
+def start_data_dir(data_dir: Path) -> tuple[subprocess.Popen[str], str]:
+    return start(data_dir, option="--data-dir")
+
+
+def start(config: Path, option: str = "--config") -> tuple[subprocess.Popen[str], str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "agent.cli", "centre", "--config", str(config), "--listen", "127.0.0.1:0"],
+        [sys.executable, "-m", "agent.cli", "centre", option, str(config), "--listen", "127.0.0.1:0"],
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -218,3 +222,43 @@ def test_a_recording_goes_to_the_object_store_survives_a_cut_and_plays_in_the_co
         whole = console.get(f"/recordings/{row.id}/audio")
         assert whole.status_code == 200
         assert hashlib.sha256(whole.content).hexdigest() == digest
+        metrics = console.get("/metrics").text
+        assert 'cti_centre_recordings_total{outcome="damaged"} 1.0' in metrics  # the cut upload
+        assert 'cti_centre_recordings_total{outcome="stored"} 1.0' in metrics
+
+        # Retention on the object store: the object and its row go, the call stays, audited.
+        args = ["centre", "purge", "--config", str(centre.config), "--older-than", "1m"]
+        dry = cli(*args, "--dry-run")
+        assert dry.returncode == 0, dry.stderr
+        assert "would delete 1 recording(s)" in dry.stdout
+        assert objects(centre) == [key]
+        done = cli(*args)
+        assert done.returncode == 0, done.stderr
+        assert "deleted 1 recording(s)" in done.stdout
+        assert objects(centre) == []
+        assert console.get(f"/recordings/{row.id}/audio").status_code == 404
+
+
+def test_a_cut_upload_leaves_no_file_in_the_directory_store(tmp_path: Path) -> None:
+    data_dir = tmp_path / "centre"
+    process, address = start_data_dir(data_dir)
+    try:
+        token = cli("seats", "add", "seat-7", "--data-dir", str(data_dir)).stdout.strip()
+        call = ended(make_call(UUID.format(2), seat="seat-7", started_at=datetime.now(UTC)))
+        body = os.urandom(3 * MiB)
+        digest = hashlib.sha256(body).hexdigest()
+        auth = {"authorization": f"Bearer {token}"}
+        path = f"/api/v1/recordings/{UUID.format(2)}?{urlencode({**PARAMS, 'status': 'complete'})}"
+        with httpx.Client(base_url=address, headers=auth, timeout=60) as seat:
+            seat.post("/api/v1/calls", json={"seat": "seat-7", "calls": [CallEntry.of(call, None, None)]})
+            cut_upload(address, path, {**auth, "X-Content-SHA256": digest}, body, send=2 * MiB)
+            wait_until(lambda: 'outcome="damaged"} 1.0' in seat.get("/metrics").text)
+            store = data_dir / "recordings"
+            assert not store.exists() or [p for p in store.rglob("*") if p.is_file()] == []
+            stored = seat.put(path, content=body, headers={"x-content-sha256": digest})
+            assert stored.status_code == 201, stored.text
+            files = [p for p in store.rglob("*") if p.is_file() and not p.name.startswith(".")]
+            assert [p.read_bytes() == body for p in files] == [True]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
