@@ -297,12 +297,18 @@ class CentreSection(_Section):
     With ``tls_cert`` and ``tls_key`` (PEM files) it serves HTTPS; without them plain HTTP, which
     is for loopback or behind a TLS proxy. ``hosts`` are the names it is reached by besides
     loopback and its listen address (requests for any other ``Host`` are refused).
+
+    ``recordings`` is the ``[centre.recordings]`` table: where the centre keeps the seats'
+    recordings (a directory, by default ``<data_dir>/recordings``, or an S3 bucket). It stays a
+    raw table here, since the kernel does not import storage; ``cti-agent centre`` validates it
+    with ``storage.blobconfig.RecordingStoreSettings`` at start-up.
     """
 
     listen: str = "127.0.0.1:8340"
     tls_cert: Path | None = None
     tls_key: Path | None = None
     hosts: list[str] = []
+    recordings: dict[str, Any] = {}
 
     @field_validator("listen")
     @classmethod

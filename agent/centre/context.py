@@ -25,6 +25,8 @@ from agent.centre.auth import LoginRateLimiter, Principal, SessionSigner
 from agent.centre.relay import ListenRelay
 from agent.config import DailyTarget, TargetsSection
 from agent.web import format_duration
+from storage.blobconfig import RECORDINGS_DIR
+from storage.blobstore import DirectoryBlobStore, RecordingBlobStore
 from storage.repository import add_audit
 from storage.sheets import ExportGate
 
@@ -38,7 +40,10 @@ class ConsoleSettings:
     """How the console runs.
 
     :param secret: the session-signing key (32+ bytes); keep it across restarts or everyone logs in again.
-    :param recordings_dir: where recording paths are resolved; files outside it are never served.
+    :param recordings_dir: where legacy recording paths (``recordings/YYYY/...``, from the old
+        direct-database team mode) are resolved; files outside it are never served.
+    :param recordings_store: the centre's recording store (``[centre.recordings]``), where the
+        seats' uploads are kept; None: a directory store in ``recordings_dir/recordings``.
     :param zone: the floor's time zone (search dates, statistics days and hours).
     :param mask_roles: roles that see numbers masked (``138****5678``) in pages, exports and file names.
     :param secure_cookies: mark the session cookie ``Secure`` (set it when served over HTTPS).
@@ -65,6 +70,13 @@ class ConsoleSettings:
     wallboard_interval: float = 5.0
     seats: dict[str, str] = field(default_factory=dict)
     listen_token: str | None = None
+    recordings_store: RecordingBlobStore | None = None
+
+    def store(self) -> RecordingBlobStore:
+        """The recording store: ``recordings_store``, else the directory store under ``recordings_dir``."""
+        if self.recordings_store is not None:
+            return self.recordings_store
+        return DirectoryBlobStore(self.recordings_dir / RECORDINGS_DIR)
 
 
 @dataclass(frozen=True)
@@ -73,6 +85,7 @@ class ConsoleContext:
 
     :param country_code: the calling code of ``settings.region`` (a wildcard number search's prefix).
     :param listen_seats: the seats listen-in may reach (none while no listen token is set).
+    :param store: the recording store the console plays the seats' uploads from.
     """
 
     engine: Engine
@@ -87,6 +100,7 @@ class ConsoleContext:
     exports: ExportGate = field(default_factory=ExportGate)
     #: Seats that dialled in for listen-in (shared with the seat API of the same centre process).
     relay: ListenRelay = field(default_factory=ListenRelay)
+    store: RecordingBlobStore | None = None
 
     def masked_for(self, who: Principal) -> bool:
         """Whether ``who``'s role sees numbers masked."""
@@ -162,6 +176,7 @@ def make_context(
         zone=settings.zone,
         country_code=str(phonenumbers.country_code_for_region(settings.region) or ""),
         listen_seats=dict(settings.seats) if settings.listen_token else {},
+        store=settings.store(),
     )
 
 

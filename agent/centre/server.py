@@ -27,13 +27,16 @@ def make_centre_app(
     """The centre over ``engine`` (migrated), as one app.
 
     ``/api/v1/`` and ``/healthz`` for seats, ``/metrics`` for Prometheus, everything else the console.
+    The seat API stores recordings in, and the console plays them from, ``settings.store()``.
 
     Requests for a ``Host`` not in ``hosts`` are refused before any route (DNS rebinding).
     """
     register_team_metrics(registry, engine, settings.zone, settings.effective_seconds)
     relay = ListenRelay()
     dsn = bus_dsn(engine)
-    seat_api = SeatApiContext(engine=engine, metrics=SeatApiMetrics(registry), relay=relay)
+    seat_api = SeatApiContext(
+        engine=engine, metrics=SeatApiMetrics(registry), relay=relay, store=settings.store()
+    )
     routes: list[BaseRoute] = [
         *seat_api_routes(seat_api),
         Route("/metrics", MetricsEndpoint(registry), methods=["GET", "HEAD"]),

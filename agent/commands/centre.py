@@ -1,21 +1,29 @@
-"""``cti-agent centre``: the team server — the supervisor console and the seat API on one port."""
+"""``cti-agent centre``: the team server — the supervisor console and the seat API on one port.
+
+``cti-agent centre purge`` deletes the recordings past their retention from its recording store.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import getpass
 import signal
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 
 from agent.commands.common import load_centre
 from agent.config import Config, parse_listen
-from agent.errors import AgentError
+from agent.errors import AgentError, ConfigError
 
-__all__ = ["CENTRE_OPTIONS", "centre", "serve_centre"]
+if TYPE_CHECKING:
+    from storage.blobstore import RecordingBlobStore
+
+__all__ = ["CENTRE_OPTIONS", "centre", "recording_store", "serve_centre"]
 
 
 def _roles(text: str) -> frozenset[str]:
@@ -101,15 +109,37 @@ def with_centre_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
-@click.command()
+@click.group(invoke_without_command=True)
 @with_centre_options
-def centre(**options: Any) -> None:
+@click.pass_context
+def centre(ctx: click.Context, /, **options: Any) -> None:
     """Serve the centre: the supervisor console and the seat API, until SIGINT/SIGTERM.
 
     Seats are given credentials with `cti-agent seats add`, console log-ins with
     `cti-agent users add`. HTTPS when [centre] tls_cert and tls_key are set.
+    Recordings go to [centre.recordings] (a directory, or an S3 bucket);
+    `cti-agent centre purge` deletes those past their retention.
     """
-    serve_centre(**options)
+    if ctx.invoked_subcommand is None:
+        serve_centre(**options)
+
+
+def recording_store(config: Config) -> RecordingBlobStore:
+    """The recording store ``[centre.recordings]`` names (default: ``recordings/`` in the data directory).
+
+    :raises ConfigError: the table is not valid, or the S3 keys are missing or unreadable.
+    """
+    from pydantic import ValidationError
+
+    from storage.blobconfig import RecordingStoreSettings, make_blob_store
+
+    try:
+        settings = RecordingStoreSettings.model_validate(config.centre.recordings)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise ConfigError(f"[centre.recordings] {where + ': ' if where else ''}{first['msg']}") from None
+    return make_blob_store(settings, config.agent.data_dir)
 
 
 def serve_centre(
@@ -150,6 +180,10 @@ def serve_centre(
         data_dir = default_data_dir()
     config = load_centre(config_path, data_dir)
     try:
+        store = recording_store(config)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    try:
         host, port = parse_listen(listen or config.centre.listen)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--listen") from None
@@ -174,6 +208,7 @@ def serve_centre(
         targets=config.targets,
         seats=seats or _own_seat(config),
         listen_token=_listen_token(config, listen_token_file),
+        recordings_store=store,
     )
     hosts = allowed_hosts(host, config.centre.hosts)
     with open_engine(config, url) as engine:
@@ -222,3 +257,88 @@ def _listen_token(config: Config, path: Path | None) -> str | None:
     if path is None:
         return config.web.listen_token
     return path.read_text(encoding="utf-8").strip() or None
+
+
+@centre.command("purge")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="The centre's config ([storage] url, [centre.recordings], [recording] retention_days).",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="The embedded centre kept in this directory.",
+)
+@click.option("--url", default=None, help="A SQLAlchemy database URL (overrides the config).")
+@click.option(
+    "--older-than",
+    "older_than",
+    default=None,
+    help="Delete recordings of calls older than this (180d, 12w, 36h; a bare number is days). "
+    "Default: [recording] retention_days.",
+)
+@click.option("--dry-run", is_flag=True, help="Only say what would be deleted.")
+def centre_purge(
+    config_path: Path | None, data_dir: Path | None, url: str | None, older_than: str | None, dry_run: bool
+) -> None:
+    """Delete the recordings past their retention from the centre's store, and their rows (audited).
+
+    The calls themselves stay. Legacy recordings (files under the old recordings directory, from
+    the direct-database team mode) are purged by `cti-agent purge --config` as before.
+    """
+    from agent.commands.common import open_engine
+    from agent.commands.purge import parse_age
+    from storage.blobstore import BlobStoreError
+    from storage.centre_recordings import purge_recordings
+    from storage.recordings import audit
+
+    config = load_centre(config_path, data_dir)
+    age: timedelta
+    if older_than is not None:
+        try:
+            age = parse_age(older_than)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--older-than") from None
+    elif config.recording.retention_days is not None:
+        age = timedelta(days=config.recording.retention_days)
+    else:
+        raise click.UsageError("give --older-than or set [recording] retention_days")
+    try:
+        store = recording_store(config)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    cutoff = datetime.now(UTC) - age
+    rule = f"older than {cutoff:%Y-%m-%d %H:%M} UTC"
+    with open_engine(config, url) as engine:
+        try:
+            done = purge_recordings(engine, store, cutoff, dry_run=dry_run)
+        except BlobStoreError as exc:
+            raise click.ClickException(f"the recording store failed: {exc} (run the purge again)") from None
+        if dry_run:
+            click.echo(
+                f"would delete {done.objects} recording(s) {rule} ({done.rows} row(s), {done.bytes} bytes)"
+            )
+            return
+        from sqlalchemy.orm import Session
+
+        with Session(engine) as session, session.begin():
+            detail: dict[str, object] = {
+                "recordings": done.rows,
+                "objects": done.objects,
+                "bytes": done.bytes,
+                "older_than": str(age),
+                "store": getattr(store, "backend", type(store).__name__),
+            }
+            audit(session, "recordings.purge", rule, detail, _user())
+    click.echo(f"deleted {done.objects} recording(s) {rule} ({done.rows} row(s), {done.bytes} bytes freed)")
+
+
+def _user() -> str | None:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return None

@@ -7,6 +7,7 @@ tests/integration/test_centre_sync.py.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,14 +26,16 @@ from agent.centre.api import SeatApiContext, seat_api_routes
 from agent.centre.api.context import SeatApiMetrics
 from agent.config import Config
 from agent.errors import ConfigError
-from agent.events import Call
+from agent.events import Call, RecordingFacts
 from agent.seat.centre_client import CentreClient
 from agent.seat.transport import HttpTransport, make_transport
+from storage.blobstore import DirectoryBlobStore
 from storage.central import SqlTransport
 from storage.db import make_engine, upgrade
 from storage.faults import PARK_AFTER, SyncError
-from storage.models import CallRecord, OutboxEntry
-from storage.outbox import CentralSync, retry_parked
+from storage.models import CallRecord, OutboxEntry, Recording
+from storage.outbox import CentralSync, purge_allowed, retry_parked
+from storage.recordings import RecordingStore
 from storage.repository import save_note, upsert_call
 from storage.seats import add_seat, revoke_seat
 
@@ -66,8 +69,13 @@ def registry() -> CollectorRegistry:
 
 
 @pytest.fixture
-def centre(centre_db: Engine, registry: CollectorRegistry) -> TestClient:
-    ctx = SeatApiContext(engine=centre_db, metrics=SeatApiMetrics(registry))
+def centre_store(tmp_path: Path) -> DirectoryBlobStore:
+    return DirectoryBlobStore(tmp_path / "centre" / "recordings")
+
+
+@pytest.fixture
+def centre(centre_db: Engine, registry: CollectorRegistry, centre_store: DirectoryBlobStore) -> TestClient:
+    ctx = SeatApiContext(engine=centre_db, metrics=SeatApiMetrics(registry), store=centre_store)
     return TestClient(Starlette(routes=seat_api_routes(ctx)), base_url="http://centre.test")
 
 
@@ -257,3 +265,55 @@ def test_the_config_names_the_transport(tmp_path: Path) -> None:
     token_file.chmod(0o644)
     with pytest.raises(ConfigError, match="readable by others"):
         make_transport(http)
+
+
+def add_recording(local: Engine, data_dir: Path, c: Call, content: bytes = b"fLaC audio bytes") -> Path:
+    """A finished recording of ``c`` on the seat, as the recorder leaves it (test_outbox's pattern)."""
+    store = RecordingStore(data_dir, local)
+    paths = store.paths(c.uuid, c.started_at, "flac")
+    paths.final.parent.mkdir(parents=True, exist_ok=True)
+    paths.final.write_bytes(content)
+    facts = RecordingFacts(
+        call_uuid=c.uuid,
+        path=store.relative(paths.final),
+        codec="flac",
+        sample_rate=8000,
+        channels=1,
+        seconds=60.0,
+        bytes=len(content),
+        sha256=hashlib.sha256(content).hexdigest(),
+        status="complete",
+    )
+    store.save(facts, c)
+    return paths.final
+
+
+def test_a_recording_reaches_the_centres_store_and_purge_asks_the_centre_first(
+    local: Engine, centre_db: Engine, centre: TestClient, centre_store: DirectoryBlobStore, tmp_path: Path
+) -> None:
+    sync = syncer(local, centre, token_for(centre_db), tmp_path)
+    c = call(1)
+    write(local, c)
+    source = add_recording(local, tmp_path / "seat", c)
+    while sync.run_batch().entries:
+        pass
+    with Session(centre_db) as session:
+        upstream = session.scalars(select(Recording)).one()
+        key = upstream.path_or_uri
+        assert upstream.sha256 == hashlib.sha256(source.read_bytes()).hexdigest()
+    assert b"".join(centre_store.open_range(key)) == source.read_bytes()
+    with Session(local) as session, session.begin():
+        row = session.scalars(select(Recording)).one()
+        assert purge_allowed(session, row, sync.transport)
+    # The centre's copy lost: purge keeps the local file and queues the recording again.
+    centre_store.delete(key)
+    with Session(local) as session, session.begin():
+        row = session.scalars(select(Recording)).one()
+        assert not purge_allowed(session, row, sync.transport)
+    with Session(local) as session:
+        assert session.scalars(select(OutboxEntry).where(OutboxEntry.kind == "recording")).all()
+    assert sync.run_batch().recordings == 1
+    assert centre_store.stat(key) is not None
+    with Session(local) as session, session.begin():
+        row = session.scalars(select(Recording)).one()
+        assert purge_allowed(session, row, sync.transport)

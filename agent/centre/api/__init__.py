@@ -3,7 +3,9 @@
 Every route but ``/healthz`` takes the seat's token as ``Authorization: Bearer`` and acts only
 for that seat (:func:`seat_only`): a seat writes its own calls and never reads another's.
 Routes: ``POST /api/v1/calls`` (a batch of calls and notes, answered per entry), ``GET
-/api/v1/whoami`` (the seat the token belongs to), ``GET /api/v1/listen/wait`` and ``POST
+/api/v1/whoami`` (the seat the token belongs to), ``PUT /api/v1/recordings/{call_uuid}`` (a
+recording streamed into the centre's store, checked by its SHA-256) and ``GET`` of the same
+(what the store holds of it now), ``GET /api/v1/listen/wait`` and ``POST
 /api/v1/listen/{ticket}`` (listen-in, the seat calling out: :mod:`agent.centre.api.listen`),
 ``GET /healthz``.
 """
@@ -16,6 +18,7 @@ from agent.centre.api.calls import post_calls, whoami
 from agent.centre.api.context import SeatApiContext
 from agent.centre.api.health import healthz
 from agent.centre.api.listen import listen_stream, listen_wait
+from agent.centre.api.recordings import get_recording, put_recording
 from agent.seatapi import API_PREFIX
 
 __all__ = ["SeatApiContext", "seat_api_routes"]
@@ -28,5 +31,7 @@ def seat_api_routes(ctx: SeatApiContext) -> list[BaseRoute]:
         Route(f"{API_PREFIX}/whoami", ctx.bind(whoami), methods=["GET"]),
         Route(f"{API_PREFIX}/listen/wait", ctx.bind(listen_wait), methods=["GET"]),
         Route(f"{API_PREFIX}/listen/{{ticket}}", ctx.bind(listen_stream), methods=["POST"]),
+        Route(f"{API_PREFIX}/recordings/{{call_uuid}}", ctx.bind(put_recording), methods=["PUT"]),
+        Route(f"{API_PREFIX}/recordings/{{call_uuid}}", ctx.bind(get_recording), methods=["GET"]),
         Route("/healthz", ctx.bind(healthz), methods=["GET"]),
     ]

@@ -17,6 +17,7 @@ from starlette.responses import Response
 
 from agent.centre.relay import ListenRelay
 from agent.web import SafeJSONResponse
+from storage.blobstore import RecordingBlobStore
 from storage.seats import SeatInfo, seat_for_token
 
 logger = logging.getLogger(__name__)
@@ -47,16 +48,30 @@ class SeatApiMetrics:
             ["status"],
             registry=registry,
         )
+        self.recordings = Counter(
+            "cti_centre_recordings",
+            "Recording uploads from seats, by outcome "
+            "(stored, duplicate, replaced, refused, damaged, failed).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.recording_bytes = Counter(
+            "cti_centre_recording_bytes", "Bytes of recordings stored from seats.", registry=registry
+        )
 
 
 @dataclass(frozen=True)
 class SeatApiContext:
-    """What every seat API handler needs: the centre's database and the API's metrics."""
+    """What every seat API handler needs: the centre's database, the API's metrics, the recording store.
+
+    ``store`` None: this centre takes no recordings (its recording routes answer 503).
+    """
 
     engine: Engine
     metrics: SeatApiMetrics
     #: Seats waiting for listen requests (shared with the console of the same process).
     relay: ListenRelay = field(default_factory=ListenRelay)
+    store: RecordingBlobStore | None = None
     sessions: sessionmaker[Session] = field(init=False)
 
     def __post_init__(self) -> None:
