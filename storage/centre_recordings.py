@@ -127,21 +127,6 @@ def delete_rows(session: Session, ids: Sequence[int]) -> int:
     return removed
 
 
-__all__ = [
-    "CallOwner",
-    "PurgeSummary",
-    "UploadedRecording",
-    "call_owner",
-    "delete_rows",
-    "held_recording",
-    "is_store_key",
-    "purge_recordings",
-    "rows_for_keys",
-    "save_uploaded",
-    "store_rows_before",
-]
-
-
 @dataclass(frozen=True, slots=True)
 class PurgeSummary:
     """What :func:`purge_recordings` deleted (or, in a dry run, would delete)."""
@@ -197,3 +182,18 @@ def purge_recordings(
             removed += delete_rows(session, [row.id for row in rows_for_keys(session, leftovers)])
     unfinished = store.abort_incomplete()
     return PurgeSummary(rows=removed, objects=objects + len(leftovers), bytes=freed, unfinished=unfinished)
+
+
+__all__ = [
+    "CallOwner",
+    "PurgeSummary",
+    "UploadedRecording",
+    "call_owner",
+    "delete_rows",
+    "held_recording",
+    "is_store_key",
+    "purge_recordings",
+    "rows_for_keys",
+    "save_uploaded",
+    "store_rows_before",
+]
