@@ -8,14 +8,16 @@ loopback exactly as a floor's seats do over the network. Layout under the data d
     seat-01/ ...        one directory per seat: its database, recordings, token, config, log
     centre.log          the centre's log
 
-A rerun reuses everything (a seat whose token file no longer opens the centre gets a new one).
-The console's log-in is ``manager`` with a password made for this floor, printed at start and
-kept in ``centre/manager-password`` (mode 0600).
+The centre holds the demo's customers (:mod:`agent.commands.demo`), whose numbers the
+simulated lines call and are called by. A rerun reuses everything (a seat whose token file no
+longer opens the centre gets a new one). The console's log-in is ``manager`` with a password
+made for this floor, printed at start and kept in ``centre/manager-password`` (mode 0600).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import re
@@ -107,11 +109,16 @@ def _stop(children: list[_Child]) -> None:
                 child.process.wait()
 
 
-def _provision(centre_dir: Path, names: list[str]) -> tuple[dict[str, str], str]:
-    """Seats with valid tokens (reused or new) and the manager's password, in the centre's database."""
+def _provision(centre_dir: Path, names: list[str]) -> tuple[dict[str, str], str, list[str]]:
+    """Seats with valid tokens (reused or new), the manager's password and the demo's customers.
+
+    The customers are the centre's (the team's), so every seat's pop finds them through it.
+    Returns the token files, the password and the customers' numbers for the simulators.
+    """
     from sqlalchemy.orm import Session
 
     from agent.centre.auth import UserError, create_user, set_password
+    from agent.commands.demo import seed_demo
     from agent.commands.seats import _write_secret
     from storage.db import make_engine, upgrade
     from storage.seats import SeatError, add_seat, revoke_seat, seat_for_token
@@ -120,6 +127,7 @@ def _provision(centre_dir: Path, names: list[str]) -> tuple[dict[str, str], str]
     tokens: dict[str, str] = {}
     try:
         upgrade(engine)
+        numbers = seed_demo(engine, seat=names[0], team=team_of(0, len(names)))
         with Session(engine) as session, session.begin():
             for n, name in enumerate(names):
                 token_file = centre_dir.parent / name / "seat.token"
@@ -139,11 +147,18 @@ def _provision(centre_dir: Path, names: list[str]) -> tuple[dict[str, str], str]
         _write_secret(centre_dir / "manager-password", password)
     finally:
         engine.dispose()
-    return tokens, password
+    return tokens, password, numbers
 
 
 def _seat_toml(
-    name: str, n: int, data: Path, centre: str, token_file: str, options: FloorOptions, team: str
+    name: str,
+    n: int,
+    data: Path,
+    centre: str,
+    token_file: str,
+    options: FloorOptions,
+    team: str,
+    known: list[str],
 ) -> str:
     rep = f"rep{n:02d}"
     seed = "" if options.seed is None else f"seed = {options.seed + n}\n"
@@ -164,7 +179,7 @@ def _seat_toml(
         f'[central]\nurl = "{centre}"\ntoken_file = "{token_file}"\ninterval = 2.0\nbackoff_max = 30.0\n\n'
         f"{tracker}"
         f'[[devices]]\nid = "sim"\ntype = "simulator"\nlines = {options.lines}\n'
-        f"rate = {options.rate!r}\nspeed = {speed!r}\n{seed}\n"
+        f"rate = {options.rate!r}\nspeed = {speed!r}\nknown_numbers = {json.dumps(known)}\n{seed}\n"
         f"{lines}"
     )
 
@@ -188,7 +203,7 @@ def run_floor(root: Path, options: FloorOptions) -> None:
     centre_dir = root / "centre"
     names = [f"seat-{n:02d}" for n in range(1, options.seats + 1)]
     try:
-        token_files, password = _provision(centre_dir, names)
+        token_files, password, numbers = _provision(centre_dir, names)
     except (AgentError, OSError) as exc:
         raise click.ClickException(f"cannot prepare the floor in {root}: {exc}") from None
     children: list[_Child] = []
@@ -216,7 +231,14 @@ def run_floor(root: Path, options: FloorOptions) -> None:
             config = data / "agent.toml"
             config.write_text(
                 _seat_toml(
-                    name, n, data, centre_url, token_files[name], options, team_of(n - 1, options.seats)
+                    name,
+                    n,
+                    data,
+                    centre_url,
+                    token_files[name],
+                    options,
+                    team_of(n - 1, options.seats),
+                    numbers,
                 ),
                 encoding="utf-8",
             )
