@@ -29,7 +29,7 @@ def make_centre_app(
     Requests for a ``Host`` not in ``hosts`` are refused before any route (DNS rebinding).
     """
     register_team_metrics(registry, engine, settings.zone, settings.effective_seconds)
-    seat_api = SeatApiContext(engine=engine, metrics=SeatApiMetrics(registry))
+    seat_api = SeatApiContext(engine=engine, metrics=SeatApiMetrics(registry), region=settings.region)
     routes: list[BaseRoute] = [
         *seat_api_routes(seat_api),
         Route("/metrics", MetricsEndpoint(registry), methods=["GET", "HEAD"]),
