@@ -376,7 +376,8 @@ class CentreLookup:
             if self._closed:
                 return None
             running = self._in_flight.get(number)
-            if running is not None:
+            # A finished request may linger here until its callback runs: ask again, not it.
+            if running is not None and not running.done():
                 return running
             if now < self._quiet_until or len(self._in_flight) >= MAX_IN_FLIGHT:
                 return None
@@ -386,12 +387,13 @@ class CentreLookup:
                 )
             future = self._executor.submit(self._fetch, number)
             self._in_flight[number] = future
-        future.add_done_callback(lambda _: self._done(number))
+        future.add_done_callback(lambda done: self._done(number, done))
         return future
 
-    def _done(self, number: str) -> None:
+    def _done(self, number: str, future: Future[Customer | None]) -> None:
         with self._lock:
-            self._in_flight.pop(number, None)
+            if self._in_flight.get(number) is future:  # not a newer request for the number
+                del self._in_flight[number]
 
     def _quiet(self, now: float) -> None:
         with self._lock:
