@@ -615,3 +615,14 @@ def test_the_sql_ids_of_a_centre_card_are_not_stored(engine: Engine) -> None:
         upsert_call(session, call)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT customer_id FROM calls")).scalar_one() is None
+
+
+def test_a_seat_registered_with_an_empty_team_sees_only_its_own_calls(
+    engine: Engine, centre: TestClient
+) -> None:
+    """Teamless seats write ``team = ""`` into their calls; an empty team must not gather them all."""
+    with Session(engine) as session, session.begin():
+        for n, seat in ((1, "seat-a"), (2, "seat-b")):
+            upsert_call(session, ended(make_call(UUID.format(n), seat=seat, team="")))
+    card = _get(centre, _token(engine, "seat-a", ""), NUMBER).json()
+    assert [c["uuid"] for c in card["calls"]] == [UUID.format(1)]

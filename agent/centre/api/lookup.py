@@ -67,7 +67,8 @@ async def get_lookup(ctx: SeatApiContext, request: Request, seat: SeatInfo) -> R
         number = parse_number(request.query_params.get("number"), ctx.region)
     except ValueError as exc:
         return error(400, str(exc))
-    scope = LookupScope(seat=seat.name, team=seat.team)
+    # An empty team is no team: it must not open every teamless seat's calls to this one.
+    scope = LookupScope(seat=seat.name, team=seat.team or None)
 
     def read() -> tuple[CardCustomer | None, list[CardCall]]:
         with ctx.sessions() as session:
