@@ -88,7 +88,8 @@ def customer_for_number(session: Session, number_e164: str, scope: LookupScope) 
     through ``reps``/``teams``. An owner the centre has no rep row for is in no team, so their
     customer is shown to no seat until the rep is added (a guessed team could be the wrong one).
     """
-    visible: ColumnElement[bool] = CustomerRecord.owner_rep.is_(None)
+    # An empty owner is no owner (the pool), as the status below calls it.
+    visible: ColumnElement[bool] = or_(CustomerRecord.owner_rep.is_(None), CustomerRecord.owner_rep == "")
     if scope.team is not None:
         visible = or_(visible, Team.name == scope.team)
     row = session.execute(
@@ -105,7 +106,7 @@ def customer_for_number(session: Session, number_e164: str, scope: LookupScope) 
         id=row.id,
         name=row.name,
         company=row.company,
-        owner_rep=row.owner_rep,
+        owner_rep=row.owner_rep or None,
         status=OWNED if row.owner_rep else POOL,
     )
 

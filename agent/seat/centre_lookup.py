@@ -166,6 +166,10 @@ class CardCache:
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
 
+    def __bool__(self) -> bool:
+        """Always true: an empty cache is still a cache (``cache or CardCache(...)`` must keep it)."""
+        return True
+
     def __len__(self) -> int:
         """How many numbers are kept."""
         with self._lock:

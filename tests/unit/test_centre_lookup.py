@@ -626,3 +626,15 @@ def test_a_seat_registered_with_an_empty_team_sees_only_its_own_calls(
             upsert_call(session, ended(make_call(UUID.format(n), seat=seat, team="")))
     card = _get(centre, _token(engine, "seat-a", ""), NUMBER).json()
     assert [c["uuid"] for c in card["calls"]] == [UUID.format(1)]
+
+
+def test_an_empty_owner_is_the_pool(engine: Engine) -> None:
+    with Session(engine) as session, session.begin():
+        customer = CustomerRecord(name="Nobody's yet", owner_rep="")
+        customer.phones.append(CustomerPhone(number_e164=NUMBER, number_raw="13812345678"))
+        session.add(customer)
+    with Session(engine) as session:
+        found = customer_for_number(session, NUMBER, LookupScope(seat="seat-7", team="north"))
+    assert found is not None
+    assert (found.owner_rep, found.status) == (None, "pool")
+    assert CardCache(None)  # an empty cache is still a cache
