@@ -329,7 +329,9 @@ class LineState(enum.StrEnum):
 class Customer:
     """Who is behind a number, as a ``lookup_customer`` plugin found them.
 
-    ``source`` names the plugin that answered (``sql``, ``crm_http``, ...).
+    ``source`` names the plugin that answered (``sql``, ``crm_http``, ``centre``, ...);
+    ``status`` the customer's standing where the source keeps one (the centre's ``owned`` or
+    ``pool``), None where it does not.
     """
 
     id: int | None = None
@@ -337,10 +339,14 @@ class Customer:
     company: str | None = None
     owner_rep: str | None = None
     source: str = ""
+    status: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict of the fields."""
-        return _fields_to_json(self)
+        """A JSON-ready dict of the fields (``status`` only when the source gave one)."""
+        data = _fields_to_json(self)
+        if self.status is None:
+            del data["status"]  # spooled calls and the page's JSON stay as they were for other sources
+        return data
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -35,7 +35,11 @@ def make_centre_app(
     relay = ListenRelay()
     dsn = bus_dsn(engine)
     seat_api = SeatApiContext(
-        engine=engine, metrics=SeatApiMetrics(registry), relay=relay, store=settings.store()
+        engine=engine,
+        metrics=SeatApiMetrics(registry),
+        relay=relay,
+        store=settings.store(),
+        region=settings.region,
     )
     routes: list[BaseRoute] = [
         *seat_api_routes(seat_api),

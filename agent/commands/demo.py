@@ -52,6 +52,12 @@ def dialable_numbers(text: str, region: str = "CN") -> list[str]:
     return [n for row in csv.DictReader(io.StringIO(text)) for n in _row_numbers(row, region)]
 
 
+def demo_owners() -> list[str]:
+    """The owner reps of the demo's customers, in file order, each once."""
+    owners = (row.get("负责人", "").strip() for row in csv.DictReader(io.StringIO(demo_customers_text())))
+    return list(dict.fromkeys(owner for owner in owners if owner))
+
+
 def seed_demo(engine: Engine, *, seat: str, team: str, region: str = "CN") -> list[str]:
     """Import the demo customers into an empty customer table; returns the numbers to simulate.
 
@@ -98,4 +104,4 @@ def seed_demo(engine: Engine, *, seat: str, team: str, region: str = "CN") -> li
     return numbers
 
 
-__all__ = ["demo_customers_text", "dialable_numbers", "seed_demo"]
+__all__ = ["demo_customers_text", "demo_owners", "dialable_numbers", "seed_demo"]

@@ -10,8 +10,9 @@ loopback exactly as a floor's seats do over the network. Layout under the data d
 
 The centre holds the demo's customers (:mod:`agent.commands.demo`), whose numbers the
 simulated lines call and are called by. A rerun reuses everything (a seat whose token file no
-longer opens the centre gets a new one). The console's log-in is ``manager`` with a password
-made for this floor, printed at start and kept in ``centre/manager-password`` (mode 0600).
+longer opens the centre gets a new one). The console's log-ins are ``manager`` and one per rep
+(``rep01`` ...), with a password made for this floor, printed at start and kept in
+``centre/manager-password`` (mode 0600).
 """
 
 from __future__ import annotations
@@ -118,7 +119,7 @@ def _provision(centre_dir: Path, names: list[str]) -> tuple[dict[str, str], str,
     from sqlalchemy.orm import Session
 
     from agent.centre.auth import UserError, create_user, set_password
-    from agent.commands.demo import seed_demo
+    from agent.commands.demo import demo_owners, seed_demo
     from agent.commands.seats import _write_secret
     from storage.db import make_engine, upgrade
     from storage.seats import SeatError, add_seat, revoke_seat, seat_for_token
@@ -140,10 +141,20 @@ def _provision(centre_dir: Path, names: list[str]) -> tuple[dict[str, str], str,
                     _write_secret(token_file, token)
                 tokens[name] = str(token_file)
             password = secrets.token_urlsafe(12)
-            try:
-                create_user(session, MANAGER, password, role="manager")
-            except UserError:
-                set_password(session, MANAGER, password)
+            # The manager, and a log-in for every rep of the floor (the seats' and the customers'
+            # owners): a rep known to the centre, in a team, is whose customers a seat may see.
+            team = team_of(0, len(names))
+            reps = {f"rep{n:02d}": team_of(n - 1, len(names)) for n in range(1, len(names) + 1)}
+            for owner in demo_owners():
+                reps.setdefault(owner, team)
+            for login, role, rep, rep_team in [
+                (MANAGER, "manager", None, None),
+                *((rep, "rep", rep, rep_team) for rep, rep_team in reps.items()),
+            ]:
+                try:
+                    create_user(session, login, password, role=role, rep=rep, team=rep_team)
+                except UserError:
+                    set_password(session, login, password)
         _write_secret(centre_dir / "manager-password", password)
     finally:
         engine.dispose()
@@ -223,6 +234,7 @@ def run_floor(root: Path, options: FloorOptions) -> None:
         children.append(centre)
         centre_url = found.group(1)
         click.echo(f"centre:     {centre_url}/  (console log-in: {MANAGER} / {password})", err=True)
+        click.echo("            reps log in as rep01, rep02 ... with the same password", err=True)
         click.echo(f"team metrics: {centre_url}/metrics", err=True)
         # All seats start at once (each is its own process), then each is asked where it listens.
         started: list[tuple[int, str, _Child, int]] = []

@@ -225,6 +225,34 @@ class CentreClient:
             final=response.status_code in (400, 403, 411, 413),
         )
 
+    def lookup(self, number: str, *, timeout: float | None = None) -> dict[str, Any]:
+        """The centre's card of ``number`` (``GET /api/v1/lookup``), as the seat may see it.
+
+        :param number: E.164 (or national, read in the centre's region).
+        :param timeout: seconds each of connecting, sending and reading may take (the
+            screen-pop's short wait); None: the client's own.
+        :return: the answer's JSON object: ``number``, ``customer`` (or None), ``calls``, ``as_of``.
+        :raises CentreUnavailable: the centre is unreachable, too slow, or answered 5xx.
+        :raises CentreRefused: the credential is not accepted (401, 403).
+        :raises CentreError: the centre refused the number (400) or answered something that is not a card.
+        """
+        response = self._request(
+            "GET",
+            f"{API_PREFIX}/lookup",
+            params={"number": number},
+            timeout=httpx.Timeout(timeout) if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+        )
+        _refused_as_seat(response)
+        if response.status_code != 200:
+            raise CentreError(f"the centre refused the lookup ({response.status_code}): {_message(response)}")
+        try:
+            data = response.json()
+        except ValueError:
+            raise CentreError("the centre's lookup answer is not JSON") from None
+        if not isinstance(data, dict):
+            raise CentreError("the centre's lookup answer is not a card")
+        return data
+
 
 def _refused_as_seat(response: httpx.Response) -> None:
     """403 on a seat's own route: the credential is another seat's (a config error, not a row's)."""

@@ -60,6 +60,8 @@ from agent.events import (
     RepStateChange,
 )
 from agent.repstate import RepState
+from agent.seat.centre_client import CentreClient
+from agent.seat.centre_lookup import CentreLookup, register_centre_lookup
 from agent.seat.devices import Device, DeviceRegistry
 from agent.seat.listen_out import start_listen_out, stop_listen_out
 from agent.seat.metrics import Metrics, make_metrics_app
@@ -68,7 +70,7 @@ from agent.seat.recorder import Recorder, make_recorder
 from agent.seat.spool import SPOOL_NAME as SPOOL_NAME  # re-exported: tests and tools name the spool by it
 from agent.seat.spool import Spool
 from agent.seat.sync import SyncLoop, make_sync
-from agent.seat.transport import centre_access
+from agent.seat.transport import centre_access, make_client
 from agent.seat.web.app import make_seat_app
 from agent.seat.web.bus import SeatBus
 from agent.seat.web.context import SeatContext
@@ -298,6 +300,8 @@ class Agent:
         self.recorder: Recorder | None = None
         self.sync: SyncLoop | None = None
         self._listen_out: asyncio.Task[None] | None = None
+        self._centre_lookup: CentreLookup | None = None
+        self._lookup_client: CentreClient | None = None
         self.storage: StorageObserver | None = None
         #: Calls the shutdown could write neither to the database nor to the spool (then run() raises).
         self.spool_lost = 0
@@ -337,7 +341,7 @@ class Agent:
         if self.sync is not None:
             observers.append(self.sync)
             self.sync.start()
-        self._start_listen_out()
+        self._start_centre_services()
         self._pipes = [
             _Pipe(observer, self.metrics, parking=storage if observer is storage else None, clock=self.clock)
             for observer in observers
@@ -384,12 +388,27 @@ class Agent:
             stopped.cancel()
             await self._shutdown(device_tasks, ticker, pipe_tasks)
 
-    def _start_listen_out(self) -> None:
-        """Team mode with the centre and recording on: dial out for listen-in (agent.seat.listen_out)."""
+    def _start_centre_services(self) -> None:
+        """Team mode with the centre: its customer cards for the pop, and listen-in dialled out."""
         url = self.config.central_url
-        if self.recorder is None or not url or not is_centre_url(url):
+        if not url or not is_centre_url(url):
             return
-        _, self._listen_out = start_listen_out(centre_access(self.config), self.recorder.subscribe_live)
+        # The team's customer card first (cached: the pop never waits on the network).
+        self._lookup_client = make_client(self.config)
+        self._centre_lookup = register_centre_lookup(self.pm, self.config, self._lookup_client)
+        if self.recorder is not None:
+            _, self._listen_out = start_listen_out(centre_access(self.config), self.recorder.subscribe_live)
+
+    async def _stop_centre_services(self) -> None:
+        if self._listen_out is not None:
+            await stop_listen_out(self._listen_out)
+        if self._centre_lookup is not None:
+            await asyncio.to_thread(self._centre_lookup.close)
+            self.pm.unregister(self._centre_lookup)
+            self._centre_lookup = None
+        if self._lookup_client is not None:
+            self._lookup_client.close()
+            self._lookup_client = None
 
     def _open_database(self) -> Engine:
         url = self.config.database_url
@@ -450,8 +469,7 @@ class Agent:
         ticker: asyncio.Task[None] | None,
         pipe_tasks: list[asyncio.Task[None]],
     ) -> None:
-        if self._listen_out is not None:
-            await stop_listen_out(self._listen_out)
+        await self._stop_centre_services()
         stoppable = [*device_tasks, *([ticker] if ticker else [])]
         for task in stoppable:
             task.cancel()

@@ -53,9 +53,14 @@ class AgentServer(uvicorn.Server):
         host, port = self.config.host, self.config.port
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         try:
-            return socket.create_server((host, port), family=family, backlog=self.config.backlog)
+            sock = socket.create_server((host, port), family=family, backlog=self.config.backlog)
         except OSError as exc:
             raise ListenError(f"cannot listen on {_address(host, port)}: {exc.strerror or exc}") from exc
+        # Accepted connections inherit it. asyncio sets it only on sockets whose proto is TCP, and
+        # create_server's is 0: without it a response written in two parts (headers, then body)
+        # waits ~40 ms on a kept-alive connection for the client's delayed ACK (Nagle).
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         """Bind (unless given sockets) and serve until ``should_exit`` is set."""

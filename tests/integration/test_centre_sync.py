@@ -205,7 +205,8 @@ def test_demo_seats_runs_a_floor_the_console_shows_whole(tmp_path: Path) -> None
         text = "".join(shown)
         login = re.search(r"console log-in: manager / (\S+)\)", text)
         assert login, text
-        assert re.search(r"seat-01:\s+http://127\.0\.0\.1:\d+/", text)
+        seat_page = re.search(r"seat-01:\s+(http://127\.0\.0\.1:\d+)/", text)
+        assert seat_page, text
         assert re.search(r"seat-02:\s+http://127\.0\.0\.1:\d+/", text)
         centre_db = root / "centre" / "cti-agent.db"
         wait_for(
@@ -216,6 +217,13 @@ def test_demo_seats_runs_a_floor_the_console_shows_whole(tmp_path: Path) -> None
             60,
             "calls of both seats at the centre",
         )
+        # The seat keeps no customers of its own: the pop's card is the team's, from the centre.
+        def popped() -> bool:
+            state = httpx.get(f"{seat_page.group(1)}/api/state", timeout=5).json()
+            return any((c.get("customer") or {}).get("source") == "centre" for c in state["calls"])
+
+        wait_for(popped, 60, "a known customer popped through the centre")
+        assert query(root / "seat-01" / "cti-agent.db", "SELECT count(*) FROM customers") == [(0,)]
         with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
             form = re.search(r'name="csrf" value="([^"]+)"', client.get("/login").text)
             assert form

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
+from agent.centre.api import lookup
 from agent.centre.api.calls import post_calls, whoami
 from agent.centre.api.context import SeatApiContext
 from agent.centre.api.health import healthz
@@ -27,6 +28,7 @@ __all__ = ["SeatApiContext", "seat_api_routes"]
 def seat_api_routes(ctx: SeatApiContext) -> list[BaseRoute]:
     """The seat API's routes over one context."""
     return [
+        Route(f"{API_PREFIX}/lookup", ctx.bind(lookup.get_lookup), methods=["GET"]),
         Route(f"{API_PREFIX}/calls", ctx.bind(post_calls), methods=["POST"]),
         Route(f"{API_PREFIX}/whoami", ctx.bind(whoami), methods=["GET"]),
         Route(f"{API_PREFIX}/listen/wait", ctx.bind(listen_wait), methods=["GET"]),

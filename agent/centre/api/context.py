@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from agent.centre.relay import ListenRelay
+from agent.numbers import DEFAULT_REGION
 from agent.web import SafeJSONResponse
 from storage.blobstore import RecordingBlobStore
 from storage.seats import SeatInfo, seat_for_token
@@ -30,6 +31,12 @@ class SeatApiMetrics:
     """The seat API's own counters, on an injected registry."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        self.lookups = Counter(
+            "cti_centre_lookups",
+            "Customer lookups seats asked for, by whether a customer was found (found, not_found).",
+            ["result"],
+            registry=registry,
+        )
         self.auth_failures = Counter(
             "cti_centre_auth_failures",
             "Seat API requests refused for their credential, by reason (missing, unknown, seat_mismatch).",
@@ -73,6 +80,8 @@ class SeatApiContext:
     relay: ListenRelay = field(default_factory=ListenRelay)
     store: RecordingBlobStore | None = None
     sessions: sessionmaker[Session] = field(init=False)
+    #: The floor's region (``[agent] region``): a national number in a lookup is read in it.
+    region: str = DEFAULT_REGION
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sessions", sessionmaker(self.engine))

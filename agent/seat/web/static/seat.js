@@ -296,7 +296,10 @@
       $("card-name").appendChild(cid);
     }
     $("card-company").textContent = (customer && customer.company) || "";
-    $("card-owner").textContent = (customer && customer.owner_rep) || "";
+    // The centre's card says whether the customer is owned or in the pool; other sources say nothing.
+    var standing = { owned: t("card.status.owned"), pool: t("card.status.pool") };
+    var status = customer && Object.prototype.hasOwnProperty.call(standing, customer.status) ? standing[customer.status] : "";
+    $("card-owner").textContent = [(customer && customer.owner_rep) || "", status].filter(Boolean).join(" · ");
     var tags = $("card-tags");
     tags.textContent = "";
     ((customer && customer.tags) || []).forEach(function (tag) { tags.appendChild(el("span", "tag", tag)); });
