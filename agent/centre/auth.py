@@ -53,6 +53,7 @@ __all__ = [
     "csrf_ok",
     "disable_user",
     "end_sessions",
+    "end_sessions_of",
     "hash_password",
     "list_users",
     "login_session",
@@ -241,6 +242,14 @@ def end_sessions(session: Session, user_id: int) -> None:
     user = session.get(User, user_id)
     if user is not None:
         user.session_generation += 1
+
+
+def end_sessions_of(session: Session, login: str) -> None:
+    """End every session of the user ``login`` (``cti-agent users logout``: a lost laptop).
+
+    :raises UserError: no such user.
+    """
+    _user(session, login).session_generation += 1
 
 
 def disable_user(session: Session, login: str) -> None:

@@ -22,6 +22,7 @@ from agent.centre.auth import (
     create_user,
     csrf_ok,
     disable_user,
+    end_sessions_of,
     hash_password,
     list_users,
     password_fingerprint,
@@ -386,6 +387,30 @@ def test_new_password_or_disabling_ends_open_sessions(client: TestClient, engine
     with Session(engine) as session, session.begin():
         disable_user(session, "boss")
     assert client.get("/calls", follow_redirects=False).status_code == 303
+
+
+def test_users_logout_command_ends_every_session(client: TestClient, engine: Engine, tmp_path: Path) -> None:
+    post_login(client, "boss", PASSWORD)
+    assert client.get("/calls", follow_redirects=False).status_code == 200
+    with Session(engine) as session, session.begin():
+        end_sessions_of(session, "boss")
+    assert client.get("/calls", follow_redirects=False).status_code == 303
+    with Session(engine) as session, session.begin(), pytest.raises(UserError, match="no user"):
+        end_sessions_of(session, "ghost")
+    db = f"sqlite:///{tmp_path / 'users.sqlite'}"
+    runner = CliRunner()
+    added = runner.invoke(
+        users, ["add", "nina", "--role", "manager", "--password-stdin", "--url", db], input=PASSWORD + "\n"
+    )
+    assert added.exit_code == 0, added.output
+    done = runner.invoke(users, ["logout", "nina", "--url", db])
+    assert done.exit_code == 0, done.output
+    assert "every session of nina ended" in done.output
+    other = make_engine(db)
+    with Session(other) as session:
+        assert session.scalar(select(User.session_generation).where(User.login == "nina")) == 1
+    other.dispose()
+    assert runner.invoke(users, ["logout", "ghost", "--url", db]).exit_code == 1
 
 
 def test_admins_manage_and_audit_but_do_not_see_calls(client: TestClient) -> None:
