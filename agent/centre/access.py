@@ -3,7 +3,9 @@
 Every route but ``/login``, ``/logout``, ``/healthz`` and ``/static`` is wrapped
 in :func:`requires`, the one place where rights are checked: a cross-site
 request is refused, a visitor without a session is sent to ``/login`` (audio
-and streams get 401), and a role not named is answered 403. Which calls and
+and streams get 401), and a role not named is answered 403. A session is
+checked against the user row on every request (:func:`visit`): disabled, a new
+password or a log-out since (the session generation moved on) ends it. Which calls and
 recordings a role may see is decided in SQL by
 :func:`agent.centre.search.scope_clause`.
 
