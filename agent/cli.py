@@ -75,6 +75,10 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
         "agent.commands.report:report",
         "Calls, answered, missed, talk time and effective calls from the database.",
     ),
+    "seat-password": (
+        "agent.commands.seat_password:seat_password",
+        "Set the password the seat page asks for when reached over the network ([web] listen).",
+    ),
     "seats": (
         "agent.commands.seats:seats",
         "Seat credentials at the centre: add (prints the token once), list, revoke.",

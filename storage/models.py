@@ -158,6 +158,8 @@ class User(Base):
     language: Mapped[str] = mapped_column(String(16), default="en", server_default="en")
     disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("CURRENT_TIMESTAMP"))
+    #: Carried in every session cookie; raising it (log-out, a new password) ends the user's sessions.
+    session_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class CustomerRecord(Base):

@@ -3,7 +3,9 @@
 Every route but ``/login``, ``/logout``, ``/healthz`` and ``/static`` is wrapped
 in :func:`requires`, the one place where rights are checked: a cross-site
 request is refused, a visitor without a session is sent to ``/login`` (audio
-and streams get 401), and a role not named is answered 403. Which calls and
+and streams get 401), and a role not named is answered 403. A session is
+checked against the user row on every request (:func:`visit`): disabled, a new
+password or a log-out since (the session generation moved on) ends it. Which calls and
 recordings a role may see is decided in SQL by
 :func:`agent.centre.search.scope_clause`.
 
@@ -24,8 +26,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
-from agent.centre import i18n, queries
-from agent.centre.auth import Principal, new_csrf_token
+from agent.centre import i18n
+from agent.centre.auth import Principal, new_csrf_token, session_user
 from agent.centre.context import SESSION_COOKIE, ConsoleContext
 
 logger = logging.getLogger(__name__)
@@ -63,12 +65,10 @@ async def visit(ctx: ConsoleContext, request: Request) -> Visit:
     payload = ctx.signer.unsign(request.cookies.get(SESSION_COOKIE))
     if payload is None or not isinstance(payload.get("csrf"), str):
         return Visit({"csrf": new_csrf_token()}, None, fresh=True)
-    uid, fingerprint = payload.get("uid"), payload.get("pw")
-    who = None
-    if isinstance(uid, int) and isinstance(fingerprint, str):
-        who = await ctx.read(queries.session_principal, uid, fingerprint)
+    who = await ctx.read(session_user, payload) if "uid" in payload else None
     if who is None and "uid" in payload:
-        # The user was disabled or changed their password: their session ends here.
+        # Disabled, a new password, logged out (the generation moved on) or a cookie of an
+        # older version without one: the session ends here.
         return Visit({"csrf": new_csrf_token()}, None, fresh=True)
     return Visit(payload, who)
 

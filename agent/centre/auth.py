@@ -1,28 +1,27 @@
-"""Console log-ins: password hashing, users, signed session cookies, CSRF tokens, log-in rate limits.
+"""Console log-ins: users, signed session cookies that the server can end, CSRF tokens.
 
-Passwords are hashed with scrypt (``hashlib.scrypt``, a memory-hard KDF in the
-standard library: N=2**14, r=8, p=1 takes 16 MiB and tens of milliseconds per
-guess), stored as ``scrypt$N$r$p$salt$hash`` so the cost can be raised later
-without invalidating old hashes.
+Hashing and the log-in throttle live in :mod:`agent.web.passwords` (the seat
+page's rep log-in uses the same) and are re-exported here.
 
 Sessions are a cookie holding a small JSON payload signed with HMAC-SHA256
 (:class:`SessionSigner`). Neither ``itsdangerous`` nor Starlette's
 ``SessionMiddleware`` (which needs it) is installed, and a signed payload is a
-dozen lines of ``hmac``; the payload also carries a fingerprint of the user's
-password hash, so ``cti-agent users passwd`` ends every session of that user,
-and the user row is read on every request, so ``users disable`` does too.
+dozen lines of ``hmac``. The payload carries the user's id, a fingerprint of
+their password hash and their *session generation*; the user row is read on
+every request (:func:`session_user`), so a session ends server-side when the
+user is disabled, gets a new password, or logs out (:func:`end_sessions`
+raises the generation, which ends every session of that user, on every
+browser: a signed cookie cannot be told apart from its copies).
 """
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import hmac
 import json
 import secrets
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -30,66 +29,46 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from agent.web.passwords import (
+    MIN_PASSWORD_LENGTH,
+    LoginRateLimiter,
+    b64,
+    check_password_strength,
+    hash_password,
+    unb64,
+    verify_password,
+    waste_a_hash,
+)
 from storage.models import ROLES, Rep, Team, User
 
-SCRYPT_N = 2**14
-SCRYPT_R = 8
-SCRYPT_P = 1
-SCRYPT_DKLEN = 32
-#: scrypt needs 128 * N * r bytes; OpenSSL refuses above its default 32 MiB unless told.
-SCRYPT_MAXMEM = 64 * 1024 * 1024
-MIN_PASSWORD_LENGTH = 8
-
-#: A hash of a random password: verified against when the log-in is unknown, so timing does not tell.
-_DUMMY_SALT = b"cti-agent-dummy!"
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def hash_password(password: str, *, n: int = SCRYPT_N, r: int = SCRYPT_R, p: int = SCRYPT_P) -> str:
-    """``scrypt$N$r$p$salt$hash`` for ``password`` with a fresh 16-byte salt."""
-    salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(
-        password.encode("utf-8"), salt=salt, n=n, r=r, p=p, maxmem=SCRYPT_MAXMEM, dklen=SCRYPT_DKLEN
-    )
-    return f"scrypt${n}${r}${p}${_b64(salt)}${_b64(digest)}"
-
-
-def verify_password(password: str, stored: str) -> bool:
-    """Whether ``password`` matches a hash from :func:`hash_password` (False for anything malformed)."""
-    try:
-        scheme, n, r, p, salt, expected = stored.split("$")
-        if scheme != "scrypt":
-            return False
-        digest = hashlib.scrypt(
-            password.encode("utf-8"),
-            salt=_unb64(salt),
-            n=int(n),
-            r=int(r),
-            p=int(p),
-            maxmem=SCRYPT_MAXMEM,
-            dklen=len(_unb64(expected)),
-        )
-        return hmac.compare_digest(digest, _unb64(expected))
-    except (ValueError, binascii.Error):
-        return False
+__all__ = [
+    "MIN_PASSWORD_LENGTH",
+    "LoginRateLimiter",
+    "Principal",
+    "SessionSigner",
+    "UserError",
+    "authenticate",
+    "check_password_strength",
+    "create_user",
+    "csrf_ok",
+    "disable_user",
+    "end_sessions",
+    "end_sessions_of",
+    "hash_password",
+    "list_users",
+    "login_session",
+    "new_csrf_token",
+    "password_fingerprint",
+    "principal_of",
+    "session_user",
+    "set_password",
+    "verify_password",
+]
 
 
 def password_fingerprint(password_hash: str) -> str:
     """A short digest of a stored hash, put in the session so a new password ends old sessions."""
     return hashlib.sha256(password_hash.encode("utf-8")).hexdigest()[:16]
-
-
-def check_password_strength(password: str) -> None:
-    """:raises ValueError: the password is too short to be set."""
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise ValueError(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
 
 
 # -- who is logged in -----------------------------------------------------------------
@@ -133,15 +112,7 @@ def authenticate(session: Session, login: str, password: str) -> User | None:
     """The enabled user with this log-in and password, else None (same work either way)."""
     user = session.scalar(select(User).where(User.login == login))
     if user is None or user.disabled:
-        hashlib.scrypt(
-            password.encode("utf-8"),
-            salt=_DUMMY_SALT,
-            n=SCRYPT_N,
-            r=SCRYPT_R,
-            p=SCRYPT_P,
-            maxmem=SCRYPT_MAXMEM,
-            dklen=SCRYPT_DKLEN,
-        )
+        waste_a_hash(password)
         return None
     return user if verify_password(password, user.password_hash) else None
 
@@ -236,6 +207,49 @@ def set_password(session: Session, login: str, password: str) -> None:
         raise UserError(str(exc)) from None
     user = _user(session, login)
     user.password_hash = hash_password(password)
+    user.session_generation += 1
+
+
+def login_session(session: Session, login: str, password: str) -> dict[str, Any] | None:
+    """The session payload (``uid``, ``pw``, ``gen``) for a right log-in and password, else None."""
+    user = authenticate(session, login, password)
+    if user is None:
+        return None
+    return {"uid": user.id, "pw": password_fingerprint(user.password_hash), "gen": user.session_generation}
+
+
+def session_user(session: Session, payload: dict[str, Any]) -> Principal | None:
+    """The user of a session payload, None when it names no enabled user or the session was ended.
+
+    Ended means: the user was disabled, their password changed, or they logged out
+    since the payload was issued (its ``gen`` is below theirs). A cookie issued
+    before generations existed counts as generation 0, so the user's next
+    log-out or new password ends it like any other.
+    """
+    uid, fingerprint, generation = payload.get("uid"), payload.get("pw"), payload.get("gen", 0)
+    if not (isinstance(uid, int) and isinstance(fingerprint, str) and isinstance(generation, int)):
+        return None
+    user = session.get(User, uid)
+    if user is None or user.disabled or user.session_generation != generation:
+        return None
+    if not hmac.compare_digest(password_fingerprint(user.password_hash), fingerprint):
+        return None
+    return principal_of(session, user)
+
+
+def end_sessions(session: Session, user_id: int) -> None:
+    """End every session of the user (log-out): cookies issued before no longer let them in."""
+    user = session.get(User, user_id)
+    if user is not None:
+        user.session_generation += 1
+
+
+def end_sessions_of(session: Session, login: str) -> None:
+    """End every session of the user ``login`` (``cti-agent users logout``: a lost laptop).
+
+    :raises UserError: no such user.
+    """
+    _user(session, login).session_generation += 1
 
 
 def disable_user(session: Session, login: str) -> None:
@@ -287,8 +301,8 @@ class SessionSigner:
 
     def sign(self, payload: dict[str, Any]) -> str:
         """A cookie value carrying ``payload`` and the time it was issued."""
-        body = _b64(json.dumps({**payload, "iat": int(self._clock())}, separators=(",", ":")).encode())
-        return f"{body}.{_b64(self._mac(body.encode('ascii')))}"
+        body = b64(json.dumps({**payload, "iat": int(self._clock())}, separators=(",", ":")).encode())
+        return f"{body}.{b64(self._mac(body.encode('ascii')))}"
 
     def unsign(self, value: str | None) -> dict[str, Any] | None:
         """The payload of a value this signer issued and that has not expired, else None."""
@@ -296,9 +310,9 @@ class SessionSigner:
             return None
         body, mac = value.split(".")
         try:
-            if not hmac.compare_digest(_unb64(mac), self._mac(body.encode("ascii"))):
+            if not hmac.compare_digest(unb64(mac), self._mac(body.encode("ascii"))):
                 return None
-            payload = json.loads(_unb64(body))
+            payload = json.loads(unb64(body))
         except (ValueError, binascii.Error, UnicodeError):
             return None
         if not isinstance(payload, dict) or not isinstance(payload.get("iat"), int):
@@ -318,64 +332,3 @@ def csrf_ok(expected: str | None, given: str | None) -> bool:
     if not expected or not given:
         return False
     return hmac.compare_digest(expected.encode("utf-8"), given.encode("utf-8"))
-
-
-# -- log-in rate limit ----------------------------------------------------------------
-
-
-class LoginRateLimiter:
-    """Failed log-ins allowed per log-in name and per client address within a sliding window.
-
-    A guesser trying one account from many addresses hits the per-user limit; one
-    address trying many accounts hits the per-address limit. A success clears the
-    user's failures (not the address's). Memory is bounded: a key's timestamps
-    are at most its limit, and empty keys are dropped.
-    """
-
-    def __init__(
-        self,
-        *,
-        per_user: int = 5,
-        per_address: int = 20,
-        window: float = 300.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.per_user = per_user
-        self.per_address = per_address
-        self.window = window
-        self._clock = clock
-        self._failures: dict[tuple[str, str], deque[float]] = {}
-
-    def _recent(self, key: tuple[str, str], now: float) -> deque[float]:
-        times = self._failures.get(key)
-        if times is None:
-            return deque()
-        while times and now - times[0] >= self.window:
-            times.popleft()
-        if not times:
-            del self._failures[key]
-        return times
-
-    def retry_after(self, login: str, address: str) -> float | None:
-        """Seconds until another attempt is allowed, or None when one is allowed now."""
-        now = self._clock()
-        waits = []
-        for key, limit in ((("user", login.lower()), self.per_user), (("addr", address), self.per_address)):
-            times = self._recent(key, now)
-            if len(times) >= limit:
-                waits.append(times[0] + self.window - now)
-        return max(waits) if waits else None
-
-    def failed(self, login: str, address: str) -> None:
-        """Count a failed attempt against the log-in and the address."""
-        now = self._clock()
-        for key, limit in ((("user", login.lower()), self.per_user), (("addr", address), self.per_address)):
-            times = self._recent(key, now)
-            times.append(now)
-            while len(times) > limit:
-                times.popleft()
-            self._failures[key] = times
-
-    def succeeded(self, login: str) -> None:
-        """Forget the log-in's failures."""
-        self._failures.pop(("user", login.lower()), None)

@@ -1,4 +1,4 @@
-"""``cti-agent users``: console log-ins (add, passwd, disable, list)."""
+"""``cti-agent users``: console log-ins (add, passwd, logout, disable, list)."""
 
 from __future__ import annotations
 
@@ -97,6 +97,19 @@ def passwd(login: str, password_stdin: bool, config_path: Path | None, url: str 
     with _session(config_path, url) as session:
         _apply(lambda: set_password(session, login, password))
     click.echo(f"password of {login} changed", err=True)
+
+
+@users.command("logout")
+@click.argument("login")
+@config_option("Read the database URL from this config.")
+@url_option
+def logout(login: str, config_path: Path | None, url: str | None) -> None:
+    """End every console session of LOGIN now (a lost or shared computer); they may log in again."""
+    from agent.centre.auth import end_sessions_of
+
+    with _session(config_path, url) as session:
+        _apply(lambda: end_sessions_of(session, login))
+    click.echo(f"every session of {login} ended", err=True)
 
 
 @users.command("disable")

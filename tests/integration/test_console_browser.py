@@ -51,7 +51,8 @@ class Console:
 
 
 @pytest.fixture
-async def console(tmp_path: Path) -> AsyncIterator[Console]:
+async def console(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Console]:
+    """The console on a free port of 127.0.0.1 (``indirect``: another listen address, e.g. 0.0.0.0)."""
     engine = make_engine(f"sqlite:///{tmp_path / 'central.db'}")
     upgrade(engine)
     recordings = seed(engine, tmp_path)
@@ -68,7 +69,7 @@ async def console(tmp_path: Path) -> AsyncIterator[Console]:
     settings = ConsoleSettings(
         secret=b"b" * 32, recordings_dir=tmp_path, mask_roles=frozenset({"rep"}), wallboard_interval=0.3
     )
-    server = make_server(make_console_app(engine, settings), "127.0.0.1", 0)
+    server = make_server(make_console_app(engine, settings), getattr(request, "param", "127.0.0.1"), 0)
     task = asyncio.create_task(server.serve())
     await server.wait_started()
     yield Console(engine, f"http://127.0.0.1:{server.port}", recordings)
@@ -260,3 +261,65 @@ async def test_wallboard_is_live_over_server_sent_events(browser: Any, console: 
     assert rows[0][-1] == "\u25cf"  # alice is on a call now
     assert rows[1][-1] == ""
     await page.context.close()
+
+
+async def test_log_out_ends_the_session_server_side_and_a_kept_cookie_is_refused(
+    browser: Any, console: Console
+) -> None:
+    page = await logged_in(browser, console, "nina")
+    cookies = await page.context.cookies()
+    session = next(c for c in cookies if c["name"] == "cti_console")
+    assert session["httpOnly"] is True
+    assert session["sameSite"] == "Strict"
+    assert "cti_console" not in await page.evaluate("document.cookie")
+    # A second browser holding a copy of the cookie (a stolen copy, another window).
+    kept = await browser.new_context(locale="en-US")
+    await kept.add_cookies([session])
+    other = await kept.new_page()
+    await other.goto(f"{console.base}/calls")
+    assert other.url == f"{console.base}/calls"
+    await page.click("#logout")
+    await page.wait_for_url(f"{console.base}/login")
+    await other.goto(f"{console.base}/calls")
+    assert other.url.startswith(f"{console.base}/login?next=")
+    assert console.audit("logout") == [("nina", "logout", None)]
+    await kept.close()
+
+
+#: This machine's own non-loopback address: a browser here reaching it arrives from it.
+LAN_ADDRESS = "192.0.2.2"
+
+
+@pytest.mark.parametrize("console", ["0.0.0.0"], indirect=True)
+async def test_wrong_passwords_throttle_this_address_not_the_user_elsewhere(
+    browser: Any, console: Console
+) -> None:
+    context = await browser.new_context(locale="en-US")
+    page = await context.new_page()
+    statuses = []
+    for _ in range(6):
+        await page.goto(f"{console.base}/login")
+        await page.fill("#login", "nina")
+        await page.fill("#password", "not her password")
+        async with page.expect_response(lambda r: r.request.method == "POST") as answer:
+            await page.click("#submit")
+        statuses.append((await answer.value).status)
+    # Five free failures (the console's default), then a growing delay answered 429.
+    assert statuses == [401, 401, 401, 401, 401, 429]
+    response = await answer.value
+    assert int(response.headers["retry-after"]) >= 1
+    assert "Too many failed attempts" in await page.inner_text("body")
+    # The right password from another address is not delayed (the guesser cannot keep nina out).
+    elsewhere = await browser.new_context(locale="en-US")
+    page2 = await elsewhere.new_page()
+    lan = console.base.replace("127.0.0.1", LAN_ADDRESS)
+    await page2.goto(f"{lan}/login")
+    await page2.fill("#login", "nina")
+    await page2.fill("#password", PASSWORD)
+    await page2.click("#submit")
+    await page2.wait_for_url(f"{lan}/calls")
+    assert console.audit("login_failed", "login") == [("nina", "login_failed", None)] * 5 + [
+        ("nina", "login", None)
+    ]
+    await elsewhere.close()
+    await context.close()

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser import chromium
+from browser import CHROMIUM, CHROMIUM_ARGS, chromium
+from playwright.async_api import async_playwright
 from prometheus_client import CollectorRegistry
 from sqlalchemy.orm import Session
 from test_screenpop import Feeder
@@ -26,6 +27,12 @@ from agent.events import Absence, CallerId, OffHook, OnHook, Ring
 from agent.plugins import make_plugin_manager
 from agent.seat.devices import DeviceRegistry
 from agent.seat.runner import Agent
+from agent.seat.web.app import make_seat_app
+from agent.seat.web.bus import SeatBus
+from agent.seat.web.context import SeatContext
+from agent.seat.web.login import HASH_FILE_NAME, SeatLogin, write_password
+from agent.web.guard import allowed_hosts
+from agent.web.serve import make_server
 from storage.customers import import_customers, read_rows
 from storage.db import make_engine, upgrade
 from storage.models import Recording
@@ -274,3 +281,111 @@ async def test_no_link_without_a_console(agent: Agent, page: Any) -> None:
     await page.wait_for_selector("#card-history tbody tr .history-talk")
     assert await page.locator("#card-history .history-play").count() == 0
     feed(OnHook(device_id="dev", line="1", at=at()))
+
+
+# -- the rep's log-in over the network, the Host and cookie checks -------------------------
+
+#: This machine's own non-loopback address: a browser here reaching it arrives on it.
+LAN_ADDRESS = "192.0.2.2"
+SEAT_PASSWORD = "seat password 1"
+
+
+@pytest.fixture
+async def networked_seat(tmp_path: Path) -> AsyncIterator[str]:
+    """A seat page on 0.0.0.0 (a free port) with a rep password set and 3 calls parked; its port."""
+    write_password(tmp_path / HASH_FILE_NAME, SEAT_PASSWORD)
+    context = SeatContext(
+        bus=SeatBus(),
+        seat="seat-7",
+        hosts=allowed_hosts("0.0.0.0", [LAN_ADDRESS]),
+        login=SeatLogin(tmp_path / HASH_FILE_NAME),
+        health=lambda: {"storage_parked": 3, "sync_parked": 0, "sync_backlog": 4},
+    )
+    server = make_server(make_seat_app(context), "0.0.0.0", 0)
+    task = asyncio.create_task(server.serve())
+    await server.wait_started()
+    yield str(server.port)
+    server.should_exit = True
+    await asyncio.wait_for(task, 10)
+
+
+async def test_over_the_network_the_rep_logs_in_and_out(networked_seat: str) -> None:
+    lan = f"http://{LAN_ADDRESS}:{networked_seat}"
+    async with chromium() as browser:
+        context = await browser.new_context(locale="en-US")
+        page = await context.new_page()
+        await page.goto(f"{lan}/")
+        assert page.url == f"{lan}/login"
+        assert "reached over the network" in await page.inner_text(".login-why")
+        await page.fill("#password", "not the password")
+        await page.click("#login-submit")
+        await page.wait_for_selector("#login-message")
+        assert await page.inner_text("#login-message") == "Wrong password."
+        await page.fill("#password", SEAT_PASSWORD)
+        await page.click("#login-submit")
+        await page.wait_for_url(f"{lan}/")
+        await page.wait_for_selector('#connection[data-state="live"]')
+        assert await page.is_visible("#logout")
+        assert await page.is_visible("#parked")
+        assert await page.inner_text("#parked-storage") == "3 call(s) parked: not stored in the database"
+        assert await page.is_hidden("#parked-sync")
+        # The session cookie is HttpOnly and SameSite=Strict: the page's script cannot read it.
+        cookie = next(c for c in await context.cookies() if c["name"] == "cti_seat")
+        assert cookie["httpOnly"] is True
+        assert cookie["sameSite"] == "Strict"
+        assert "cti_seat" not in await page.evaluate("document.cookie")
+        # A write without the page's token is refused even with the cookie.
+        status = await page.evaluate(
+            """() => fetch("/api/dial", {method: "POST", headers: {"Content-Type": "application/json"},
+                body: JSON.stringify({line: "1", number: "10086"})}).then(r => r.status)"""
+        )
+        assert status == 403
+        # A copy of the cookie in another browser works until the rep logs out, then never again.
+        kept = await browser.new_context(locale="en-US")
+        await kept.add_cookies([cookie])
+        other = await kept.new_page()
+        assert (await other.goto(f"{lan}/api/state")).status == 200
+        await page.click("#logout")
+        await page.wait_for_url(f"{lan}/login")
+        assert (await other.goto(f"{lan}/api/state")).status == 401
+        await page.goto(f"{lan}/")
+        assert page.url == f"{lan}/login"
+        await kept.close()
+
+
+async def test_on_loopback_the_page_needs_no_log_in(networked_seat: str) -> None:
+    local = f"http://127.0.0.1:{networked_seat}"
+    async with chromium() as browser:
+        page = await browser.new_page(locale="zh-CN")
+        await page.goto(f"{local}/")
+        assert page.url == f"{local}/"
+        await page.wait_for_selector('#connection[data-state="live"]')
+        assert await page.locator("#logout").count() == 0
+        assert await page.inner_text("#parked-storage") == "3 通电话已搁置：未写入数据库"
+
+
+async def test_wrong_passwords_are_throttled_and_an_unknown_host_is_refused(networked_seat: str) -> None:
+    lan = f"http://{LAN_ADDRESS}:{networked_seat}"
+    async with async_playwright() as p:
+        # rebind.example resolves to the seat, as a DNS-rebinding page would make it.
+        browser = await p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[*CHROMIUM_ARGS, f"--host-resolver-rules=MAP rebind.example {LAN_ADDRESS}"],
+        )
+        try:
+            page = await browser.new_page(locale="en-US")
+            rebound = await page.goto(f"http://rebind.example:{networked_seat}/")
+            assert rebound is not None
+            assert rebound.status == 421
+            statuses = []
+            for _ in range(6):
+                await page.goto(f"{lan}/login")
+                await page.fill("#password", "not the password")
+                async with page.expect_response(lambda r: r.request.method == "POST") as answer:
+                    await page.click("#login-submit")
+                statuses.append((await answer.value).status)
+            assert statuses == [401, 401, 401, 401, 401, 429]
+            assert (await answer.value).headers["retry-after"] == "1"
+            assert "Too many wrong passwords" in await page.inner_text("#login-message")
+        finally:
+            await browser.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
@@ -21,7 +22,7 @@ from agent.centre.access import (
     safe_next_path,
     visit,
 )
-from agent.centre.auth import Principal, csrf_ok, new_csrf_token
+from agent.centre.auth import Principal, csrf_ok, end_sessions, login_session, new_csrf_token
 from agent.centre.context import SESSION_COOKIE, ConsoleContext
 
 logger = logging.getLogger(__name__)
@@ -49,7 +50,10 @@ async def login_submit(ctx: ConsoleContext, request: Request) -> Response:
     wait = ctx.limiter.retry_after(login, addr)
     if wait is not None:
         # Logged, not audited: a flood of refused attempts must not become a flood of rows.
-        logger.warning("log-in attempt for %r from %s refused: too many failures", login, addr)
+        # The password was not checked (a guess made while throttled tells nothing) nor logged.
+        logger.warning(
+            "log-in attempt for %r from %s throttled for %.0f s after failures", login[:100], addr, wait
+        )
         response = render(
             ctx,
             request,
@@ -59,10 +63,10 @@ async def login_submit(ctx: ConsoleContext, request: Request) -> Response:
             next=safe_next_path(form.get("next")),
             message_key="login.throttled",
         )
-        response.headers["Retry-After"] = str(max(int(wait), 1))
+        response.headers["Retry-After"] = str(max(math.ceil(wait), 1))
         return response
 
-    found = await ctx.read(queries.check_login, login, password)
+    found = await ctx.read(login_session, login, password)
     if found is None:
         ctx.limiter.failed(login, addr)
         await ctx.audit(login, "login_failed", addr=addr)
@@ -75,19 +79,26 @@ async def login_submit(ctx: ConsoleContext, request: Request) -> Response:
             next=safe_next_path(form.get("next")),
             message_key="login.failed",
         )
-    ctx.limiter.succeeded(login)
+    ctx.limiter.succeeded(login, addr)
     await ctx.audit(login, "login", addr=addr)
     # A new session (and CSRF token) at log-in: a token planted before cannot ride along.
-    fresh = Visit({"uid": found[0], "pw": found[1], "csrf": new_csrf_token()}, None, fresh=True)
+    fresh = Visit({**found, "csrf": new_csrf_token()}, None, fresh=True)
     return keep_session(ctx, RedirectResponse(safe_next_path(form.get("next")), status_code=303), fresh)
 
 
 async def logout(ctx: ConsoleContext, request: Request) -> Response:
-    """``POST /logout``: end the session (the form's CSRF token required)."""
+    """``POST /logout``: end the session server-side (the form's CSRF token required).
+
+    The user's session generation is raised, so a copy of the cookie kept
+    anywhere stops working too, and so do the user's sessions on other browsers.
+    """
     current = await visit(ctx, request)
     form = await read_form(request)
     if form is None or not csrf_ok(current.payload.get("csrf"), form.get("csrf")):
         return error(ctx, request, current, 403, "error.csrf")
+    if current.who is not None:
+        await ctx.write(end_sessions, current.who.user_id)
+        await ctx.audit(current.who.login, "logout", addr=client_address(request))
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
     return response

@@ -4,8 +4,10 @@ Routes: ``/`` (the page, with the caller card), ``/events`` (the event stream),
 ``/api/state`` (the snapshot as JSON), ``/healthz``, ``/listen/{call_uuid}`` (a
 call's live audio for the supervisor console, only with ``[web] listen_token``
 and that token as ``Authorization: Bearer``), the card/note/today/dial/
-claim/rep-state API of :mod:`agent.seat.web.api`, ``/static/...`` (served from the
-package, so it works offline) and whatever plugins add through ``register_routes``.
+claim/rep-state API of :mod:`agent.seat.web.api`, ``/login`` and ``/logout`` (the rep's
+log-in, needed only when the page is reached over the network: :mod:`agent.seat.web.login`),
+``/static/...`` (served from the package, so it works offline) and whatever plugins add
+through ``register_routes``.
 
 Everything a caller controls (name, number) reaches the browser as text only:
 Jinja2 autoescapes the page, JSON escapes ``<``, ``>`` and ``&``, and the page's
@@ -36,6 +38,7 @@ from agent.seat.observers import PluginErrorCounter
 from agent.seat.web.api import MAX_BODY, SeatApi
 from agent.seat.web.bus import Subscription, SubscriptionEnded
 from agent.seat.web.context import SeatContext
+from agent.seat.web.login import LoginViews, SeatLoginMiddleware, arrived_on_loopback
 from agent.web import (
     SafeJSONResponse,
     SecurityHeadersMiddleware,
@@ -165,6 +168,57 @@ def call_view(call: dict[str, Any], t: Callable[[str], str]) -> dict[str, Any]:
     }
 
 
+#: The ``health`` counts the page's status line shows when any is above zero, in this order.
+PARKED_COUNTS = ("storage_parked", "sync_parked")
+
+
+def parked_counts(health: Callable[[], dict[str, int]] | None) -> dict[str, int]:
+    """The parked counts worth a line on the page (those above zero); none when health fails."""
+    if health is None:
+        return {}
+    try:
+        counts = health()
+    except Exception:  # the page must render even when the runtime cannot count
+        logger.exception("seat page: reading the parked counts failed")
+        return {}
+    return {key: int(counts[key]) for key in PARKED_COUNTS if counts.get(key)}
+
+
+def page_language(request: Request, configured: str | None) -> str:
+    """The language of a page: ``?lang=``, the seat's configured one, then the browser's."""
+    return i18n.negotiate(
+        request.query_params.get("lang"), request.headers.get("accept-language"), default=configured
+    )
+
+
+def _login_renderer(
+    env: Environment, context: SeatContext, version: str
+) -> Callable[[Request, int, str | None, str], Response]:
+    """What :class:`~agent.seat.web.login.LoginViews` renders its form with."""
+    template = env.get_template("login.html")
+
+    def render(request: Request, status: int, message_key: str | None, token: str) -> Response:
+        lang = page_language(request, context.language)
+        t = i18n.Translator(lang, PACKAGE)
+        html = template.render(
+            lang=lang,
+            t=t,
+            seat=context.seat,
+            root=request.scope.get("root_path", ""),
+            version=version,
+            csrf_token=token,
+            message_key=message_key,
+            other_languages=[(code, t(f"lang.{code}")) for code in i18n.LANGUAGES if code != lang],
+        )
+        return HTMLResponse(
+            html,
+            status_code=status,
+            headers={"Cache-Control": "no-store", "Vary": "Accept-Language", "Content-Language": lang},
+        )
+
+    return render
+
+
 def _package_version() -> str:
     try:
         return metadata.version("cti-agent")
@@ -207,11 +261,10 @@ def make_seat_app(context: SeatContext) -> Starlette:
     )
     template = env.get_template("seat.html")
     version = _package_version()
+    login_views = LoginViews(context.login, context.tokens, _login_renderer(env, context, version))
 
     async def page(request: Request) -> Response:
-        lang = i18n.negotiate(
-            request.query_params.get("lang"), request.headers.get("accept-language"), default=context.language
-        )
+        lang = page_language(request, context.language)
         t = i18n.Translator(lang, PACKAGE)
         state = bus.snapshot()
         root = request.scope.get("root_path", "")
@@ -229,6 +282,9 @@ def make_seat_app(context: SeatContext) -> Starlette:
             strings_json=to_json(t.strings),
             csrf_token=token,
             rep=context.rep,
+            parked=parked_counts(context.health),
+            # Reached over the network means logged in (the middleware saw to it): offer a log-out.
+            networked=not arrived_on_loopback(request.scope),
         )
         response = HTMLResponse(
             html, headers={"Cache-Control": "no-store", "Vary": "Accept-Language", "Content-Language": lang}
@@ -292,6 +348,7 @@ def make_seat_app(context: SeatContext) -> Starlette:
         Route("/api/state", api_state, name="state"),
         Route("/healthz", healthz, name="healthz"),
         *api.routes(),
+        *login_views.routes(),
     ]
     if context.pm is not None:
         routes.extend(_plugin_routes(context.pm, context.errors))
@@ -302,5 +359,7 @@ def make_seat_app(context: SeatContext) -> Starlette:
             Middleware(HostGuardMiddleware, hosts=context.hosts),
             Middleware(BodyLimitMiddleware, max_bytes=MAX_BODY),
             Middleware(SecurityHeadersMiddleware),
+            # Inside the security headers, so its redirects and 401s carry them too.
+            Middleware(SeatLoginMiddleware, login=context.login, tokens=context.tokens),
         ],
     )

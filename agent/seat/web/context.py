@@ -19,6 +19,7 @@ import pluggy
 from agent.config import DailyTarget
 from agent.seat.observers import PluginErrorCounter
 from agent.seat.web.bus import SeatBus
+from agent.seat.web.login import SeatLogin
 from agent.web.guard import LOOPBACK_NAMES, PageTokens
 
 if TYPE_CHECKING:
@@ -103,7 +104,11 @@ class SeatContext:
     :param live: gives a call's live audio (the recorder's ``subscribe_live``), None when not captured.
     :param listen_token: the console's shared secret for ``/listen/{call_uuid}``; None: listen-in
         is off and the route answers 404.
-    :param health: parked and waiting counts added to ``/healthz`` and ``/api/state`` (the runtime's).
+    :param health: parked and waiting counts added to ``/healthz`` and ``/api/state`` (the runtime's);
+        the page shows the parked ones in its status line.
+    :param login: the rep's log-in (:class:`agent.seat.web.login.SeatLogin`), required of every
+        request that reaches the page over the network; None: such requests are refused (the
+        page says no password is set), loopback is unaffected either way.
     """
 
     bus: SeatBus
@@ -128,3 +133,4 @@ class SeatContext:
     live: Callable[[str], LiveStream | None] | None = None
     listen_token: str | None = None
     health: Callable[[], dict[str, int]] | None = None
+    login: SeatLogin | None = None

@@ -547,6 +547,29 @@
     }
   }
 
+  // -- the status area: parked records ----------------------------------------------
+
+  // What could not be stored or sent and waits for IT ("/api/state" carries the runtime's counts).
+  var PARKED = [["storage_parked", "parked-storage", "parked.storage"], ["sync_parked", "parked-sync", "parked.sync"]];
+
+  function renderParked(state) {
+    var any = false;
+    PARKED.forEach(function (item) {
+      var count = state[item[0]] || 0;
+      var span = $(item[1]);
+      span.hidden = count <= 0;
+      if (count > 0) { span.textContent = t(item[2], { count: count }); any = true; }
+    });
+    $("parked").hidden = !any;
+  }
+
+  function loadParked() {
+    request("GET", stateUrl).then(renderParked).catch(function (error) {
+      // A network session that ended (log-out elsewhere, a new password, a restart): back to the log-in.
+      if (error.status === 401) window.location.reload();
+    });
+  }
+
   function setConnection(live) {
     connectionEl.setAttribute("data-state", live ? "live" : "lost");
     connectionEl.textContent = t(live ? "connection.live" : "connection.lost");
@@ -593,7 +616,9 @@
   request("GET", stateUrl).then(function (state) {
     state.calls.forEach(function (call) { if (!calls[call.uuid]) calls[call.uuid] = call; });
     if (state.rep_state) renderRepState(state.rep_state);
+    renderParked(state);
   }).catch(function () {});
+  setInterval(loadParked, 30000);
   setInterval(tickRepState, 1000);
   loadToday();
   connect();
