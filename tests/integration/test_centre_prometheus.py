@@ -15,6 +15,7 @@ import math
 import re
 import shutil
 import subprocess
+import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -37,6 +38,7 @@ from agent.events import Direction, Disposition
 from agent.seatapi import CallEntry
 
 TESTS = DEPLOY / "tests" / "centre_rules_test.yml"
+ROOT = DEPLOY.parents[1]
 EFFECTIVE = Config().metrics.effective_call_seconds  # what the centre uses with --data-dir only
 UUID = "7c1e0d2a-bbbb-4ccc-8ddd-{:012d}"
 
@@ -128,6 +130,39 @@ def test_a_bad_centre_address_is_refused(tmp_path: Path, args: list[str], messag
     assert not output.exists()
 
 
+def compose_health_check() -> str:
+    """The Python one-liner compose.yaml's centre service runs as its health check."""
+    compose = (ROOT / "deploy" / "compose" / "compose.yaml").read_text()
+    centre = compose[compose.index("\n  centre:\n") : compose.index("\n  prometheus:\n")]
+    assert '["centre", "--config", "/etc/cti-agent/centre.toml"]' in centre
+    assert "- python\n" in centre
+    assert "- -c\n" in centre
+    (code,) = re.findall(r'^\s+- "(import urllib.*)"$', centre, flags=re.MULTILINE)
+    assert "http://127.0.0.1:8340/healthz" in code
+    prometheus = compose[compose.index("\n  prometheus:\n") : compose.index("\n  grafana:\n")]
+    assert "centre:\n        condition: service_healthy" in prometheus
+    return code
+
+
+def test_the_centre_unit_runs_the_centre_without_devices() -> None:
+    unit = (ROOT / "deploy" / "systemd" / "cti-centre.service").read_text()
+    lines = {line.partition("=")[0]: line.partition("=")[2] for line in unit.splitlines() if "=" in line}
+    assert (
+        lines["ExecStart"] == "/opt/cti-agent/venv/bin/cti-agent centre --config /etc/cti-agent/centre.toml"
+    )
+    assert lines["PrivateDevices"] == "yes"
+    assert lines["DevicePolicy"] == "closed"
+    assert "DeviceAllow" not in lines
+    assert "SupplementaryGroups" not in lines
+    assert lines["NoNewPrivileges"] == "yes"
+    assert lines["ProtectSystem"] == "strict"
+    assert lines["RestartPreventExitStatus"] == "2"
+    seat = (ROOT / "deploy" / "systemd" / "cti-agent.service").read_text()
+    for setting in ("CapabilityBoundingSet=", "ProtectHome=yes", "SystemCallFilter=@system-service"):
+        assert setting in seat
+        assert setting in unit
+
+
 def post_floor(address: str, tokens: dict[str, str], batch: int, backlog: dict[str, int]) -> None:
     """Every seat's calls of ``FLOOR``, batch 0 (the first half of each seat's) or 1 (the rest)."""
     started = datetime.now(UTC) - timedelta(minutes=10)
@@ -181,7 +216,11 @@ def test_one_centre_target_gives_the_floors_numbers(
     data_dir = tmp_path / "centre"
     data_dir.mkdir()
     process, address = start_centre(data_dir)
+    health = compose_health_check().replace("127.0.0.1:8340", address.removeprefix("http://"))
     try:
+        # compose's health check passes on the real centre (and fails once it is gone, below).
+        checked = subprocess.run([sys.executable, "-c", health], capture_output=True, text=True, timeout=30)
+        assert checked.returncode == 0, checked.stderr
         tokens: dict[str, str] = {}
         for seat, team in [*FLOOR, ("seat-9", "south")]:
             added = cli("seats", "add", seat, "--team", team, "--data-dir", str(data_dir))
@@ -363,3 +402,5 @@ def test_one_centre_target_gives_the_floors_numbers(
         assert prom.values("cti_centre_database_up") == {"": 1.0}
     finally:
         assert stop(process) == 0
+    checked = subprocess.run([sys.executable, "-c", health], capture_output=True, text=True, timeout=30)
+    assert checked.returncode != 0
