@@ -404,3 +404,65 @@ def test_one_centre_target_gives_the_floors_numbers(
         assert stop(process) == 0
     checked = subprocess.run([sys.executable, "-c", health], capture_output=True, text=True, timeout=30)
     assert checked.returncode != 0
+
+
+def test_the_wallboard_with_both_sources_counts_each_rep_once(tmp_path: Path) -> None:
+    # Seats s1 (alice) and s2 (dave) are scraped; the centre knows alice (with calls from a seat
+    # Prometheus cannot reach) and bob. Each rep is counted once: the centre's day where it has
+    # one, the seats' counters for dave. promtool evaluates the panels' own expressions.
+    seat = 'job="cti-seats",instance="{0}:9330",seat="{0}",team="north",rep="{1}"'
+    centre = 'job="cti-centre",instance="c1:8340",team="north",rep="{0}"'
+    series = [
+        (
+            f'cti_calls_total{{{seat.format("s1", "alice")},direction="in",disposition="answered"}}',
+            "0 1 2 3x8",
+        ),
+        (f'cti_talk_seconds_total{{{seat.format("s1", "alice")},direction="in"}}', "0 60 120 180x8"),
+        (f'cti_effective_calls_total{{{seat.format("s1", "alice")},direction="in"}}', "0 1 2 3x8"),
+        (
+            f'cti_calls_total{{{seat.format("s2", "dave")},direction="out",disposition="missed"}}',
+            "0 0 1 1 2x7",
+        ),
+        (f'cti_talk_seconds_total{{{seat.format("s2", "dave")},direction="out"}}', "0x10"),
+        (f'cti_effective_calls_total{{{seat.format("s2", "dave")},direction="out"}}', "0x10"),
+        (f'cti_team_calls_today{{{centre.format("alice")},direction="in",disposition="answered"}}', "5x10"),
+        (f'cti_team_calls_today{{{centre.format("bob")},direction="out",disposition="missed"}}', "4x10"),
+        (f"cti_team_talk_seconds_today{{{centre.format('alice')}}}", "500x10"),
+        (f"cti_team_talk_seconds_today{{{centre.format('bob')}}}", "0x10"),
+        (f"cti_team_effective_calls_today{{{centre.format('alice')}}}", "4x10"),
+        (f"cti_team_effective_calls_today{{{centre.format('bob')}}}", "0x10"),
+    ]
+    expected: dict[str, dict[str, float]] = {
+        "Calls today": {"alice": 5, "bob": 4, "dave": 2},
+        "Talk time today": {"alice": 500, "bob": 0, "dave": 0},
+        "Ranking: effective calls today": {"alice": 4, "bob": 0, "dave": 0},
+        "Missed calls today": {"bob": 4, "dave": 2},
+        "Team calls today": {"": 11},
+        "Team talk time today": {"": 500},
+    }
+    exprs = {title: substitute(t["expr"], 600) for title, t in panel_targets(dashboards()["cti-wallboard"])}
+    tests = []
+    for title, values in expected.items():
+        samples = [
+            {"labels": f'{{rep="{rep}"}}' if rep else "{}", "value": value} for rep, value in values.items()
+        ]
+        tests.append({"expr": exprs[title], "eval_time": "10m", "exp_samples": samples})
+    document = {
+        "rule_files": [],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [{"series": s, "values": v} for s, v in series],
+                "promql_expr_test": tests,
+            }
+        ],
+    }
+    path = tmp_path / "wallboard_test.yml"
+    path.write_text(json.dumps(document, indent=2))  # JSON is YAML
+    result = run_promtool(path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # ... and a wrong expectation fails it.
+    tests[0]["exp_samples"][0]["value"] = 8
+    path.write_text(json.dumps(document, indent=2))
+    assert run_promtool(path).returncode != 0
