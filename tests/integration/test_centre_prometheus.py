@@ -140,7 +140,7 @@ def compose_health_check() -> str:
     (code,) = re.findall(r'^\s+- "(import urllib.*)"$', centre, flags=re.MULTILINE)
     assert "http://127.0.0.1:8340/healthz" in code
     prometheus = compose[compose.index("\n  prometheus:\n") : compose.index("\n  grafana:\n")]
-    assert "centre:\n        condition: service_healthy" in prometheus
+    assert "centre:\n        condition: service_started" in prometheus
     return code
 
 
