@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-__all__ = ["Seat", "deploy", "file_sd_targets", "read_seats"]
+__all__ = ["Seat", "centre_target", "deploy", "file_sd_targets", "read_seats"]
 
 _LABEL_VALUE = re.compile(r"^[^\x00-\x1f\"\\]*$")
 _ADDRESS = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
@@ -95,6 +95,26 @@ def file_sd_targets(seats: list[Seat]) -> list[dict[str, Any]]:
     return groups
 
 
+def centre_target(address: str) -> list[dict[str, Any]]:
+    """The file_sd entry for the centre's ``/metrics``: ``HOST:PORT``, or ``https://HOST:PORT``.
+
+    An ``https://`` address sets the target's ``__scheme__`` (a centre with ``[centre] tls_cert``);
+    ``http://`` or no scheme is plain HTTP. Raises :class:`click.BadParameter` for anything else.
+    """
+    scheme, separator, rest = address.strip().partition("://")
+    if not separator:
+        scheme, rest = "http", address.strip()
+    if scheme not in ("http", "https"):
+        raise click.BadParameter(f"{address!r}: the scheme must be http or https", param_hint="--centre")
+    match = _ADDRESS.match(rest.rstrip("/"))
+    if not match or not 0 < int(match.group(2)) < 65536:
+        raise click.BadParameter(f"{address!r} is not HOST:PORT or https://HOST:PORT", param_hint="--centre")
+    group: dict[str, Any] = {"targets": [rest.rstrip("/")], "labels": {}}
+    if scheme == "https":
+        group["labels"]["__scheme__"] = "https"
+    return [group]
+
+
 @click.group()
 def deploy() -> None:
     """Generate files for the central Prometheus and Grafana."""
@@ -105,8 +125,16 @@ def deploy() -> None:
     "--seats",
     "seats_path",
     type=click.Path(path_type=Path, dir_okay=False, exists=True),
-    required=True,
+    default=None,
     help="The seat list: CSV (address,seat,team) or TOML ([[seats]] tables), by extension.",
+)
+@click.option(
+    "--centre",
+    "centre",
+    metavar="HOST:PORT",
+    default=None,
+    help="Instead of --seats: the centre's address (https://HOST:PORT when it serves TLS), "
+    "for targets/centre.json.",
 )
 @click.option(
     "-o",
@@ -115,19 +143,31 @@ def deploy() -> None:
     default=None,
     help="The targets file to write (default: standard output).",
 )
-def prometheus_targets(seats_path: Path, output: Path | None) -> None:
-    """Write Prometheus' file_sd targets (JSON) for the seats' metrics listeners.
+def prometheus_targets(seats_path: Path | None, centre: str | None, output: Path | None) -> None:
+    """Write Prometheus' file_sd targets (JSON) for the seats' metrics listeners or the centre.
 
+    With ``--seats``: one target per seat (the ``cti-seats`` job). With ``--centre``: the one
+    target of the ``cti-centre`` job, which watches a floor whose seats are behind NAT.
     The file is replaced atomically, so Prometheus never reads half of it.
     """
-    try:
-        text = seats_path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise click.BadParameter("the seat list is not UTF-8 text", param_hint="--seats") from None
-    seats = read_seats(text, toml=seats_path.suffix.lower() == ".toml")
-    if not seats:
-        raise click.BadParameter("the seat list is empty", param_hint="--seats")
-    document = json.dumps(file_sd_targets(seats), indent=2, ensure_ascii=False) + "\n"
+    if seats_path is not None and centre is not None:
+        raise click.UsageError("give either --seats FILE or --centre HOST:PORT, not both")
+    if centre is not None:
+        groups = centre_target(centre)
+        what = "the centre"
+    elif seats_path is None:
+        raise click.UsageError("give either --seats FILE or --centre HOST:PORT")
+    else:
+        try:
+            text = seats_path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise click.BadParameter("the seat list is not UTF-8 text", param_hint="--seats") from None
+        seats = read_seats(text, toml=seats_path.suffix.lower() == ".toml")
+        if not seats:
+            raise click.BadParameter("the seat list is empty", param_hint="--seats")
+        groups = file_sd_targets(seats)
+        what = f"{len(seats)} seat(s)"
+    document = json.dumps(groups, indent=2, ensure_ascii=False) + "\n"
     if output is None:
         click.echo(document, nl=False)
         return
@@ -135,4 +175,4 @@ def prometheus_targets(seats_path: Path, output: Path | None) -> None:
     temporary = output.with_name(f".{output.name}.tmp")
     temporary.write_text(document, encoding="utf-8")
     temporary.replace(output)
-    click.echo(f"{output}: {len(seats)} seat(s)", err=True)
+    click.echo(f"{output}: {what}", err=True)
