@@ -74,6 +74,7 @@ from agent.seat.transport import centre_access, make_client
 from agent.seat.web.app import make_seat_app
 from agent.seat.web.bus import SeatBus
 from agent.seat.web.context import SeatContext
+from agent.seat.web.login import HASH_FILE_NAME, SeatLogin
 from agent.web.guard import allowed_hosts
 from agent.web.serve import AgentServer, make_server
 from storage.db import make_engine, upgrade
@@ -461,6 +462,8 @@ class Agent:
             listen_token=self.config.web.listen_token,
             health=self.health,
             hosts=allowed_hosts(web_host, self.config.web.hosts),
+            # Asked only of requests that reach the page over the network (agent.seat.web.login).
+            login=SeatLogin(agent.data_dir / HASH_FILE_NAME),
         )
 
     async def _shutdown(
