@@ -28,6 +28,7 @@ from phonenumbers import shortnumberinfo
 from agent.callerid import MDMF, SDMF, CallerIdError, CallerIdMessage, find_messages, to_event
 from agent.decode import event_record
 from agent.events import Absence, CallerId, Connected, Dialed, LineError, LineEvent, OffHook, OnHook
+from agent.names import check_encoding
 from agent.numbers import DEFAULT_REGION
 from plugins.linetap import dsp
 
@@ -231,6 +232,7 @@ class LineTapDecoder:
     :param plan: call-progress tone plan, ``"cn"`` (450 Hz) or ``"nanp"``.
     :param fsk: the FSK standards to listen for (``"bell202"``, ``"v23"``).
     :param start: the time of the first sample.
+    :param name_encoding: how MDMF name parameters are read (:mod:`agent.names`).
 
     ``feed`` accepts blocks of any length (int PCM or float); memory is
     bounded by the detectors' windows, not by the length of the input.
@@ -250,8 +252,10 @@ class LineTapDecoder:
         fsk_min_dbfs: float = -50.0,
         region: str = DEFAULT_REGION,
         bare_dtmf_callerid: bool = False,
+        name_encoding: str = "auto",
     ) -> None:
         self.device_id = device_id
+        self.name_encoding = check_encoding(name_encoding)
         self.region = region
         #: on-hook digits with no start key are caller ID (Denmark, Holland: ``<number>#``)
         self.bare_dtmf_callerid = bare_dtmf_callerid
@@ -339,7 +343,7 @@ class LineTapDecoder:
 
     def _on_bursts(self, bursts: list[dsp.FskBurst], out: list[tuple[int, LineEvent]]) -> None:
         for burst in bursts:
-            found, _ = find_messages(burst.data)
+            found, _ = find_messages(burst.data, name_encoding=self.name_encoding)
             at = self._at(burst.start)
             for item in found:
                 if isinstance(item, CallerIdMessage):
