@@ -31,6 +31,7 @@ from agent.events import Absence, CallerId, Connected, Dialed, LineError, LineEv
 from agent.names import check_encoding
 from agent.numbers import DEFAULT_REGION
 from plugins.linetap import dsp
+from plugins.linetap.correct import correct
 from plugins.linetap.ring import RingDetector, RingSettings
 
 logger = logging.getLogger(__name__)
@@ -353,6 +354,12 @@ class LineTapDecoder:
     def _on_bursts(self, bursts: list[dsp.FskBurst], out: list[tuple[int, LineEvent]]) -> None:
         for burst in bursts:
             found, _ = find_messages(burst.data, name_encoding=self.name_encoding)
+            if burst.soft and not any(isinstance(item, CallerIdMessage) for item in found):
+                # A failed burst may be a bit or two off: repaired only when unambiguous.
+                repaired = correct(burst.data, burst.soft, name_encoding=self.name_encoding)
+                if repaired is not None:
+                    logger.debug("%s: %s burst repaired by its checksum", self.device_id, burst.standard)
+                    found = [repaired]
             at = self._at(burst.start)
             for item in found:
                 if isinstance(item, CallerIdMessage):
