@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime as _datetime
 
 from agent.events import Absence, CallerId
+from agent.names import NAME_ENCODINGS, decode_name
 
 SDMF = 0x04
 MDMF = 0x80
@@ -215,98 +216,6 @@ def _name_field(value: bytes, raw: bytes, encoding: str = "auto") -> str | None:
     if not text.isprintable():
         raise CallerIdError(f"bad name {value!r}", raw)
     return text
-
-
-#: the values of a device's ``name_encoding`` setting
-NAME_ENCODINGS = ("auto", "utf-8", "gb18030", "latin-1")
-_CJK_RANGES = (
-    (0x3000, 0x303F),  # CJK symbols and punctuation
-    (0x3400, 0x4DBF),  # CJK unified ideographs extension A
-    (0x4E00, 0x9FFF),  # CJK unified ideographs
-    (0xF900, 0xFAFF),  # CJK compatibility ideographs
-    (0xFF00, 0xFFEF),  # half-width and full-width forms
-    (0x20000, 0x2FA1F),  # extensions B-F and compatibility supplement
-)
-
-
-def _is_cjk(ch: str) -> bool:
-    code = ord(ch)
-    return any(lo <= code <= hi for lo, hi in _CJK_RANGES)
-
-
-def _strict(value: bytes, encoding: str, cut: bool) -> str | None:
-    """``value`` decoded, or None when it is not valid in ``encoding``.
-
-    With ``cut`` (the bytes were sliced from a fixed-width column) a character
-    cut in half at the very end is dropped rather than failing the whole name.
-    """
-    try:
-        return value.decode(encoding)
-    except UnicodeDecodeError as exc:
-        if not cut or exc.end < len(value) or len(value) - exc.start > 3:
-            return None
-        try:
-            text = value[: exc.start].decode(encoding)
-        except UnicodeDecodeError:
-            return None
-        # Only a name that is multibyte elsewhere was cut in a character; a
-        # Latin-1 "José" ends in a byte that merely looks like a lead byte.
-        return text if not text.isascii() else None
-
-
-def _gb2312_shaped(value: bytes, cut: bool) -> bytes | None:
-    """``value`` when its non-ASCII bytes pair up as GB2312 characters (both bytes 0xA1-0xFE).
-
-    Common Chinese text is GB2312 (GB18030's core); Latin-1 text with an accent
-    before an ASCII letter (``Mé`` + ``l``) does not pair up that way. With
-    ``cut``, a lone lead byte at the end is dropped.
-    """
-    i = 0
-    while i < len(value):
-        if value[i] < 0x80:
-            i += 1
-            continue
-        if i + 1 == len(value) and cut and i > 0 and 0xA1 <= value[i] <= 0xF7:
-            return value[:i]
-        if i + 1 >= len(value) or not (0xA1 <= value[i] <= 0xF7 and 0xA1 <= value[i + 1] <= 0xFE):
-            return None
-        i += 2
-    return value
-
-
-def decode_name(value: bytes, encoding: str = "auto", *, cut: bool = False) -> str:
-    """The text of a caller's name as a device sent its bytes.
-
-    ``auto``: UTF-8 when the bytes are valid UTF-8 (no other encoding in use
-    produces valid multibyte UTF-8 by accident); else GB18030 when that gives
-    plausible Chinese text (the bytes pair up as GB2312 characters and every
-    non-ASCII character is CJK, so a Latin-1 ``Müller`` is not read as Chinese;
-    a rare character outside GB2312 needs ``name_encoding = "gb18030"``); else Latin-1,
-    which maps every byte, so nothing is lost. A device's ``name_encoding``
-    setting forces one of them; bytes not valid in a forced encoding raise
-    :class:`ValueError`. ``cut``: the bytes are a fixed-width column, which may
-    end in half a character (dropped).
-    """
-    if encoding not in NAME_ENCODINGS:
-        raise ValueError(f"unknown name encoding {encoding!r} (known: {', '.join(NAME_ENCODINGS)})")
-    value = bytes(value)
-    if encoding == "latin-1" or value.isascii():
-        return value.decode("latin-1")
-    if encoding != "auto":
-        text = _strict(value, encoding, cut)
-        if text is None:
-            raise ValueError(f"not valid {encoding}")
-        return text
-    text = _strict(value, "utf-8", cut)
-    if text is not None:
-        return text
-    shaped = _gb2312_shaped(value, cut)
-    text = _strict(shaped, "gb18030", False) if shaped is not None else None
-    if text is not None:
-        wide = [ch for ch in text if not ch.isascii()]
-        if wide and all(_is_cjk(ch) for ch in wide):
-            return text
-    return value.decode("latin-1")
 
 
 def _header_plausible(buffer: bytes, i: int) -> bool:

@@ -10,10 +10,11 @@ from types import TracebackType
 from typing import ClassVar
 
 import pluggy
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from agent.errors import ConfigError, DeviceError
 from agent.events import LineEvent
+from agent.names import NameEncoding
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +23,12 @@ class DeviceConfig(BaseModel):
     """Base of a device type's options: unknown keys are errors."""
 
     model_config = ConfigDict(extra="forbid")
+
+    # On every device table, so one setting means the same everywhere (agent.names).
+    name_encoding: NameEncoding = Field(
+        default="auto",
+        description="how callers' names are read: auto (UTF-8, else GB18030, else Latin-1) or a Python codec",
+    )
 
 
 class Device(abc.ABC):

@@ -100,7 +100,9 @@ class HayesModem(Device):
             raise DeviceError(f"{self.device_id}: already open")
         config = self.options
         self._queue = asyncio.Queue()
-        self._parser = HayesParser(self.device_id, config.line, block_timeout=config.cid_timeout)
+        self._parser = HayesParser(
+            self.device_id, config.line, block_timeout=config.cid_timeout, name_encoding=config.name_encoding
+        )
         transport = SerialTransport(
             device_id=self.device_id,
             port=config.port,

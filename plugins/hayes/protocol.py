@@ -39,6 +39,7 @@ from datetime import datetime, timedelta
 from agent import callerid
 from agent.errors import DeviceError
 from agent.events import Absence, CallerId, LineError, LineEvent, OffHook, OnHook, Ring
+from agent.names import check_encoding, name_from_text
 
 logger = logging.getLogger(__name__)
 
@@ -84,13 +85,17 @@ _MESSAGE_TYPES = ("04", "80", "06", "82")
 _FIELD_NAMES = {"DDN_NMBR": "NMBR", "DDN": "NMBR", "NBR": "NMBR"}
 
 
-def decode_unformatted(message: bytes, device_id: str, line: str, at: datetime) -> CallerId:
+def decode_unformatted(
+    message: bytes, device_id: str, line: str, at: datetime, *, name_encoding: str = "auto"
+) -> CallerId:
     """An unformatted (AT+VCID=2) message through the shared decoder :mod:`agent.callerid`.
 
+    MDMF name parameters are read with ``name_encoding`` (:func:`agent.names.decode_name`).
     Raises :class:`agent.callerid.CallerIdError` (a ``ValueError``) for a bad checksum,
     a truncated message and the like.
     """
-    return callerid.to_event(callerid.decode_message(message), device_id=device_id, line=line, at=at)
+    decoded = callerid.decode_message(message, name_encoding=name_encoding)
+    return callerid.to_event(decoded, device_id=device_id, line=line, at=at)
 
 
 class LineSplitter:
@@ -214,7 +219,8 @@ class HayesParser:
         for ``device_id``, ``line`` and a time, raising ``ValueError`` when it
         cannot; :func:`decode_unformatted` by default.
     :param name_encoding: how the NAME field's bytes are read (``auto``: UTF-8,
-        else plausible GB18030, else Latin-1; see :func:`agent.callerid.decode_name`).
+        else plausible GB18030, else Latin-1; or any Python codec; see
+        :func:`agent.names.decode_name`); used for formatted NAME lines and MDMF names.
     """
 
     def __init__(
@@ -226,12 +232,17 @@ class HayesParser:
         decode_hex: HexDecoder = decode_unformatted,
         name_encoding: str = "auto",
     ) -> None:
-        if name_encoding not in callerid.NAME_ENCODINGS:
-            raise ValueError(f"unknown name encoding {name_encoding!r}")
-        self.name_encoding = name_encoding
+        self.name_encoding = check_encoding(name_encoding)
         self.device_id = device_id
         self.line = line
         self.block_timeout = timedelta(seconds=block_timeout)
+        if decode_hex is decode_unformatted:
+            encoding = self.name_encoding
+
+            def with_names(message: bytes, device_id: str, line: str, at: datetime) -> CallerId:
+                return decode_unformatted(message, device_id, line, at, name_encoding=encoding)
+
+            decode_hex = with_names
         self.decode_hex = decode_hex
         self.splitter = LineSplitter()
         self.command_pending = False
@@ -400,7 +411,7 @@ class HayesParser:
             # The splitter kept each byte as one Latin-1 character; the modem passes
             # the name's bytes as the exchange sent them (UTF-8, GB18030, ...).
             try:
-                name = callerid.decode_name(name.encode("latin-1"), self.name_encoding)
+                name = name_from_text(name, self.name_encoding)
             except ValueError as exc:
                 return [self._error(f"name not valid {self.name_encoding}: {exc}", raw, block.started)]
             if not name.isprintable():

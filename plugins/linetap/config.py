@@ -7,8 +7,10 @@ from pydantic import Field, field_validator, model_validator
 from agent.seat.devices import DeviceConfig
 from plugins.linetap.dsp import FSK_STANDARDS, PLANS
 from plugins.linetap.protocol import HookSettings
+from plugins.linetap.ring import RingSettings
 
 _HOOK = HookSettings()
+_RING = RingSettings()
 
 
 class LinetapConfig(DeviceConfig):
@@ -50,6 +52,10 @@ class LinetapConfig(DeviceConfig):
         default=_HOOK.answer_speech, gt=0, description="speech after ringback = answered"
     )
     digit_gap: float = Field(default=_HOOK.digit_gap, gt=0, description="pause that ends a burst of digits")
+    detect_ring: bool = Field(
+        default=True, description="report ring bursts heard on the tap (plugins.linetap.ring)"
+    )
+    ring_dbfs: float = Field(default=_RING.min_dbfs, le=0, description="ring voltage on the tap is louder")
 
     @field_validator("plan")
     @classmethod
@@ -86,6 +92,10 @@ class LinetapConfig(DeviceConfig):
     def line_labels(self) -> list[str]:
         """The label of each channel's line."""
         return list(self.lines) if self.lines else [str(i) for i in range(1, len(self.channels) + 1)]
+
+    def ring_settings(self) -> RingSettings | None:
+        """The ring detector's thresholds, or None when ring detection is off."""
+        return RingSettings(min_dbfs=self.ring_dbfs) if self.detect_ring else None
 
     def hook_settings(self) -> HookSettings:
         """The hook-inference thresholds as the decoder takes them."""

@@ -79,6 +79,8 @@ class LineTapDevice(Device):
                 hook=o.hook_settings(),
                 region=o.region,
                 bare_dtmf_callerid=o.bare_dtmf_callerid,
+                name_encoding=o.name_encoding,
+                ring=o.ring_settings(),
             )
             for label in o.line_labels()
         ]

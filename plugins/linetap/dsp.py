@@ -165,6 +165,8 @@ class FskBurst:
     data: bytes
     start: int  # absolute sample index (at the receiver's rate) of the first byte's start bit
     end: int  # of the last byte's stop bit
+    #: each data bit's soft decision, 8 per byte LSB first (+1 sure mark .. -1 sure space)
+    soft: tuple[float, ...] = ()
 
 
 class FskReceiver:
@@ -224,6 +226,7 @@ class FskReceiver:
         self._armed = False
         self._pos = 0  # absolute index where the UART resumes looking
         self._bytes = bytearray()
+        self._soft: list[float] = []
         self._burst_start = 0
         self._last_byte_end = 0
         # Where to read each of a byte's 10 bits, from the start edge's zero
@@ -355,7 +358,9 @@ class FskReceiver:
                 bits = (v[1:9] > 0).astype(np.int64)
                 if not self._bytes:
                     self._burst_start = b0 + int(c)
+                    self._soft = []
                 self._bytes.append(int((bits << np.arange(8)).sum()))
+                self._soft.extend(v[1:9].tolist())
                 self._pos = b0 + int(pts[9])
                 self._last_byte_end = self._pos
                 framed = True
@@ -378,6 +383,7 @@ class FskReceiver:
                     bytes(self._bytes),
                     self._burst_start,
                     self._last_byte_end,
+                    tuple(self._soft),
                 )
             )
         self._bytes = bytearray()

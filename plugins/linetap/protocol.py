@@ -27,13 +27,17 @@ from phonenumbers import shortnumberinfo
 
 from agent.callerid import MDMF, SDMF, CallerIdError, CallerIdMessage, find_messages, to_event
 from agent.decode import event_record
-from agent.events import Absence, CallerId, Connected, Dialed, LineError, LineEvent, OffHook, OnHook
+from agent.events import Absence, CallerId, Connected, Dialed, LineError, LineEvent, OffHook, OnHook, Ring
+from agent.names import check_encoding
 from agent.numbers import DEFAULT_REGION
 from plugins.linetap import dsp
+from plugins.linetap.correct import correct
+from plugins.linetap.ring import RingDetector, RingSettings
 
 logger = logging.getLogger(__name__)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_DEFAULT_RING = RingSettings()
 _SPEECH_GAP = 0.4  # seconds of pause that still count as one stretch of speech
 _BLOCK_SECONDS = 0.5  # longest piece handed to the detectors at once (bounds memory)
 
@@ -231,6 +235,9 @@ class LineTapDecoder:
     :param plan: call-progress tone plan, ``"cn"`` (450 Hz) or ``"nanp"``.
     :param fsk: the FSK standards to listen for (``"bell202"``, ``"v23"``).
     :param start: the time of the first sample.
+    :param name_encoding: how MDMF name parameters are read (:mod:`agent.names`).
+    :param ring: thresholds of ring detection (:mod:`plugins.linetap.ring`); None: off
+        (a tap whose box filters the ring out, or a line fed by a device that reports rings).
 
     ``feed`` accepts blocks of any length (int PCM or float); memory is
     bounded by the detectors' windows, not by the length of the input.
@@ -250,8 +257,11 @@ class LineTapDecoder:
         fsk_min_dbfs: float = -50.0,
         region: str = DEFAULT_REGION,
         bare_dtmf_callerid: bool = False,
+        name_encoding: str = "auto",
+        ring: RingSettings | None = _DEFAULT_RING,
     ) -> None:
         self.device_id = device_id
+        self.name_encoding = check_encoding(name_encoding)
         self.region = region
         #: on-hook digits with no start key are caller ID (Denmark, Holland: ``<number>#``)
         self.bare_dtmf_callerid = bare_dtmf_callerid
@@ -272,6 +282,7 @@ class LineTapDecoder:
         self._fsk_band = dsp.fsk_band(self.rate)
         self._dtmf = dsp.DtmfDetector(self.rate, dtmf_limits, report_doubtful=True)
         self._tones = dsp.ToneDetector(self.rate, plan, min_dbfs=self.hook.on_hook_dbfs)
+        self._ring = RingDetector(self.rate, ring) if ring is not None else None
         self._n = 0  # samples seen at the decimated rate
         self._recent: dict[bytes, int] = {}  # raw message -> sample index, to drop the twin decode
         self._digits = _Digits()
@@ -327,6 +338,9 @@ class LineTapDecoder:
             self._on_key(hit, out)
         for tone in self._tones.process(y):
             self._on_tone(tone, out)
+        if self._ring is not None:
+            for start in self._ring.process(y):
+                self._on_ring(start, out)
         self._on_levels(self._tones.frames, out)
         self._n += len(y)
         gap = _CID_IDLE if self._cid else self.hook.digit_gap
@@ -339,7 +353,13 @@ class LineTapDecoder:
 
     def _on_bursts(self, bursts: list[dsp.FskBurst], out: list[tuple[int, LineEvent]]) -> None:
         for burst in bursts:
-            found, _ = find_messages(burst.data)
+            found, _ = find_messages(burst.data, name_encoding=self.name_encoding)
+            if burst.soft and not any(isinstance(item, CallerIdMessage) for item in found):
+                # A failed burst may be a bit or two off: repaired only when unambiguous.
+                repaired = correct(burst.data, burst.soft, name_encoding=self.name_encoding)
+                if repaired is not None:
+                    logger.debug("%s: %s burst repaired by its checksum", self.device_id, burst.standard)
+                    found = [repaired]
             at = self._at(burst.start)
             for item in found:
                 if isinstance(item, CallerIdMessage):
@@ -362,6 +382,19 @@ class LineTapDecoder:
                             ),
                         )
                     )
+
+    # -- ringing
+
+    def _on_ring(self, start: int, out: list[tuple[int, LineEvent]]) -> None:
+        if self.off_hook:
+            return  # no exchange rings a line in use (call waiting is a tone, not ring voltage)
+        self._last_ring = start
+        self._active_since = None  # the burst was ringing, not the line going off hook
+        out.append((start, Ring(device_id=self.device_id, line=self.line, at=self._at(start))))
+
+    def _in_ring(self, start: int) -> bool:
+        """The level frame at ``start`` is part of a ring burst (loud, but the line is not in use)."""
+        return self._ring is not None and start <= self._ring.ring_until
 
     # -- DTMF: caller ID and dialed digits
 
@@ -524,7 +557,7 @@ class LineTapDecoder:
             frames.starts.tolist(), active.tolist(), quiet.tolist(), speech.tolist(), strict=True
         ):
             if not self.off_hook:
-                if is_active and not cid_keys:
+                if is_active and not cid_keys and not self._in_ring(start):
                     if self._active_since is None:
                         self._active_since = start
                     elif start - self._active_since >= hook.off_hook_after * self.rate:

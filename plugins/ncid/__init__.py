@@ -34,7 +34,7 @@ def register_devices(register: Callable[[type[Device]], None]) -> None:
 
 # A call-log line (CIDLOG:, OUTLOG:, ...) is history to a live client, but the
 # very thing a user decoding a saved log wants to see.
-_LOG_TYPE = re.compile(r"^(\w+)LOG:")
+_LOG_TYPE = re.compile(rb"^(\w+)LOG:")
 _NCID_LINE = re.compile(rb"^(200 |CID|OUT|HUP|BLK|PID|WID|END|MSG|NOT|CIDINFO)\w*:? ", re.MULTILINE)
 
 
@@ -46,8 +46,9 @@ def _decode(data: bytes) -> list[LineEvent]:
     session = NcidSession("file")
     at = datetime.now(UTC)
     out: list[LineEvent] = []
-    for raw in data.decode("utf-8", "replace").splitlines():
-        out.extend(session.feed(_LOG_TYPE.sub(r"\1:", raw), at))
+    # Bytes per line: the session reads each name by the shared rule (agent.names).
+    for raw in data.splitlines():
+        out.extend(session.feed(_LOG_TYPE.sub(rb"\1:", raw), at))
     return out
 
 

@@ -91,7 +91,10 @@ class NcidDevice(Device):
             ) from exc
         self._reader, self._writer = reader, writer
         self._session = NcidSession(
-            self.device_id, options.lines, ring_zero_answers=options.ring_zero_answers
+            self.device_id,
+            options.lines,
+            ring_zero_answers=options.ring_zero_answers,
+            name_encoding=options.name_encoding,
         )
         self._pending = []
         try:
@@ -182,7 +185,7 @@ class NcidDevice(Device):
             for event in self._live(session, raw):
                 yield event
 
-    def _live(self, session: NcidSession, raw: str) -> list[LineEvent]:
+    def _live(self, session: NcidSession, raw: bytes) -> list[LineEvent]:
         """One live server line -> its events, with the server's own account of the call where it gives one.
 
         An end-of-call report goes before the hook events that end the call (the
@@ -191,13 +194,20 @@ class NcidDevice(Device):
         """
         at = self._now()
         events = session.feed(raw, at)
-        report = report_for(raw, device_id=self.device_id, label_of=session.line_label, at=at)
+        # The report reads only ASCII fields (times, line, type): Latin-1 keeps every byte.
+        report = report_for(
+            raw.decode("latin-1"), device_id=self.device_id, label_of=session.line_label, at=at
+        )
         if report is None or any(isinstance(event, LineError) for event in events):
             return events
         return [*events, report] if report.ends_call else [report, *events]
 
-    async def _readline(self, timeout: float) -> str | None:
-        """One line without its ending; None at end of stream. Overlong lines become errors."""
+    async def _readline(self, timeout: float) -> bytes | None:
+        """One line's bytes without its ending; None at end of stream. Overlong lines become errors.
+
+        Bytes, not text: the session reads each line's name by the shared rule
+        (:mod:`agent.names`), which a decode here would pre-empt.
+        """
         reader = self._reader
         if reader is None:
             return None  # closed
@@ -214,14 +224,14 @@ class NcidDevice(Device):
                     error=f"line longer than {LINE_LIMIT} bytes dropped",
                 )
             )
-            return ""
+            return b""
         except TimeoutError:
             raise  # the caller's to handle (TimeoutError is an OSError)
         except OSError as exc:
             raise DeviceError(f"{self.device_id}: connection to {self.where} lost: {exc}") from exc
         if not data:
             return None
-        return data.decode("utf-8", errors="replace").rstrip("\r\n")
+        return data.rstrip(b"\r\n")
 
     async def _send(self, text: str) -> None:
         writer = self._writer

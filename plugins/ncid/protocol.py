@@ -49,10 +49,11 @@ import logging
 import re
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from agent.events import Absence, CallerId, Dialed, LineError, LineEvent, OffHook, OnHook, Ring
+from agent.names import check_encoding, decode_name, name_from_text
 
 logger = logging.getLogger(__name__)
 
@@ -222,6 +223,7 @@ class NcidSession:
         answered. A gateway (SIP, Whozz Calling) sends it on answer; a modem-fed
         server sends it whenever ringing stops, answered or not. None: learn it per
         line, true once the line has reported an end of call (``END:``, ``-1``, ``-2``).
+    :param name_encoding: how the bytes of a ``NAME`` field are read (:mod:`agent.names`).
     """
 
     def __init__(
@@ -230,8 +232,10 @@ class NcidSession:
         lines: Mapping[str, str] | None = None,
         *,
         ring_zero_answers: bool | None = None,
+        name_encoding: str = "auto",
     ) -> None:
         self.device_id = device_id
+        self.name_encoding = check_encoding(name_encoding)
         self.line_map = dict(lines or {})
         self.ring_zero_answers = ring_zero_answers
         # Lines seen reporting ends of calls (END:, CIDINFO -1/-2): gateway-fed lines.
@@ -260,15 +264,49 @@ class NcidSession:
 
     # -- input ----------------------------------------------------------------
 
-    def feed(self, raw: str, at: datetime) -> list[LineEvent]:
-        """Take one server line (seen at ``at``); return the events it means. Never raises."""
+    def feed(self, raw: str | bytes, at: datetime) -> list[LineEvent]:
+        """Take one server line (seen at ``at``); return the events it means. Never raises.
+
+        ``raw`` is best given as the bytes read: the line is then split on its
+        bytes and the ``NAME`` field read by :func:`agent.names.decode_name` with
+        the session's ``name_encoding`` (ncidd passes on the name's bytes as the
+        modem or gateway sent them: UTF-8, GB18030, Latin-1). A name not valid in
+        a forced encoding is an error event with the line, never a guessed name.
+        ``str`` input is taken as already-decoded text.
+        """
         self.stats.lines += 1
+        if isinstance(raw, bytes):
+            return self._feed_bytes(raw, at)
         if not raw.strip():
             return []
         try:
             line = parse_line(raw)
         except NcidSyntaxError as exc:
             return [self._error(f"not an NCID line ({exc})", raw, at)]
+        return self._handle(line, raw, at)
+
+    def _feed_bytes(self, data: bytes, at: datetime) -> list[LineEvent]:
+        # Latin-1 maps each byte to one character, so the split is on bytes; the
+        # line as shown (raw, messages) is read by the same rule as names.
+        shown = decode_name(data)
+        if not shown.strip():
+            return []
+        try:
+            line = parse_line(data.decode("latin-1"))
+        except NcidSyntaxError as exc:
+            return [self._error(f"not an NCID line ({exc})", shown, at)]
+        fields = {key: name_from_text(value) for key, value in line.fields.items()}
+        if "NAME" in line.fields:
+            try:
+                fields["NAME"] = name_from_text(line.fields["NAME"], self.name_encoding)
+            except ValueError as exc:
+                return [self._error(f"NCID name not valid {self.name_encoding} ({exc})", shown, at)]
+            if not fields["NAME"].isprintable():
+                return [self._error("NCID name holds control characters", shown, at)]
+        line = replace(line, raw=shown.strip("\r\n"), fields=fields, text=name_from_text(line.text))
+        return self._handle(line, shown, at)
+
+    def _handle(self, line: NcidLine, raw: str, at: datetime) -> list[LineEvent]:
         try:
             return self._dispatch(line, at)
         except ValueError as exc:

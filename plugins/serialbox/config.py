@@ -36,9 +36,6 @@ class SerialBoxConfig(DeviceConfig):
     lines: list[str] = Field(
         default_factory=lambda: ["1"], min_length=1, description="line labels of a multi-line tci unit"
     )
-    name_encoding: Literal["auto", "utf-8", "gb18030", "latin-1"] = Field(
-        default="auto", description="how callers' names are read (auto: UTF-8, else GB18030, else Latin-1)"
-    )
     read_timeout: float = Field(default=0.2, gt=0, le=5, description="seconds one blocking read waits")
     idle_flush: float = Field(
         default=2.0, gt=0, description="seconds of silence after which a partial record is reported"

@@ -33,7 +33,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Protocol
 
 from pydantic import Field, field_validator
 
@@ -367,9 +367,6 @@ class _HidDevice(Device):
 class HidBoxConfig(HidConfig):
     """A HID caller-ID box."""
 
-    name_encoding: Literal["auto", "utf-8", "gb18030", "latin-1"] = Field(
-        default="auto", description="how callers' names are read"
-    )
     idle_flush: float = Field(default=1.0, gt=0, description="seconds of quiet that end a partial frame")
 
 

@@ -46,7 +46,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from agent.callerid import NAME_ENCODINGS, CallerIdError, CallerIdMessage, decode_name, find_messages
+from agent.callerid import CallerIdError, CallerIdMessage, find_messages
 from agent.events import (
     ALL_LINES,
     Absence,
@@ -58,6 +58,7 @@ from agent.events import (
     OnHook,
     Ring,
 )
+from agent.names import check_encoding, decode_name
 from plugins.whozz.protocol import Detail, WhozzParseError, WhozzRecord, parse_record
 
 
@@ -425,8 +426,7 @@ class Parser:
     """
 
     def __init__(self, format: Format | str = Format.AUTO, *, name_encoding: str = "auto") -> None:
-        if name_encoding not in NAME_ENCODINGS:
-            raise ValueError(f"unknown name encoding {name_encoding!r} (known: {', '.join(NAME_ENCODINGS)})")
+        name_encoding = check_encoding(name_encoding)
         self.name_encoding = name_encoding
         self._format = Format(format)
         self._impl: _BinaryParser | _NetCallerIdParser | _TciParser | None = None

@@ -201,7 +201,7 @@ class WhozzDevice(Device):
             stats.repeats += 1
             return []
         try:
-            packet = parse_datagram(data)
+            packet = parse_datagram(data, name_encoding=self.options.name_encoding)
         except NotARecord as exc:
             stats.not_records += 1
             logger.debug("%s: %s from %s", self.device_id, exc, source)

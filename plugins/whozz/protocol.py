@@ -53,8 +53,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple, TypedDict
 
-from agent.callerid import decode_name
 from agent.events import Absence, CallerId, Dialed, LineError, LineEvent, OffHook, OnHook, Ring
+from agent.names import decode_name
 
 logger = logging.getLogger(__name__)
 
@@ -240,7 +240,11 @@ def _number_fields(number_text: str, name_text: str, name_encoding: str = "auto"
             raise WhozzParseError(f"number field {number_text!r} holds characters no unit sends")
     # The text is the record's bytes one Latin-1 character each (columns are bytes);
     # only the name is read in its real encoding, sliced from its column first.
-    name_text = decode_name(name_text.encode("latin-1"), name_encoding, cut=True)
+    try:
+        name_text = decode_name(name_text.encode("latin-1"), name_encoding, cut=True)
+    except ValueError as exc:
+        # A forced name_encoding the bytes are not in: the record's error, not the device's crash.
+        raise WhozzParseError(f"name field {name_text!r} ({exc})") from None
     if not name_text.isprintable():
         raise WhozzParseError(f"name field {name_text!r} holds control characters")
     name_absence = _absence(name_text) if name_text else None

@@ -10,7 +10,8 @@ minimodem reads Bell 202 only and does not verify checksums; multimon-ng wants
 22050 Hz input (resampled with sox). A dash: the peer does not read that standard.
 Prints numbers; it is not a pass/fail test.
 
-Run: .venv/bin/python tests/bench/bench_callerid_peers.py [--trials 10]
+Run: .venv/bin/python tests/bench/bench_callerid_peers.py [--trials 10] [--only bell202,v23]
+[--conditions 8,7,6]
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ def multimon(x: np.ndarray, tmp: Path, mode: str) -> list[str]:
     return re.findall(r"CID=(\d+)", out)
 
 
-def run(trials: int) -> None:
+def run(trials: int, only: tuple[str, ...] = (), conditions: tuple[str, ...] = CONDITIONS) -> None:
     rng = np.random.default_rng(18)
     table: dict[tuple[str, str], dict[str, list[int]]] = {}
     wrong_total = {p: 0 for p in PEERS}
@@ -161,7 +162,9 @@ def run(trials: int) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-cid-") as tmpdir:
         tmp = Path(tmpdir)
         for standard, make in standards.items():
-            for condition in CONDITIONS:
+            if only and standard not in only:
+                continue
+            for condition in conditions:
                 cell = table.setdefault((standard, condition), {})
                 for i in range(trials):
                     num = number(rng)
@@ -185,7 +188,10 @@ def run(trials: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=10)
-    run(parser.parse_args().trials)
+    parser.add_argument("--only", default="", help="comma-separated standards (default: all)")
+    parser.add_argument("--conditions", default=",".join(CONDITIONS), help="comma-separated conditions")
+    args = parser.parse_args()
+    run(args.trials, tuple(filter(None, args.only.split(","))), tuple(args.conditions.split(",")))
 
 
 if __name__ == "__main__":

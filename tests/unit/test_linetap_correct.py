@@ -1,0 +1,116 @@
+"""Checksum-guided repair of FSK bursts (issue 18, item 3): only when unambiguous, never a guess."""
+
+from __future__ import annotations
+
+import numpy as np
+import signalgen as sg
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agent.callerid import encode_mdmf, encode_sdmf
+from agent.events import CallerId
+from plugins.linetap.correct import correct
+from plugins.linetap.protocol import LineTapDecoder
+
+MESSAGE = encode_mdmf(datetime="11271015", number="13812345678", name="ZHANG SAN")
+
+
+def soft_of(data: bytes, sure: float = 0.9) -> list[float]:
+    """Soft decisions of clean bits: +sure for a 1, -sure for a 0."""
+    return [sure if byte >> bit & 1 else -sure for byte in data for bit in range(8)]
+
+
+def flipped(data: bytes, *bits: int) -> tuple[bytes, list[float]]:
+    """``data`` with the given bits wrong, and those bits doubtful (soft decisions near 0)."""
+    soft = soft_of(data)
+    wrong = bytearray(data)
+    for k in bits:
+        wrong[k // 8] ^= 1 << (k % 8)
+        soft[k] = -0.05 if soft[k] > 0 else 0.05  # on the wrong side, barely
+    return bytes(wrong), soft
+
+
+def test_a_doubtful_wrong_bit_is_repaired() -> None:
+    k = 8 * 16 + 2  # a bit of a digit of the number
+    data, soft = flipped(MESSAGE, k)
+    repaired = correct(data, soft)
+    assert repaired is not None
+    assert repaired.number == "13812345678"
+
+
+def test_two_doubtful_wrong_bits_are_repaired() -> None:
+    data, soft = flipped(MESSAGE, 8 * 15 + 1, 8 * 20 + 5)
+    repaired = correct(data, soft)
+    assert repaired is not None
+    assert repaired.number == "13812345678"
+
+
+def test_a_wrong_bit_the_demodulator_was_sure_of_is_not_repaired() -> None:
+    k = 8 * 16 + 2
+    data, soft = flipped(MESSAGE, k)
+    soft[k] = -0.9 if soft[k] < 0 else 0.9  # confidently wrong
+    assert correct(data, soft) is None
+
+
+def test_two_equally_doubtful_candidates_are_ambiguous() -> None:
+    k = 8 * 16 + 2
+    data, soft = flipped(MESSAGE, k)
+    # Another bit of the same weight and value would repair the sum as well.
+    other = next(
+        j
+        for j in range(16, 8 * len(data))
+        if j != k and j % 8 == k % 8 and (data[j // 8] >> (j % 8) & 1) == (data[k // 8] >> (k % 8) & 1)
+    )
+    soft[other] = 0.06 if soft[other] > 0 else -0.06
+    assert correct(data, soft) is None
+
+
+def test_a_damaged_header_is_not_repaired() -> None:
+    data, soft = flipped(MESSAGE, 9)  # the length byte
+    assert correct(data, soft) is None
+
+
+def test_a_good_message_or_mismatched_soft_decisions_are_left_alone() -> None:
+    assert correct(MESSAGE, soft_of(MESSAGE)) is None  # nothing to repair: find_messages reads it
+    data, soft = flipped(MESSAGE, 8 * 16 + 2)
+    assert correct(data, soft[:-8]) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=3, max_size=40), st.lists(st.floats(-1, 1), min_size=320, max_size=320))
+def test_a_repair_is_always_within_two_bits_of_what_was_heard(data: bytes, doubts: list[float]) -> None:
+    """Random bursts and doubts: a repair, when made, is the burst's own message up to two bits."""
+    repaired = correct(data, doubts[: 8 * len(data)])
+    if repaired is None:
+        return
+    raw = repaired.raw
+    windows = [data[i : i + len(raw)] for i in range(len(data) - len(raw) + 1)]
+    assert any(
+        w[:2] == raw[:2] and sum(bin(a ^ b).count("1") for a, b in zip(w, raw, strict=True)) <= 2
+        for w in windows
+    )
+
+
+def test_the_decoder_repairs_a_noisy_burst_and_reports_it_once() -> None:
+    rng = np.random.default_rng(6)
+    hits = 0
+    for _ in range(8):
+        x = np.concatenate(
+            [sg.silence(0.3, 8000), sg.fsk_callerid(MESSAGE, 8000, level_dbfs=-13), sg.silence(1.0, 8000)]
+        )
+        y = sg.add_noise(x, 6.0, rng)
+        decoder = LineTapDecoder(8000, fsk=("bell202",))
+        events = decoder.feed(y) + decoder.flush()
+        numbers = [e.number for e in events if isinstance(e, CallerId)]
+        assert set(numbers) <= {"13812345678"}
+        assert len(numbers) <= 1
+        hits += len(numbers)
+    assert hits >= 5
+
+
+def test_sdmf_is_repaired_too() -> None:
+    message = encode_sdmf("13812345678", "11271015")
+    data, soft = flipped(message, 8 * 12 + 0)
+    repaired = correct(data, soft)
+    assert repaired is not None
+    assert repaired.number == "13812345678"
