@@ -55,7 +55,13 @@ class Centre:
         return HttpTransport(CentreClient(BASE_URL, self.token(seat), client=self.client), seat)
 
     def sync(
-        self, local: Engine, data_dir: Path, *, seat: str = "seat-1", batch_size: int = 200, enable: bool = True
+        self,
+        local: Engine,
+        data_dir: Path,
+        *,
+        seat: str = "seat-1",
+        batch_size: int = 200,
+        enable: bool = True,
     ) -> CentralSync:
         """A seat's outbox replay to this centre."""
         syncer = CentralSync(local, transport=self.transport(seat), data_dir=data_dir, batch_size=batch_size)
