@@ -250,23 +250,23 @@ class RepStateSection(_Section):
 
 
 class CentralSection(_Section):
-    """``[central]``: team mode. With ``url`` set, the seat's outbox is replayed upstream.
+    """``[central]``: team mode. With ``url`` set, the seat's outbox is replayed to the centre.
 
     ``url`` is the centre (``https://centre.example:8340``, ``cti-agent centre``):
-    the seat sends its calls and recordings over the seat API with its own
+    the seat sends its calls, notes and recordings over the seat API with its own
     credential, read from ``token_file`` (written by the IT person from ``cti-agent
     seats add``; readable by its owner only). ``ca_file`` trusts a centre whose
     certificate no system CA signed (a self-signed one: give its certificate).
 
-    The older direct-database team mode is a ``postgresql://`` URL (it holds a
-    password, so it may come from ``CTI_AGENT_CENTRAL_URL`` instead) with
-    ``recordings_dir`` the shared recording store (a network mount).
+    The direct-database team mode is gone: a database URL here is refused when
+    the sync starts (:func:`agent.seat.transport.make_transport`), and the old
+    ``recordings_dir`` share is refused with a clear message, since recordings
+    now upload to the centre's own store.
     """
 
     url: str | None = None
     token_file: Path | None = None
     ca_file: Path | None = None
-    recordings_dir: Path | None = None
     #: Outbox entries sent per batch (to the centre at most 1000, its limit).
     batch_size: int = Field(default=200, ge=1, le=10_000)
     #: Seconds between polls of an empty outbox (a call's end wakes the sync at once).
@@ -275,6 +275,19 @@ class CentralSection(_Section):
     backoff_max: float = Field(default=300.0, ge=1, le=86_400)
     #: Seconds the screen-pop waits for the centre's customer card before it uses its cache.
     lookup_timeout: float = Field(default=0.3, gt=0, le=10)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_share(cls, data: Any) -> Any:
+        # Said plainly rather than "unknown key": a floor moving from the direct-database mode
+        # has this line in every seat's config.
+        if isinstance(data, dict) and "recordings_dir" in data:
+            raise ValueError(
+                "recordings_dir is gone with the direct-database team mode: recordings now upload "
+                "to the centre (url, token_file), which keeps them in its own store; remove the line "
+                "(README: Moving from the direct-database team mode)"
+            )
+        return data
 
     @model_validator(mode="after")
     def _http_needs_a_token(self) -> CentralSection:
@@ -356,7 +369,7 @@ class Config(_Section):
     def central_url(self) -> str | None:
         """Team mode's upstream: ``CTI_AGENT_CENTRAL_URL``, ``[central] url``, or None (one machine).
 
-        The centre (http/https, see :func:`is_centre_url`) or a central database.
+        Only the centre (http/https, see :func:`is_centre_url`) is accepted by the sync.
         """
         return os.environ.get("CTI_AGENT_CENTRAL_URL") or self.central.url or None
 

@@ -28,7 +28,7 @@ _TRANSIENT_NAMES = frozenset({"OperationalError", "InterfaceError", "Disconnecti
 
 
 class SyncError(StorageError):
-    """A batch could not be sent; a retry may succeed. ``kind``: ``database`` or ``recording_store``.
+    """A batch could not be sent; a retry may succeed. ``kind``: ``centre``, ``credential``.
 
     ``pending`` / ``parked``: the local backlog when the batch failed (None when
     it could not be read), so the metrics stay true during an outage.

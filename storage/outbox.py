@@ -1,4 +1,4 @@
-"""Team mode: a seat's outbox, replayed into the central PostgreSQL and recording store.
+"""Team mode: a seat's outbox, replayed to the centre (its database and recording store).
 
 A seat always writes locally first (SQLite). With ``[central] url`` set, every
 change to ``calls`` (the tracker's snapshots, the rep's notes and follow-ups)
@@ -26,55 +26,52 @@ Why a transactional outbox and not a watermark on ``calls.updated_at``:
 
 Replay. Entries are read oldest first, a batch at a time. An entry names a
 row, not a change: the row's *current* state is sent, once per batch however
-many entries name it, with the same repository functions a seat uses locally
-(:func:`storage.repository.upsert_call`, :func:`~storage.repository.save_note`,
-:meth:`storage.recordings.RecordingStore.save`). Those are idempotent by call
-UUID (recordings by their path) and never move a call backwards, so a batch
-sent twice (the central commit succeeded, then the seat died before deleting
-its entries) changes nothing: nothing is lost and nothing doubled. Entries are
-deleted only after the central transaction committed; an entry added while a
-batch was in flight stays and is sent again.
+many entries name it. The centre stores it idempotently by call UUID (a
+recording by its call and SHA-256) and never moves a call backwards, so a
+batch sent twice (the centre stored it, then the seat died before deleting its
+entries) changes nothing: nothing is lost and nothing doubled. Entries are
+deleted only after the centre answered; an entry added while a batch was in
+flight stays and is sent again.
 
 ``customer_id`` is a local row id: seat A's customer 7 is not seat B's nor the
 centre's, and upstream it would link the call to whichever central customer
-has id 7 (or break the foreign key). It is sent as NULL; the centre finds a
-call's customer by ``number_e164``, which is what the number search uses.
+has id 7. It is sent as NULL; the centre finds a call's customer by
+``number_e164``, which is what the number search uses.
 
 The parts. This module keeps the queue (the ``outbox`` table, its state, the
 purge guard) and runs a batch as a short pipeline: read the oldest entries,
-group them by row, make the centre ready, send the calls, send the recordings,
-note the outcome. How rows and files travel is a :class:`~storage.central.Transport`:
-the centre's seat API over HTTP (:mod:`agent.seat.transport`), or
-:class:`~storage.central.SqlTransport` (a central PostgreSQL and a shared
-directory); a row becomes a :class:`Call` or :class:`RecordingFacts` by the
-models' own ``to_call`` / ``to_facts``.
+group them by row, make sure the centre takes this seat, send the calls, send
+the recordings, note the outcome. How rows and files travel is a
+:class:`~storage.central.Transport`: the centre's seat API over HTTP
+(:mod:`agent.seat.transport`); a row becomes a :class:`Call` or
+:class:`RecordingFacts` by the models' own ``to_call`` / ``to_facts``.
 
-A recording is sent with the SHA-256 of the local file and the transport
-checks the centre's copy against it (the centre hashes what it received; the
-SQL transport reads its copy back, see :mod:`storage.transfer`). Only after
-that is a ``recording_uploads`` row stored locally: :func:`purge_allowed` lets
-``cti-agent purge`` delete the local file only then, and asks the centre again
-first (a missing or corrupt copy is re-queued and the local file kept).
+A recording is sent with the SHA-256 of the local file (checked first, see
+:mod:`storage.transfer`), and the centre hashes what it receives while it
+streams into its store and keeps nothing that does not match. Only after the
+centre confirmed that SHA-256 is a ``recording_uploads`` row stored locally:
+:func:`purge_allowed` lets ``cti-agent purge`` delete the local file only
+then, and asks the centre again first (a missing or different copy is
+re-queued and the local file kept).
 
 Failures: park, don't block (see :mod:`storage.faults`). Anything a retry can
-fix (the central server or the mount is unreachable, a lock) raises
-:class:`SyncError` and leaves the entries in place: the loop backs off and
-tries again, while the seat goes on writing locally; the error carries the
-backlog, so the metrics stay true during an outage. What no retry can fix
-(the local file is gone or does not match its own checksum, no store is
-configured) parks that entry (``parked``) at once with the reason. A row the
-centre refuses for what it is (a constraint, a NUL byte in a name) is refused
-alone (the centre answers per row, so it takes no other row down with it),
-tried again in the next batches and parked after ``PARK_AFTER`` refusals
-(``rejections``). The rest of the
-outbox goes on either way; :func:`retry_parked` queues parked entries again
-after a fix. Everything here is blocking: call it from a worker thread.
+fix (the centre, its database or its store unreachable, a 5xx, a body damaged
+on the way, a credential the centre refuses) raises :class:`SyncError` and
+leaves the entries in place: the loop backs off and tries again, while the
+seat goes on writing locally; the error carries the backlog, so the metrics
+stay true during an outage. What no retry can fix (the local file is gone or
+does not match its own checksum) parks that entry (``parked``) at once with
+the reason. A row the centre refuses for what it is (a NUL byte in a name, a
+constraint) is refused alone (the centre answers per row, so it takes no
+other row down with it), tried again in the next batches and parked after
+``PARK_AFTER`` refusals (``rejections``). The rest of the outbox goes on
+either way; :func:`retry_parked` queues parked entries again after a fix.
+Everything here is blocking: call it from a worker thread.
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -86,12 +83,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from agent.errors import ConfigError, StorageError
 from agent.events import Call, RecordingFacts
-from storage.central import CallRow, SqlTransport, Transport, with_sha
+from storage.central import CallRow, Transport, with_sha
 from storage.db import safe_url, storage_errors
 from storage.faults import PARK_AFTER, Rejected, SyncError
 from storage.models import CallRecord, OutboxEntry, Recording, RecordingUpload, SyncState, utcnow
 from storage.recordings import PART_SUFFIX, RecordingStore
-from storage.transfer import Copier, SourceUnusable, checked_source
+from storage.transfer import SourceUnusable, checked_source
 
 logger = logging.getLogger(__name__)
 
@@ -193,7 +190,7 @@ def enable(session: Session, now: datetime | None = None) -> int:
     )
     _set_state(session, ENABLED, now.isoformat(), now)
     queued = (session.scalar(select(func.count(OutboxEntry.id))) or 0) - before
-    logger.info("team mode on: %d stored call(s) and recording(s) queued for the central database", queued)
+    logger.info("team mode on: %d stored call(s) and recording(s) queued for the centre", queued)
     return queued
 
 
@@ -255,7 +252,7 @@ def retry_parked(session: Session) -> int:
 
 
 def is_verified_upstream(session: Session, row: Recording) -> bool:
-    """Whether this recording's file, as it is now, was copied upstream and verified by SHA-256."""
+    """Whether this recording's file, as it is now, was uploaded and its SHA-256 confirmed by the centre."""
     upload = session.get(RecordingUpload, row.id)
     if upload is None or upload.path != row.path_or_uri:
         return False
@@ -267,7 +264,7 @@ def purge_allowed(session: Session, row: Recording, transport: Transport | None)
 
     Only a recording verified upstream (:func:`is_verified_upstream`) that the
     centre, asked again now (:meth:`Transport.has_copy`), still holds with the
-    verified SHA-256. A central copy that is missing or corrupt is re-queued
+    verified SHA-256. A centre's copy that is missing or different is re-queued
     for upload (the sync sends it again) and the local file is kept; so is
     every file when the centre cannot be asked.
     """
@@ -280,10 +277,10 @@ def purge_allowed(session: Session, row: Recording, transport: Transport | None)
     try:
         whole = transport.has_copy(row.call_uuid, upload.path, upload.sha256)
     except SyncError as exc:
-        logger.warning("recording %d: the central copy cannot be checked (%s); kept", row.id, exc)
+        logger.warning("recording %d: the centre's copy cannot be checked (%s); kept", row.id, exc)
         return False
     if not whole:
-        logger.warning("recording %d: the central copy is missing or corrupt; queued again", row.id)
+        logger.warning("recording %d: the centre's copy is missing or different; queued again", row.id)
         session.delete(upload)
         session.add(OutboxEntry(kind=RECORDING, ref=str(row.id)))
         session.flush()
@@ -327,29 +324,24 @@ class _Batch:
 
 
 class CentralSync:
-    """Replays a seat's outbox into the centre, a batch at a time.
+    """Replays a seat's outbox to the centre, a batch at a time.
 
     :param local: the seat's SQLite engine (migrated).
-    :param central: a central PostgreSQL engine for the direct-database transport
-        (:class:`~storage.central.SqlTransport`); None when ``transport`` is given.
+    :param transport: what carries the rows upstream (the seat API over HTTP,
+        :class:`agent.seat.transport.HttpTransport`); closed by :meth:`close`.
     :param data_dir: the seat's data directory (local recordings are relative to it).
-    :param recordings_dir: the SQL transport's shared recording directory; None parks every recording.
-    :param copy: how the SQL transport copies a file (a test injects a faulty one).
-    :param transport: what carries the rows upstream (the seat API over HTTP);
-        by default the SQL transport over ``central`` and ``recordings_dir``.
+    :param batch_size: outbox entries read per batch.
+    :param clock: the time written into the local books (a test injects its own).
     """
 
     def __init__(
         self,
         local: Engine,
-        central: Engine | None = None,
         *,
+        transport: Transport,
         data_dir: Path,
-        recordings_dir: Path | None = None,
         batch_size: int = 200,
         clock: Callable[[], datetime] = utcnow,
-        copy: Copier = shutil.copyfile,
-        transport: Transport | None = None,
     ) -> None:
         if local.dialect.name != "sqlite":
             raise ConfigError(
@@ -358,10 +350,6 @@ class CentralSync:
             )
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
-        if transport is None:
-            if central is None:
-                raise ValueError("CentralSync needs a transport or a central engine")
-            transport = SqlTransport(central, recordings_dir, copy=copy)
         self.local = local
         self.transport: Transport = transport
         self.local_store = RecordingStore(data_dir, local)
@@ -375,9 +363,9 @@ class CentralSync:
         self.transport.close()
 
     def ensure_schema(self) -> None:
-        """Make the centre ready to take rows (the SQL transport migrates its schema).
+        """Make sure the centre takes rows from this seat (its credential is checked once).
 
-        :raises SyncError: the centre cannot be reached.
+        :raises SyncError: the centre cannot be reached, or refuses the credential.
         """
         self.transport.ensure_ready()
 
@@ -575,7 +563,7 @@ class CentralSync:
         with self._attempt(batch.ids(CALL)):
             outcomes = self.transport.send_calls(rows, backlog)
         if len(outcomes) != len(rows):
-            raise SyncError(f"the centre answered {len(outcomes)} of {len(rows)} calls", "database")
+            raise SyncError(f"the centre answered {len(outcomes)} of {len(rows)} calls", "centre")
         sent_rows = {row.call.uuid for row in rows}
         # Entries of calls no longer stored locally have nothing to send: they are simply done.
         done = [
@@ -638,9 +626,9 @@ class CentralSync:
         )
         self._done(ids, upload)
         logger.info(
-            "recording %s %s the central store, SHA-256 verified",
+            "recording %s %s the centre's store, SHA-256 verified",
             ref,
-            "copied to" if copied else "already in",
+            "uploaded to" if copied else "already in",
         )
         return 1
 

@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from agent.config import Config, is_centre_url, load_config
-from agent.errors import AgentError
+from agent.errors import AgentError, ConfigError
 from agent.seat.sync import SyncLoop
 from agent.seat.transport import make_transport
 from storage.db import make_engine, safe_url, storage_errors, upgrade
@@ -50,12 +50,15 @@ def format_status(
 ) -> str:
     """The text ``sync --status`` prints (``parked_calls``: calls the seat's own database refused)."""
     url = config.central_url
-    if url and is_centre_url(url):
+    if not url:
+        upstream = ["centre:             not configured (single-machine mode)"]
+    elif is_centre_url(url):
         upstream = [f"centre:             {url}", "recording store:    the centre's"]
     else:
+        # A database URL: the direct-database team mode is gone; the sync says how to move.
         upstream = [
-            f"central database:   {safe_url(url) if url else 'not configured (single-machine mode)'}",
-            f"recording store:    {config.central.recordings_dir or 'not configured'}",
+            f"centre:             none: [central] url is a database ({safe_url(url)}); "
+            "the direct-database team mode is gone (README: Moving from the direct-database team mode)"
         ]
     lines = [
         *upstream,
@@ -126,13 +129,18 @@ def sync(config_path: Path | None, show_status: bool, once: bool, retry_parked: 
         try:
             transport = make_transport(config)
             if transport is None:
-                raise click.UsageError("no central database or centre: set [central] url")
+                raise click.UsageError(
+                    "no centre: set [central] url to the centre (https://…) and token_file "
+                    "(there is no central database mode any more)"
+                )
             syncer = CentralSync(
                 local,
                 transport=transport,
                 data_dir=config.agent.data_dir,
                 batch_size=config.central.batch_size,
             )
+        except ConfigError as exc:  # a database URL, a token file missing or too open: exit 2
+            raise click.UsageError(str(exc)) from None
         except AgentError as exc:
             raise click.ClickException(str(exc)) from None
         if once:
@@ -221,7 +229,7 @@ def _forever(syncer: CentralSync, config: Config) -> None:
         finally:
             await loop.aclose()
 
-    click.echo(f"syncing to {safe_url(config.central_url or '')}; Ctrl-C stops")
+    click.echo(f"syncing to {config.central_url or ''}; Ctrl-C stops")
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main())
 

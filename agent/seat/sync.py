@@ -1,4 +1,4 @@
-"""Team mode's sync loop: replays the seat's outbox into the central database, forever, with back-off.
+"""Team mode's sync loop: replays the seat's outbox to the centre, forever, with back-off.
 
 The replay itself is :class:`storage.outbox.CentralSync` (blocking; run here in
 a worker thread). This loop only decides when: a batch right after a full one,
@@ -44,7 +44,8 @@ class SyncMetrics(Protocol):
     - ``sync_parked(entries)``: set the gauge ``cti_sync_parked`` (outbox
       entries set aside: see :mod:`storage.faults`), after every round;
     - ``sync_error(kind)``: add 1 to the counter ``cti_sync_errors_total{kind}``,
-      ``kind`` one of ``database``, ``recording_store``, ``parked``, ``local``;
+      ``kind`` one of ``centre`` (the centre, its database or store down), ``credential``,
+      ``parked``, ``local``;
     - ``sync_succeeded(timestamp)``: set the gauge
       ``cti_sync_last_success_timestamp_seconds`` (Unix time) when a batch was
       sent or the outbox was found empty, i.e. when the seat was last in sync.
@@ -73,7 +74,7 @@ class Batcher(Protocol):
         """Send one batch."""
 
     def close(self) -> None:
-        """Release the central connections."""
+        """Release the connections to the centre."""
 
 
 class SyncLoop:
@@ -147,7 +148,7 @@ class SyncLoop:
             self.metrics.sync_succeeded(self.clock())
         if result.entries:
             logger.info(
-                "sent %d call(s) and %d recording(s) to the central database; %d waiting",
+                "sent %d call(s) and %d recording(s) to the centre; %d waiting",
                 result.calls,
                 result.recordings,
                 result.remaining,
@@ -170,7 +171,7 @@ class SyncLoop:
             self.metrics.sync_error(kind)
         delay = self.backoff(self.failures)
         logger.warning(
-            "sync to the central database failed (%s); the seat goes on locally, retry %d in %.1f s",
+            "sync to the centre failed (%s); the seat goes on locally, retry %d in %.1f s",
             exc,
             self.failures,
             delay,
@@ -189,7 +190,7 @@ class SyncLoop:
         else:
             return
         if queued:
-            logger.info("team mode: %d stored row(s) queued for the central database", queued)
+            logger.info("team mode: %d stored row(s) queued for the centre", queued)
         while not self._stopping:
             delay = await self.step()
             if self._stopping or delay <= 0:
@@ -240,8 +241,8 @@ def make_sync(config: Config, local: Engine, metrics: SyncMetrics | None = None)
 
     No connection is made here: an unreachable centre only delays the sync.
 
-    :raises ConfigError: the local database is not SQLite, or the centre's token file is unusable.
-    :raises StorageError: a central database URL is malformed or its driver is missing.
+    :raises ConfigError: the local database is not SQLite, ``[central] url`` is not a centre (a
+        database URL), or the centre's token file is unusable.
     """
     transport = make_transport(config)
     if transport is None:

@@ -8,8 +8,9 @@ way) is a :class:`~storage.faults.SyncError`; a refused credential is one too (k
 ``credential``: the IT person must fix the token, and the seat keeps everything meanwhile); a
 recording the centre cannot take is :class:`~storage.faults.Rejected` (parked once final).
 
-:func:`make_transport` builds the transport a config names: the centre over HTTP(S) for an
-``http(s)://`` ``[central] url``, the direct-database transport for a database URL.
+:func:`make_transport` builds the transport a config names: the centre over HTTP(S), the one
+way a seat reaches the floor. A database URL in ``[central] url`` (the direct-database team mode,
+removed) is a :class:`~agent.errors.ConfigError` that says how to move to the centre.
 """
 
 from __future__ import annotations
@@ -19,9 +20,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-
-from sqlalchemy import make_url
-from sqlalchemy.exc import ArgumentError
 
 from agent.config import Config, is_centre_url
 from agent.errors import ConfigError
@@ -34,14 +32,13 @@ from agent.seat.centre_client import (
     read_token,
 )
 from agent.seatapi import MAX_BATCH, CallEntry
-from storage.central import CallRow, Outcome, SqlTransport, Transport
-from storage.db import make_engine
+from storage.central import CallRow, Outcome, Transport
 from storage.faults import Rejected, SyncError
 
 logger = logging.getLogger(__name__)
 
-#: Seconds to wait for a TCP connection to a central database (a dead network must not hang a batch).
-CONNECT_TIMEOUT = 10
+#: The README section a floor still on the direct-database team mode reads to move to the centre.
+MIGRATION_NOTE = "Moving from the direct-database team mode"
 
 
 class HttpTransport:
@@ -137,17 +134,6 @@ def _faults(doing: str) -> Iterator[None]:
         raise SyncError(f"{doing}: {exc}", "centre") from None
 
 
-def with_connect_timeout(url: str, seconds: int = CONNECT_TIMEOUT) -> str:
-    """A PostgreSQL URL with ``connect_timeout`` set unless it has one: an unreachable centre fails fast."""
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        return url  # make_engine reports it
-    if parsed.get_backend_name() != "postgresql" or "connect_timeout" in parsed.query:
-        return url
-    return parsed.update_query_dict({"connect_timeout": str(seconds)}).render_as_string(hide_password=False)
-
-
 @dataclass(frozen=True)
 class CentreAccess:
     """How this seat reaches the centre: its URL, its token and how TLS is verified."""
@@ -185,30 +171,31 @@ def make_client(config: Config) -> CentreClient:
 
 
 def make_transport(config: Config) -> Transport | None:
-    """The transport of this config's team mode, or None on a single machine.
+    """The transport of this config's team mode (the centre), or None on a single machine.
 
     No connection is made here: an unreachable centre only delays the sync.
 
-    :raises ConfigError: the centre's token file is missing or readable by others.
-    :raises StorageError: a database URL is malformed or its driver is missing.
+    :raises ConfigError: the URL is not the centre's (a database URL: the direct-database team
+        mode is gone), or the centre's token file is missing or readable by others.
     """
     url = config.central_url
     if not url:
         return None
-    if is_centre_url(url):
-        return HttpTransport(make_client(config), config.agent.seat)
-    logger.warning(
-        "[central] url is a database: the direct-database team mode is deprecated; "
-        "point it at the centre (https://...) with a token_file instead"
-    )
-    return SqlTransport(make_engine(with_connect_timeout(url)), config.central.recordings_dir)
+    if not is_centre_url(url):
+        raise ConfigError(
+            "[central] url (or CTI_AGENT_CENTRAL_URL) is not a centre: the direct-database team mode "
+            "is gone, seats reach the floor only through the centre. Run `cti-agent centre` on that "
+            'database, then give this seat url = "https://centre.example:8340" and token_file = its '
+            f'token from `cti-agent seats add` (README: "{MIGRATION_NOTE}")'
+        )
+    return HttpTransport(make_client(config), config.agent.seat)
 
 
 __all__ = [
+    "MIGRATION_NOTE",
     "CentreAccess",
     "HttpTransport",
     "centre_access",
     "make_client",
     "make_transport",
-    "with_connect_timeout",
 ]

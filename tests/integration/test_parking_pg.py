@@ -6,7 +6,8 @@ outbox flows on.
 A device can no longer hand storage a NUL byte (line events drop control characters at the
 boundary), so the seat's own refusal comes from a constraint the test adds: any value a future
 schema refuses parks the same way. The outbox test still sends a NUL-named row, which a seat's
-SQLite stores and the central PostgreSQL refuses.
+SQLite stores and the centre (the real seat API in process over this PostgreSQL,
+tests/centre_fixture.py) refuses.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from centre_fixture import Centre
 from click.testing import CliRunner
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine, func, select
@@ -34,7 +36,6 @@ from storage.db import make_engine, upgrade
 from storage.faults import PARK_AFTER
 from storage.models import CallRecord
 from storage.observer import PARKED_NAME, ParkedCalls
-from storage.outbox import CentralSync
 from storage.repository import upsert_call
 
 pytestmark = pytest.mark.postgres
@@ -174,9 +175,9 @@ def test_a_parked_outbox_row_does_not_block_the_sync(pg_database_url: str, tmp_p
     seat = make_engine(f"sqlite:///{tmp_path / 'seat' / 'cti-agent.db'}")
     upgrade(seat)
     central = make_engine(pg_database_url)
-    syncer = CentralSync(seat, central, data_dir=tmp_path / "seat", recordings_dir=None, batch_size=10)
+    centre = Centre(central, tmp_path / "centre-recordings")
+    syncer = centre.sync(seat, tmp_path / "seat", seat="seat-7", batch_size=10)
     try:
-        syncer.enable()
         calls = [seat_call(0, NUL_NAME)] + [seat_call(n, f"Customer {n}") for n in range(1, 6)]
         for call in calls:  # SQLite stores the NUL; the centre cannot
             with Session(seat) as session, session.begin():
@@ -195,4 +196,5 @@ def test_a_parked_outbox_row_does_not_block_the_sync(pg_database_url: str, tmp_p
         assert syncer.status().parked == 1
     finally:
         syncer.close()
+        central.dispose()
         seat.dispose()

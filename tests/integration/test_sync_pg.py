@@ -1,7 +1,10 @@
-"""Team mode against a real PostgreSQL that the test stops and restarts mid-stream.
+"""Team mode against a real PostgreSQL under the centre, which the test stops and restarts mid-stream.
 
-Each test here starts its own throwaway server (the session's shared one must
-not be stopped under other tests), the same way ``conftest.pg_url`` does.
+The seat reaches the centre's seat API (the real app in process, tests/centre_fixture.py, over
+this PostgreSQL and a directory store) through its real HTTP transport; while PostgreSQL is down
+the centre answers 503 and the seat backs off. Each test here starts its own throwaway server
+(the session's shared one must not be stopped under other tests), the same way
+``conftest.pg_url`` does; the running agent's test talks to a real ``cti-agent centre`` process.
 """
 
 from __future__ import annotations
@@ -22,20 +25,23 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from centre_fixture import BASE_URL, Centre
 from click.testing import CliRunner
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import ProgrammingError
 from sqlalchemy.orm import Session
+from test_centre_process import cli, start_centre, stop
 
 from agent.commands.sync import sync as sync_command
 from agent.events import Call, Direction, Disposition, EndReason, RecordingFacts
+from agent.seat.centre_client import CentreClient
 from agent.seat.sync import SyncLoop
+from storage.blobstore import recording_key
 from storage.db import make_engine, upgrade
 from storage.models import CallRecord, Recording
-from storage.outbox import CentralSync, purge_allowed
+from storage.outbox import purge_allowed
 from storage.recordings import RecordingStore
 from storage.repository import save_note, upsert_call
-from storage.transfer import central_path
 
 pytestmark = pytest.mark.postgres
 
@@ -181,6 +187,10 @@ def add_recording(engine: Engine, data_dir: Path, call: Call, content: bytes) ->
 
 
 def snapshot(engine: Engine) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    """The calls' final state and each recording by call UUID and SHA-256.
+
+    Not by path: the seat's path and the centre's store key differ by design.
+    """
     with Session(engine) as session:
         calls = session.execute(
             select(
@@ -193,9 +203,13 @@ def snapshot(engine: Engine) -> tuple[list[tuple[object, ...]], list[tuple[objec
             ).order_by(CallRecord.uuid)
         ).all()
         recordings = session.execute(
-            select(Recording.call_uuid, Recording.path_or_uri, Recording.sha256).order_by(Recording.call_uuid)
+            select(Recording.call_uuid, Recording.sha256).order_by(Recording.call_uuid)
         ).all()
     return [tuple(r) for r in calls], [tuple(r) for r in recordings]
+
+
+def stored_bytes(centre: Centre, key: str) -> bytes:
+    return b"".join(centre.store.open_range(key))
 
 
 class Counting:
@@ -222,9 +236,9 @@ async def test_a_central_crash_mid_stream_loses_nothing_and_doubles_nothing(
     server: Server, seat: Engine, tmp_path: Path
 ) -> None:
     data_dir = tmp_path / "seat"
-    store_dir = tmp_path / "central-store"
     central = make_engine(server.url)
-    syncer = CentralSync(seat, central, data_dir=data_dir, recordings_dir=store_dir, batch_size=25)
+    centre = Centre(central, tmp_path / "central-store")
+    syncer = centre.sync(seat, data_dir, seat="seat-7", batch_size=25)
     metrics = Counting()
     loop = SyncLoop(syncer, interval=0.05, backoff_start=0.05, backoff_max=0.4, metrics=metrics)
     total = 120
@@ -256,7 +270,8 @@ async def test_a_central_crash_mid_stream_loses_nothing_and_doubles_nothing(
     finally:
         await loop.aclose()
     assert syncer.status().pending == 0
-    assert "database" in metrics.errors  # the crash was seen...
+    # The crash was seen: as the centre's 503 (the seat no longer sees PostgreSQL itself)...
+    assert "centre" in metrics.errors
     local_calls, local_recordings = snapshot(seat)
     central_check = make_engine(server.url)
     try:
@@ -264,52 +279,74 @@ async def test_a_central_crash_mid_stream_loses_nothing_and_doubles_nothing(
         with Session(central_check) as session:
             assert session.scalar(select(func.count(CallRecord.id))) == total
             assert session.scalar(select(func.count(Recording.id))) == total // 5
+            keys = dict(session.execute(select(Recording.call_uuid, Recording.path_or_uri)).tuples().all())
     finally:
         central_check.dispose()
+        central.dispose()
     # ...and afterwards the centre holds exactly what the seat holds (customer ids aside).
     assert len(local_calls) == total
     assert central_calls == local_calls
     assert central_recordings == local_recordings
-    for _, path, digest in central_recordings:
-        assert hashlib.sha256(central_path(store_dir, str(path)).read_bytes()).hexdigest() == digest
+    for call_uuid, digest in central_recordings:
+        info = centre.store.stat(keys[str(call_uuid)])
+        assert info is not None
+        assert info.sha256 == digest
+        assert hashlib.sha256(stored_bytes(centre, keys[str(call_uuid)])).hexdigest() == digest
 
 
 def test_a_corrupted_central_copy_is_found_by_the_purge_guard_and_copied_again(
     server: Server, seat: Engine, tmp_path: Path
 ) -> None:
     data_dir = tmp_path / "seat"
-    store_dir = tmp_path / "central-store"
-    syncer = CentralSync(seat, make_engine(server.url), data_dir=data_dir, recordings_dir=store_dir)
+    central = make_engine(server.url)
+    centre = Centre(central, tmp_path / "central-store")
+    syncer = centre.sync(seat, data_dir, seat="seat-7")
     try:
-        syncer.enable()
-        source = add_recording(seat, data_dir, make_call(1, "ended"), b"the real audio" * 100)
+        call = make_call(1, "ended")
+        source = add_recording(seat, data_dir, call, b"the real audio" * 100)
         assert syncer.run_batch().recordings == 1
+        key = recording_key(call.uuid, call.started_at, "flac")
         with Session(seat) as session:
-            row = session.scalars(select(Recording)).one()
-            copy = central_path(store_dir, row.path_or_uri)
-            assert purge_allowed(session, row, syncer.transport)
-        copy.write_bytes(b"the real audio" * 99 + b"the fake audio")
+            assert purge_allowed(session, session.scalars(select(Recording)).one(), syncer.transport)
+        # The centre's copy replaced by other bytes (a bad restore of its store): the seat is told
+        # by the centre's GET, keeps its file and uploads it again, which replaces the copy.
+        fake = b"the real audio" * 99 + b"the fake audio"
+        centre.store.delete(key)
+        centre.store.put_stream(key, [fake], hashlib.sha256(fake).hexdigest(), len(fake))
         with Session(seat) as session, session.begin():
             row = session.scalars(select(Recording)).one()
             assert not purge_allowed(session, row, syncer.transport)
         assert syncer.status().pending_recordings == 1
         assert syncer.run_batch().recordings == 1
-        assert copy.read_bytes() == source.read_bytes()
+        assert stored_bytes(centre, key) == source.read_bytes()
         with Session(seat) as session:
             assert purge_allowed(session, session.scalars(select(Recording)).one(), syncer.transport)
-        with Session(syncer.transport.central) as session:  # type: ignore[attr-defined]
+        with Session(central) as session:
             assert session.scalar(select(func.count(Recording.id))) == 1
     finally:
         syncer.close()
+        central.dispose()
 
 
-def test_sync_status_and_once_through_an_outage(server: Server, tmp_path: Path) -> None:
+def test_sync_status_and_once_through_an_outage(
+    server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     data_dir = tmp_path / "data"
+    central = make_engine(server.url)
+    centre = Centre(central, tmp_path / "store")
+    token_file = tmp_path / "seat.token"
+    token_file.write_text(centre.token("seat-7") + "\n", encoding="utf-8")
+    token_file.chmod(0o600)
     config = tmp_path / "agent.toml"
     config.write_text(
-        f'[agent]\ndata_dir = "{data_dir}"\n\n[central]\nurl = "{server.url}"\n'
-        f'recordings_dir = "{tmp_path / "store"}"\n',
+        f'[agent]\nseat = "seat-7"\ndata_dir = "{data_dir}"\n\n'
+        f'[central]\nurl = "{BASE_URL}"\ntoken_file = "{token_file}"\n',
         encoding="utf-8",
+    )
+    # The command builds its client from the config; only the connection is the in-process centre's.
+    monkeypatch.setattr(
+        "agent.seat.transport.CentreClient",
+        lambda url, token, *, verify=True: CentreClient(url, token, client=centre.client),
     )
     seat = make_engine(f"sqlite:///{data_dir / 'cti-agent.db'}")
     upgrade(seat)
@@ -326,7 +363,8 @@ def test_sync_status_and_once_through_an_outage(server: Server, tmp_path: Path) 
         assert shown.exit_code == 0, shown.output
         assert "backlog:            7 call(s), 2 recording(s)" in shown.output
         assert "last error:" in shown.output
-        assert "postgres@127.0.0.1" in shown.output
+        # The error is the centre's answer (503: its database is down), not the driver's URL.
+        assert "database is unavailable" in shown.output
         server.start()
         done = runner.invoke(sync_command, ["--config", str(config), "--once"])
         assert done.exit_code == 0, done.output
@@ -336,12 +374,32 @@ def test_sync_status_and_once_through_an_outage(server: Server, tmp_path: Path) 
         assert "last error:" not in shown.output
     finally:
         seat.dispose()
+        central.dispose()
 
 
 @pytest.mark.slow
 async def test_the_running_agent_syncs_as_it_goes_and_flushes_at_shutdown(
     pg_database_url: str, tmp_path: Path
 ) -> None:
+    # A real centre process on this PostgreSQL; the agent knows only its URL and its token.
+    centre_config = tmp_path / "centre.toml"
+    centre_config.write_text(
+        f'[agent]\ndata_dir = "{tmp_path / "centre"}"\n\n[storage]\nurl = "{pg_database_url}"\n',
+        encoding="utf-8",
+    )
+    process, address = start_centre(tmp_path / "centre", "--config", str(centre_config))
+    try:
+        added = cli("seats", "add", "seat-sync", "--team", "team-a", "--config", str(centre_config))
+        assert added.returncode == 0, added.stderr
+        token_file = tmp_path / "seat.token"
+        token_file.write_text(added.stdout.strip() + "\n", encoding="utf-8")
+        token_file.chmod(0o600)
+        await _run_the_agent(pg_database_url, tmp_path / "seat", address, token_file)
+    finally:
+        assert stop(process) == 0
+
+
+async def _run_the_agent(pg_database_url: str, data_dir: Path, address: str, token_file: Path) -> None:
     from agent.config import load_config
     from agent.plugins import make_plugin_manager
     from agent.seat.devices import DeviceRegistry
@@ -350,17 +408,17 @@ async def test_the_running_agent_syncs_as_it_goes_and_flushes_at_shutdown(
     speed = 60.0
     pm = make_plugin_manager(load_entrypoints=False)
     overrides = {
-        "agent": {"seat": "seat-sync", "team": "team-a", "rep": "rep01", "data_dir": str(tmp_path)},
+        "agent": {"seat": "seat-sync", "team": "team-a", "rep": "rep01", "data_dir": str(data_dir)},
         "web": {"enabled": False},
         "metrics": {"enabled": False},
         "tracker": {"ring_timeout": 8.0 / speed, "dial_timeout": 4.0 / speed},
         "devices": [{"id": "sim", "type": "simulator", "lines": 2, "rate": 40, "seed": 3, "speed": speed}],
-        "central": {"url": pg_database_url, "interval": 0.2},
+        "central": {"url": address, "token_file": str(token_file), "interval": 0.2},
     }
     config = load_config(None, DeviceRegistry.from_plugins(pm), overrides=overrides)
     agent = Agent(config, pm)
-    stop = asyncio.Event()
-    run = asyncio.create_task(agent.run(stop))
+    stop_agent = asyncio.Event()
+    run = asyncio.create_task(agent.run(stop_agent))
     await asyncio.wait_for(agent.started.wait(), 20)
     central = make_engine(pg_database_url)
     try:
@@ -369,15 +427,15 @@ async def test_the_running_agent_syncs_as_it_goes_and_flushes_at_shutdown(
             for _ in range(100):
                 await asyncio.sleep(0.1)
                 with contextlib.suppress(ProgrammingError), Session(central) as session:
-                    # ProgrammingError: the seat has not created the central schema yet.
+                    # ProgrammingError: the centre has not created its schema yet.
                     upstream_while_running = int(session.scalar(select(func.count(CallRecord.id))) or 0)
                 if upstream_while_running >= 3:
                     break
         finally:
-            stop.set()
+            stop_agent.set()
             await asyncio.wait_for(run, 40)
         assert upstream_while_running >= 3, "calls should reach the centre while the agent runs"
-        seat = make_engine(f"sqlite:///{tmp_path / 'cti-agent.db'}")
+        seat = make_engine(f"sqlite:///{data_dir / 'cti-agent.db'}")
         try:
             local_calls, _ = snapshot(seat)
         finally:

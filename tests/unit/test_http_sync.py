@@ -30,7 +30,6 @@ from agent.events import Call, RecordingFacts
 from agent.seat.centre_client import CentreClient
 from agent.seat.transport import HttpTransport, make_transport
 from storage.blobstore import DirectoryBlobStore
-from storage.central import SqlTransport
 from storage.db import make_engine, upgrade
 from storage.faults import PARK_AFTER, SyncError
 from storage.models import CallRecord, OutboxEntry, Recording
@@ -246,7 +245,7 @@ def test_the_seat_reports_its_backlog_to_the_centre(
     assert seat.last_seen_at is not None
 
 
-def test_the_config_names_the_transport(tmp_path: Path) -> None:
+def test_the_config_names_the_transport(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     token_file = tmp_path / "seat.token"
     token_file.write_text("cti_seat_abc\n", encoding="utf-8")
     token_file.chmod(0o600)
@@ -256,15 +255,37 @@ def test_the_config_names_the_transport(tmp_path: Path) -> None:
     transport = make_transport(http)
     assert isinstance(transport, HttpTransport)
     transport.close()
-    sql = make_transport(Config.model_validate({"central": {"url": f"sqlite:///{tmp_path / 'c.db'}"}}))
-    assert isinstance(sql, SqlTransport)
-    sql.close()
+    # A database URL was the direct-database team mode: gone, and said so with the way to the centre.
+    with pytest.raises(ConfigError, match="direct-database team mode is gone") as refused:
+        make_transport(Config.model_validate({"central": {"url": f"sqlite:///{tmp_path / 'c.db'}"}}))
+    assert "cti-agent seats add" in str(refused.value)
+    assert "Moving from the direct-database team mode" in str(refused.value)
+    monkeypatch.setenv("CTI_AGENT_CENTRAL_URL", "postgresql+psycopg://cti:s3cret@db/cti")
+    with pytest.raises(ConfigError, match="direct-database team mode is gone") as refused:
+        make_transport(Config())
+    assert "s3cret" not in str(refused.value)
+    monkeypatch.delenv("CTI_AGENT_CENTRAL_URL")
     assert make_transport(Config()) is None
     with pytest.raises(ValueError, match="token_file"):
         Config.model_validate({"central": {"url": "http://centre:8340"}})
     token_file.chmod(0o644)
     with pytest.raises(ConfigError, match="readable by others"):
         make_transport(http)
+
+
+def test_the_old_recordings_share_is_refused_with_a_clear_reason(tmp_path: Path) -> None:
+    from agent.config import load_config
+
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        '[central]\nurl = "https://centre.example:8340"\ntoken_file = "/etc/cti-agent/seat.token"\n'
+        'recordings_dir = "/mnt/cti-recordings"\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError, match="recordings now upload to the centre") as refused:
+        load_config(config)
+    assert "unknown key" not in str(refused.value)
+    assert "Moving from the direct-database team mode" in str(refused.value)
 
 
 def add_recording(local: Engine, data_dir: Path, c: Call, content: bytes = b"fLaC audio bytes") -> Path:

@@ -2,7 +2,9 @@
 
 A refusal is made real on SQLite with a trigger that aborts a write (SQLite
 reports it as an integrity error, as PostgreSQL reports a NUL byte as a data
-error); the PostgreSQL run is tests/integration/test_parking_pg.py.
+error); the outbox's centre is the real seat API app in process over such a
+database (tests/centre_fixture.py); the PostgreSQL run is
+tests/integration/test_parking_pg.py.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from centre_fixture import Centre
 from click.testing import CliRunner
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine, event, select, text
@@ -32,7 +35,7 @@ from storage.db import make_engine, storage_errors, upgrade
 from storage.faults import PARK_AFTER, Rejected, SyncError, is_permanent
 from storage.models import CallRecord, OutboxEntry
 from storage.observer import PARKED_NAME, ParkedCalls, StorageObserver
-from storage.outbox import CentralSync, retry_parked
+from storage.outbox import retry_parked
 from storage.repository import upsert_call
 
 T0 = datetime(2024, 5, 6, 9, 0, tzinfo=UTC)
@@ -114,7 +117,7 @@ def _wrapped(exc: BaseException, engine: Engine) -> StorageError:
         (InterfaceError("INSERT", {}, Exception("connection already closed")), False),
         (OSError(28, "No space left on device"), False),
         (RuntimeError("something unforeseen"), False),
-        (SyncError("down", "database"), False),
+        (SyncError("down", "centre"), False),
         (Rejected("no store"), True),
     ],
 )
@@ -264,10 +267,16 @@ async def test_transient_faults_are_never_parked(
 
 
 @pytest.fixture
-def central(tmp_path: Path) -> Iterator[Engine]:
+def centre(tmp_path: Path) -> Iterator[Centre]:
     eng = make_engine(f"sqlite:///{tmp_path / 'central' / 'central.db'}")
-    yield eng
+    yield Centre(eng, tmp_path / "central" / "recordings")
     eng.dispose()
+
+
+@pytest.fixture
+def central(centre: Centre) -> Engine:
+    """The centre's database, which the tests read as "central"."""
+    return centre.engine
 
 
 def write(engine: Engine, *calls: Call) -> None:
@@ -277,10 +286,9 @@ def write(engine: Engine, *calls: Call) -> None:
 
 
 def test_a_call_the_centre_refuses_is_parked_and_does_not_block_the_outbox(
-    engine: Engine, central: Engine, tmp_path: Path
+    engine: Engine, centre: Centre, central: Engine, tmp_path: Path
 ) -> None:
-    sync = CentralSync(engine, central, data_dir=tmp_path / "data", recordings_dir=None, batch_size=50)
-    sync.enable()
+    sync = centre.sync(engine, tmp_path / "data", batch_size=50)
     sync.ensure_schema()
     refuse_names(central)
     write(engine, make_call(0, REFUSE), *(make_call(n) for n in range(1, 6)))
@@ -313,10 +321,9 @@ def test_a_call_the_centre_refuses_is_parked_and_does_not_block_the_outbox(
 
 
 def test_an_outage_never_parks_and_the_error_carries_the_backlog(
-    engine: Engine, central: Engine, tmp_path: Path
+    engine: Engine, centre: Centre, central: Engine, tmp_path: Path
 ) -> None:
-    sync = CentralSync(engine, central, data_dir=tmp_path / "data", recordings_dir=None)
-    sync.enable()
+    sync = centre.sync(engine, tmp_path / "data")
     write(engine, *(make_call(n) for n in range(3)))
     down = {"on": True}
 
@@ -359,8 +366,8 @@ async def test_the_backlog_gauge_follows_failed_rounds_too() -> None:
     loop = SyncLoop(
         FakeBatcher(
             [
-                SyncError("down", "database", pending=27, parked=1),
-                SyncError("down", "database", pending=28, parked=1),
+                SyncError("down", "centre", pending=27, parked=1),
+                SyncError("down", "centre", pending=28, parked=1),
                 BatchResult(28, 28, 0, 0, 0, False, parked_total=1),
             ]
         ),
