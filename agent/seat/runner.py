@@ -337,7 +337,7 @@ class Agent:
             self.recorder.start()
             await asyncio.to_thread(self._refresh_oldest_recording)
             observers.append(self.recorder)
-        # Team mode: replay the local outbox into the central database (see agent.seat.sync).
+        # Team mode: replay the local outbox to the centre (see agent.seat.sync).
         self.sync = make_sync(self.config, self.engine, self.metrics)
         if self.sync is not None:
             observers.append(self.sync)

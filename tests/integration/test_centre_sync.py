@@ -217,6 +217,7 @@ def test_demo_seats_runs_a_floor_the_console_shows_whole(tmp_path: Path) -> None
             60,
             "calls of both seats at the centre",
         )
+
         # The seat keeps no customers of its own: the pop's card is the team's, from the centre.
         def popped() -> bool:
             state = httpx.get(f"{seat_page.group(1)}/api/state", timeout=5).json()
