@@ -301,8 +301,8 @@ class NcidSession:
                 fields["NAME"] = name_from_text(line.fields["NAME"], self.name_encoding)
             except ValueError as exc:
                 return [self._error(f"NCID name not valid {self.name_encoding} ({exc})", shown, at)]
-            if not fields["NAME"].isprintable():
-                return [self._error("NCID name holds control characters", shown, at)]
+            # Control characters (a NUL from a broken switch) are the name's problem, not the
+            # number's: the call goes on and the kernel's event sanitising strips them.
         line = replace(line, raw=shown.strip("\r\n"), fields=fields, text=name_from_text(line.text))
         return self._handle(line, shown, at)
 

@@ -176,7 +176,8 @@ def test_config_file_is_validated_by_the_plugins_device_config(plugin_site: Path
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
 
-    assert result["options"] == {"interval": 0.5, "line": "7"}
+    # name_encoding comes from the device base every device config inherits (#18).
+    assert result["options"] == {"interval": 0.5, "line": "7", "name_encoding": "auto"}
     assert result["error"] is not None
     assert "devices[0]" in result["error"]
     assert "interval" in result["error"]
