@@ -57,7 +57,10 @@ LOAD_CLIENT = textwrap.dedent(
                 gone = True
             if gone:
                 s.close()
-                socks[i] = open_one(i)
+                try:
+                    socks[i] = open_one(i)
+                except OSError:  # the agent stopped at the end of the run
+                    sys.exit(0)
     """
 )
 
