@@ -29,19 +29,17 @@ import json
 import os
 import random
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
-import httpx
+from centre_process import centre_process
 from sqlalchemy import Engine, Table, insert
 from sqlalchemy.orm import Session
 
@@ -55,8 +53,6 @@ from storage.seats import add_seat
 T0 = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
 PREFIXES = ("135", "136", "137", "138", "139", "150", "151", "152", "186", "187", "188", "189")
 TEAMS = {"north": [f"rep-n{i:02d}" for i in range(12)], "south": [f"rep-s{i:02d}" for i in range(12)]}
-#: Ports of this bench (the lookup helper's range).
-PORTS = range(18200, 18300)
 
 
 def numbers(count: int, rng: random.Random) -> list[str]:
@@ -139,51 +135,6 @@ def fill_calls(engine: Engine, phones: list[str], count: int, rng: random.Random
                 rows = []
         if rows:
             session.execute(insert(table), rows)
-
-
-def free_port() -> int:
-    """A free loopback port in :data:`PORTS`."""
-    for port in PORTS:
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise SystemExit(f"no free port in {PORTS.start}-{PORTS.stop - 1}")
-
-
-@contextmanager
-def centre_process(root: Path, url: str | None) -> Iterator[str]:
-    """A real ``cti-agent centre`` over ``url`` (or SQLite in ``root``); yields its address."""
-    port = free_port()
-    config = root / "centre.toml"
-    storage = f'\n[storage]\nurl = "{url}"\n' if url else ""
-    config.write_text(
-        f'[agent]\ndata_dir = "{root}"\n{storage}\n[centre]\nlisten = "127.0.0.1:{port}"\n', encoding="utf-8"
-    )
-    log = (root / "centre.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "agent.cli", "--log-level", "WARNING", "centre", "--config", str(config)],
-        stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    address = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{address}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise SystemExit("the centre did not start: " + (root / "centre.log").read_text()[-2000:])
-            time.sleep(0.2)
-        yield address
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
 
 
 def timed(fn: Callable[[str], object], numbers: list[str], warmup: int = 50) -> list[float]:
@@ -271,7 +222,8 @@ def main() -> None:
         lookups = [rng.choice(phones) for _ in range(args.lookups - len(unknown))] + unknown
         rng.shuffle(lookups)
         (root / "numbers.json").write_text(json.dumps(lookups), encoding="utf-8")
-        with centre_process(root, args.url) as address:
+        storage = f'[storage]\nurl = "{args.url}"\n' if args.url else ""
+        with centre_process(root, root, storage) as address:
             client = [sys.executable, __file__, "client", address, token]
             done = subprocess.run(
                 [*client, str(root / "numbers.json"), str(root / "seat.db")],

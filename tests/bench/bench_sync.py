@@ -35,7 +35,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -45,7 +44,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
+from centre_process import centre_process
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
@@ -193,42 +192,6 @@ def central_calls(url: str) -> int:
         engine.dispose()
 
 
-@contextmanager
-def centre_process(url: str, root: Path) -> Iterator[str]:
-    """A real ``cti-agent centre`` on the floor's PostgreSQL; yields its address."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    config = root / "centre.toml"
-    config.write_text(
-        f'[agent]\ndata_dir = "{root / "centre"}"\n\n[storage]\nurl = "{url}"\n\n'
-        f'[centre]\nlisten = "127.0.0.1:{port}"\n',
-        encoding="utf-8",
-    )
-    log = (root / "centre.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "agent.cli", "--log-level", "WARNING", "centre", "--config", str(config)],
-        stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    address = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{address}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise SystemExit("the centre did not start: " + (root / "centre.log").read_text()[-2000:])
-            time.sleep(0.2)
-        yield address
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
-
-
 def http_syncers(url: str, address: str, engines: list[Engine], root: Path, batch: int) -> list[CentralSync]:
     """One HTTP transport per seat, each with its own token from the centre's database."""
     central = make_engine(url)
@@ -259,7 +222,7 @@ def bench(url: str, args: argparse.Namespace) -> None:
             connection.commit()
         central.dispose()
         engines = make_seats(root, args.seats)
-        with centre_process(url, root) as address:
+        with centre_process(root, root / "centre", f'[storage]\nurl = "{url}"\n') as address:
             syncers = http_syncers(url, address, engines, root, args.batch)
             run(url, args, "http", engines, syncers)
     finally:

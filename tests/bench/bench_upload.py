@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import random
-import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
+from centre_process import centre_process
 from rgw_fixture import start_rgw
 from sqlalchemy.orm import Session
 
@@ -74,7 +73,7 @@ def workload(root: Path, files: int, seed: int = 11) -> list[tuple[Call, Path, s
 
 
 @contextmanager
-def centre_process(root: Path, recordings: str) -> Iterator[tuple[str, str]]:
+def seat_centre(root: Path, recordings: str) -> Iterator[tuple[str, str]]:
     """A centre on its own SQLite with ``recordings`` as its [centre.recordings] table; (address, token)."""
     data = root / "centre"
     engine = make_engine(f"sqlite:///{data / 'cti-agent.db'}")
@@ -82,24 +81,8 @@ def centre_process(root: Path, recordings: str) -> Iterator[tuple[str, str]]:
     with Session(engine) as session, session.begin():
         token = add_seat(session, "seat-001", "north")[1]
     engine.dispose()
-    config = root / "centre.toml"
-    config.write_text(f'[agent]\ndata_dir = "{data}"\n\n{recordings}', encoding="utf-8")
-    log = root / "centre.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "agent.cli", "centre", "--config", str(config), "--listen", "127.0.0.1:0"],
-            stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while not (match := re.search(r"centre: (http://\S+?)/\s", log.read_text())):
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise SystemExit("the centre did not start:\n" + log.read_text()[-2000:])
-            time.sleep(0.1)
-        yield match.group(1), token
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with centre_process(root, data, recordings) as address:
+        yield address, token
 
 
 def upload(address: str, token: str, items: list[tuple[Call, Path, str]], threads: int) -> float:
@@ -157,7 +140,7 @@ def main() -> None:
         for threads in (1, args.threads):
             run = root / f"dir-{threads}"
             run.mkdir()
-            with centre_process(run, "") as (address, token):
+            with seat_centre(run, "") as (address, token):
                 report(
                     f"directory via the centre, {threads} uploader(s)",
                     items,
@@ -180,7 +163,7 @@ def main() -> None:
                 )
                 run = root / f"s3-{threads}"
                 run.mkdir()
-                with centre_process(run, table) as (address, token):
+                with seat_centre(run, table) as (address, token):
                     report(
                         f"ceph rgw via the centre, {threads} uploader(s)",
                         items,

@@ -29,6 +29,7 @@ from factories import ended, make_call
 from rgw_fixture import RgwServer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from test_centre_process import start_centre
 
 from agent.seatapi import CallEntry
 from storage.blobstore import S3BlobStore, S3Credentials
@@ -61,28 +62,11 @@ class Centre:
 
 
 def start_data_dir(data_dir: Path) -> tuple[subprocess.Popen[str], str]:
-    return start(data_dir, option="--data-dir")
+    return start_centre(data_dir)
 
 
-def start(config: Path, option: str = "--config") -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "agent.cli", "centre", option, str(config), "--listen", "127.0.0.1:0"],
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    assert process.stderr is not None
-    deadline = time.monotonic() + 60
-    seen: list[str] = []
-    while time.monotonic() < deadline:
-        line = process.stderr.readline()
-        if not line and process.poll() is not None:
-            break
-        seen.append(line)
-        if match := re.search(r"centre: (https?://\S+)/", line):
-            return process, match.group(1)
-    process.kill()
-    raise AssertionError("the centre did not start:\n" + "".join(seen))
+def start(config: Path) -> tuple[subprocess.Popen[str], str]:
+    return start_centre(config.parent, "--config", str(config))
 
 
 @pytest.fixture

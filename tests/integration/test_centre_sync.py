@@ -10,8 +10,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -21,34 +19,10 @@ from typing import Any
 import httpx
 import pytest
 from test_centre_process import cli, start_centre, stop
+from test_crash_recovery import free_port, query
 
 CLI = [sys.executable, "-m", "agent.cli"]
 FINAL = "SELECT uuid, seat, ended_at IS NOT NULL, talk_seconds, notes FROM calls ORDER BY uuid"
-
-
-def free_port() -> int:
-    """A free loopback port in this suite's range (62000-62999)."""
-    for port in range(62000 + os.getpid() % 500, 63000):
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 62000-62999")
-
-
-def query(db: Path, sql: str) -> list[tuple[Any, ...]]:
-    """Rows of ``sql`` read-only; [] until the database exists and is migrated."""
-    if not db.exists():
-        return []
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        return conn.execute(sql).fetchall()
-    except sqlite3.OperationalError:
-        return []
-    finally:
-        conn.close()
 
 
 def wait_for(predicate: Any, seconds: float, what: str) -> None:

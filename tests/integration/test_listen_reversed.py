@@ -8,7 +8,6 @@ the relay, under a second behind; a lead of another team is refused; both are au
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 import pytest
 from sqlalchemy.orm import Session
 from test_centre_process import cli, start_centre, stop
+from test_crash_recovery import query
 from test_listen import PASSWORD, first_audio, log_in
 
 from agent.centre.auth import create_user
@@ -50,16 +50,6 @@ def seat_agent(tmp_path: Path, centre: str, token: str) -> Agent:
     return Agent(load_config(None, DeviceRegistry.from_plugins(pm), overrides=overrides), pm)
 
 
-def rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        return conn.execute(sql).fetchall()
-    except sqlite3.OperationalError:
-        return []
-    finally:
-        conn.close()
-
-
 @pytest.fixture
 async def floor(tmp_path: Path) -> AsyncIterator[tuple[str, str, Path]]:
     centre_dir = tmp_path / "centre"
@@ -80,7 +70,7 @@ async def floor(tmp_path: Path) -> AsyncIterator[tuple[str, str, Path]]:
         live: list[tuple[Any, ...]] = []
         while not live and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
-            live = rows(db, "SELECT uuid FROM calls WHERE ended_at IS NULL AND answered_at IS NOT NULL")
+            live = query(db, "SELECT uuid FROM calls WHERE ended_at IS NULL AND answered_at IS NOT NULL")
         assert live, "no call in progress reached the centre"
         yield address, live[0][0], db
     finally:
@@ -111,5 +101,5 @@ async def test_a_lead_hears_a_seat_that_dialled_in_and_another_team_is_refused(
     async with httpx.AsyncClient(base_url=address, timeout=10) as sam:
         await log_in(sam, "sam")
         assert (await sam.get(f"/live/{call_uuid}/audio")).status_code == 403
-    audit = rows(db, "SELECT user_login, action FROM audit_log WHERE action LIKE 'listen%' ORDER BY id")
+    audit = query(db, "SELECT user_login, action FROM audit_log WHERE action LIKE 'listen%' ORDER BY id")
     assert audit == [("nina", "listen"), ("nina", "listen"), ("sam", "listen_denied")]
