@@ -8,10 +8,12 @@ set by keyword. Suites with their own defaults bind them once, e.g.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from agent.events import Call, Direction, Disposition, EndReason
+from agent.events import Call, Direction, Disposition, EndReason, RecordingFacts
 
 T0 = datetime(2026, 11, 27, 9, 30, tzinfo=UTC)
 
@@ -63,3 +65,35 @@ def ended(call: Call, talk: float = 90.0, disposition: Disposition = Disposition
         disposition=disposition,
         end_reason=EndReason.HANGUP,
     )
+
+
+def add_recording(
+    local: Any,
+    data_dir: Path,
+    call: Call,
+    content: bytes = b"fLaC audio bytes",
+    *,
+    flags: tuple[str, ...] = (),
+    seconds: float = 60.0,
+) -> Path:
+    """A finished recording of ``call`` on a seat, as the recorder leaves it: the file and its row."""
+    from storage.recordings import RecordingStore
+
+    store = RecordingStore(data_dir, local)
+    paths = store.paths(call.uuid, call.started_at, "flac")
+    paths.final.parent.mkdir(parents=True, exist_ok=True)
+    paths.final.write_bytes(content)
+    facts = RecordingFacts(
+        call_uuid=call.uuid,
+        path=store.relative(paths.final),
+        codec="flac",
+        sample_rate=8000,
+        channels=1,
+        seconds=seconds,
+        bytes=len(content),
+        sha256=hashlib.sha256(content).hexdigest(),
+        status="complete",
+        flags=flags,
+    )
+    store.save(facts, call)
+    return paths.final

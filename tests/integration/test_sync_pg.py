@@ -27,20 +27,20 @@ from pathlib import Path
 import pytest
 from centre_fixture import BASE_URL, Centre
 from click.testing import CliRunner
+from factories import add_recording
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import ProgrammingError
 from sqlalchemy.orm import Session
 from test_centre_process import cli, start_centre, stop
 
 from agent.commands.sync import sync as sync_command
-from agent.events import Call, Direction, Disposition, EndReason, RecordingFacts
+from agent.events import Call, Direction, Disposition, EndReason
 from agent.seat.centre_client import CentreClient
 from agent.seat.sync import SyncLoop
 from storage.blobstore import recording_key
 from storage.db import make_engine, upgrade
 from storage.models import CallRecord, Recording
 from storage.outbox import purge_allowed
-from storage.recordings import RecordingStore
 from storage.repository import save_note, upsert_call
 
 pytestmark = pytest.mark.postgres
@@ -168,22 +168,9 @@ def write_call(engine: Engine, data_dir: Path, n: int) -> None:
         with Session(engine) as session, session.begin():
             save_note(session, make_call(n, "ended").uuid, f"note {n}", T0 + timedelta(days=1, minutes=n))
     if n % 5 == 0:
-        add_recording(engine, data_dir, make_call(n, "ended"), f"audio of call {n}".encode() * 50)
-
-
-def add_recording(engine: Engine, data_dir: Path, call: Call, content: bytes) -> Path:
-    store = RecordingStore(data_dir, engine)
-    paths = store.paths(call.uuid, call.started_at, "flac")
-    paths.final.parent.mkdir(parents=True, exist_ok=True)
-    paths.final.write_bytes(content)
-    digest = hashlib.sha256(content).hexdigest()
-    store.save(
-        RecordingFacts(
-            call.uuid, store.relative(paths.final), "flac", 8000, 1, 1.0, len(content), digest, "complete"
-        ),
-        call,
-    )
-    return paths.final
+        add_recording(
+            engine, data_dir, make_call(n, "ended"), f"audio of call {n}".encode() * 50, seconds=1.0
+        )
 
 
 def snapshot(engine: Engine) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
@@ -303,7 +290,7 @@ def test_a_corrupted_central_copy_is_found_by_the_purge_guard_and_copied_again(
     syncer = centre.sync(seat, data_dir, seat="seat-7")
     try:
         call = make_call(1, "ended")
-        source = add_recording(seat, data_dir, call, b"the real audio" * 100)
+        source = add_recording(seat, data_dir, call, b"the real audio" * 100, seconds=1.0)
         assert syncer.run_batch().recordings == 1
         key = recording_key(call.uuid, call.started_at, "flac")
         with Session(seat) as session:

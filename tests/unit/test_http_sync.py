@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from factories import ended, make_call
+from factories import add_recording, ended, make_call
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine, event, select
 from sqlalchemy.exc import OperationalError
@@ -26,7 +26,7 @@ from agent.centre.api import SeatApiContext, seat_api_routes
 from agent.centre.api.context import SeatApiMetrics
 from agent.config import Config
 from agent.errors import ConfigError
-from agent.events import Call, RecordingFacts
+from agent.events import Call
 from agent.seat.centre_client import CentreClient
 from agent.seat.transport import HttpTransport, make_transport
 from storage.blobstore import DirectoryBlobStore
@@ -34,7 +34,6 @@ from storage.db import make_engine, upgrade
 from storage.faults import PARK_AFTER, SyncError
 from storage.models import CallRecord, OutboxEntry, Recording
 from storage.outbox import CentralSync, purge_allowed, retry_parked
-from storage.recordings import RecordingStore
 from storage.repository import save_note, upsert_call
 from storage.seats import add_seat, revoke_seat
 
@@ -286,27 +285,6 @@ def test_the_old_recordings_share_is_refused_with_a_clear_reason(tmp_path: Path)
         load_config(config)
     assert "unknown key" not in str(refused.value)
     assert "Moving from the direct-database team mode" in str(refused.value)
-
-
-def add_recording(local: Engine, data_dir: Path, c: Call, content: bytes = b"fLaC audio bytes") -> Path:
-    """A finished recording of ``c`` on the seat, as the recorder leaves it (test_outbox's pattern)."""
-    store = RecordingStore(data_dir, local)
-    paths = store.paths(c.uuid, c.started_at, "flac")
-    paths.final.parent.mkdir(parents=True, exist_ok=True)
-    paths.final.write_bytes(content)
-    facts = RecordingFacts(
-        call_uuid=c.uuid,
-        path=store.relative(paths.final),
-        codec="flac",
-        sample_rate=8000,
-        channels=1,
-        seconds=60.0,
-        bytes=len(content),
-        sha256=hashlib.sha256(content).hexdigest(),
-        status="complete",
-    )
-    store.save(facts, c)
-    return paths.final
 
 
 def test_a_recording_reaches_the_centres_store_and_purge_asks_the_centre_first(

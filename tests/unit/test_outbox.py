@@ -19,6 +19,7 @@ from typing import Any
 import factories
 import pytest
 from centre_fixture import BASE_URL, Centre
+from factories import add_recording
 from sqlalchemy import Engine, event, func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
@@ -26,7 +27,7 @@ from starlette.testclient import TestClient
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agent.errors import ConfigError
-from agent.events import Call, CallEvent, CallEventKind, Disposition, EndReason, RecordingFacts
+from agent.events import Call, CallEvent, CallEventKind, Disposition, EndReason
 from agent.seat.centre_client import CentreClient
 from agent.seat.sync import SyncLoop
 from agent.seat.transport import HttpTransport
@@ -44,7 +45,6 @@ from storage.outbox import (
     purge_allowed,
     status,
 )
-from storage.recordings import RecordingStore
 from storage.repository import get_call, save_note, upsert_call
 
 T0 = datetime(2024, 5, 6, 9, 0, tzinfo=UTC)
@@ -321,33 +321,6 @@ def test_a_seat_needs_a_local_sqlite_database(centre: Centre, tmp_path: Path) ->
 
 
 # -- recordings ---------------------------------------------------------------------------------
-
-
-def add_recording(
-    local: Engine,
-    data_dir: Path,
-    call: Call,
-    content: bytes = b"fLaC audio bytes",
-    flags: tuple[str, ...] = (),
-) -> Path:
-    store = RecordingStore(data_dir, local)
-    paths = store.paths(call.uuid, call.started_at, "flac")
-    paths.final.parent.mkdir(parents=True, exist_ok=True)
-    paths.final.write_bytes(content)
-    facts = RecordingFacts(
-        call_uuid=call.uuid,
-        path=store.relative(paths.final),
-        codec="flac",
-        sample_rate=8000,
-        channels=1,
-        seconds=60.0,
-        bytes=len(content),
-        sha256=hashlib.sha256(content).hexdigest(),
-        status="complete",
-        flags=flags,
-    )
-    store.save(facts, call)
-    return paths.final
 
 
 def local_recording(local: Engine) -> Recording:
