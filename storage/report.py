@@ -208,7 +208,7 @@ def _grouped_by_owner(
         .group_by(column)
         .order_by(column)
     )
-    rows = session.execute(query).tuples()
+    rows = session.execute(query)
     return [
         ReportRow(
             key=str(key),
