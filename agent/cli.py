@@ -324,9 +324,11 @@ def demo(
     if speed != 1.0:
         # Ring and dial time-outs shrink with the simulated clock.
         overrides["tracker"] = {"ring_timeout": 8.0 / speed, "dial_timeout": 4.0 / speed}
-    config, pm = _load(None, overrides)
-    # The demo's customers call and are called, so the pop shows who they are.
-    overrides["devices"][0]["known_numbers"] = _seed_demo(config)
+    # The demo's customers call and are called, so the pop shows who they are (the plain
+    # config is enough to find the database; devices are validated once, by _load).
+    from agent.config import load_config
+
+    overrides["devices"][0]["known_numbers"] = _seed_demo(load_config(None, overrides=overrides))
     config, pm = _load(None, overrides)
     _run_agent(config, pm, duration)
 

@@ -131,3 +131,18 @@ def transaction(config: Config, url: str | None, doing: str) -> Iterator[Session
                 yield session
         except AgentError as exc:
             raise click.ClickException(str(exc)) from None
+
+
+def write_secret(path: Path, secret: str) -> None:
+    """Write ``secret`` to ``path`` readable by its owner only, via a temporary name and a rename."""
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, (secret + "\n").encode("ascii"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)

@@ -119,8 +119,8 @@ def _provision(centre_dir: Path, names: list[str]) -> tuple[dict[str, str], str,
     from sqlalchemy.orm import Session
 
     from agent.centre.auth import UserError, create_user, set_password
+    from agent.commands.common import write_secret
     from agent.commands.demo import demo_owners, seed_demo
-    from agent.commands.seats import _write_secret
     from storage.db import make_engine, upgrade
     from storage.seats import SeatError, add_seat, revoke_seat, seat_for_token
 
@@ -138,7 +138,7 @@ def _provision(centre_dir: Path, names: list[str]) -> tuple[dict[str, str], str,
                     with contextlib.suppress(SeatError):
                         revoke_seat(session, name)
                     _, token = add_seat(session, name, team_of(n, len(names)))
-                    _write_secret(token_file, token)
+                    write_secret(token_file, token)
                 tokens[name] = str(token_file)
             password = secrets.token_urlsafe(12)
             # The manager, and a log-in for every rep of the floor (the seats' and the customers'
@@ -155,7 +155,7 @@ def _provision(centre_dir: Path, names: list[str]) -> tuple[dict[str, str], str,
                     create_user(session, login, password, role=role, rep=rep, team=rep_team)
                 except UserError:
                     set_password(session, login, password)
-        _write_secret(centre_dir / "manager-password", password)
+        write_secret(centre_dir / "manager-password", password)
     finally:
         engine.dispose()
     return tokens, password, numbers

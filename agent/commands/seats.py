@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from agent.commands.common import centre_options, load_centre, transaction
+from agent.commands.common import centre_options, load_centre, transaction, write_secret
 
 __all__ = ["seats"]
 
@@ -40,7 +40,7 @@ def add(
     except SeatError as exc:
         raise click.ClickException(str(exc)) from None
     if token_file is not None:
-        _write_secret(token_file, token)
+        write_secret(token_file, token)
         click.echo(f"seat {info.name}: token written to {token_file} (mode 0600)", err=True)
     click.echo(token)
     click.echo(
@@ -97,18 +97,3 @@ def revoke(name: str, config_path: Path | None, data_dir: Path | None) -> None:
     except SeatError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"seat {name}: revoked")
-
-
-def _write_secret(path: Path, secret: str) -> None:
-    """Write ``secret`` to ``path`` readable by its owner only, via a temporary name and a rename."""
-    import os
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, (secret + "\n").encode("ascii"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
