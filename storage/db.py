@@ -17,7 +17,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url
+from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
@@ -146,6 +146,10 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+#: The PostgreSQL advisory lock that serialises schema upgrades ("cti-mig" in ASCII).
+MIGRATION_LOCK_KEY = 0x6374692D6D6967
+
+
 def alembic_config(connection: Connection | None = None) -> AlembicConfig:
     """An Alembic config for the packaged migrations; no ``alembic.ini`` needed on disk.
 
@@ -165,6 +169,12 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     :raises StorageError: the database cannot be reached or a migration failed.
     """
     with storage_errors(engine, f"upgrading the schema to {revision}"), engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Several centre processes (or a centre and `db upgrade`) start at once on one
+            # database: without the lock two of them race to create the same tables and one
+            # dies with a duplicate-table error. The transaction-scoped lock is released at
+            # commit; the second process then finds the schema current and does nothing.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         command.upgrade(alembic_config(connection), revision)
     logger.info("database %s is at revision %s", safe_url(engine.url), revision)
 

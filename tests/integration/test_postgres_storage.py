@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import functools
 import socket
+import subprocess
+import sys
 import threading
+import time
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import factories
@@ -334,5 +338,44 @@ async def test_unreachable_server_is_a_storage_error_without_the_password() -> N
             await StorageObserver(engine).notify(CallEvent(CallEventKind.STARTED, make_call(), T0))
         assert "writing call c-1 failed" in str(info.value)
         assert "s3cret" not in str(info.value)
+    finally:
+        engine.dispose()
+
+
+_RACER = """
+import sys, time
+from pathlib import Path
+from storage.db import make_engine, upgrade
+go = Path(sys.argv[2])
+while not go.exists():
+    time.sleep(0.005)
+engine = make_engine(sys.argv[1])
+upgrade(engine)
+engine.dispose()
+"""
+
+
+def test_centres_starting_at_once_migrate_one_database_without_a_race(
+    pg_database_url: str, tmp_path: Path
+) -> None:
+    """Four processes upgrade one fresh database at the same instant (as a floor's centres do after
+    an upgrade): the advisory lock lets one migrate, the rest find the schema current; none fails."""
+    go = tmp_path / "go"
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _RACER, pg_database_url, str(go)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    time.sleep(1.5)  # every interpreter imported and waiting
+    go.touch()
+    results = [(racer.wait(timeout=120), racer.stderr.read() if racer.stderr else "") for racer in racers]
+    assert [code for code, _ in results] == [0, 0, 0, 0], [err for _, err in results]
+    engine = make_engine(pg_database_url)
+    try:
+        assert current_revision(engine) == head_revision()
     finally:
         engine.dispose()
