@@ -461,6 +461,7 @@ class Agent:
             live=self.recorder.subscribe_live if self.recorder is not None else None,
             listen_token=self.config.web.listen_token,
             health=self.health,
+            recordings_dir=self.recorder.store.root if self.recorder is not None else None,
             hosts=allowed_hosts(web_host, self.config.web.hosts),
             # Asked only of requests that reach the page over the network (agent.seat.web.login).
             login=SeatLogin(agent.data_dir / HASH_FILE_NAME),

@@ -358,8 +358,11 @@ engine.dispose()
 def test_centres_starting_at_once_migrate_one_database_without_a_race(
     pg_database_url: str, tmp_path: Path
 ) -> None:
-    """Four processes upgrade one fresh database at the same instant (as a floor's centres do after
-    an upgrade): the advisory lock lets one migrate, the rest find the schema current; none fails."""
+    """Four processes that upgrade one fresh database at the same instant all succeed.
+
+    As a floor's centres do after an upgrade: the advisory lock lets one migrate, and the rest
+    find the schema current.
+    """
     go = tmp_path / "go"
     racers = [
         subprocess.Popen(

@@ -27,6 +27,7 @@ import anyio
 import pluggy
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response, StreamingResponse
@@ -34,6 +35,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
+from agent.seat.health import probe, verdict
 from agent.seat.observers import PluginErrorCounter
 from agent.seat.web.api import MAX_BODY, SeatApi
 from agent.seat.web.bus import Subscription, SubscriptionEnded
@@ -310,7 +312,9 @@ def make_seat_app(context: SeatContext) -> Starlette:
 
     async def healthz(request: Request) -> Response:
         counts = context.health() if context.health is not None else {}
-        return SafeJSONResponse({"status": "ok", "seat": context.seat, "clients": bus.clients, **counts})
+        problems = await run_in_threadpool(probe, context.engine, context.recordings_dir)
+        status, body = verdict(problems, {"clients": bus.clients, **counts})
+        return SafeJSONResponse({"seat": context.seat, **body}, status_code=status)
 
     async def listen(request: Request) -> Response:
         listen_token, live = context.listen_token, context.live

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import pluggy
@@ -104,6 +105,8 @@ class SeatContext:
     :param live: gives a call's live audio (the recorder's ``subscribe_live``), None when not captured.
     :param listen_token: the console's shared secret for ``/listen/{call_uuid}``; None: listen-in
         is off and the route answers 404.
+    :param recordings_dir: where the recorder writes; ``/healthz`` checks that a file can be
+        made there (None: recording is off, nothing checked).
     :param health: parked and waiting counts added to ``/healthz`` and ``/api/state`` (the runtime's);
         the page shows the parked ones in its status line.
     :param login: the rep's log-in (:class:`agent.seat.web.login.SeatLogin`), required of every
@@ -133,4 +136,5 @@ class SeatContext:
     live: Callable[[str], LiveStream | None] | None = None
     listen_token: str | None = None
     health: Callable[[], dict[str, int]] | None = None
+    recordings_dir: Path | None = None
     login: SeatLogin | None = None
