@@ -43,7 +43,7 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterable, Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -207,6 +207,43 @@ def key_date(key: str) -> date | None:
         return date(int(match[1]), int(match[2]), int(match[3]))
     except ValueError:
         return None
+
+
+def verified(store: RecordingBlobStore, key: str) -> BlobInfo | None:
+    """What ``key`` holds with its SHA-256 computed from the bytes now, not from what was recorded.
+
+    The seat deletes its own copy of a recording once the centre confirms the SHA-256, so the
+    confirmation must speak for the bytes: a copy altered since it was stored (a disk error, a
+    file edited or swapped in the directory store) answers with the hash it has now, which the
+    seat sees differ from its own and uploads again instead of purging. Reads the whole object.
+
+    :returns: None when ``key`` is not in the store.
+    :raises BlobStoreError: the store cannot be read.
+    """
+    recorded = store.stat(key)
+    if recorded is None:
+        return None
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        for block in store.open_range(key):
+            digest.update(block)
+            size += len(block)
+    except BlobNotFoundError:
+        return None
+    actual = replace(recorded, sha256=digest.hexdigest(), size=size)
+    if (actual.sha256, actual.size) != (recorded.sha256, recorded.size):
+        logger.warning(
+            "recording %s in %r has changed since it was stored: SHA-256 %s, %d bytes, "
+            "recorded as %s, %d bytes",
+            key,
+            store,
+            actual.sha256,
+            actual.size,
+            recorded.sha256,
+            recorded.size,
+        )
+    return actual
 
 
 def purge_before(store: RecordingBlobStore, cutoff: date) -> list[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -634,3 +635,25 @@ def test_a_bad_recordings_table_is_a_config_error_at_start_up(tmp_path: Path) ->
     assert answer.exit_code == 2
     assert "[centre.recordings]" in answer.output
     assert "s3_url" in answer.output
+
+
+def test_a_copy_altered_in_the_store_is_confirmed_with_its_hash_now_so_the_seat_uploads_again(
+    client: TestClient, engine: Engine, store: DirectoryBlobStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Same size, one byte flipped on the centre's disk: the seat must not take it as its copy."""
+    token = token_for(engine)
+    add_calls(engine, call(1))
+    key = put(client, token).json()["key"]
+    path = store.root / key
+    damaged = bytearray(path.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF
+    path.write_bytes(bytes(damaged))
+    with caplog.at_level(logging.WARNING, logger="storage.blobstore"):
+        answer = get(client, token).json()
+    assert answer == {"key": key, "sha256": sha(bytes(damaged)), "bytes": len(BODY)}
+    assert answer["sha256"] != sha(BODY)
+    assert "has changed since it was stored" in caplog.text
+    again = put(client, token)
+    assert again.status_code == 201
+    assert b"".join(store.open_range(key)) == BODY
+    assert get(client, token).json()["sha256"] == sha(BODY)

@@ -45,6 +45,7 @@ from storage.blobstore import (
     RecordingBlobStore,
     put_async,
     recording_key,
+    verified,
 )
 from storage.centre_recordings import (
     CallOwner,
@@ -277,7 +278,8 @@ async def _store(
     The outcome is ``stored``, ``replaced`` (another SHA-256 was there) or ``duplicate``.
     """
     sha, length = upload.sha256, upload.length
-    existing = await run_in_threadpool(store.stat, key)
+    # Checked against the bytes: a copy damaged since it was stored is replaced, not kept as a duplicate.
+    existing = await run_in_threadpool(verified, store, key)
     if existing is not None and existing.sha256 == sha and existing.size == length:
         await _drain(request, length)
         return existing, "duplicate"
@@ -328,7 +330,7 @@ async def get_recording(ctx: SeatApiContext, request: Request, seat: SeatInfo) -
     if key is None:
         return error(404, f"the centre holds no recording of call {call_uuid}")
     try:
-        info = await run_in_threadpool(store.stat, key)
+        info = await run_in_threadpool(verified, store, key)
     except BlobStoreError as exc:
         logger.warning("seat API: recording %s cannot be checked in the store: %s", key, exc)
         return error(503, "the centre's recording store is unavailable; retry later")
