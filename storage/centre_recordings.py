@@ -10,11 +10,11 @@ the row it wrote before. Functions take a ``Session``; the caller owns the trans
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import ColumnElement, Engine, and_, delete, or_, select
 from sqlalchemy.orm import Session
 
 from storage.blobstore import RecordingBlobStore, key_date, purge_before, validate_key
@@ -107,12 +107,30 @@ def rows_for_keys(session: Session, keys: Iterable[str]) -> list[Recording]:
     return out
 
 
-def store_rows_before(session: Session, cutoff: datetime) -> list[tuple[int, str, int]]:
-    """``(id, key, bytes)`` of every store row whose call started before ``cutoff``, oldest first."""
+def store_rows_before(
+    session: Session, cutoff: datetime | None, team_cutoffs: Mapping[str, datetime] | None = None
+) -> list[tuple[int, str, int]]:
+    """``(id, key, bytes)`` of every store row past its retention, oldest call first.
+
+    A call of a team in ``team_cutoffs`` is past it when it started before its team's cutoff;
+    any other call (no team, or one not listed) before ``cutoff``, or never when that is None.
+    """
+    teams = dict(team_cutoffs or {})
+    conditions: list[ColumnElement[bool]] = [
+        and_(CallRecord.team == team, CallRecord.started_at < team_cutoff)
+        for team, team_cutoff in teams.items()
+    ]
+    if cutoff is not None:
+        others: ColumnElement[bool] = CallRecord.started_at < cutoff
+        if teams:
+            others = and_(or_(CallRecord.team.is_(None), CallRecord.team.not_in(list(teams))), others)
+        conditions.append(others)
+    if not conditions:
+        return []
     rows = session.execute(
         select(Recording.id, Recording.path_or_uri, Recording.bytes)
         .join(CallRecord, CallRecord.uuid == Recording.call_uuid)
-        .where(CallRecord.started_at < cutoff)
+        .where(or_(*conditions))
         .order_by(CallRecord.started_at, Recording.id)
     )
     return [(row.id, row.path_or_uri, row.bytes or 0) for row in rows if is_store_key(row.path_or_uri)]
@@ -138,29 +156,44 @@ class PurgeSummary:
 
 
 def purge_recordings(
-    engine: Engine, store: RecordingBlobStore, cutoff: datetime, *, dry_run: bool = False
+    engine: Engine,
+    store: RecordingBlobStore,
+    cutoff: datetime | None,
+    *,
+    team_cutoffs: Mapping[str, datetime] | None = None,
+    dry_run: bool = False,
 ) -> PurgeSummary:
-    """Delete the store's recordings of calls started before ``cutoff``, object first, then row.
+    """Delete the store's recordings past their retention, object first, then row.
+
+    A recording is past it when its call started before its team's cutoff (``team_cutoffs``), or
+    before ``cutoff`` for a team not listed (None: those are kept; see :func:`store_rows_before`).
 
     Rows and objects go in batches of :data:`DELETE_BATCH`, each batch its own transaction, so an
     interrupted purge keeps its progress and the next run finishes it (deleting a missing object
-    is no error). Then objects filed under a day before ``cutoff``'s (UTC) that no row named (an
-    upload whose row was never written) go too, with any row naming them, and uploads a crash
-    left unfinished. Legacy rows (files under the old recordings directory) are left to
+    is no error). Then objects that no row named (an upload whose row was never written), whose
+    team is therefore unknown, go too when filed under a day before the earliest of all cutoffs
+    (UTC; never when ``cutoff`` is None), with any row naming them, and uploads a crash left
+    unfinished. Legacy rows (files under the old recordings directory) are left to
     ``cti-agent purge``. The caller writes the audit row.
 
     :raises BlobStoreError: the store failed; what was deleted before stays deleted.
     """
     with Session(engine) as session:
-        rows = store_rows_before(session, cutoff)
-    cutoff_day = cutoff.astimezone(UTC).date()
+        rows = store_rows_before(session, cutoff, team_cutoffs)
+    # An orphan's team is unknown: it goes only once every team's retention has passed.
+    orphan_cutoff = min([cutoff, *(team_cutoffs or {}).values()]) if cutoff is not None else None
+    cutoff_day = orphan_cutoff.astimezone(UTC).date() if orphan_cutoff is not None else None
     if dry_run:
         named = {key for _, key, _ in rows}
-        orphans = [
-            key
-            for key in store.iter_keys()
-            if (day := key_date(key)) is not None and day < cutoff_day and key not in named
-        ]
+        orphans = (
+            [
+                key
+                for key in store.iter_keys()
+                if (day := key_date(key)) is not None and day < cutoff_day and key not in named
+            ]
+            if cutoff_day is not None
+            else []
+        )
         return PurgeSummary(rows=len(rows), objects=len(rows) + len(orphans), bytes=sum(b for *_, b in rows))
     removed = freed = objects = 0
     for start in range(0, len(rows), DELETE_BATCH):
@@ -171,7 +204,7 @@ def purge_recordings(
             freed += size
         with Session(engine) as session, session.begin():
             removed += delete_rows(session, [row_id for row_id, _, _ in part])
-    leftovers = purge_before(store, cutoff_day)
+    leftovers = purge_before(store, cutoff_day) if cutoff_day is not None else []
     if leftovers:
         logger.info(
             "recording store: deleted %d object(s) filed before %s that no row named",

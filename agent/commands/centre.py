@@ -278,8 +278,8 @@ def _listen_token(config: Config, path: Path | None) -> str | None:
     "--older-than",
     "older_than",
     default=None,
-    help="Delete recordings of calls older than this (180d, 12w, 36h; a bare number is days). "
-    "Default: [recording] retention_days.",
+    help="Delete recordings of calls older than this (180d, 12w, 36h; a bare number is days), whatever "
+    "their team. Default: each call's team's [recording] team_retention_days, else retention_days.",
 )
 @click.option("--dry-run", is_flag=True, help="Only say what would be deleted.")
 def centre_purge(
@@ -287,35 +287,36 @@ def centre_purge(
 ) -> None:
     """Delete the recordings past their retention from the centre's store, and their rows (audited).
 
-    The calls themselves stay. Legacy recordings (files under the old recordings directory, from
-    the direct-database team mode) are purged by `cti-agent purge --config` as before.
+    A recording's age is judged by its call's team: ``[recording] team_retention_days`` for the
+    teams listed there, ``retention_days`` for the others (not set: theirs are kept);
+    ``--older-than`` overrides both. The calls themselves stay.
     """
     from agent.commands.common import open_engine
-    from agent.commands.purge import parse_age
+    from agent.commands.purge import parse_age, retention_rule
     from storage.blobstore import BlobStoreError
     from storage.centre_recordings import purge_recordings
     from storage.recordings import audit
 
     config = load_centre(config_path, data_dir)
-    age: timedelta
+    recording = config.recording
+    age: timedelta | None = None
     if older_than is not None:
         try:
             age = parse_age(older_than)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--older-than") from None
-    elif config.recording.retention_days is not None:
-        age = timedelta(days=config.recording.retention_days)
-    else:
-        raise click.UsageError("give --older-than or set [recording] retention_days")
+    elif recording.retention_days is None and not recording.team_retention_days:
+        raise click.UsageError("give --older-than or set [recording] retention_days (or team_retention_days)")
     try:
         store = recording_store(config)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
-    cutoff = datetime.now(UTC) - age
-    rule = f"older than {cutoff:%Y-%m-%d %H:%M} UTC"
+    cutoff, team_cutoffs, rule = retention_rule(
+        age, recording.retention_days, recording.team_retention_days, datetime.now(UTC)
+    )
     with open_engine(config, url) as engine:
         try:
-            done = purge_recordings(engine, store, cutoff, dry_run=dry_run)
+            done = purge_recordings(engine, store, cutoff, team_cutoffs=team_cutoffs, dry_run=dry_run)
         except BlobStoreError as exc:
             raise click.ClickException(f"the recording store failed: {exc} (run the purge again)") from None
         if dry_run:
@@ -330,7 +331,9 @@ def centre_purge(
                 "recordings": done.rows,
                 "objects": done.objects,
                 "bytes": done.bytes,
-                "older_than": str(age),
+                "older_than": str(age) if age is not None else None,
+                "retention_days": recording.retention_days if age is None else None,
+                "team_retention_days": dict(recording.team_retention_days) if age is None else None,
                 "store": getattr(store, "backend", type(store).__name__),
             }
             audit(session, "recordings.purge", rule, detail, _user())

@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -657,3 +658,69 @@ def test_a_copy_altered_in_the_store_is_confirmed_with_its_hash_now_so_the_seat_
     assert again.status_code == 201
     assert b"".join(store.open_range(key)) == BODY
     assert get(client, token).json()["sha256"] == sha(BODY)
+
+
+def test_purge_keeps_each_teams_recordings_for_its_own_retention(
+    client: TestClient, engine: Engine, store: DirectoryBlobStore
+) -> None:
+    """Compliance keeps team A's calls a year; the rest of the floor 30 days; orphans wait for the longest."""
+    token = token_for(engine)
+    now = datetime.now(UTC)
+    forty_days = now - timedelta(days=40)
+    add_calls(
+        engine,
+        replace(call(1, started_at=forty_days), team="compliance"),
+        replace(call(2, started_at=forty_days), team="east"),
+        call(3, started_at=forty_days),  # no team: the default applies
+        replace(call(4, started_at=now - timedelta(days=400)), team="compliance"),
+    )
+    keys = {n: put(client, token, n).json()["key"] for n in (1, 2, 3, 4)}
+    orphan = recording_key(UUID.format(9), now - timedelta(days=50), "ogg")
+    store.put_stream(orphan, [b"x"], sha(b"x"))
+    cutoff = now - timedelta(days=30)
+    teams = {"compliance": now - timedelta(days=365)}
+    dry = purge_recordings(engine, store, cutoff, team_cutoffs=teams, dry_run=True)
+    assert (dry.rows, dry.objects) == (3, 3)  # the orphan is younger than the longest retention
+    done = purge_recordings(engine, store, cutoff, team_cutoffs=teams)
+    assert (done.rows, done.objects) == (3, 3)
+    assert sorted(store.iter_keys()) == sorted([keys[1], orphan])
+    # Teams not listed and no default: only the listed team's old recordings go, and no orphan.
+    kept = purge_recordings(engine, store, None, team_cutoffs={"compliance": now - timedelta(days=20)})
+    assert (kept.rows, kept.objects) == (1, 1)
+    assert list(store.iter_keys()) == [orphan]
+
+
+def test_centre_purge_command_takes_team_retention_from_the_config(tmp_path: Path) -> None:
+    data = tmp_path / "centre"
+    config = tmp_path / "centre.toml"
+    config.write_text(
+        f'[agent]\ndata_dir = "{data}"\n\n[recording]\nretention_days = 30\n\n'
+        "[recording.team_retention_days]\ncompliance = 365\n",
+        encoding="utf-8",
+    )
+    engine = make_engine(f"sqlite:///{data / 'cti-agent.db'}")
+    try:
+        upgrade(engine)
+        store = DirectoryBlobStore(data / "recordings")
+        old = datetime.now(UTC) - timedelta(days=40)
+        add_calls(
+            engine,
+            replace(call(1, started_at=old), team="compliance"),
+            replace(call(2, started_at=old), team="east"),
+        )
+        ctx = SeatApiContext(engine=engine, metrics=SeatApiMetrics(CollectorRegistry()), store=store)
+        client = TestClient(Starlette(routes=seat_api_routes(ctx)), base_url="http://centre.test")
+        token = token_for(engine)
+        kept = put(client, token, 1).json()["key"]
+        assert put(client, token, 2).status_code == 201
+        done = CliRunner().invoke(cli, ["centre", "purge", "--config", str(config)])
+        assert done.exit_code == 0, done.output
+        assert "team compliance: 365d; other teams: 30d" in done.output
+        assert kept in list(store.iter_keys())
+        with Session(engine) as session:
+            entry = session.scalars(select(AuditEntry).where(AuditEntry.action == "recordings.purge")).one()
+            detail = json.loads(entry.detail or "{}")
+        assert detail["team_retention_days"] == {"compliance": 365}
+        assert detail["retention_days"] == 30
+    finally:
+        engine.dispose()
