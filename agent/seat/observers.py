@@ -1,7 +1,9 @@
 """Observers: what the runtime fans call events, line states and rep-state changes out to.
 
+Also the plugins' ``agent_configured`` objects, registered before the first observer runs.
+
 Each observer gets every message in order, from its own queue and task (see
-:mod:`agent.seat.runner`), so a slow one never holds up another. An observer that
+:mod:`agent.seat.pipe`), so a slow one never holds up another. An observer that
 raises is logged and counted; the runtime decides whether to retry (storage
 does: nothing may be lost) or to go on.
 """
@@ -13,6 +15,8 @@ from typing import Protocol, runtime_checkable
 
 import pluggy
 
+from agent.config import Config
+from agent.errors import ConfigError
 from agent.events import Call, CallEvent, CallEventKind, Message
 
 logger = logging.getLogger(__name__)
@@ -82,3 +86,29 @@ class HookObserver:
     def dispatch(self, hook_name: str, call: Call) -> None:
         """Call one notification hook with per-plugin isolation."""
         notify_each(self._pm, hook_name, self._errors, call=call)
+
+
+def configure_plugins(pm: pluggy.PluginManager, config: Config, errors: PluginErrorCounter | None) -> None:
+    """Call ``agent_configured`` on each plugin; register what each returns as ``<name>.configured``.
+
+    A :class:`ConfigError` from a plugin propagates (the agent must not start
+    misconfigured); any other exception is logged, counted, and that plugin's
+    object left out.
+    """
+    for impl in pm.hook.agent_configured.get_hookimpls():
+        try:
+            result = impl.function(**{name: config for name in impl.argnames if name == "config"})
+        except ConfigError:
+            raise
+        except Exception:
+            logger.exception("plugin %s failed in agent_configured", impl.plugin_name)
+            if errors is not None:
+                errors.plugin_error(impl.plugin_name, "agent_configured")
+            continue
+        if result is None:
+            continue
+        name = f"{impl.plugin_name}.configured"
+        if pm.has_plugin(name):
+            pm.unregister(name=name)
+        pm.register(result, name=name)
+        logger.info("plugin %s is configured", impl.plugin_name)

@@ -79,7 +79,7 @@ def central_names(engine: Engine, *, ended: bool = False) -> list[str | None]:
 async def test_a_nul_name_call_is_parked_and_the_five_after_it_are_stored(
     pg_database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("agent.seat.runner.BACKOFF_START", 0.02)
+    monkeypatch.setattr("agent.seat.pipe.BACKOFF_START", 0.02)
     Calls.script = [("13800000000", POISON)] + [(f"1380000000{n}", f"Customer {n}") for n in range(1, 6)]
     pm = make_plugin_manager(load_entrypoints=False)
     registry = DeviceRegistry.from_plugins(pm)

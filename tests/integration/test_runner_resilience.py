@@ -19,7 +19,8 @@ from agent.errors import DeviceError, StorageError
 from agent.events import Call, CallerId, LineEvent, OffHook, OnHook
 from agent.plugins import make_plugin_manager
 from agent.seat.devices import Device, DeviceRegistry
-from agent.seat.runner import REP_SPOOL_NAME, SPOOL_NAME, Agent
+from agent.seat.runner import SPOOL_NAME, Agent
+from agent.seat.unwritten import REP_SPOOL_NAME
 from storage.observer import StorageObserver
 
 
@@ -145,7 +146,7 @@ async def test_storage_failures_are_retried_until_written(
         await real(self, message)
 
     monkeypatch.setattr(StorageObserver, "notify", flaky)
-    monkeypatch.setattr("agent.seat.runner.BACKOFF_START", 0.05)
+    monkeypatch.setattr("agent.seat.pipe.BACKOFF_START", 0.05)
     Scripted.scripts = [call("13800000003")]
     agent = make_agent(tmp_path)
     await run_until(agent, lambda: bool(db_calls(tmp_path)) and db_calls(tmp_path)[0][2] == "answered")
@@ -162,7 +163,7 @@ async def test_calls_the_database_refuses_at_shutdown_are_spooled_and_written_ne
 
     with monkeypatch.context() as patch:
         patch.setattr(StorageObserver, "notify", down)
-        patch.setattr("agent.seat.runner.BACKOFF_START", 0.05)
+        patch.setattr("agent.seat.pipe.BACKOFF_START", 0.05)
         patch.setattr("agent.seat.runner.SHUTDOWN_DRAIN_SECONDS", 0.5)
         Scripted.scripts = [call("13800000004") + call("13800000005")]
         agent = make_agent(tmp_path)
@@ -201,7 +202,7 @@ async def test_calls_the_database_refuses_at_shutdown_are_spooled_and_written_ne
 async def test_a_device_that_dies_mid_call_ends_the_call_and_is_reopened(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("agent.seat.runner.BACKOFF_START", 0.05)
+    monkeypatch.setattr("agent.seat.device_loop.BACKOFF_START", 0.05)
     first = call("13800000006")[:2] + [DeviceError("port vanished")]  # answered, then the port goes
     Scripted.scripts = [first, call("13800000007")]
     agent = make_agent(tmp_path)

@@ -12,7 +12,7 @@ from agent import hookspecs
 from agent.config import Config
 from agent.errors import ConfigError
 from agent.events import Customer
-from agent.seat.runner import configure_plugins
+from agent.seat.observers import configure_plugins
 from plugins import crm_http
 from plugins.crm_http.client import CrmHttp, dig
 from plugins.crm_http.config import CrmHttpConfig

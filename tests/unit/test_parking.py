@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from agent.errors import StorageError
 from agent.events import Call, CallEvent, CallEventKind, Direction
 from agent.seat.metrics import Metrics
-from agent.seat.runner import _Pipe
+from agent.seat.pipe import ObserverPipe
 from agent.seat.sync import SyncLoop
 from storage.db import make_engine, storage_errors, upgrade
 from storage.faults import PARK_AFTER, Rejected, SyncError, is_permanent
@@ -203,7 +203,7 @@ class CountingMetrics:
         pass
 
 
-async def _deliver_all(pipe: _Pipe, messages: list[CallEvent]) -> None:
+async def _deliver_all(pipe: ObserverPipe, messages: list[CallEvent]) -> None:
     task = asyncio.create_task(pipe.run())
     try:
         for message in messages:
@@ -216,12 +216,12 @@ async def _deliver_all(pipe: _Pipe, messages: list[CallEvent]) -> None:
 async def test_a_refused_call_is_parked_after_bounded_tries_and_later_calls_are_written(
     engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("agent.seat.runner.BACKOFF_START", 0.01)
+    monkeypatch.setattr("agent.seat.pipe.BACKOFF_START", 0.01)
     refuse_names(engine)
     parked = ParkedCalls(tmp_path / "data" / PARKED_NAME)
     observer = StorageObserver(engine, parked=parked)
     metrics = CountingMetrics()
-    pipe = _Pipe(observer, metrics, parking=observer, clock=lambda: T0)  # type: ignore[arg-type]
+    pipe = ObserverPipe(observer, metrics, parking=observer, clock=lambda: T0)  # type: ignore[arg-type]
     bad = make_call(0, REFUSE)
     ended_bad = CallEvent(
         CallEventKind.ENDED, dataclasses.replace(bad, ended_at=T0 + timedelta(seconds=30)), T0
@@ -245,7 +245,7 @@ async def test_a_refused_call_is_parked_after_bounded_tries_and_later_calls_are_
 async def test_transient_faults_are_never_parked(
     engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("agent.seat.runner.BACKOFF_START", 0.01)
+    monkeypatch.setattr("agent.seat.pipe.BACKOFF_START", 0.01)
     observer = StorageObserver(engine, parked=ParkedCalls(tmp_path / PARKED_NAME))
     failures = {"left": PARK_AFTER + 2}
     real = observer.notify
@@ -257,7 +257,7 @@ async def test_transient_faults_are_never_parked(
         await real(message)
 
     monkeypatch.setattr(observer, "notify", flaky)
-    pipe = _Pipe(observer, CountingMetrics(), parking=observer)  # type: ignore[arg-type]
+    pipe = ObserverPipe(observer, CountingMetrics(), parking=observer)  # type: ignore[arg-type]
     await _deliver_all(pipe, [started(make_call(1))])
     assert stored(engine) == [make_call(1).uuid]
     assert observer.parked_count() == 0

@@ -684,7 +684,7 @@ class Broken:
 
 def test_hook_agent_configured() -> None:
     from agent.config import Config
-    from agent.seat.runner import configure_plugins
+    from agent.seat.observers import configure_plugins
 
     errors = ErrorCounter()
     pm = fresh_pm((Configurable(), "configurable"), (Broken(), "broken"))
