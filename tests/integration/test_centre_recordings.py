@@ -246,3 +246,43 @@ def test_a_cut_upload_leaves_no_file_in_the_directory_store(tmp_path: Path) -> N
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
+
+
+def test_a_centre_killed_mid_upload_restarts_with_no_partial_copy_and_takes_the_retry(tmp_path: Path) -> None:
+    """SIGKILL while 2 of 3 MiB are in: after the restart nothing half-written is visible or confirmed."""
+    data_dir = tmp_path / "centre"
+    process, address = start_data_dir(data_dir)
+    try:
+        token = cli("seats", "add", "seat-7", "--data-dir", str(data_dir)).stdout.strip()
+        call = ended(make_call(UUID.format(3), seat="seat-7", started_at=datetime.now(UTC)))
+        body = os.urandom(3 * MiB)
+        digest = hashlib.sha256(body).hexdigest()
+        auth = {"authorization": f"Bearer {token}"}
+        path = f"/api/v1/recordings/{UUID.format(3)}?{urlencode({**PARAMS, 'status': 'complete'})}"
+        with httpx.Client(base_url=address, headers=auth, timeout=60) as seat:
+            seat.post("/api/v1/calls", json={"seat": "seat-7", "calls": [CallEntry.of(call, None, None)]})
+        parts = urlsplit(address)
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 80), timeout=10) as sock:
+            head = [f"PUT {path} HTTP/1.1", f"Host: {parts.netloc}", f"Content-Length: {len(body)}"]
+            head += [f"{k}: {v}" for k, v in {**auth, "X-Content-SHA256": digest}.items()]
+            sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
+            sock.sendall(body[: 2 * MiB])
+            time.sleep(0.5)  # the centre is writing the part it was sent
+            process.kill()
+            process.wait(timeout=30)
+        store = data_dir / "recordings"
+        if store.exists():
+            assert [p for p in store.rglob("*") if p.is_file() and not p.name.startswith(".")] == []
+        process, address = start_data_dir(data_dir)
+        with httpx.Client(base_url=address, headers=auth, timeout=60) as seat:
+            # The seat asks before it purges: the centre holds nothing of this call yet.
+            assert seat.get(f"/api/v1/recordings/{UUID.format(3)}").status_code == 404
+            stored = seat.put(path, content=body, headers={"x-content-sha256": digest})
+            assert stored.status_code == 201, stored.text
+            confirmed = seat.get(f"/api/v1/recordings/{UUID.format(3)}").json()
+            assert (confirmed["sha256"], confirmed["bytes"]) == (digest, len(body))
+        files = [p for p in store.rglob("*") if p.is_file() and not p.name.startswith(".")]
+        assert [p.read_bytes() == body for p in files] == [True]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
