@@ -1,6 +1,6 @@
 # cti-agent: run the demo, test, lint, benchmark (GNU make on Debian).
 #
-#   make run [ARGS="--lines 4"]   the demo on simulated lines (no root, no system library)
+#   make run [SEATS=2] [ARGS=..]  the demo floor: the centre and SEATS simulated seats (no root)
 #   make test [PYTEST_ARGS=-x]    system packages (if missing), venv, unit + integration tests
 #   make lint | bench | clean | distclean
 #
@@ -14,6 +14,8 @@ MAKEFLAGS += --no-print-directory
 PYTHON ?= python3
 VENV ?= .venv
 ARGS ?=
+# The demo floor's seats; SEATS= (empty) runs one seat alone, without a centre.
+SEATS ?= 2
 PYTEST_ARGS ?=
 # Quiet, but pip still prints its errors.
 PIP_FLAGS ?= --quiet --disable-pip-version-check --progress-bar off
@@ -57,7 +59,7 @@ venv-test: $(TEST_STAMP)
 # -- targets ----------------------------------------------------------------------------------
 
 run: $(RUN_STAMP)
-	$(VENV)/bin/cti-agent demo $(ARGS)
+	$(VENV)/bin/cti-agent demo $(if $(SEATS),--seats $(SEATS)) $(ARGS)
 
 system-deps:
 	@bash tests/system-deps.sh
