@@ -7,10 +7,12 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import IO
 
 import httpx
 import pytest
@@ -25,6 +27,11 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "agent.cli", *args], capture_output=True, text=True, timeout=60, check=False
     )
+
+
+def _drain(stream: IO[str]) -> None:
+    for _ in stream:
+        pass
 
 
 def start_centre(data_dir: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
@@ -45,6 +52,9 @@ def start_centre(data_dir: Path, *extra: str) -> tuple[subprocess.Popen[str], st
             break
         seen.append(line)
         if match := re.search(r"centre: (https?://\S+)/", line):
+            # Keep reading its log: a busy centre (twenty seats) fills the pipe's 64 KiB and then
+            # blocks on its next log line, which looks like a hang on SIGTERM.
+            threading.Thread(target=_drain, args=(process.stderr,), daemon=True).start()
             return process, match.group(1)
     process.kill()
     raise AssertionError("the centre did not start:\n" + "".join(seen))
