@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -103,8 +103,18 @@ def objects(centre: Centre) -> list[str]:
     return list(centre.bucket.iter_keys())
 
 
-def cut_upload(address: str, path: str, headers: dict[str, str], body: bytes, send: int) -> None:
-    """Send the request line, the headers and ``send`` bytes of ``body``, then drop the connection."""
+def cut_upload(
+    address: str,
+    path: str,
+    headers: dict[str, str],
+    body: bytes,
+    send: int,
+    before_close: Callable[[], object] | None = None,
+) -> None:
+    """Send the request line, the headers and ``send`` bytes of ``body``, then drop the connection.
+
+    ``before_close`` runs while the connection is still open (e.g. to kill the centre then).
+    """
     parts = urlsplit(address)
     with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 80), timeout=10) as sock:
         head = [f"PUT {path} HTTP/1.1", f"Host: {parts.netloc}", f"Content-Length: {len(body)}"]
@@ -114,8 +124,22 @@ def cut_upload(address: str, path: str, headers: dict[str, str], body: bytes, se
         for start in range(0, len(view), 256 * 1024):
             sock.sendall(view[start : start + 256 * 1024])
         time.sleep(0.5)  # the centre has the part it was sent in hand: now the line goes dead
+        if before_close is not None:
+            before_close()
         # Linger 0: the close is a reset, as when a seat's network goes away mid-upload.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+def prepare_upload(data_dir: Path, address: str, n: int) -> tuple[dict[str, str], str, bytes, str]:
+    """Seat-7 added with its call ``n`` sent: its auth header, the upload's path, a body and its SHA-256."""
+    token = cli("seats", "add", "seat-7", "--data-dir", str(data_dir)).stdout.strip()
+    call = ended(make_call(UUID.format(n), seat="seat-7", started_at=datetime.now(UTC)))
+    body = os.urandom(3 * MiB)
+    auth = {"authorization": f"Bearer {token}"}
+    path = f"/api/v1/recordings/{UUID.format(n)}?{urlencode({**PARAMS, 'status': 'complete'})}"
+    with httpx.Client(base_url=address, headers=auth, timeout=60) as seat:
+        seat.post("/api/v1/calls", json={"seat": "seat-7", "calls": [CallEntry.of(call, None, None)]})
+    return auth, path, body, hashlib.sha256(body).hexdigest()
 
 
 def wait_until(check: object, seconds: float = 15.0) -> None:
@@ -227,14 +251,8 @@ def test_a_cut_upload_leaves_no_file_in_the_directory_store(tmp_path: Path) -> N
     data_dir = tmp_path / "centre"
     process, address = start_data_dir(data_dir)
     try:
-        token = cli("seats", "add", "seat-7", "--data-dir", str(data_dir)).stdout.strip()
-        call = ended(make_call(UUID.format(2), seat="seat-7", started_at=datetime.now(UTC)))
-        body = os.urandom(3 * MiB)
-        digest = hashlib.sha256(body).hexdigest()
-        auth = {"authorization": f"Bearer {token}"}
-        path = f"/api/v1/recordings/{UUID.format(2)}?{urlencode({**PARAMS, 'status': 'complete'})}"
+        auth, path, body, digest = prepare_upload(data_dir, address, 2)
         with httpx.Client(base_url=address, headers=auth, timeout=60) as seat:
-            seat.post("/api/v1/calls", json={"seat": "seat-7", "calls": [CallEntry.of(call, None, None)]})
             cut_upload(address, path, {**auth, "X-Content-SHA256": digest}, body, send=2 * MiB)
             wait_until(lambda: 'outcome="damaged"} 1.0' in seat.get("/metrics").text)
             store = data_dir / "recordings"
@@ -253,23 +271,9 @@ def test_a_centre_killed_mid_upload_restarts_with_no_partial_copy_and_takes_the_
     data_dir = tmp_path / "centre"
     process, address = start_data_dir(data_dir)
     try:
-        token = cli("seats", "add", "seat-7", "--data-dir", str(data_dir)).stdout.strip()
-        call = ended(make_call(UUID.format(3), seat="seat-7", started_at=datetime.now(UTC)))
-        body = os.urandom(3 * MiB)
-        digest = hashlib.sha256(body).hexdigest()
-        auth = {"authorization": f"Bearer {token}"}
-        path = f"/api/v1/recordings/{UUID.format(3)}?{urlencode({**PARAMS, 'status': 'complete'})}"
-        with httpx.Client(base_url=address, headers=auth, timeout=60) as seat:
-            seat.post("/api/v1/calls", json={"seat": "seat-7", "calls": [CallEntry.of(call, None, None)]})
-        parts = urlsplit(address)
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 80), timeout=10) as sock:
-            head = [f"PUT {path} HTTP/1.1", f"Host: {parts.netloc}", f"Content-Length: {len(body)}"]
-            head += [f"{k}: {v}" for k, v in {**auth, "X-Content-SHA256": digest}.items()]
-            sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
-            sock.sendall(body[: 2 * MiB])
-            time.sleep(0.5)  # the centre is writing the part it was sent
-            process.kill()
-            process.wait(timeout=30)
+        auth, path, body, digest = prepare_upload(data_dir, address, 3)
+        cut_upload(address, path, {**auth, "X-Content-SHA256": digest}, body, 2 * MiB, process.kill)
+        process.wait(timeout=30)
         store = data_dir / "recordings"
         if store.exists():
             assert [p for p in store.rglob("*") if p.is_file() and not p.name.startswith(".")] == []
