@@ -502,6 +502,7 @@ class DtmfLimits:
     concentration: float = 0.75  # share of the frame's energy in the two tones
     neighbour_db: float = 10.0  # strongest tone above the next of its group by at least
     guard_db: float = 20.0  # the frames just before and after a key are quieter than it by at least
+    cas_twist_db: float = 6.0  # the CAS's two tones differ in level by at most (GR-30-CORE's receiver)
     # ... or, on a noisy line, no louder at the DTMF frequencies than this many times the
     # line's noise floor there (its 10th percentile over recent key-free frames): white noise
     # 10 dB under the keys would otherwise fail a 20 dB guard on every key.
@@ -614,6 +615,10 @@ class DtmfDetector:
 
         cas_ok = (cas.min(axis=1) > min_energy) & (cas.sum(axis=1) >= lim.concentration * energy)
         cas_ok &= (dev[:, 8] <= lim.max_deviation) & (dev[:, 9] <= lim.max_deviation)
+        # A vowel's harmonics can sit on both CAS frequencies, one of them far weaker;
+        # the exchange sends the pair at (nearly) one level.
+        cas_twist = 10 ** (lim.cas_twist_db / 10)
+        cas_ok &= (cas[:, 0] <= cas[:, 1] * cas_twist) & (cas[:, 1] <= cas[:, 0] * cas_twist)
         self._prev_value = values[-1]
         labels: list[str | None] = [None] * len(power)
         for i in np.flatnonzero(ok | cas_ok):

@@ -13,7 +13,7 @@ import numpy as np
 import pluggy
 import pytest
 import signalgen as sg
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from agent.callerid import encode_mdmf, encode_sdmf
@@ -126,6 +126,7 @@ def test_any_dialed_digits_decode_back_exactly(
     rate=st.sampled_from([8000, 16000]),
     seed=st.integers(0, 2**32 - 1),
 )
+@example(kind="speech", rate=16000, seed=2062468)  # a vowel on 2130 Hz, 19 dB over 2750 Hz: once a CAS
 def test_no_false_caller_id_or_digits(kind: str, rate: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
     seconds = 20.0
@@ -167,6 +168,14 @@ def test_off_hook_caller_id_reports_cas_then_the_caller() -> None:
     kinds = [(e.kind, getattr(e, "tone", None)) for e in events]
     assert kinds == [("tone", "cas"), ("caller_id", None)]
     assert caller_ids(events)[0].name == "CALL WAITING"
+
+
+@pytest.mark.parametrize(("twist_db", "heard"), [(0.0, True), (5.0, True), (-5.0, True), (9.0, False)])
+def test_a_cas_needs_its_two_tones_at_about_one_level(twist_db: float, heard: bool) -> None:
+    cas = sg.tones((2130.0, 2750.0), 0.08, 8000, (-15.0, -15.0 - twist_db))
+    x = np.concatenate([sg.silence(0.2, 8000), cas, sg.silence(0.3, 8000)])
+    tones = [e.tone for e in run(LineTapDecoder(8000), x) if isinstance(e, ToneEvent)]
+    assert tones == (["cas"] if heard else [])
 
 
 @pytest.mark.parametrize(
