@@ -16,7 +16,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session
 
-from storage.models import CallRecord, CustomerPhone, CustomerRecord, Rep, Team
+from storage.models import CallRecord, CustomerPhone, CustomerRecord, Recording, Rep, Team
+from storage.repository import PLAYABLE_RECORDING_STATUSES
 
 #: How many of a number's calls a lookup answers, newest first.
 LAST_CALLS = 5
@@ -66,6 +67,7 @@ class CardCall:
     talk_seconds: float | None
     disposition: str | None
     notes: str | None
+    has_recording: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready fields (``started_at`` as ISO 8601)."""
@@ -78,6 +80,7 @@ class CardCall:
             "talk_seconds": self.talk_seconds,
             "disposition": self.disposition,
             "notes": self.notes,
+            "has_recording": self.has_recording,
         }
 
 
@@ -118,6 +121,16 @@ def last_calls(
     mine: ColumnElement[bool] = CallRecord.seat == scope.seat
     if scope.team is not None:
         mine = or_(mine, CallRecord.team == scope.team)
+    # A correlated EXISTS keeps the card one query: the seat only needs to
+    # know whether a play link is worth showing, not the recording itself.
+    recorded = (
+        select(Recording.id)
+        .where(
+            Recording.call_uuid == CallRecord.uuid,
+            Recording.status.in_(PLAYABLE_RECORDING_STATUSES),
+        )
+        .exists()
+    )
     rows = session.execute(
         select(
             CallRecord.uuid,
@@ -128,6 +141,7 @@ def last_calls(
             CallRecord.talk_seconds,
             CallRecord.disposition,
             CallRecord.notes,
+            recorded.label("has_recording"),
         )
         .where(CallRecord.number_e164 == number_e164, mine)
         .order_by(CallRecord.started_at.desc(), CallRecord.id.desc())
@@ -143,6 +157,7 @@ def last_calls(
             talk_seconds=r.talk_seconds,
             disposition=r.disposition,
             notes=r.notes,
+            has_recording=bool(r.has_recording),
         )
         for r in rows
     ]

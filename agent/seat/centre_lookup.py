@@ -18,8 +18,9 @@
 The cache (:class:`CardCache`) is a JSON file in the seat's data directory, written under a
 temporary name and renamed (a crash leaves the old file or the new one), readable by the
 seat's user only, and bounded to ``max_entries`` numbers (least recently used dropped first).
-It holds customer cards only; the centre's ids in them are not the seat's (the call keeps the
-name, not the id: see :meth:`agent.events.Call.with_customer`).
+It holds customer cards and the number's last calls team-wide (:class:`TeamCall`, which the
+seat page's card shows beside the seat's own); the centre's ids in them are not the seat's (the
+call keeps the name, not the id: see :meth:`agent.events.Call.with_customer`).
 
 :func:`register_centre_lookup` builds and registers the plugin for a seat in HTTP team mode.
 """
@@ -37,6 +38,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -70,7 +72,20 @@ MAX_IN_FLIGHT = 8
 
 _E164 = re.compile(r"^\+[1-9]\d{5,14}$")
 #: Longest text kept of a card's fields (the centre's columns are no longer than these).
-_LIMITS = {"name": 200, "company": 200, "owner_rep": 100, "status": 32}
+_LIMITS = {
+    "name": 200,
+    "company": 200,
+    "owner_rep": 100,
+    "status": 32,
+    "uuid": 64,
+    "direction": 16,
+    "seat": 100,
+    "rep": 100,
+    "disposition": 32,
+    "notes": 2000,
+}
+#: Team calls kept per card (the centre sends at most five).
+MAX_TEAM_CALLS = 10
 
 
 class LookupClient(Protocol):
@@ -118,6 +133,82 @@ def customer_from_card(data: object) -> Customer | None:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class TeamCall:
+    """One of a number's last calls at the centre, from any seat of the team (see ``GET /api/v1/lookup``)."""
+
+    uuid: str
+    started_at: datetime
+    direction: str
+    seat: str
+    rep: str
+    talk_seconds: float | None
+    disposition: str | None
+    notes: str | None
+    has_recording: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """The call as the centre sends it and the cache file keeps it."""
+        return {
+            "uuid": self.uuid,
+            "started_at": self.started_at.isoformat(),
+            "direction": self.direction,
+            "seat": self.seat,
+            "rep": self.rep,
+            "talk_seconds": self.talk_seconds,
+            "disposition": self.disposition,
+            "notes": self.notes,
+            "has_recording": self.has_recording,
+        }
+
+
+def team_call(data: object) -> TeamCall:
+    """One entry of a card's ``calls``.
+
+    :raises CardError: not a call object (no UUID, no tz-aware start, a field of the wrong type).
+    """
+    if not isinstance(data, dict):
+        raise CardError("a call of the card is not an object")
+    uuid, started = _text(data, "uuid"), data.get("started_at")
+    if not uuid:
+        raise CardError("a call of the card has no uuid")
+    try:
+        started_at = datetime.fromisoformat(started) if isinstance(started, str) else None
+    except ValueError:
+        started_at = None
+    if started_at is None or started_at.tzinfo is None:
+        raise CardError("a call of the card has no tz-aware start")
+    talk = data.get("talk_seconds")
+    if talk is not None and (not isinstance(talk, int | float) or isinstance(talk, bool)):
+        raise CardError("a call's talk_seconds is not a number")
+    return TeamCall(
+        uuid=uuid,
+        started_at=started_at,
+        direction=_text(data, "direction") or "",
+        seat=_text(data, "seat") or "",
+        rep=_text(data, "rep") or "",
+        talk_seconds=float(talk) if talk is not None else None,
+        disposition=_text(data, "disposition"),
+        notes=_text(data, "notes"),
+        has_recording=data.get("has_recording") is True,
+    )
+
+
+def team_calls(data: object) -> tuple[TeamCall, ...]:
+    """A card's ``calls``, newest first; an entry that is not a call is skipped and logged (the rest stay)."""
+    if data is None:
+        return ()
+    if not isinstance(data, list):
+        raise CardError("the card's calls are not a list")
+    calls = []
+    for entry in data[:MAX_TEAM_CALLS]:
+        try:
+            calls.append(team_call(entry))
+        except CardError as exc:
+            logger.warning("centre lookup: a call of the centre's card is skipped: %s", exc)
+    return tuple(sorted(calls, key=lambda call: call.started_at, reverse=True))
+
+
 def parse_answer(number: str, data: dict[str, Any]) -> Customer | None:
     """The customer in the centre's lookup answer for ``number``.
 
@@ -131,10 +222,11 @@ def parse_answer(number: str, data: dict[str, Any]) -> Customer | None:
 
 @dataclass(slots=True)
 class CachedCard:
-    """A number's last answer from the centre: its customer (None: none) and when it came (Unix time)."""
+    """A number's last answer from the centre: its customer (None: none), team calls, when (Unix time)."""
 
     customer: Customer | None
     fetched_at: float
+    calls: tuple[TeamCall, ...] = ()
 
     def to_json(self, number: str) -> dict[str, Any]:
         """The entry as the cache file keeps it."""
@@ -148,7 +240,12 @@ class CachedCard:
                 "owner_rep": c.owner_rep,
                 "status": c.status,
             }
-        return {"number": number, "fetched_at": self.fetched_at, "customer": customer}
+        return {
+            "number": number,
+            "fetched_at": self.fetched_at,
+            "customer": customer,
+            "calls": [call.to_json() for call in self.calls],
+        }
 
 
 class CardCache:
@@ -183,18 +280,20 @@ class CardCache:
                 self._cards.move_to_end(number)
             return card
 
-    def put(self, number: str, customer: Customer | None, fetched_at: float) -> bool:
+    def put(
+        self, number: str, customer: Customer | None, fetched_at: float, calls: tuple[TeamCall, ...] = ()
+    ) -> bool:
         """Keep the number's latest answer; True when what the file should hold changed.
 
-        A refresh that brings the same customer only moves its time (not worth a write on its own).
+        A refresh that brings the same customer and calls only moves its time (not worth a write on its own).
         """
         with self._lock:
             previous = self._cards.get(number)
-            self._cards[number] = CachedCard(customer, fetched_at)
+            self._cards[number] = CachedCard(customer, fetched_at, calls)
             self._cards.move_to_end(number)
             while len(self._cards) > self.max_entries:
                 self._cards.popitem(last=False)
-            return previous is None or previous.customer != customer
+            return previous is None or previous.customer != customer or previous.calls != calls
 
     def load(self) -> int:
         """Read the file, if there is one; return how many cards it gave.
@@ -274,7 +373,10 @@ def _entry(data: object) -> tuple[str, CachedCard]:
         raise CardError("not an E.164 number")
     if not isinstance(fetched_at, int | float) or isinstance(fetched_at, bool):
         raise CardError("no time")
-    return number, CachedCard(customer_from_card(data.get("customer")), float(fetched_at))
+    # A cache written before cards kept calls has none: the next refresh brings them.
+    return number, CachedCard(
+        customer_from_card(data.get("customer")), float(fetched_at), team_calls(data.get("calls"))
+    )
 
 
 @dataclass(slots=True)
@@ -408,6 +510,7 @@ class CentreLookup:
         try:
             answer = self.client.lookup(number, timeout=self.timeout)
             customer = parse_answer(number, answer)
+            calls = team_calls(answer.get("calls"))
         except (CentreUnavailable, CentreRefused) as exc:
             self.stats.count("failures")
             self._quiet(self.clock())
@@ -422,9 +525,14 @@ class CentreLookup:
             logger.exception("centre lookup: asking the centre failed")
             return self._cached(number)
         self.stats.count("fetched")
-        if self.cache.put(number, customer, self.clock()):
+        if self.cache.put(number, customer, self.clock(), calls):
             self._schedule_save()
         return customer
+
+    def team_calls(self, number_e164: str) -> tuple[TeamCall, ...]:
+        """The number's last calls team-wide as the centre last told (from the cache: never waits)."""
+        card = self.cache.get(number_e164)
+        return card.calls if card is not None else ()
 
     def _cached(self, number: str) -> Customer | None:
         card = self.cache.get(number)
@@ -497,7 +605,10 @@ __all__ = [
     "CardError",
     "CentreLookup",
     "LookupClient",
+    "TeamCall",
     "customer_from_card",
     "parse_answer",
     "register_centre_lookup",
+    "team_call",
+    "team_calls",
 ]

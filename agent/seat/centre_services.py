@@ -14,7 +14,7 @@ import pluggy
 
 from agent.config import Config, is_centre_url
 from agent.seat.centre_client import CentreClient
-from agent.seat.centre_lookup import CentreLookup, register_centre_lookup
+from agent.seat.centre_lookup import CentreLookup, TeamCall, register_centre_lookup
 from agent.seat.listen_out import Tap, start_listen_out, stop_listen_out
 from agent.seat.transport import centre_access, make_client
 
@@ -44,6 +44,14 @@ class CentreServices:
         self._lookup = register_centre_lookup(self.pm, self.config, self._client)
         if live is not None:
             _, self._listen_out = start_listen_out(centre_access(self.config), live)
+
+    def team_calls(self, number_e164: str) -> tuple[TeamCall, ...]:
+        """The number's last calls at the centre from any seat of the team, as last fetched (never waits).
+
+        Empty outside team mode, before :meth:`start` and after :meth:`stop`.
+        """
+        lookup = self._lookup
+        return lookup.team_calls(number_e164) if lookup is not None else ()
 
     async def stop(self) -> None:
         """Close the listen-in connection, unregister the lookup and close its client (idempotent)."""

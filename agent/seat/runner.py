@@ -260,6 +260,7 @@ class Agent:
             hosts=allowed_hosts(web_host, self.config.web.hosts),
             # Asked only of requests that reach the page over the network (agent.seat.web.login).
             login=SeatLogin(agent.data_dir / HASH_FILE_NAME),
+            team_calls=self.centre_services.team_calls,
         )
 
     async def _shutdown(

@@ -158,3 +158,46 @@ def test_the_card_comes_from_the_centre_and_from_the_cache_once_it_is_down(tmp_p
     finally:
         if not stopped:
             stop(process)
+
+
+def test_a_seats_card_carries_the_calls_other_seats_of_its_team_made(tmp_path: Path) -> None:
+    """Seat-7 has never called the number; seat-8 (same team) has, and seat-9 (south) too."""
+    centre_dir, seat_dir = tmp_path / "centre", tmp_path / "seat"
+    process, address = start_centre(centre_dir)
+    try:
+        north = _token(centre_dir, "seat-7", "north")
+        other = _token(centre_dir, "seat-8", "north")
+        south = _token(centre_dir, "seat-9", "south")
+        _customers(centre_dir)
+        _send_calls(address, other, "seat-8", "north", "alice", 0)
+        _send_calls(address, south, "seat-9", "south", "bob", 3)
+
+        config = _seat_config(seat_dir, address, north)
+        client = make_client(config)
+        plugin = CentreLookup(client, CardCache(seat_dir / CACHE_NAME), ttl=60.0, timeout=5.0)
+        try:
+            assert plugin.team_calls(NUMBER) == ()  # nothing asked yet: nothing made up
+            found = plugin.lookup_customer(NUMBER, "13812345678")
+            assert found is not None
+            assert found.name == "Zhang San"
+            calls = plugin.team_calls(NUMBER)
+            # Seat-8's three calls, newest first, with its rep and notes; south's never.
+            assert [c.uuid for c in calls] == [UUID.format(n) for n in (2, 1, 0)]
+            assert {(c.seat, c.rep) for c in calls} == {("seat-8", "alice")}
+            assert [c.notes for c in calls] == ["note 2", "note 1", "note 0"]
+            assert all(c.started_at.tzinfo is not None and not c.has_recording for c in calls)
+        finally:
+            plugin.close()
+        # The calls were kept with the card: the seat restarted offline still shows them.
+        assert stop(process) == 0
+        cache = CardCache(seat_dir / CACHE_NAME)
+        assert cache.load() == 1
+        restarted = CentreLookup(client, cache, ttl=0.0, timeout=0.3)
+        try:
+            assert [c.uuid for c in restarted.team_calls(NUMBER)] == [UUID.format(n) for n in (2, 1, 0)]
+        finally:
+            restarted.close()
+            client.close()
+    finally:
+        if process.poll() is None:
+            stop(process)

@@ -30,6 +30,7 @@ from agent.seat.centre_lookup import (
     CardCache,
     CentreLookup,
     register_centre_lookup,
+    team_calls,
 )
 from storage.db import make_engine, upgrade
 from storage.lookup import LookupScope, customer_for_number, last_calls
@@ -210,7 +211,8 @@ def test_the_route_answers_the_card_within_the_seats_team(
     }
     assert [c["uuid"] for c in card["calls"]] == [UUID.format(n) for n in (7, 6, 5, 4, 2)]
     assert set(card["calls"][0]) == {
-        "uuid", "started_at", "direction", "seat", "rep", "talk_seconds", "disposition", "notes"
+        "uuid", "started_at", "direction", "seat", "rep", "talk_seconds", "disposition", "notes",
+        "has_recording",
     }  # fmt: skip
     assert card["calls"][0]["notes"] == "回电 next week"
     assert card["calls"][0]["disposition"] == "answered"
@@ -638,3 +640,79 @@ def test_an_empty_owner_is_the_pool(engine: Engine) -> None:
     assert found is not None
     assert (found.owner_rep, found.status) == (None, "pool")
     assert CardCache(None)  # an empty cache is still a cache
+
+
+def _team_call(n: int, **fields: Any) -> dict[str, Any]:
+    call = {
+        "uuid": UUID.format(n),
+        "started_at": f"2026-12-03T0{n}:00:00+00:00",
+        "direction": "in",
+        "seat": "seat-9",
+        "rep": "bob",
+        "talk_seconds": 61.5,
+        "disposition": "answered",
+        "notes": "asked for a quote",
+        "has_recording": True,
+    }
+    call.update(fields)
+    return call
+
+
+def test_the_teams_calls_are_kept_with_the_card_and_survive_a_restart(
+    tmp_path: Path, make_plugin: Callable[..., CentreLookup], fake: FakeCentre
+) -> None:
+    fake.cards[NUMBER]["calls"] = [_team_call(1), _team_call(3), _team_call(2, talk_seconds=None)]
+    first = make_plugin()
+    assert first.team_calls(NUMBER) == ()  # nothing asked yet: the card's calls come with the card
+    assert first.lookup_customer(NUMBER, "") is not None
+    calls = first.team_calls(NUMBER)
+    assert [c.uuid for c in calls] == [UUID.format(n) for n in (3, 2, 1)]  # newest first
+    assert (calls[0].seat, calls[0].rep, calls[0].talk_seconds, calls[0].has_recording) == (
+        "seat-9",
+        "bob",
+        61.5,
+        True,
+    )
+    assert calls[1].talk_seconds is None
+    assert first.team_calls(OTHER) == ()
+    first.close()
+    fake.down = True
+    second = make_plugin(cache=CardCache(tmp_path / CACHE_NAME))
+    assert second.team_calls(NUMBER) == calls
+
+
+def test_new_calls_alone_are_worth_a_write_of_the_cache(tmp_path: Path) -> None:
+    cache = CardCache(tmp_path / CACHE_NAME)
+    customer = Customer(id=1, name="Zhang San", source="centre")
+    assert cache.put(NUMBER, customer, 1.0) is True
+    assert cache.put(NUMBER, customer, 2.0) is False
+    assert cache.put(NUMBER, customer, 3.0, team_calls([_team_call(1)])) is True
+
+
+def test_a_malformed_team_call_is_skipped_and_the_rest_kept() -> None:
+    calls = team_calls(
+        [
+            _team_call(1),
+            _team_call(2, started_at="2026-12-03T02:00:00"),  # no zone: which day is it?
+            _team_call(3, started_at="yesterday"),
+            _team_call(4, uuid=""),
+            _team_call(5, talk_seconds="long"),
+            _team_call(6, notes="x" * 5000),
+            "nothing",
+        ]
+    )
+    assert [c.uuid for c in calls] == [UUID.format(6), UUID.format(1)]
+    assert calls[0].notes is not None
+    assert len(calls[0].notes) == 2000
+    assert team_calls(None) == ()
+
+
+def test_a_cache_written_before_cards_kept_calls_still_loads(tmp_path: Path) -> None:
+    path = tmp_path / CACHE_NAME
+    old = {"number": NUMBER, "fetched_at": 1.0, "customer": {"id": 1, "name": "Zhang San"}}
+    path.write_text(json.dumps({"version": 1, "cards": [old]}), encoding="utf-8")
+    cache = CardCache(path)
+    assert cache.load() == 1
+    card = cache.get(NUMBER)
+    assert card is not None
+    assert card.calls == ()

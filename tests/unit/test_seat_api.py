@@ -426,3 +426,69 @@ def test_play_url_validates_the_uuid() -> None:
     assert play_url(None, U_NONE) is None
     assert play_url("http://127.0.0.1:8340", f"{U_NONE}/../../x") is None
     assert play_url("http://127.0.0.1:8340", "javascript:alert(1)") is None
+
+
+def test_card_shows_the_teams_calls_from_other_seats_beside_its_own(engine: Engine) -> None:
+    from agent.seat.centre_lookup import TeamCall
+
+    own = ended(make_call(U_COMPLETE, NOW - timedelta(hours=3)))
+    current = make_call("now", NOW)
+    write(engine, own, current)
+
+    def team(number: str, at: datetime, uuid: str, **fields: object) -> TeamCall:
+        values: dict[str, object] = {
+            "uuid": uuid,
+            "started_at": at,
+            "direction": "out",
+            "seat": "seat-9",
+            "rep": "bob",
+            "talk_seconds": 42.0,
+            "disposition": "answered",
+            "notes": XSS,
+            "has_recording": True,
+        }
+        values.update(fields)
+        return TeamCall(**values)  # type: ignore[arg-type]
+
+    asked: list[str] = []
+
+    def team_calls(number: str) -> list[TeamCall]:
+        asked.append(number)
+        return [
+            team(number, (NOW - timedelta(hours=1)).astimezone(UTC), U_PARTIAL),
+            # The centre's copy of the seat's own call: the seat's row is shown, once.
+            team(number, own.started_at, U_COMPLETE, seat="seat-7", rep="alice", notes="stale copy"),
+            team(number, NOW.astimezone(UTC), "now"),  # the call on the card itself: never history
+        ]
+
+    bus = SeatBus()
+    client = SeatClient(
+        make_seat_app(
+            SeatContext(bus=bus, seat="seat-7", engine=engine, console_url=CONSOLE, team_calls=team_calls)
+        )
+    )
+    bus.publish(CallEvent(CallEventKind.IDENTIFIED, current, NOW))
+    response = client.get("/api/card/now")
+    assert "<script>" not in response.text
+    history = response.json()["history"]
+    assert asked == ["+8613812345678"]
+    assert [h["uuid"] for h in history] == [U_PARTIAL, U_COMPLETE]  # newest first across both sources
+    assert history[0]["seat"] == "seat-9"
+    assert history[0]["rep"] == "bob"
+    assert history[0]["notes"] == XSS
+    assert history[0]["play_url"] == f"{CONSOLE}/calls/{U_PARTIAL}"
+    assert "seat" not in history[1]  # the seat's own row
+    assert history[1]["notes"] == ""
+
+
+def test_card_without_a_number_does_not_ask_for_team_calls(engine: Engine) -> None:
+    bus = SeatBus()
+
+    def team_calls(number: str) -> list[object]:
+        raise AssertionError("asked for a call without a number")
+
+    client = SeatClient(make_seat_app(SeatContext(bus=bus, seat="s", engine=engine, team_calls=team_calls)))  # type: ignore[arg-type]
+    current = make_call("now", NOW, number_raw="", number_e164=None)
+    write(engine, current)
+    bus.publish(CallEvent(CallEventKind.IDENTIFIED, current, NOW))
+    assert client.get("/api/card/now").json()["history"] == []

@@ -6,7 +6,8 @@ guessed at. The answer::
 
     {"number": "+8613812345678",
      "customer": {"id": 7, "name": "...", "company": "...", "owner_rep": "alice", "status": "owned"} | null,
-     "calls": [{"uuid", "started_at", "direction", "seat", "rep", "talk_seconds", "disposition", "notes"}],
+     "calls": [{"uuid", "started_at", "direction", "seat", "rep", "talk_seconds", "disposition", "notes",
+                "has_recording"}],
      "as_of": "2026-12-03T17:05:12.123456+00:00"}
 
 Scope (what the seat's rep may see; :mod:`storage.lookup`): the calls of the seat's own team and

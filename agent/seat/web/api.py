@@ -13,7 +13,7 @@ import json
 import logging
 import re
 from collections.abc import Callable
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -55,6 +55,12 @@ UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+def _history_order(entry: dict[str, Any]) -> datetime:
+    """A history entry's start for sorting: ISO strings of different zones do not sort as text."""
+    started = datetime.fromisoformat(entry["started_at"]) if entry.get("started_at") else datetime.min
+    return started if started.tzinfo is not None else started.replace(tzinfo=UTC)
 
 
 def play_url(console_url: str | None, call_uuid: str) -> str | None:
@@ -172,6 +178,7 @@ class SeatApi:
                 out["error"] = "database unavailable"
             else:
                 out["history"] = [self._history_view(self._caught_up(earlier)) for earlier in out["history"]]
+        out["history"] = self._with_team_calls(call, out["history"])
         owner = (out["customer"] or {}).get("owner_rep")
         out["owned_by_other"] = bool(owner and self.rep and owner != self.rep)
         return self._json(out, headers={"Cache-Control": "no-store"})
@@ -241,6 +248,41 @@ class SeatApi:
             "notes": earlier.notes or "",
             "follow_up": self._local_date(earlier.follow_up_at),
         }
+
+    def _with_team_calls(self, call: Call, history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The card's history with the number's calls from the team's other seats, newest first.
+
+        The seat's own rows win (they are fresher than the centre's copy of them); a team call is
+        marked with its ``seat`` so the page can say where it was made. Only calls with the same
+        number are merged: the centre's customer ids are not this seat's.
+        """
+        provider = self.context.team_calls
+        if provider is None or call.number_e164 is None:
+            return history
+        seen = {entry["uuid"] for entry in history}
+        seen.add(call.uuid)
+        merged = list(history)
+        for team in provider(call.number_e164):
+            if team.uuid in seen:
+                continue
+            seen.add(team.uuid)
+            merged.append(
+                {
+                    "uuid": team.uuid,
+                    "has_recording": team.has_recording,
+                    "play_url": play_url(self.context.console_url, team.uuid) if team.has_recording else None,
+                    "started_at": _iso(team.started_at),
+                    "direction": team.direction,
+                    "disposition": team.disposition,
+                    "talk_seconds": team.talk_seconds,
+                    "rep": team.rep,
+                    "seat": team.seat,
+                    "notes": team.notes or "",
+                    "follow_up": "",
+                }
+            )
+        merged.sort(key=_history_order, reverse=True)
+        return merged[:HISTORY_LIMIT]
 
     def _note_view(self, note: CallNote) -> dict[str, str]:
         return {"notes": note.notes or "", "follow_up": self._local_date(note.follow_up_at)}

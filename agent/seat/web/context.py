@@ -9,7 +9,7 @@ method is a type error, not a feature that silently switched itself off.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +25,8 @@ from agent.web.guard import LOOPBACK_NAMES, PageTokens
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
+
+    from agent.seat.centre_lookup import TeamCall
 
 
 class Dialer(Protocol):
@@ -109,6 +111,9 @@ class SeatContext:
         made there (None: recording is off, nothing checked).
     :param health: parked and waiting counts added to ``/healthz`` and ``/api/state`` (the runtime's);
         the page shows the parked ones in its status line.
+    :param team_calls: a number's last calls at the centre from any seat of the team (the
+        centre lookup's cache; never waits on the network), shown on the card beside the seat's
+        own; None outside team mode.
     :param login: the rep's log-in (:class:`agent.seat.web.login.SeatLogin`), required of every
         request that reaches the page over the network; None: such requests are refused (the
         page says no password is set), loopback is unaffected either way.
@@ -138,3 +143,4 @@ class SeatContext:
     health: Callable[[], dict[str, int]] | None = None
     recordings_dir: Path | None = None
     login: SeatLogin | None = None
+    team_calls: Callable[[str], Sequence[TeamCall]] | None = None

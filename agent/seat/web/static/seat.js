@@ -332,6 +332,8 @@
     history.forEach(function (h) {
       var tr = document.createElement("tr");
       var when = el("td", "history-date", h.started_at ? new Date(h.started_at).toLocaleString() : "");
+      // A call from another seat of the team (the centre's card) says whose it was.
+      if (h.seat) when.appendChild(el("span", "history-by", " · " + t("history.by", { rep: h.rep || h.seat })));
       tr.appendChild(when);
       tr.appendChild(el("td", "history-direction", t("direction." + h.direction)));
       tr.appendChild(el("td", "history-outcome", h.disposition ? t("disposition." + h.disposition) : ""));
