@@ -555,6 +555,9 @@ class RecordingFacts:
     sha256: str | None
     status: str
     flags: tuple[str, ...] = field(default_factory=tuple)
+    #: A recovered recording only: when its last audio reached the disk (the torn file's
+    #: modification time), so the call was alive until then. Not part of the row.
+    audio_until: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

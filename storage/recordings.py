@@ -412,7 +412,10 @@ class RecordingStore:
 
     def _recover_one(self, paths: RecordingPaths) -> RecordingFacts | None:
         status = "complete"
+        audio_until: datetime | None = None
         if paths.part.exists():
+            # Before the repair rewrites it: the last block the dead run wrote.
+            audio_until = datetime.fromtimestamp(paths.part.stat().st_mtime, UTC)
             repaired = self.repair(paths)
             if repaired is None:
                 return None
@@ -433,6 +436,7 @@ class RecordingStore:
             bytes=paths.final.stat().st_size,
             sha256=sha256_of(paths.final),
             status=status,
+            audio_until=audio_until,
         )
 
     # -- retention ----------------------------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -747,7 +747,12 @@ class ClosedCall:
 
 
 def close_open_calls(
-    session: Session, *, now: datetime, seat: str | None = None, run_started: datetime | None = None
+    session: Session,
+    *,
+    now: datetime,
+    seat: str | None = None,
+    run_started: datetime | None = None,
+    audio_until: Mapping[str, datetime] | None = None,
 ) -> list[ClosedCall]:
     """End every call row that a run which died (kill -9, power cut) left in progress.
 
@@ -760,8 +765,13 @@ def close_open_calls(
     was alive at least until its row was last written by the run that died
     (``updated_at`` before ``run_started``: this run's recording recovery writes
     the row too) and, when it has a recording, for as long as the recording runs
-    from the answer (or the start). Never later than ``now``. Answered calls end ``answered`` with
-    the talk time up to that end; the rest ``unknown`` (the line never said).
+    from the answer (or the start). ``audio_until`` (call UUID → when the dead run
+    last wrote the call's recording, from :meth:`RecordingStore.recover`) replaces
+    that guess where known: a recording holds pre-roll and may begin before the
+    answer, so its length from the answer can overstate the talk time, while its
+    last write is when the call was last seen alive. Never later than ``now``.
+    Answered calls end ``answered`` with the talk time up to that end; the rest
+    ``unknown`` (the line never said).
     The change goes through the same row, so team mode's outbox sends it on.
     """
     query = select(CallRecord).where(CallRecord.ended_at.is_(None))
@@ -776,7 +786,10 @@ def close_open_calls(
         ended_at = anchor
         if run_started is None or record.updated_at < run_started:
             ended_at = max(ended_at, record.updated_at)
-        if seconds is not None and seconds > 0:
+        last_audio = (audio_until or {}).get(record.uuid)
+        if last_audio is not None:
+            ended_at = max(ended_at, last_audio)
+        elif seconds is not None and seconds > 0:
             ended_at = max(ended_at, anchor + timedelta(seconds=seconds))
         ended_at = max(min(ended_at, now), record.answered_at or record.started_at)
         answered = record.answered_at is not None

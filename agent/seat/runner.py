@@ -131,6 +131,8 @@ class Agent:
         #: Calls the shutdown could write neither to the database nor to the spool (then run() raises).
         self.spool_lost = 0
         self._run_started: datetime | None = None
+        #: When the dead run last wrote each recovered recording (see close_open_calls).
+        self._audio_until: dict[str, datetime] = {}
 
     # -- life cycle ---------------------------------------------------------------
 
@@ -157,7 +159,8 @@ class Agent:
             self.config, self.engine, self.devices, self.metrics, on_finished=self._recording_finished
         )
         if self.recorder is not None:
-            await asyncio.to_thread(self.recorder.recover)
+            recovered = await asyncio.to_thread(self.recorder.recover)
+            self._audio_until = {f.call_uuid: f.audio_until for f in recovered if f.audio_until is not None}
             self.recorder.start()
             await asyncio.to_thread(self._refresh_oldest_recording)
             observers.append(self.recorder)
@@ -520,7 +523,11 @@ class Agent:
         try:
             with Session(self.engine) as session, session.begin():
                 close_open_calls(
-                    session, now=self.clock(), seat=self.config.agent.seat, run_started=self._run_started
+                    session,
+                    now=self.clock(),
+                    seat=self.config.agent.seat,
+                    run_started=self._run_started,
+                    audio_until=self._audio_until,
                 )
         except SQLAlchemyError as exc:
             logger.error("cannot close the calls the last run left open: %s", exc)

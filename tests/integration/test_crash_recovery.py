@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -79,6 +79,12 @@ def flac_decodable_seconds(part: Path, workdir: Path) -> float:
     return info.frames / info.samplerate
 
 
+def _utc(stored: str) -> datetime:
+    """A time as SQLite holds it (ISO 8601, UTC, with or without its offset)."""
+    value = datetime.fromisoformat(stored)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
 def test_kill_9_mid_recording_then_a_start_closes_every_call(tmp_path: Path) -> None:
     data = tmp_path / "data"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -123,12 +129,12 @@ def test_kill_9_mid_recording_then_a_start_closes_every_call(tmp_path: Path) -> 
         demo.send_signal(signal.SIGKILL)
         demo.wait(10)
         log.close()
+    killed_at = datetime.now(UTC)
     open_before = {row[0] for row in query(db, "SELECT uuid FROM calls WHERE ended_at IS NULL")}
     assert open_before
-    decodable = {
-        p.name.split(".")[0]: flac_decodable_seconds(p, tmp_path)
-        for p in data.glob("recordings/*/*/*/*.part")
-    }
+    parts = list(data.glob("recordings/*/*/*/*.part"))
+    last_write = {p.name.split(".")[0]: datetime.fromtimestamp(p.stat().st_mtime, UTC) for p in parts}
+    decodable = {p.name.split(".")[0]: flac_decodable_seconds(p, tmp_path) for p in parts}
     assert decodable
 
     config = tmp_path / "agent.toml"
@@ -158,10 +164,15 @@ def test_kill_9_mid_recording_then_a_start_closes_every_call(tmp_path: Path) -> 
         got, status = recordings[uuid]
         assert status == "recovered"
         assert abs(got - seconds) <= 0.1, (uuid, got, seconds)
-    # The call lasted at least as long as its recording.
-    for uuid, talk in query(db, "SELECT uuid, talk_seconds FROM calls WHERE answered_at IS NOT NULL"):
+    # The call lasted until its recording's last write, and not past the kill: the recording's
+    # length from the answer would overstate it (the file holds pre-roll, and an outbound
+    # call's recording begins when the rep dials).
+    for uuid, answered, ended, talk in query(
+        db, "SELECT uuid, answered_at, ended_at, talk_seconds FROM calls WHERE answered_at IS NOT NULL"
+    ):
         if uuid in decodable and uuid in open_before:
-            assert talk >= recordings[uuid][0] - 0.01
+            assert last_write[uuid] - timedelta(seconds=0.01) <= _utc(ended) <= killed_at, uuid
+            assert talk == pytest.approx((_utc(ended) - _utc(answered)).total_seconds(), abs=0.002)
 
 
 # -- a full disk ------------------------------------------------------------------------------

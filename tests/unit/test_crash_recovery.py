@@ -108,6 +108,45 @@ def test_open_calls_are_ended_from_what_is_known(engine: Engine) -> None:
         assert close_open_calls(session, now=now, seat="s1") == []
 
 
+def test_a_recordings_last_write_says_when_the_call_was_last_alive(engine: Engine) -> None:
+    # Answered at 3 s; the recording (pre-roll, begun at the dial) holds 41.5 s, but the dead
+    # run last wrote it at 30 s: the call ended then, not at 3 + 41.5 s.
+    store(
+        engine,
+        call("recorded", answered=3.0),
+        call("other", answered=3.0),
+        updated={"recorded": 3.0, "other": 3.0},
+    )
+    with Session(engine) as session, session.begin():
+        for uuid in ("recorded", "other"):
+            RecordingStore._upsert_row(
+                session,
+                RecordingFacts(
+                    call_uuid=uuid,
+                    path=f"recordings/2024/05/06/{uuid}.flac",
+                    codec="flac",
+                    sample_rate=8000,
+                    channels=1,
+                    seconds=41.5,
+                    bytes=1000,
+                    sha256=None,
+                    status="recovered",
+                ),
+            )
+    with Session(engine) as session, session.begin():
+        closed = {
+            c.uuid: c
+            for c in close_open_calls(
+                session,
+                now=T0 + timedelta(hours=1),
+                audio_until={"recorded": T0 + timedelta(seconds=30)},
+            )
+        }
+    assert closed["recorded"].ended_at == T0 + timedelta(seconds=30)
+    assert closed["recorded"].talk_seconds == 27.0
+    assert closed["other"].talk_seconds == 41.5  # no last write known: from the answer, as before
+
+
 def test_a_recording_longer_than_the_time_since_is_capped_at_now(engine: Engine) -> None:
     store(engine, call("c", answered=1.0))
     with Session(engine) as session, session.begin():
