@@ -62,7 +62,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "console": (
         "agent.commands.console:console",
-        "Serve the supervisor console: search calls, play recordings, statistics, wallboard, listen-in.",
+        "The old name of `cti-agent centre`: the same server, with the same options (this name will go).",
     ),
     "deploy": ("agent.commands.deploy:deploy", "Generate files for the central Prometheus and Grafana."),
     "devices": (
