@@ -48,3 +48,15 @@ def test_a_drifted_table_is_caught() -> None:
     )
     assert drifted != text
     assert readme_table(drifted) != command_table()
+
+
+def test_the_demo_checks_use_only_what_the_project_installs() -> None:
+    # No sqlite3, curl or jq: a reader who ran `make run` has make, the venv and the coreutils.
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("## What the demo looks like\n") : text.index("\n## How it works\n")]
+    commands = [line[2:] for line in section.splitlines() if line.startswith("$ ")]
+    assert len(commands) >= 4
+    for command in commands:
+        assert command.split()[0] in {"make", ".venv/bin/python", ".venv/bin/cti-agent"}, command
+    for piped in (line for line in section.splitlines() if line.lstrip().startswith("| ")):
+        assert piped.split()[1] in {"grep", "head"}, piped
