@@ -30,10 +30,11 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
 
-#: Loggers whose INFO lines are start-up chatter, not news: the schema migrations (Alembic's own
-#: steps and ``storage.db``'s "database ... is at revision head", on every command that opens the
-#: database) and uvicorn's server banner. Shown with ``--verbose`` (or ``--log-level debug``).
-CHATTY_LOGGERS = ("alembic", "storage.db", "uvicorn.error")
+#: Loggers whose INFO lines are chatter, not news: the schema migrations (Alembic's own steps and
+#: ``storage.db``'s "database ... is at revision head", on every command that opens the database),
+#: uvicorn's server banner and httpx's line per request (a seat's sync makes several per call; the
+#: sync logs what it sent). Shown with ``--verbose`` (or ``--log-level debug``).
+CHATTY_LOGGERS = ("alembic", "storage.db", "uvicorn.error", "httpx")
 
 
 def _setup_logging(level: str, verbose: bool = False) -> None:
@@ -172,7 +173,7 @@ class LazyGroup(click.Group):
     "-v",
     "--verbose",
     is_flag=True,
-    help="Also log the database migrations (Alembic) and the web server's start-up lines.",
+    help="Also log the database migrations (Alembic), the web server's start-up and each HTTP request.",
 )
 def cli(log_level: str, verbose: bool) -> None:
     """cti-agent: caller ID, screen-pop, call recording and live call stats for telesales seats."""

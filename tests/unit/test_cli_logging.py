@@ -6,12 +6,15 @@ temporary directory, so the migrations really run and the logging is configured 
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from agent.cli import CHATTY_LOGGERS, _setup_logging
 
 MIGRATION_LINES = ("alembic", "Running upgrade", "Context impl", "is at revision")
 
@@ -62,3 +65,25 @@ def test_verbose_shows_the_migrations_under_a_quieter_level(tmp_path: Path) -> N
     )
     assert done.returncode == 0, done.stderr
     assert "Running upgrade" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("level", "verbose", "expected"),
+    [
+        ("info", False, logging.WARNING),
+        ("warning", False, logging.WARNING),
+        ("error", False, logging.ERROR),
+        ("info", True, logging.INFO),
+        ("warning", True, logging.INFO),
+        ("debug", False, logging.DEBUG),
+    ],
+)
+def test_the_chatty_loggers_levels(level: str, verbose: bool, expected: int) -> None:
+    before = {name: logging.getLogger(name).level for name in CHATTY_LOGGERS}
+    try:
+        _setup_logging(level, verbose)
+        for name in ("alembic.runtime.migration", "storage.db", "uvicorn.error", "httpx"):
+            assert logging.getLogger(name).getEffectiveLevel() == expected, name
+    finally:
+        for name, value in before.items():
+            logging.getLogger(name).setLevel(value)
