@@ -11,14 +11,13 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import warnings
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
 import yaml
+from cli_parse import parse_cli
 
-from agent.cli import cli
 from agent.config import load_config, parse_listen
 from agent.web.guard import allowed_hosts, is_loopback
 
@@ -176,22 +175,6 @@ def on_the_host(args: list[str], service: dict[str, Any]) -> list[str]:
     """``args`` with each bind-mounted file's container path replaced by the file in the checkout."""
     binds = {t: str(COMPOSE_DIR / s) for t, s in mounts(service).items() if s.startswith(".")}
     return [binds.get(arg, arg) for arg in args]
-
-
-def parse_cli(args: list[str]) -> None:
-    """Parse ``cti-agent ARGS`` as the CLI would, down to the leaf command, without running it."""
-    ctx = cli.make_context("cti-agent", list(args))
-    command: Any = cli
-    rest = list(args)
-    while rest and hasattr(command, "get_command"):
-        name, rest = rest[0], rest[1:]
-        command = command.get_command(ctx, name)
-        assert command is not None, f"no command {name!r} in {args}"
-        ctx = command.make_context(name, list(rest), parent=ctx)
-        with warnings.catch_warnings():
-            # Click 8.2 deprecates protected_args (9.0 puts the subcommand into args).
-            warnings.simplefilter("ignore", DeprecationWarning)
-            rest = list(ctx.protected_args) + list(ctx.args)
 
 
 def test_the_commands_it_runs_parse_against_the_cli(services: dict[str, Any]) -> None:
