@@ -30,16 +30,27 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
 
-def _setup_logging(level: str) -> None:
+#: Loggers whose INFO lines are chatter, not news: the schema migrations (Alembic's own steps and
+#: ``storage.db``'s "database ... is at revision head", on every command that opens the database),
+#: uvicorn's server banner and httpx's line per request (a seat's sync makes several per call; the
+#: sync logs what it sent). Shown with ``--verbose`` (or ``--log-level debug``).
+CHATTY_LOGGERS = ("alembic", "storage.db", "uvicorn.error", "httpx")
+
+
+def _setup_logging(level: str, verbose: bool = False) -> None:
+    root_level = getattr(logging, level.upper(), logging.INFO)
     logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
+        level=root_level,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    # Libraries' start-up chatter (Alembic's "Context impl", each migration step) says nothing a
-    # user needs at info level; --log-level debug shows it.
-    for noisy in ("alembic.runtime.plugins", "alembic.runtime.migration", "uvicorn.error"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    for name in CHATTY_LOGGERS:
+        if verbose or root_level <= logging.DEBUG:
+            # Their INFO lines even under --log-level warning; their DEBUG ones under debug.
+            logging.getLogger(name).setLevel(min(root_level, logging.INFO))
+        else:
+            # Warnings and errors still show: a failed migration is not chatter.
+            logging.getLogger(name).setLevel(max(logging.WARNING, root_level))
 
 
 #: Commands that live in their own modules (agent/commands/), imported only when they run: the
@@ -52,7 +63,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "console": (
         "agent.commands.console:console",
-        "Serve the supervisor console: search calls, play recordings, statistics, wallboard, listen-in.",
+        "The old name of `cti-agent centre`: the same server, with the same options (this name will go).",
     ),
     "deploy": ("agent.commands.deploy:deploy", "Generate files for the central Prometheus and Grafana."),
     "devices": (
@@ -158,9 +169,15 @@ class LazyGroup(click.Group):
     show_default=True,
     help="How much to log (to stderr). Caller numbers are logged only at debug.",
 )
-def cli(log_level: str) -> None:
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Also log the database migrations (Alembic), the web server's start-up and each HTTP request.",
+)
+def cli(log_level: str, verbose: bool) -> None:
     """cti-agent: caller ID, screen-pop, call recording and live call stats for telesales seats."""
-    _setup_logging(log_level)
+    _setup_logging(log_level, verbose)
 
 
 def _load(path: Path | None, overrides: dict[str, Any] | None = None) -> tuple[Config, pluggy.PluginManager]:

@@ -17,11 +17,11 @@ logger = logging.getLogger(__name__)
 @click.command(deprecated=False)
 @with_centre_options
 def console(**options: Any) -> None:
-    """Serve the supervisor console: search calls, play recordings, statistics, wallboard, listen-in.
+    """The old name of `cti-agent centre`: the same server, with the same options (this name will go).
 
-    Deprecated: this is now `cti-agent centre`, which also serves the seat API; `console`
-    runs it with the same options. Without --config or --data-dir it reads this machine's
-    own seat database, as it always did.
+    `cti-agent centre` serves the supervisor console and the seat API; `console` runs it with
+    the same options. Without --config or --data-dir it reads this machine's own seat
+    database, as it always did.
     """
     click.echo("cti-agent console is now cti-agent centre; running that (this name will go)", err=True)
     serve_centre(**options, legacy_data_dir=True)
