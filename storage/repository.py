@@ -167,6 +167,17 @@ def recent_calls(
     return list(session.scalars(query))
 
 
+def seat_calls_since(session: Session, *, seat: str, since: datetime, limit: int = 200) -> list[CallRecord]:
+    """The seat's calls started at or after ``since``: the newest ``limit`` of them, oldest first."""
+    query = (
+        select(CallRecord)
+        .where(CallRecord.seat == seat, CallRecord.started_at >= since)
+        .order_by(CallRecord.started_at.desc(), CallRecord.id.desc())
+        .limit(limit)
+    )
+    return list(reversed(session.scalars(query).all()))
+
+
 def find_customer(
     session: Session, number_e164: str | None, number_raw: str, *, region: str = DEFAULT_REGION
 ) -> Customer | None:

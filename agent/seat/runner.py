@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import pluggy
@@ -70,7 +70,7 @@ from storage.db import make_engine, upgrade
 from storage.observer import PARKED_NAME, ParkedCalls, StorageObserver
 from storage.plugin import SqlStore
 from storage.recordings import RecordingStore
-from storage.repository import close_open_calls
+from storage.repository import close_open_calls, seat_calls_since
 
 logger = logging.getLogger(__name__)
 
@@ -178,6 +178,7 @@ class Agent:
         ]
         await replay_spool(self._pipes, self.config.agent.data_dir)
         await asyncio.to_thread(self._close_open_calls)
+        await asyncio.to_thread(self._seed_page)
         pipe_tasks = [asyncio.create_task(p.run(), name=f"observer:{p.observer.name}") for p in self._pipes]
         device_tasks: list[asyncio.Task[None]] = []
         ticker: asyncio.Task[None] | None = None
@@ -531,3 +532,26 @@ class Agent:
                 )
         except SQLAlchemyError as exc:
             logger.error("cannot close the calls the last run left open: %s", exc)
+
+    def _seed_page(self) -> None:
+        """Give the seat page today's calls from the database (blocking: from a worker thread).
+
+        A restarted agent otherwise shows an empty list, and a rep's unsaved
+        note (kept by the browser) would have no call to go back to.
+        """
+        if self.engine is None:
+            return
+        midnight = self.clock().astimezone().replace(hour=0, minute=0, second=0, microsecond=0)
+        try:
+            with Session(self.engine) as session:
+                rows = seat_calls_since(session, seat=self.config.agent.seat, since=midnight.astimezone(UTC))
+                calls = []
+                for row in rows:
+                    try:
+                        calls.append(row.to_call())
+                    except ValueError as exc:
+                        logger.warning("seat page: call %s is not shown after the restart: %s", row.uuid, exc)
+        except SQLAlchemyError as exc:
+            logger.warning("seat page: cannot read today's calls: %s", exc)
+            return
+        self.bus.seed(calls)

@@ -48,7 +48,7 @@ from storage.db import (
 from storage.models import SEARCH_INDEXES, Base, CallRecord, CustomerPhone, CustomerRecord, include_in_schema
 from storage.observer import StorageObserver
 from storage.plugin import SqlStore
-from storage.repository import find_customer, get_call, recent_calls, save_note, upsert_call
+from storage.repository import find_customer, get_call, recent_calls, save_note, seat_calls_since, upsert_call
 
 T0 = datetime(2024, 6, 3, 9, 30, 0, tzinfo=UTC)
 MIGRATIONS = Path(__file__).resolve().parents[2] / "storage" / "migrations" / "versions"
@@ -381,6 +381,22 @@ def test_recent_calls_newest_first_with_filters(engine: Engine) -> None:
         assert [c.uuid for c in recent_calls(session, seat="seat-1")] == ["b", "d", "a"]
         assert [c.uuid for c in recent_calls(session, rep="alice", seat="seat-1")] == ["d", "a"]
         assert get_call(session, "zzz") is None
+
+
+def test_a_seats_calls_since_a_time_oldest_first(engine: Engine) -> None:
+    write(
+        engine,
+        upsert_call,
+        make_call("yesterday", started_at=T0 - timedelta(hours=12)),
+        make_call("b", started_at=T0 + timedelta(minutes=5)),
+        make_call("other-seat", started_at=T0 + timedelta(minutes=6), seat="seat-2"),
+        make_call("a", started_at=T0),
+        make_call("c", started_at=T0 + timedelta(minutes=10)),
+    )
+    with Session(engine) as session:
+        assert [c.uuid for c in seat_calls_since(session, seat="seat-1", since=T0)] == ["a", "b", "c"]
+        # Over the limit: the newest are kept (the page shows the latest calls).
+        assert [c.uuid for c in seat_calls_since(session, seat="seat-1", since=T0, limit=2)] == ["b", "c"]
 
 
 @pytest.fixture

@@ -96,6 +96,21 @@ async def test_messages_get_increasing_ids_in_publish_order() -> None:
     assert bus.last_id == 3
 
 
+def test_seeded_calls_come_before_live_ones_and_send_nothing() -> None:
+    bus = SeatBus(max_calls=3)
+    bus.publish(started(make_call("live", started_at=T0 + timedelta(hours=2))))
+    earlier = [make_call(f"e{n}", started_at=T0 + timedelta(minutes=n)) for n in (3, 1, 2)]
+    # A restarted agent's calls of the day; the live one is known already and keeps its snapshot.
+    assert bus.seed([*earlier, make_call("live", cid_name="stale")]) == 3
+    assert bus.last_id == 1  # nothing was sent to the pages
+    snapshot = bus.snapshot()
+    assert [c["uuid"] for c in snapshot["calls"]] == ["live", "e3", "e2"]  # newest first, max_calls kept
+    live = bus.call("live")
+    assert live is not None
+    assert live.cid_name == "Zhang San"
+    assert bus.call("e1") is None
+
+
 async def test_subscribe_without_last_id_gets_only_live_messages() -> None:
     bus = SeatBus()
     bus.publish(line(LineState.IDLE))

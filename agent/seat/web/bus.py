@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict, deque
+from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
 
@@ -187,6 +188,20 @@ class SeatBus:
         else:
             raise TypeError(f"cannot publish {type(message).__name__}")
         return self._send(event, payload)
+
+    def seed(self, calls: Iterable[Call]) -> int:
+        """Put calls from before this start (oldest first) into the snapshot, sending nothing.
+
+        So a page opened after a restart still lists the day's calls and can open
+        their cards; a call the bus already knows keeps its live snapshot. Returns
+        how many were added.
+        """
+        fresh = sorted((c for c in calls if c.uuid not in self._calls), key=lambda c: c.started_at)
+        # Calls from before the start come before anything live in the list.
+        merged = [*fresh, *self._calls.values()][-self._max_calls :]
+        self._calls = OrderedDict((c.uuid, c) for c in merged)
+        added = len(fresh)
+        return added
 
     def _send(self, event: str, payload: dict[str, Any]) -> int:
         self._last_id += 1

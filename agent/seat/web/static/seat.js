@@ -17,6 +17,7 @@
   var source = null;
   var api = body.getAttribute("data-api");
   var rep = body.getAttribute("data-rep") || "";
+  var seat = body.getAttribute("data-seat") || "";
   var csrfMeta = document.querySelector('meta[name="csrf-token"]');
   var csrf = csrfMeta ? csrfMeta.getAttribute("content") : "";
   var calls = {};          // uuid -> latest call dict
@@ -24,6 +25,7 @@
   var cardData = null;     // what /api/card said about it
   var cardAsked = 0;       // the latest /api/card request: an older answer arriving late is dropped
   var dialLines = [];
+  var incomingUuid = null; // a new call held back in the banner while the rep has an unsaved note
   var ACTIVE = { ringing: true, dialing: true, talking: true };
 
   function t(key, values) {
@@ -193,12 +195,97 @@
     return ACTIVE[statusKey(call).split(".")[1]] === true;
   }
 
+  // -- draft notes: what the rep typed and has not saved, kept by the browser per call ------
+
+  // localStorage outlives a reload, the agent's restart and the browser's; a draft goes when
+  // its note is saved, or after DRAFT_DAYS.
+  var DRAFT_PREFIX = "cti-seat-draft:" + seat + ":";
+  var DRAFT_DAYS = 7;
+
+  function readDraft(uuid) {
+    try {
+      var raw = window.localStorage.getItem(DRAFT_PREFIX + uuid);
+      var draft = raw ? JSON.parse(raw) : null;
+      return draft && typeof draft.notes === "string" ? draft : null;
+    } catch (e) { return null; }
+  }
+
+  function writeDraft() {
+    if (!cardUuid) return;
+    var draft = { notes: $("note-text").value, follow_up: $("note-follow-up").value, at: Date.now() };
+    try { window.localStorage.setItem(DRAFT_PREFIX + cardUuid, JSON.stringify(draft)); } catch (e) { /* full or off: the box keeps it */ }
+  }
+
+  function dropDraft(uuid) {
+    try { window.localStorage.removeItem(DRAFT_PREFIX + uuid); } catch (e) { /* nothing kept */ }
+  }
+
+  function draftUuids() {
+    var out = [];
+    try {
+      for (var i = 0; i < window.localStorage.length; i++) {
+        var key = window.localStorage.key(i);
+        if (key && key.indexOf(DRAFT_PREFIX) === 0) out.push(key.slice(DRAFT_PREFIX.length));
+      }
+    } catch (e) { /* no storage */ }
+    return out;
+  }
+
+  function pruneDrafts() {
+    var oldest = Date.now() - DRAFT_DAYS * 86400000;
+    draftUuids().forEach(function (uuid) {
+      var draft = readDraft(uuid);
+      if (!draft || !(draft.at >= oldest)) dropDraft(uuid);
+    });
+  }
+
+  function unsaved() {
+    return cardUuid !== null && $("note-text").getAttribute("data-dirty") === "1";
+  }
+
+  function noteTyped() {
+    $("note-text").setAttribute("data-dirty", "1");
+    writeDraft();
+  }
+
+  // Put a kept draft back in the note box (the box is empty: the card has just switched).
+  function restoreDraft(uuid) {
+    var draft = readDraft(uuid);
+    if (!draft) return false;
+    $("note-text").value = draft.notes;
+    $("note-follow-up").value = draft.follow_up || "";
+    $("note-text").setAttribute("data-dirty", "1");
+    $("note-status").textContent = t("note.draft_restored");
+    $("note-status").setAttribute("data-state", "draft");
+    return true;
+  }
+
+  // -- the banner: a new call that waits while the rep finishes a note ---------------------
+
+  function showIncoming(call) {
+    incomingUuid = call.uuid;
+    var number = numberText(call);
+    var who = call.customer_name || (call.customer && call.customer.name) || number.text;
+    $("incoming-text").textContent = t(call.direction === "out" ? "incoming.outbound" : "incoming.inbound", { who: who });
+    $("incoming").setAttribute("data-uuid", call.uuid);
+    $("incoming").hidden = false;
+  }
+
+  function hideIncoming() {
+    incomingUuid = null;
+    $("incoming").hidden = true;
+    $("incoming").removeAttribute("data-uuid");
+  }
+
   // A new call, or the card's call changing: shown at once from the event itself.
   function popCard(call, previous) {
+    if (call.uuid === incomingUuid) { showIncoming(call); return; }
     var current = cardUuid ? calls[cardUuid] : null;
     var take = call.uuid === cardUuid || !current || (!previous && isActive(call)) || (!isActive(current) && isActive(call));
     if (!take) return;
     var changed = call.uuid !== cardUuid;
+    // Never swap the card under a note being written: the new call waits in the banner.
+    if (changed && unsaved()) { showIncoming(call); return; }
     cardUuid = call.uuid;
     if (changed) clearCard();
     renderCard();
@@ -217,10 +304,14 @@
     $("note-text").removeAttribute("data-dirty");
     $("note-follow-up").value = "";
     $("note-status").textContent = "";
+    $("note-status").removeAttribute("data-state");
+    if (cardUuid === incomingUuid) hideIncoming();
+    if (cardUuid) restoreDraft(cardUuid);
   }
 
   function selectCall(uuid) {
     if (!calls[uuid]) return;
+    if (uuid === cardUuid) return;  // the same card: keep what is being typed
     cardUuid = uuid;
     clearCard();
     renderCard();
@@ -237,6 +328,12 @@
       renderCard();
       var note = data.note || {};
       var text = $("note-text");
+      var draft = readDraft(uuid);
+      if (draft && draft.notes === (note.notes || "") && (draft.follow_up || "") === (note.follow_up || "")) {
+        dropDraft(uuid);  // saved after all (the answer to the save was lost)
+        text.removeAttribute("data-dirty");
+        $("note-status").textContent = "";
+      }
       if (document.activeElement !== text && !text.getAttribute("data-dirty")) {
         text.value = note.notes || "";
         $("note-follow-up").value = note.follow_up || "";
@@ -372,10 +469,11 @@
     var uuid = cardUuid;
     var status = $("note-status");
     status.textContent = "";
-    request("POST", api + "/calls/" + encodeURIComponent(uuid) + "/note", {
-      notes: $("note-text").value,
-      follow_up: $("note-follow-up").value
-    }).then(function () {
+    var sent = { notes: $("note-text").value, follow_up: $("note-follow-up").value };
+    request("POST", api + "/calls/" + encodeURIComponent(uuid) + "/note", sent).then(function () {
+      if (uuid !== cardUuid) { dropDraft(uuid); return; }
+      if ($("note-text").value !== sent.notes || $("note-follow-up").value !== sent.follow_up) return;  // typed on
+      dropDraft(uuid);
       $("note-text").removeAttribute("data-dirty");
       status.textContent = t("note.saved");
       status.setAttribute("data-state", "saved");
@@ -494,7 +592,14 @@
       $("card-claim-status").textContent = t("claim.failed") + ": " + error.message;
     });
   });
-  $("note-text").addEventListener("input", function () { $("note-text").setAttribute("data-dirty", "1"); });
+  $("note-text").addEventListener("input", noteTyped);
+  $("note-follow-up").addEventListener("input", noteTyped);
+  $("note-follow-up").addEventListener("change", noteTyped);
+  $("incoming-open").addEventListener("click", function () {
+    var uuid = incomingUuid;
+    hideIncoming();
+    if (uuid) selectCall(uuid);  // the draft stays with its call, offered back when it is opened
+  });
   // Alt+N jumps to the note box from anywhere.
   document.addEventListener("keydown", function (event) {
     if (event.altKey && (event.key === "n" || event.key === "N") && !$("card").hidden) {
@@ -615,8 +720,23 @@
   tick();
   setInterval(tick, 1000);
   // The rows rendered by the server: fetch their data so they can be opened in the card.
+  pruneDrafts();
   request("GET", stateUrl).then(function (state) {
     state.calls.forEach(function (call) { if (!calls[call.uuid]) calls[call.uuid] = call; });
+    // A reload rebuilds the card: the call in progress, else the latest call with an unsaved note.
+    if (!cardUuid) {
+      var open = state.calls.filter(isActive)[0];
+      if (!open) {
+        var drafts = draftUuids();
+        open = state.calls.filter(function (call) { return drafts.indexOf(call.uuid) >= 0; })[0];
+      }
+      if (open) {
+        cardUuid = open.uuid;
+        clearCard();
+        renderCard();
+        loadCard(open.uuid);
+      }
+    }
     if (state.rep_state) renderRepState(state.rep_state);
     renderParked(state);
   }).catch(function () {});
