@@ -100,7 +100,7 @@ async def test_a_draft_note_survives_a_new_call_a_reload_and_a_restart(
             # The first call: answered, hung up; the rep writes the note in wrap-up and does not save.
             feed(Ring(device_id="dev", line="1", at=at()))
             feed(CallerId(device_id="dev", line="1", at=at(), number="13812345678"))
-            await card_for(page, "13812345678")
+            await card_for(page, "138 1234 5678")
             first = await page.get_attribute("#card", "data-uuid")
             feed(OffHook(device_id="dev", line="1", at=at()), OnHook(device_id="dev", line="1", at=at()))
             await page.wait_for_selector(f'#card #card-status:has-text("{answered}")')
@@ -120,7 +120,7 @@ async def test_a_draft_note_survives_a_new_call_a_reload_and_a_restart(
             assert await page.input_value("#note-text") == DRAFT
             # The rep opens the new call: its card, empty; the draft goes back with its call.
             await page.click("#incoming-open")
-            await card_for(page, "13900001111")
+            await card_for(page, "139 0000 1111")
             second = await page.get_attribute("#card", "data-uuid")
             assert second != first
             assert await page.is_hidden("#incoming")

@@ -71,6 +71,8 @@
   }
 
   function numberText(call) {
+    // As people here write it (136 1332 3868); the digits as sent when it is not a valid number.
+    if (call.number_display) return { text: call.number_display, placeholder: false };
     if (call.number_raw) return { text: call.number_raw, placeholder: false };
     if (call.absence === "P") return { text: t("number.withheld"), placeholder: true };
     if (call.absence === "O") return { text: t("number.unavailable"), placeholder: true };
@@ -519,7 +521,7 @@
       var li = el("li", "follow-up");
       li.appendChild(el("span", "follow-up-due", f.due + (f.overdue ? " (" + t("today.overdue") + ")" : "")));
       li.appendChild(el("span", "follow-up-name", f.name));
-      li.appendChild(el("span", "follow-up-number", f.number));
+      li.appendChild(el("span", "follow-up-number", f.number_display || f.number));
       li.appendChild(el("span", "follow-up-notes", f.notes));
       var button = dialButton(f.number_e164 || f.number);
       if (button) li.appendChild(button);
