@@ -23,7 +23,7 @@ from test_screenpop import Feeder
 from test_seat_page_browser import XSS_NAME, card_for, feed, seed_customers
 
 from agent.config import load_config
-from agent.events import CallerId, OffHook, OnHook, Ring
+from agent.events import CallerId, Dialed, OffHook, OnHook, Ring
 from agent.plugins import make_plugin_manager
 from agent.seat.devices import DeviceRegistry
 from agent.seat.runner import Agent
@@ -165,4 +165,29 @@ async def test_a_draft_note_survives_a_new_call_a_reload_and_a_restart(
             await page.wait_for_timeout(500)
             assert await page.is_hidden("#card")  # nothing left unsaved, nothing in progress
             await page.close()
+        await context.close()
+
+
+@pytest.mark.parametrize(
+    ("locale", "inbound", "outbound"), [("en-US", "Caller", "Called"), ("zh-CN", "来电", "去电")]
+)
+async def test_the_card_says_whether_the_call_came_in_or_went_out(
+    tmp_path: Path, locale: str, inbound: str, outbound: str
+) -> None:
+    seed_customers(tmp_path)
+    port = free_port()
+    async with chromium() as browser, running_agent(tmp_path, port):
+        context = await browser.new_context(locale=locale)
+        page = await open_page(context, port)
+        feed(OffHook(device_id="dev", line="1", at=at()))
+        feed(Dialed(device_id="dev", line="1", at=at(), digits="13812345678", complete=True))
+        await card_for(page, "138 1234 5678")
+        assert await page.get_attribute("#card", "data-direction") == "out"
+        assert await page.text_content("#card-heading") == outbound
+        feed(OnHook(device_id="dev", line="1", at=at()))
+        feed(Ring(device_id="dev", line="1", at=at()))
+        feed(CallerId(device_id="dev", line="1", at=at(), number="13900001111"))
+        await card_for(page, "139 0000 1111")
+        assert await page.text_content("#card-heading") == inbound
+        feed(OnHook(device_id="dev", line="1", at=at()))
         await context.close()

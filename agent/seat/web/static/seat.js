@@ -371,6 +371,8 @@
     if (!call) { card.hidden = true; return; }
     card.hidden = false;
     card.setAttribute("data-uuid", call.uuid);
+    card.setAttribute("data-direction", call.direction);
+    $("card-heading").textContent = t(call.direction === "out" ? "card.title_out" : "card.title");
     var number = numberText(call);
     var numberEl = $("card-number");
     numberEl.textContent = number.text;
