@@ -169,10 +169,11 @@ async def test_a_draft_note_survives_a_new_call_a_reload_and_a_restart(
 
 
 @pytest.mark.parametrize(
-    ("locale", "inbound", "outbound"), [("en-US", "Caller", "Called"), ("zh-CN", "来电", "去电")]
+    ("locale", "inbound", "outbound", "ringing"),
+    [("en-US", "Caller", "Called", "Ringing"), ("zh-CN", "来电", "去电", "振铃中")],
 )
 async def test_the_card_says_whether_the_call_came_in_or_went_out(
-    tmp_path: Path, locale: str, inbound: str, outbound: str
+    tmp_path: Path, locale: str, inbound: str, outbound: str, ringing: str
 ) -> None:
     seed_customers(tmp_path)
     port = free_port()
@@ -189,5 +190,11 @@ async def test_the_card_says_whether_the_call_came_in_or_went_out(
         feed(CallerId(device_id="dev", line="1", at=at(), number="13900001111"))
         await card_for(page, "139 0000 1111")
         assert await page.text_content("#card-heading") == inbound
+        # The rep's own state stays what it was; the widget says the line rings.
+        await page.wait_for_selector('#rep-state[data-line="ringing"]')
+        assert await page.get_attribute("#rep-state", "data-state") != "on_call"
+        assert await page.text_content("#rep-state-now") == ringing
+        feed(OffHook(device_id="dev", line="1", at=at()))
+        await page.wait_for_selector('#rep-state[data-state="on_call"][data-line=""]')
         feed(OnHook(device_id="dev", line="1", at=at()))
         await context.close()

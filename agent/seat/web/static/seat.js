@@ -149,6 +149,7 @@
     var previous = calls[call.uuid];
     calls[call.uuid] = call;
     popCard(call, previous);
+    if (repState) renderRepState(repState);
     var row = callRow(call);
     var existing = findByAttr(callsEl, "data-uuid", call.uuid);
     if (existing) {
@@ -544,8 +545,11 @@
     var section = $("rep-state");
     section.hidden = false;
     section.setAttribute("data-state", state.state);
-    var text = t("rep_state." + state.state);
-    if (state.reason) text += " · " + t("pause." + state.reason);
+    // Not answered yet, a call is no state of the rep's own; the page still says the line is busy.
+    var line = state.state === "on_call" ? null : lineActivity();
+    section.setAttribute("data-line", line || "");
+    var text = t("rep_state." + (line || state.state));
+    if (state.reason && !line) text += " · " + t("pause." + state.reason);
     $("rep-state-now").textContent = text;
     var select = $("rep-pause-reason");
     if (state.pause_reasons && select.children.length === 0) {
@@ -559,6 +563,17 @@
     $("rep-available").disabled = onCall || state.state === "available";
     $("rep-pause").disabled = onCall;
     tickRepState();
+  }
+
+  // "ringing" or "dialing" while one of the seat's calls is, unanswered; else null.
+  function lineActivity() {
+    var found = null;
+    Object.keys(calls).forEach(function (uuid) {
+      var call = calls[uuid];
+      if (call.disposition || call.answered_at || call.ended_at) return;
+      found = call.direction === "out" ? (found || "dialing") : "ringing";
+    });
+    return found;
   }
 
   function tickRepState() {
