@@ -27,7 +27,7 @@ from agent.web.guard import LOOPBACK_NAMES, PageTokens
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from agent.seat.centre_lookup import TeamCall
+    from storage.lookup import CardCall
 
 
 class Dialer(Protocol):
@@ -145,5 +145,5 @@ class SeatContext:
     health: Callable[[], dict[str, int]] | None = None
     recordings_dir: Path | None = None
     login: SeatLogin | None = None
-    team_calls: Callable[[str], Sequence[TeamCall]] | None = None
+    team_calls: Callable[[str], Sequence[CardCall]] | None = None
     region: str = DEFAULT_REGION
