@@ -176,3 +176,76 @@ def prometheus_targets(seats_path: Path | None, centre: str | None, output: Path
     temporary.write_text(document, encoding="utf-8")
     temporary.replace(output)
     click.echo(f"{output}: {what}", err=True)
+
+
+_DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+
+
+def _dashboard_json(document: dict[str, Any]) -> str:
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+@deploy.command("grafana-dashboards")
+@click.option(
+    "--dashboards",
+    "dashboards_dir",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    default=_DEPLOY / "grafana" / "dashboards",
+    show_default="deploy/grafana/dashboards",
+    help="The English dashboards (NAME.json); each language's are written beside them (NAME.LANG.json).",
+)
+@click.option(
+    "--catalogue",
+    "catalogues",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    multiple=True,
+    help="A language's catalogue (repeatable; default: every deploy/grafana/i18n/*.json).",
+)
+@click.option(
+    "--check", is_flag=True, help="Write nothing; fail when a file is out of date or a text untranslated."
+)
+def grafana_dashboards(dashboards_dir: Path, catalogues: tuple[Path, ...], check: bool) -> None:
+    """Write the dashboards in every language from the English ones and each language's catalogue.
+
+    The English dashboards are the one source: edit them, add the new texts to each
+    catalogue, and run this. A text a catalogue lacks stays English and is named here
+    (with --check it fails, as the test suite does).
+    """
+    from agent.grafana import Catalogue, translate, untranslated
+
+    paths = list(catalogues) or sorted((_DEPLOY / "grafana" / "i18n").glob("*.json"))
+    if not paths:
+        raise click.UsageError("no catalogue: give --catalogue FILE")
+    books = []
+    for path in paths:
+        try:
+            books.append(Catalogue.from_json(json.loads(path.read_text(encoding="utf-8"))))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise click.BadParameter(f"{path}: {exc}", param_hint="--catalogue") from None
+    languages = {book.language for book in books}
+    translated = tuple(f".{language}.json" for language in languages)
+    sources = [p for p in sorted(dashboards_dir.glob("*.json")) if not p.name.endswith(translated)]
+    if not sources:
+        raise click.UsageError(f"no English dashboard (NAME.json) in {dashboards_dir}")
+    problems = []
+    for source in sources:
+        english = json.loads(source.read_text(encoding="utf-8"))
+        for book in books:
+            missing = untranslated(english, book)
+            problems += [f"{source.name}: no {book.language} for {text!r}" for text in missing]
+            target = source.with_name(f"{source.stem}.{book.language}.json")
+            document = _dashboard_json(translate(english, book))
+            current = target.read_text(encoding="utf-8") if target.exists() else None
+            if current == document:
+                continue
+            if check:
+                problems.append(f"{target.name} is out of date: run cti-agent deploy grafana-dashboards")
+                continue
+            temporary = target.with_name(f".{target.name}.tmp")
+            temporary.write_text(document, encoding="utf-8")
+            temporary.replace(target)
+            click.echo(f"{target}: written", err=True)
+    for problem in problems:
+        click.echo(problem, err=True)
+    if check and problems:
+        raise SystemExit(1)

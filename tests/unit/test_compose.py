@@ -267,7 +267,12 @@ def test_grafana_reads_prometheus_by_service_name_and_its_dashboards_are_mounted
     )["providers"]
     dashboards_target = provider["options"]["path"]
     dashboards = COMPOSE_DIR / volumes[dashboards_target]
-    assert sorted(p.name for p in dashboards.glob("*.json")) == ["cti-supervisor.json", "cti-wallboard.json"]
+    assert sorted(p.name for p in dashboards.glob("*.json")) == [
+        "cti-supervisor.json",
+        "cti-supervisor.zh-CN.json",
+        "cti-wallboard.json",
+        "cti-wallboard.zh-CN.json",
+    ]
     home = PurePosixPath(grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"])
     assert str(home.parent) == dashboards_target
     assert (dashboards / home.name).is_file()
