@@ -135,6 +135,51 @@ class RejectSink(Protocol):
         """One row that was not imported, with the reason."""
 
 
+#: What a reject says, by code and language (English is also what the CLI and the report's JSON say).
+REASONS: dict[str, dict[str, str]] = {
+    "unreadable": {"en": "unreadable line: {detail}", "zh-CN": "无法读取的行：{detail}"},
+    "too_many_cells": {
+        "en": "row has {cells} cells, the header has {header}",
+        "zh-CN": "该行有 {cells} 个单元格，表头只有 {header} 列",
+    },
+    "bad_number": {"en": "not a valid phone number: {written!r}", "zh-CN": "不是有效的电话号码：“{written}”"},
+    "no_phone": {"en": "no phone number", "zh-CN": "没有电话号码"},
+    "conflict_in_file": {
+        "en": "{raw} is also on row {first_row}, for rep {first_owner!r}, not {owner!r}",
+        "zh-CN": "{raw} 也在第 {first_row} 行，负责人是 {first_owner}，不是 {owner}",
+    },
+    "duplicate_in_file": {"en": "{raw} is also on row {first_row}", "zh-CN": "{raw} 与第 {first_row} 行重复"},
+    "owned": {
+        "en": "{raw} belongs to customer {customer}, owned by rep {owner!r}",
+        "zh-CN": "{raw} 属于客户 {customer}，负责人是 {owner}",
+    },
+    "duplicate_in_db": {"en": "{raw} is already customer {customer}", "zh-CN": "{raw} 已是客户 {customer}"},
+}
+
+
+class Reason(str):
+    """Why a row was not imported: its English text, with the code and values to say it in another language.
+
+    A ``str`` (the English text) so the report, the CLI and scripts reading ``Issue.reason``
+    see what they always saw; :meth:`text` gives a reject file its reader's language.
+    """
+
+    code: str
+    params: dict[str, Any]
+
+    def __new__(cls, code: str, **params: Any) -> Reason:
+        """The reason ``code`` (a key of :data:`REASONS`) with the values its texts name."""
+        made = super().__new__(cls, REASONS[code]["en"].format(**params))
+        made.code = code
+        made.params = params
+        return made
+
+    def text(self, lang: str = "en") -> str:
+        """The reason in ``lang`` (English where there is no translation)."""
+        said = REASONS[self.code]
+        return said.get(lang, said["en"]).format(**self.params)
+
+
 class ImportFileError(ValueError):
     """The file as a whole cannot be imported (unreadable, no header, no phone column)."""
 
@@ -398,7 +443,7 @@ def _csv_rows(path: Path, encoding: str | None) -> tuple[int, Iterator[tuple[int
             except StopIteration:
                 return
             except csv.Error as exc:
-                yield line_before + 1, f"unreadable line: {exc}"
+                yield line_before + 1, Reason("unreadable", detail=exc)
                 continue
             # Our own exports escape formula cells with an apostrophe (storage.sheets): undo it.
             yield reader.line_num, [unescape_text(cell) for cell in row]
@@ -460,7 +505,7 @@ def _parse_row(
 ) -> _Row | str:
     """A row's customer, or the reason it cannot be read."""
     if len(cells) > len(header) and any(c.strip() for c in cells[len(header) :]):
-        return f"row has {len(cells)} cells, the header has {len(header)}"
+        return Reason("too_many_cells", cells=len(cells), header=len(header))
     values: dict[str, list[tuple[str, str]]] = {}
     for index, target in columns.items():
         cell = cells[index].strip() if index < len(cells) else ""
@@ -472,12 +517,12 @@ def _parse_row(
         for written in split_numbers(cell):
             key = normalise_number(written, region)
             if key is None:
-                return f"not a valid phone number: {written!r}"
+                return Reason("bad_number", written=written)
             if key not in seen:
                 seen.add(key)
                 phones.append(_Phone(key=key, raw=written[:64], label=label.strip()[:50] or None))
     if not phones:
-        return "no phone number"
+        return Reason("no_phone")
 
     def one(target: str, limit: int) -> str | None:
         found = values.get(target)
@@ -595,21 +640,30 @@ class _Importer:
                 first_row, first_owner = self.seen[phone.key]
                 if first_owner and row.owner_rep and first_owner != row.owner_rep:
                     kind = "conflict"
-                    reason = (
-                        f"{phone.raw} is also on row {first_row}, for rep {first_owner!r}, "
-                        f"not {row.owner_rep!r}"
+                    reason = Reason(
+                        "conflict_in_file",
+                        raw=phone.raw,
+                        first_row=first_row,
+                        first_owner=first_owner,
+                        owner=row.owner_rep,
                     )
                 else:
-                    kind, reason = "duplicate_in_file", f"{phone.raw} is also on row {first_row}"
+                    kind, reason = (
+                        "duplicate_in_file",
+                        Reason("duplicate_in_file", raw=phone.raw, first_row=first_row),
+                    )
                 self.issue(row, kind, reason, row.cells, phone.key)
                 return False
             if phone.key in existing:
                 customer_id, owner_rep = existing[phone.key]
                 if owner_rep and owner_rep != row.owner_rep:
                     kind = "conflict"
-                    reason = f"{phone.raw} belongs to customer {customer_id}, owned by rep {owner_rep!r}"
+                    reason = Reason("owned", raw=phone.raw, customer=customer_id, owner=owner_rep)
                 else:
-                    kind, reason = "duplicate_in_db", f"{phone.raw} is already customer {customer_id}"
+                    kind, reason = (
+                        "duplicate_in_db",
+                        Reason("duplicate_in_db", raw=phone.raw, customer=customer_id),
+                    )
                 self.issue(row, kind, reason, row.cells, phone.key)
                 return False
         return True
@@ -715,13 +769,13 @@ class RejectWriter:
         self.header = list(header)
 
     def __call__(self, row: int, reason: str, cells: list[str]) -> None:
-        """Write one rejected row."""
+        """Write one rejected row, a :class:`Reason` in the file's language."""
         if self._writer is None:
             self._temporary = temporary_beside(self.path)
             self._file = self._temporary.open("x", encoding="utf-8-sig", newline="")
             self._writer = CsvWriter(self._file)
             self._writer.header([*headers(("row", "reason"), self.lang), *self.header])
-        self._writer.row([row, reason, *cells])
+        self._writer.row([row, reason.text(self.lang) if isinstance(reason, Reason) else reason, *cells])
         self.count += 1
 
     def close(self) -> None:

@@ -575,11 +575,74 @@ def test_reject_file_headers_in_chinese(engine: Engine, tmp_path: Path) -> None:
     writer.close()
     lines = list(csv.reader((tmp_path / "rejects.csv").read_text(encoding="utf-8-sig").splitlines()))
     assert lines[0] == ["行号", "原因", "姓名", "电话"]
-    assert lines[1][0] == "2"
+    assert lines[1][:2] == ["2", "不是有效的电话号码：“12345”"]
     assert lines[1][2:] == ["'=坏", "12345"]
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
     with pytest.raises(ValueError, match="unknown language"):
         RejectWriter(tmp_path / "x.csv", lang="fr")
+
+
+def test_every_reject_reason_is_said_in_the_files_language(engine: Engine, tmp_path: Path) -> None:
+    with Session(engine) as session, session.begin():
+        import_customers(session, iter([(1, ["name", "phone", "owner"]), (2, ["Old", "13800138000", "amy"])]))
+    path = write_csv(
+        tmp_path / "leads.csv",
+        [
+            ["name", "phone", "owner"],
+            ["A", "13900139000", "bob"],
+            ["B", "13900139000", "bob"],  # again in the file
+            ["C", "13900139000", "cat"],  # again, for another rep
+            ["D", "13800138000", "bob"],  # someone else's customer
+            ["E", "13800138000", "amy"],  # already a customer (amy's own)
+            ["F", ""],
+            ["G", "12345"],
+            ["H", "13700137000", "bob", "extra"],
+        ],
+    )
+    said = {}
+    for lang in ("en", "zh-CN"):
+        writer = RejectWriter(tmp_path / f"rejects-{lang}.csv", lang=lang)
+        _, rows = read_rows(path)
+        with Session(engine) as session:
+            report = import_customers(session, rows, reject=writer, dry_run=False)
+            session.rollback()
+        writer.close()
+        lines = list(
+            csv.reader((tmp_path / f"rejects-{lang}.csv").read_text(encoding="utf-8-sig").splitlines())
+        )
+        said[lang] = {int(line[0]): line[1] for line in lines[1:]}
+    assert said["en"] == {issue.row: issue.reason for issue in report.issues}  # the report stays English
+    assert said["en"] == {
+        3: "13900139000 is also on row 2",
+        4: "13900139000 is also on row 2, for rep 'bob', not 'cat'",
+        5: "13800138000 belongs to customer 1, owned by rep 'amy'",
+        6: "13800138000 is already customer 1",
+        7: "no phone number",
+        8: "not a valid phone number: '12345'",
+        9: "row has 4 cells, the header has 3",
+    }
+    assert said["zh-CN"] == {
+        3: "13900139000 与第 2 行重复",
+        4: "13900139000 也在第 2 行，负责人是 bob，不是 cat",
+        5: "13800138000 属于客户 1，负责人是 amy",
+        6: "13800138000 已是客户 1",
+        7: "没有电话号码",
+        8: "不是有效的电话号码：“12345”",
+        9: "该行有 4 个单元格，表头只有 3 列",
+    }
+
+
+def test_every_reason_has_chinese_with_the_same_values() -> None:
+    import string
+
+    from storage.customers import REASONS
+
+    def fields(text: str) -> set[str]:
+        return {name for _, name, _, _ in string.Formatter().parse(text) if name}
+
+    for code, texts in REASONS.items():
+        assert set(texts) == {"en", "zh-CN"}, code
+        assert fields(texts["zh-CN"]) == fields(texts["en"]), code
 
 
 def test_cli_languages_are_the_writers() -> None:
