@@ -77,6 +77,26 @@ def to_e164(raw: str | None, region: str = DEFAULT_REGION) -> str | None:
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
+def national(number_e164: str | None, region: str = DEFAULT_REGION) -> str | None:
+    """How people of ``region`` write a stored number: ``136 1332 3868``, ``010 6552 9988``.
+
+    A number of another country is written internationally (``+1 650-253-0000``);
+    None when ``number_e164`` is missing or not a number (show the raw digits then).
+    """
+    if not number_e164:
+        return None
+    try:
+        parsed = phonenumbers.parse(number_e164, None)
+    except phonenumbers.NumberParseException:
+        return None
+    form = (
+        phonenumbers.PhoneNumberFormat.NATIONAL
+        if phonenumbers.region_code_for_number(parsed) == region
+        else phonenumbers.PhoneNumberFormat.INTERNATIONAL
+    )
+    return phonenumbers.format_number(parsed, form)
+
+
 def display_key(key: str) -> str:
     """A stored number key for people: ``+862212345678;ext=8001`` → ``+862212345678 ext. 8001``.
 

@@ -57,7 +57,7 @@ class CardCustomer:
 
 @dataclass(frozen=True, slots=True)
 class CardCall:
-    """One of a number's last calls, from any seat in the scope."""
+    """One of a number's last calls from any seat in the scope (``GET /api/v1/lookup``'s ``calls``)."""
 
     uuid: str
     started_at: datetime

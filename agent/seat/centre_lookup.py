@@ -18,7 +18,7 @@
 The cache (:class:`CardCache`) is a JSON file in the seat's data directory, written under a
 temporary name and renamed (a crash leaves the old file or the new one), readable by the
 seat's user only, and bounded to ``max_entries`` numbers (least recently used dropped first).
-It holds customer cards and the number's last calls team-wide (:class:`TeamCall`, which the
+It holds customer cards and the number's last calls team-wide (:class:`CardCall`, which the
 seat page's card shows beside the seat's own); the centre's ids in them are not the seat's (the
 call keeps the name, not the id: see :meth:`agent.events.Call.with_customer`).
 
@@ -47,6 +47,7 @@ from agent.errors import AgentError
 from agent.events import Customer
 from agent.numbers import DEFAULT_REGION, to_e164
 from agent.seat.centre_client import CentreError, CentreRefused, CentreUnavailable
+from storage.lookup import CardCall
 
 if TYPE_CHECKING:
     import pluggy
@@ -133,36 +134,7 @@ def customer_from_card(data: object) -> Customer | None:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class TeamCall:
-    """One of a number's last calls at the centre, from any seat of the team (see ``GET /api/v1/lookup``)."""
-
-    uuid: str
-    started_at: datetime
-    direction: str
-    seat: str
-    rep: str
-    talk_seconds: float | None
-    disposition: str | None
-    notes: str | None
-    has_recording: bool = False
-
-    def to_json(self) -> dict[str, Any]:
-        """The call as the centre sends it and the cache file keeps it."""
-        return {
-            "uuid": self.uuid,
-            "started_at": self.started_at.isoformat(),
-            "direction": self.direction,
-            "seat": self.seat,
-            "rep": self.rep,
-            "talk_seconds": self.talk_seconds,
-            "disposition": self.disposition,
-            "notes": self.notes,
-            "has_recording": self.has_recording,
-        }
-
-
-def team_call(data: object) -> TeamCall:
+def team_call(data: object) -> CardCall:
     """One entry of a card's ``calls``.
 
     :raises CardError: not a call object (no UUID, no tz-aware start, a field of the wrong type).
@@ -181,7 +153,7 @@ def team_call(data: object) -> TeamCall:
     talk = data.get("talk_seconds")
     if talk is not None and (not isinstance(talk, int | float) or isinstance(talk, bool)):
         raise CardError("a call's talk_seconds is not a number")
-    return TeamCall(
+    return CardCall(
         uuid=uuid,
         started_at=started_at,
         direction=_text(data, "direction") or "",
@@ -194,7 +166,7 @@ def team_call(data: object) -> TeamCall:
     )
 
 
-def team_calls(data: object) -> tuple[TeamCall, ...]:
+def team_calls(data: object) -> tuple[CardCall, ...]:
     """A card's ``calls``, newest first; an entry that is not a call is skipped and logged (the rest stay)."""
     if data is None:
         return ()
@@ -226,7 +198,7 @@ class CachedCard:
 
     customer: Customer | None
     fetched_at: float
-    calls: tuple[TeamCall, ...] = ()
+    calls: tuple[CardCall, ...] = ()
 
     def to_json(self, number: str) -> dict[str, Any]:
         """The entry as the cache file keeps it."""
@@ -244,7 +216,7 @@ class CachedCard:
             "number": number,
             "fetched_at": self.fetched_at,
             "customer": customer,
-            "calls": [call.to_json() for call in self.calls],
+            "calls": [call.to_dict() for call in self.calls],
         }
 
 
@@ -281,7 +253,7 @@ class CardCache:
             return card
 
     def put(
-        self, number: str, customer: Customer | None, fetched_at: float, calls: tuple[TeamCall, ...] = ()
+        self, number: str, customer: Customer | None, fetched_at: float, calls: tuple[CardCall, ...] = ()
     ) -> bool:
         """Keep the number's latest answer; True when what the file should hold changed.
 
@@ -529,7 +501,7 @@ class CentreLookup:
             self._schedule_save()
         return customer
 
-    def team_calls(self, number_e164: str) -> tuple[TeamCall, ...]:
+    def team_calls(self, number_e164: str) -> tuple[CardCall, ...]:
         """The number's last calls team-wide as the centre last told (from the cache: never waits)."""
         card = self.cache.get(number_e164)
         return card.calls if card is not None else ()
@@ -605,7 +577,6 @@ __all__ = [
     "CardError",
     "CentreLookup",
     "LookupClient",
-    "TeamCall",
     "customer_from_card",
     "parse_answer",
     "register_centre_lookup",

@@ -14,9 +14,10 @@ import pluggy
 
 from agent.config import Config, is_centre_url
 from agent.seat.centre_client import CentreClient
-from agent.seat.centre_lookup import CentreLookup, TeamCall, register_centre_lookup
+from agent.seat.centre_lookup import CentreLookup, register_centre_lookup
 from agent.seat.listen_out import Tap, start_listen_out, stop_listen_out
 from agent.seat.transport import centre_access, make_client
+from storage.lookup import CardCall
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ class CentreServices:
         if live is not None:
             _, self._listen_out = start_listen_out(centre_access(self.config), live)
 
-    def team_calls(self, number_e164: str) -> tuple[TeamCall, ...]:
+    def team_calls(self, number_e164: str) -> tuple[CardCall, ...]:
         """The number's last calls at the centre from any seat of the team, as last fetched (never waits).
 
         Empty outside team mode, before :meth:`start` and after :meth:`stop`.

@@ -113,7 +113,10 @@ class Agent:
                 pause_reasons=config.rep_state.pause_reasons,
             )
             self.metrics.rep_state(self.rep_state.rep, self.rep_state.state, self.rep_state.reason)
-        self.bus = SeatBus(rep_state=self.rep_state.snapshot() if self.rep_state is not None else None)
+        self.bus = SeatBus(
+            rep_state=self.rep_state.snapshot() if self.rep_state is not None else None,
+            region=self.config.agent.region,
+        )
         self.engine: Engine | None = None
         self.devices: dict[str, Device] = {}
         self.lines: dict[tuple[str, str], Line] = {}
@@ -265,6 +268,7 @@ class Agent:
             # Asked only of requests that reach the page over the network (agent.seat.web.login).
             login=SeatLogin(agent.data_dir / HASH_FILE_NAME),
             team_calls=self.centre_services.team_calls,
+            region=self.config.agent.region,
         )
 
     async def _shutdown(

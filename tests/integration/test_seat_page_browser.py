@@ -117,6 +117,7 @@ def feed(*events: Any) -> None:
 
 
 async def card_for(page: Any, number: str, customer: str = "known") -> None:
+    """Wait for the card of ``number`` as the page writes it (national format: ``138 1234 5678``)."""
     await page.wait_for_function(
         """([number, customer]) => {
             const card = document.getElementById("card");
@@ -131,7 +132,7 @@ async def card_for(page: Any, number: str, customer: str = "known") -> None:
 async def test_card_pops_with_the_customer_and_the_note_shows_on_the_next_call(page: Any) -> None:
     feed(Ring(device_id="dev", line="1", at=at()))
     feed(CallerId(device_id="dev", line="1", at=at(), number="13812345678"))
-    await card_for(page, "13812345678")
+    await card_for(page, "138 1234 5678")
     assert await page.inner_text("#card-name") == "张伟"
     assert await page.inner_text("#card-company") == "天津贸易"
     assert await page.inner_text("#card-owner") == "rep01"
@@ -167,7 +168,7 @@ async def test_card_pops_with_the_customer_and_the_note_shows_on_the_next_call(p
 
 async def test_caller_text_is_shown_as_text(page: Any) -> None:
     feed(CallerId(device_id="dev", line="1", at=at(), number="13900001111", name=XSS_CID))
-    await card_for(page, "13900001111")
+    await card_for(page, "139 0000 1111")
     assert (await page.inner_text("#card-name")).startswith(XSS_NAME)
     assert XSS_CID in await page.inner_text("#card-name")
     assert await page.inner_text("#card-company") == "<b>Evil</b> Ltd"
@@ -189,7 +190,7 @@ async def test_withheld_and_unknown_numbers(page: Any) -> None:
     feed(OnHook(device_id="dev", line="1", at=at()))
     await page.wait_for_selector('#card-status:has-text("Missed"), #card-status:has-text("Unknown")')
     feed(CallerId(device_id="dev", line="1", at=at(), number="13700002222"))
-    await card_for(page, "13700002222", customer="unknown")
+    await card_for(page, "137 0000 2222", customer="unknown")
     assert await page.is_visible("#card-unknown")
     feed(OnHook(device_id="dev", line="1", at=at()))
 
@@ -246,7 +247,7 @@ async def call_stored(agent: Agent, uuid: str) -> None:
 async def recorded_call_then_another(agent: Agent, page: Any) -> str:
     """An answered call given a recording row, then a second call from the same number; the first's uuid."""
     feed(CallerId(device_id="dev", line="1", at=at(), number="13812345678"))
-    await card_for(page, "13812345678")
+    await card_for(page, "138 1234 5678")
     feed(OffHook(device_id="dev", line="1", at=at()), OnHook(device_id="dev", line="1", at=at()))
     await page.wait_for_selector('#card[data-uuid] #card-status:has-text("Answered")')
     first_uuid = await page.get_attribute("#card", "data-uuid")

@@ -23,7 +23,7 @@ from test_screenpop import Feeder
 from test_seat_page_browser import XSS_NAME, card_for, feed, seed_customers
 
 from agent.config import load_config
-from agent.events import CallerId, OffHook, OnHook, Ring
+from agent.events import CallerId, Dialed, OffHook, OnHook, Ring
 from agent.plugins import make_plugin_manager
 from agent.seat.devices import DeviceRegistry
 from agent.seat.runner import Agent
@@ -100,7 +100,7 @@ async def test_a_draft_note_survives_a_new_call_a_reload_and_a_restart(
             # The first call: answered, hung up; the rep writes the note in wrap-up and does not save.
             feed(Ring(device_id="dev", line="1", at=at()))
             feed(CallerId(device_id="dev", line="1", at=at(), number="13812345678"))
-            await card_for(page, "13812345678")
+            await card_for(page, "138 1234 5678")
             first = await page.get_attribute("#card", "data-uuid")
             feed(OffHook(device_id="dev", line="1", at=at()), OnHook(device_id="dev", line="1", at=at()))
             await page.wait_for_selector(f'#card #card-status:has-text("{answered}")')
@@ -120,7 +120,7 @@ async def test_a_draft_note_survives_a_new_call_a_reload_and_a_restart(
             assert await page.input_value("#note-text") == DRAFT
             # The rep opens the new call: its card, empty; the draft goes back with its call.
             await page.click("#incoming-open")
-            await card_for(page, "13900001111")
+            await card_for(page, "139 0000 1111")
             second = await page.get_attribute("#card", "data-uuid")
             assert second != first
             assert await page.is_hidden("#incoming")
@@ -165,4 +165,36 @@ async def test_a_draft_note_survives_a_new_call_a_reload_and_a_restart(
             await page.wait_for_timeout(500)
             assert await page.is_hidden("#card")  # nothing left unsaved, nothing in progress
             await page.close()
+        await context.close()
+
+
+@pytest.mark.parametrize(
+    ("locale", "inbound", "outbound", "ringing"),
+    [("en-US", "Caller", "Called", "Ringing"), ("zh-CN", "来电", "去电", "振铃中")],
+)
+async def test_the_card_says_whether_the_call_came_in_or_went_out(
+    tmp_path: Path, locale: str, inbound: str, outbound: str, ringing: str
+) -> None:
+    seed_customers(tmp_path)
+    port = free_port()
+    async with chromium() as browser, running_agent(tmp_path, port):
+        context = await browser.new_context(locale=locale)
+        page = await open_page(context, port)
+        feed(OffHook(device_id="dev", line="1", at=at()))
+        feed(Dialed(device_id="dev", line="1", at=at(), digits="13812345678", complete=True))
+        await card_for(page, "138 1234 5678")
+        assert await page.get_attribute("#card", "data-direction") == "out"
+        assert await page.text_content("#card-heading") == outbound
+        feed(OnHook(device_id="dev", line="1", at=at()))
+        feed(Ring(device_id="dev", line="1", at=at()))
+        feed(CallerId(device_id="dev", line="1", at=at(), number="13900001111"))
+        await card_for(page, "139 0000 1111")
+        assert await page.text_content("#card-heading") == inbound
+        # The rep's own state stays what it was; the widget says the line rings.
+        await page.wait_for_selector('#rep-state[data-line="ringing"]')
+        assert await page.get_attribute("#rep-state", "data-state") != "on_call"
+        assert await page.text_content("#rep-state-now") == ringing
+        feed(OffHook(device_id="dev", line="1", at=at()))
+        await page.wait_for_selector('#rep-state[data-state="on_call"][data-line=""]')
+        feed(OnHook(device_id="dev", line="1", at=at()))
         await context.close()

@@ -143,7 +143,14 @@ async def test_event_stream_delivers_frames_and_replays_after_reconnect() -> Non
             assert reader.retry is not None
             assert reader.retry > 0
         assert [(i, e) for i, e, _ in received] == [("2", "call"), ("3", "line"), ("4", "call")]
-        assert [json.loads(d) for _, _, d in received] == [m.to_dict() for m in sent]
+        # A call's payload is its event's, its number also as the page writes it (none sent: None).
+        expected = [
+            m.to_dict() | {"call": m.to_dict()["call"] | {"number_display": None}}
+            if isinstance(m, CallEvent)
+            else m.to_dict()
+            for m in sent
+        ]
+        assert [json.loads(d) for _, _, d in received] == expected
         assert all("<script>" not in d for _, _, d in received)
 
         await until(lambda: bus.clients == 0)  # the server let go of the closed stream

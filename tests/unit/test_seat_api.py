@@ -429,13 +429,13 @@ def test_play_url_validates_the_uuid() -> None:
 
 
 def test_card_shows_the_teams_calls_from_other_seats_beside_its_own(engine: Engine) -> None:
-    from agent.seat.centre_lookup import TeamCall
+    from storage.lookup import CardCall
 
     own = ended(make_call(U_COMPLETE, NOW - timedelta(hours=3)))
     current = make_call("now", NOW)
     write(engine, own, current)
 
-    def team(number: str, at: datetime, uuid: str, **fields: object) -> TeamCall:
+    def team(number: str, at: datetime, uuid: str, **fields: object) -> CardCall:
         values: dict[str, object] = {
             "uuid": uuid,
             "started_at": at,
@@ -448,11 +448,11 @@ def test_card_shows_the_teams_calls_from_other_seats_beside_its_own(engine: Engi
             "has_recording": True,
         }
         values.update(fields)
-        return TeamCall(**values)  # type: ignore[arg-type]
+        return CardCall(**values)  # type: ignore[arg-type]
 
     asked: list[str] = []
 
-    def team_calls(number: str) -> list[TeamCall]:
+    def team_calls(number: str) -> list[CardCall]:
         asked.append(number)
         return [
             team(number, (NOW - timedelta(hours=1)).astimezone(UTC), U_PARTIAL),

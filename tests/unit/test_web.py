@@ -88,12 +88,34 @@ async def test_messages_get_increasing_ids_in_publish_order() -> None:
         for message in messages:
             await bus.notify(message)
         received = [await sub.get(timeout=1) for _ in messages]
+    # A call's payload is its event's, its number also as written here (none sent: None).
+    shown = [m.to_dict() | {"call": m.to_dict()["call"] | {"number_display": None}} for m in messages[::2]]
     assert received == [
-        (1, "call", messages[0].to_dict()),
+        (1, "call", shown[0]),
         (2, "line", messages[1].to_dict()),
-        (3, "call", messages[2].to_dict()),
+        (3, "call", shown[1]),
     ]
     assert bus.last_id == 3
+
+
+@pytest.mark.parametrize(
+    ("number", "region", "shown"),
+    [
+        ("+8613613323868", "CN", "136 1332 3868"),
+        ("+861065529988", "CN", "010 6552 9988"),
+        ("+16502530000", "CN", "+1 650-253-0000"),  # another country's number: international
+        ("+16502530000", "US", "(650) 253-0000"),
+        (None, "CN", None),  # no valid number: the page shows the digits as sent
+    ],
+)
+def test_the_page_gets_numbers_as_people_of_the_region_write_them(
+    number: str | None, region: str, shown: str | None
+) -> None:
+    bus = SeatBus(region=region)
+    bus.publish(started(make_call("c", number_e164=number, number_raw="13613323868")))
+    (call,) = bus.snapshot()["calls"]
+    assert call["number_display"] == shown
+    assert call["number_e164"] == number  # data keeps E.164
 
 
 def test_seeded_calls_come_before_live_ones_and_send_nothing() -> None:

@@ -25,7 +25,7 @@ from starlette.routing import BaseRoute, Route
 
 from agent.errors import AgentError, DeviceError
 from agent.events import Call
-from agent.numbers import clean, display_key
+from agent.numbers import clean, display_key, national
 from agent.seat.web.context import SeatContext
 from storage.repository import (
     CallNote,
@@ -347,18 +347,19 @@ class SeatApi:
             session, rep=self.rep, since=start, effective_seconds=self.context.effective_call_seconds
         )
         return {
-            "follow_ups": [self._follow_up_view(follow_up, start) for follow_up in due],
+            "follow_ups": [self._follow_up_view(follow_up, start, self.context.region) for follow_up in due],
             "counts": dataclasses.asdict(counts),
         }
 
     @staticmethod
-    def _follow_up_view(follow_up: FollowUp, day_start: datetime) -> dict[str, Any]:
+    def _follow_up_view(follow_up: FollowUp, day_start: datetime, region: str) -> dict[str, Any]:
         return {
             "uuid": follow_up.uuid,
             "due": follow_up.follow_up_at.astimezone(day_start.tzinfo).date().isoformat(),
             "overdue": follow_up.follow_up_at < day_start,
             "number": follow_up.number_raw or "",
             "number_e164": follow_up.number_e164 or "",
+            "number_display": national(follow_up.number_e164, region) or follow_up.number_raw or "",
             "name": follow_up.name or "",
             "notes": follow_up.notes or "",
         }

@@ -127,6 +127,8 @@ def format_clock(iso: str | None) -> str:
 
 def number_text(call: dict[str, Any], t: Callable[[str], str]) -> tuple[str, bool]:
     """What to show for a call's number, and whether it is a placeholder (no number sent)."""
+    if call.get("number_display"):
+        return str(call["number_display"]), False
     if call.get("number_raw"):
         return str(call["number_raw"]), False
     absence = call.get("absence")

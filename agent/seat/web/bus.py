@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import Any
 
 from agent.events import Call, CallEvent, LineStatus, Message, RepStateChange
+from agent.numbers import DEFAULT_REGION, national
 
 logger = logging.getLogger(__name__)
 
@@ -138,6 +139,7 @@ class SeatBus:
         replay_size: int = 1000,
         client_queue: int = 256,
         rep_state: dict[str, Any] | None = None,
+        region: str = DEFAULT_REGION,
     ) -> None:
         if max_calls < 1 or replay_size < 1 or client_queue < 1:
             raise ValueError("max_calls, replay_size and client_queue must be positive")
@@ -150,6 +152,7 @@ class SeatBus:
         self._last_id = 0
         self._closed = False
         self._rep_state = dict(rep_state) if rep_state is not None else None
+        self._region = region
 
     @property
     def last_id(self) -> int:
@@ -172,6 +175,7 @@ class SeatBus:
             event = CALL
             call = message.call
             payload = message.to_dict()
+            payload["call"] = self._call_dict(call)
             # A known call is updated in place: the list keeps first-seen order.
             self._calls[call.uuid] = call
             while len(self._calls) > self._max_calls:
@@ -188,6 +192,12 @@ class SeatBus:
         else:
             raise TypeError(f"cannot publish {type(message).__name__}")
         return self._send(event, payload)
+
+    def _call_dict(self, call: Call) -> dict[str, Any]:
+        """A call as the page gets it: its fields and ``number_display`` (the number as written here)."""
+        out = call.to_dict()
+        out["number_display"] = national(call.number_e164, self._region)
+        return out
 
     def seed(self, calls: Iterable[Call]) -> int:
         """Put calls from before this start (oldest first) into the snapshot, sending nothing.
@@ -250,7 +260,7 @@ class SeatBus:
         """
         return {
             "last_id": self._last_id,
-            "calls": [call.to_dict() for call in reversed(self._calls.values())],
+            "calls": [self._call_dict(call) for call in reversed(self._calls.values())],
             "lines": list(self._lines.values()),
             "rep_state": dict(self._rep_state) if self._rep_state is not None else None,
         }

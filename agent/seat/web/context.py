@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pluggy
 
 from agent.config import DailyTarget
+from agent.numbers import DEFAULT_REGION
 from agent.seat.observers import PluginErrorCounter
 from agent.seat.web.bus import SeatBus
 from agent.seat.web.login import SeatLogin
@@ -26,7 +27,7 @@ from agent.web.guard import LOOPBACK_NAMES, PageTokens
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from agent.seat.centre_lookup import TeamCall
+    from storage.lookup import CardCall
 
 
 class Dialer(Protocol):
@@ -117,6 +118,7 @@ class SeatContext:
     :param login: the rep's log-in (:class:`agent.seat.web.login.SeatLogin`), required of every
         request that reaches the page over the network; None: such requests are refused (the
         page says no password is set), loopback is unaffected either way.
+    :param region: the numbering region the page writes numbers for (``[agent] region``).
     """
 
     bus: SeatBus
@@ -143,4 +145,5 @@ class SeatContext:
     health: Callable[[], dict[str, int]] | None = None
     recordings_dir: Path | None = None
     login: SeatLogin | None = None
-    team_calls: Callable[[str], Sequence[TeamCall]] | None = None
+    team_calls: Callable[[str], Sequence[CardCall]] | None = None
+    region: str = DEFAULT_REGION

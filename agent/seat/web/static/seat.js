@@ -71,6 +71,8 @@
   }
 
   function numberText(call) {
+    // As people here write it (136 1332 3868); the digits as sent when it is not a valid number.
+    if (call.number_display) return { text: call.number_display, placeholder: false };
     if (call.number_raw) return { text: call.number_raw, placeholder: false };
     if (call.absence === "P") return { text: t("number.withheld"), placeholder: true };
     if (call.absence === "O") return { text: t("number.unavailable"), placeholder: true };
@@ -147,6 +149,7 @@
     var previous = calls[call.uuid];
     calls[call.uuid] = call;
     popCard(call, previous);
+    if (repState) renderRepState(repState);
     var row = callRow(call);
     var existing = findByAttr(callsEl, "data-uuid", call.uuid);
     if (existing) {
@@ -369,6 +372,8 @@
     if (!call) { card.hidden = true; return; }
     card.hidden = false;
     card.setAttribute("data-uuid", call.uuid);
+    card.setAttribute("data-direction", call.direction);
+    $("card-heading").textContent = t(call.direction === "out" ? "card.title_out" : "card.title");
     var number = numberText(call);
     var numberEl = $("card-number");
     numberEl.textContent = number.text;
@@ -519,7 +524,7 @@
       var li = el("li", "follow-up");
       li.appendChild(el("span", "follow-up-due", f.due + (f.overdue ? " (" + t("today.overdue") + ")" : "")));
       li.appendChild(el("span", "follow-up-name", f.name));
-      li.appendChild(el("span", "follow-up-number", f.number));
+      li.appendChild(el("span", "follow-up-number", f.number_display || f.number));
       li.appendChild(el("span", "follow-up-notes", f.notes));
       var button = dialButton(f.number_e164 || f.number);
       if (button) li.appendChild(button);
@@ -540,8 +545,11 @@
     var section = $("rep-state");
     section.hidden = false;
     section.setAttribute("data-state", state.state);
-    var text = t("rep_state." + state.state);
-    if (state.reason) text += " · " + t("pause." + state.reason);
+    // Not answered yet, a call is no state of the rep's own; the page still says the line is busy.
+    var line = state.state === "on_call" ? null : lineActivity();
+    section.setAttribute("data-line", line || "");
+    var text = t("rep_state." + (line || state.state));
+    if (state.reason && !line) text += " · " + t("pause." + state.reason);
     $("rep-state-now").textContent = text;
     var select = $("rep-pause-reason");
     if (state.pause_reasons && select.children.length === 0) {
@@ -555,6 +563,17 @@
     $("rep-available").disabled = onCall || state.state === "available";
     $("rep-pause").disabled = onCall;
     tickRepState();
+  }
+
+  // "ringing" or "dialing" while one of the seat's calls is, unanswered; else null.
+  function lineActivity() {
+    var found = null;
+    Object.keys(calls).forEach(function (uuid) {
+      var call = calls[uuid];
+      if (call.disposition || call.answered_at || call.ended_at) return;
+      found = call.direction === "out" ? (found || "dialing") : "ringing";
+    });
+    return found;
   }
 
   function tickRepState() {
