@@ -13,9 +13,9 @@ import os
 import re
 import socket
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, Protocol, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import platformdirs
@@ -131,6 +131,22 @@ class MetricsSection(_Section):
         return value
 
 
+class TargetValues(Protocol):
+    """A set of daily targets from elsewhere (a ``teams`` row); None: no target of that kind."""
+
+    @property
+    def calls(self) -> int | None:
+        """Calls a day."""
+
+    @property
+    def talk_seconds(self) -> float | None:
+        """Talk seconds a day."""
+
+    @property
+    def effective_calls(self) -> int | None:
+        """Effective calls a day."""
+
+
 class DailyTarget(_Section):
     """A rep's quota for one day; None means no target of that kind."""
 
@@ -148,6 +164,25 @@ class TargetsSection(DailyTarget):
 
     teams: dict[str, DailyTarget] = {}
     reps: dict[str, DailyTarget] = {}
+
+    def with_teams(self, stored: Mapping[str, TargetValues]) -> TargetsSection:
+        """These targets with each team's targets from the centre's database laid over the file's.
+
+        ``stored``: team name -> the ``teams`` row's targets (``storage.teams.team_targets``).
+        Key by key, a team's stored target wins over ``[targets.teams.<team>]`` (the database
+        is where the running centre keeps the team's settings); ``[targets.reps.<rep>]`` still
+        wins over both, and the top-level keys apply where neither says anything.
+        """
+        teams = {name: target.model_copy() for name, target in self.teams.items()}
+        for name, values in stored.items():
+            own = teams.get(name)
+            merged = {key: getattr(own, key) for key in DailyTarget.model_fields} if own is not None else {}
+            for key in DailyTarget.model_fields:
+                value = getattr(values, key)
+                if value is not None:
+                    merged[key] = value
+            teams[name] = DailyTarget(**merged)
+        return self.model_copy(update={"teams": teams})
 
     def for_rep(self, rep: str, team: str) -> DailyTarget:
         """The targets of ``rep`` in ``team``: the rep's own, else the team's, else the defaults."""
@@ -304,6 +339,10 @@ def is_centre_url(url: str) -> bool:
     return url.split(":", 1)[0].lower() in ("http", "https")
 
 
+#: The KPIs reps may be ranked by (``storage.kpis.RANK_KEYS``; a test keeps the two equal).
+RankKey = Literal["talk_seconds", "calls", "effective", "connects", "connect_rate"]
+
+
 class CentreSection(_Section):
     """``[centre]``: the team server (``cti-agent centre``): the console and the seat API on one port.
 
@@ -315,6 +354,10 @@ class CentreSection(_Section):
     recordings (a directory, by default ``<data_dir>/recordings``, or an S3 bucket). It stays a
     raw table here, since the kernel does not import storage; ``cti-agent centre`` validates it
     with ``storage.blobconfig.RecordingStoreSettings`` at start-up.
+
+    ``reps_see_team_ranking`` and ``rank_by`` shape the console's statistics and wallboard:
+    whether a rep's log-in sees their team's ranking or only their own figures, and which
+    KPI ranks the reps.
     """
 
     listen: str = "127.0.0.1:8340"
@@ -322,6 +365,11 @@ class CentreSection(_Section):
     tls_key: Path | None = None
     hosts: list[str] = []
     recordings: dict[str, Any] = {}
+    #: Whether a rep's log-in sees their whole team ranked on the statistics pages and the
+    #: wallboard (True) or only their own row (False, the default).
+    reps_see_team_ranking: bool = False
+    #: The KPI reps are ranked by, best first (ties: talk time, calls, name); see ``storage.kpis``.
+    rank_by: RankKey = "talk_seconds"
 
     @field_validator("listen")
     @classmethod

@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from pathlib import Path
@@ -36,6 +36,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import ColumnElement, and_, case, func, select
 from sqlalchemy.orm import Session
 
+from storage.kpis import Kpis, Progress, percent_text, ratio, team_total
 from storage.models import CallRecord
 from storage.sheets import csv_text, headers
 
@@ -351,6 +352,29 @@ def call_report(
     )
 
 
+def days_worked(
+    session: Session,
+    *,
+    start: datetime,
+    end: datetime,
+    zone: tzinfo,
+    team: str | None = None,
+    rep: str | None = None,
+) -> dict[str, int]:
+    """Each rep's days in ``[start, end)`` on ``zone``'s calendar with at least one ended call.
+
+    What a daily quota is multiplied by over a window of several days (:func:`storage.kpis.kpis`).
+
+    :raises ValueError: ``start``/``end`` are naive or ``end`` is not after ``start``.
+    """
+    where = [_window(start.astimezone(UTC), end.astimezone(UTC)), *_filters(team, rep)]
+    days: dict[str, set[date]] = {}
+    query = select(CallRecord.rep, CallRecord.started_at).where(*where).execution_options(yield_per=2000)
+    for name, started_at in session.execute(query):
+        days.setdefault(str(name), set()).add(started_at.astimezone(zone).date())
+    return {name: len(dates) for name, dates in sorted(days.items())}
+
+
 def parse_when(text: str, zone: tzinfo) -> datetime:
     """``2026-03-02``, ``2026-03-02 09:30`` or an ISO 8601 time; without an offset it is in ``zone``.
 
@@ -385,16 +409,83 @@ def _duration(seconds: float | None) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}"
 
 
-def format_table(report: Report) -> str:
-    """Aligned columns for a terminal, durations as h:mm:ss, and a total line."""
-    header = (
+#: Columns a report against targets appends to :data:`COLUMNS` in CSV and JSON (see :func:`with_targets`):
+#: the days the daily targets were multiplied by, and per kind the target and the share done (1 = met).
+TARGET_COLUMNS: tuple[str, ...] = (
+    "days_worked",
+    "target_calls",
+    "calls_progress",
+    "target_talk_seconds",
+    "talk_progress",
+    "target_effective",
+    "effective_progress",
+)
+#: Columns the table appends against targets (connects: the outbound calls answered).
+TARGET_TABLE_COLUMNS: tuple[str, ...] = ("CONNECTS", "CALLS/TARGET", "TALK/TARGET", "EFFECTIVE/TARGET")
+
+
+def with_targets(report: Report, kpis: Mapping[str, Kpis] | None) -> bool:
+    """Whether the report is shown against targets: ``kpis`` (by row key) give some row a target."""
+    return kpis is not None and any(kpis[row.key].has_targets for row in report.rows if row.key in kpis)
+
+
+def _total_kpis(report: Report, kpis: Mapping[str, Kpis]) -> Kpis:
+    return team_total("total", (kpis[row.key] for row in report.rows if row.key in kpis))
+
+
+def _number(value: float | None) -> float | int | None:
+    if value is None:
+        return None
+    return int(value) if float(value).is_integer() else round(value, 3)
+
+
+def _share(progress: Progress) -> float | None:
+    done = progress.ratio
+    return None if done is None else round(float(done), 4)
+
+
+def target_values(kpi: Kpis | None) -> dict[str, Any]:
+    """The :data:`TARGET_COLUMNS` of one row (all None for a row without KPIs)."""
+    if kpi is None:
+        return dict.fromkeys(TARGET_COLUMNS)
+    return {
+        "days_worked": kpi.days,
+        "target_calls": _number(kpi.calls.target),
+        "calls_progress": _share(kpi.calls),
+        "target_talk_seconds": _number(kpi.talk.target),
+        "talk_progress": _share(kpi.talk),
+        "target_effective": _number(kpi.effective.target),
+        "effective_progress": _share(kpi.effective),
+    }
+
+
+def _against(progress: Progress, show: Callable[[float], str]) -> str:
+    if progress.target is None:
+        return "-"
+    return f"{show(progress.value)}/{show(progress.target)} {progress.percent}%"
+
+
+def _count(value: float) -> str:
+    return str(int(value))
+
+
+def format_table(report: Report, kpis: Mapping[str, Kpis] | None = None) -> str:
+    """Aligned columns for a terminal, durations as h:mm:ss, and a total line.
+
+    Against targets (:func:`with_targets`) the connects and each figure over its target
+    (``42/80 53%``; ``-`` where there is none) are appended.
+    """
+    header: tuple[str, ...] = (
         report.by.upper(), "CALLS", "ANSWERED", "MISSED", "TALK", "EFFECTIVE", "AVG TALK", "IN", "OUT",
         "CONNECT RATE",
     )  # fmt: skip
+    targets = with_targets(report, kpis)
+    if targets:
+        header = (*header, *TARGET_TABLE_COLUMNS)
 
-    def cells(row: ReportRow) -> tuple[str, ...]:
-        rate = row.connect_rate
-        return (
+    def cells(row: ReportRow, kpi: Kpis | None) -> tuple[str, ...]:
+        rate = ratio(row.outbound_connected, row.outbound)
+        line = (
             row.key,
             str(row.calls),
             str(row.answered),
@@ -404,11 +495,23 @@ def format_table(report: Report) -> str:
             _duration(row.avg_talk_seconds),
             str(row.inbound),
             str(row.outbound),
-            "-" if rate is None else f"{rate:.0%}",
+            "-" if rate is None else percent_text(rate, 0),
+        )
+        if not targets:
+            return line
+        if kpi is None:
+            return (*line, str(row.outbound_connected), "-", "-", "-")
+        return (
+            *line,
+            str(row.outbound_connected),
+            _against(kpi.calls, _count),
+            _against(kpi.talk, _duration),
+            _against(kpi.effective, _count),
         )
 
-    body = [cells(row) for row in report.rows]
-    total = cells(report.total)
+    found = kpis or {}
+    body = [cells(row, found.get(row.key)) for row in report.rows]
+    total = cells(report.total, _total_kpis(report, found) if targets else None)
     widths = [max(len(line[n]) for line in [header, *body, total]) for n in range(len(header))]
 
     def render(line: Iterable[str]) -> str:
@@ -426,38 +529,63 @@ def format_table(report: Report) -> str:
     return "\n".join(lines) + "\n"
 
 
-def format_csv(report: Report, lang: str = "en") -> str:
+def format_csv(report: Report, lang: str = "en", kpis: Mapping[str, Kpis] | None = None) -> str:
     """CSV with a header line (in ``lang``: ``en`` or ``zh-CN``); seconds as numbers; no total line.
+
+    Against targets (:func:`with_targets`) the :data:`TARGET_COLUMNS` are appended, so a
+    script reading the other columns by position keeps working.
 
     Written by :mod:`storage.sheets`: a rep or team named like a formula is escaped, the
     figures stay numbers. No byte order mark: the text goes to a terminal or a pipe.
     """
-    header = headers([report.by if c == "key" else c for c in COLUMNS], lang)
-    rows = ([row.to_dict()[c] for c in COLUMNS] for row in report.rows)
-    return csv_text(rows, header=header, lang=lang)
+    targets = with_targets(report, kpis)
+    keys = [*COLUMNS, *(TARGET_COLUMNS if targets else ())]
+    header = headers([report.by if c == "key" else c for c in keys], lang)
+    found = kpis or {}
+
+    def values(row: ReportRow) -> list[Any]:
+        cells = row.to_dict()
+        if targets:
+            cells.update(target_values(found.get(row.key)))
+        return [cells[c] for c in keys]
+
+    return csv_text((values(row) for row in report.rows), header=header, lang=lang)
 
 
-def format_json(report: Report) -> str:
-    """One JSON document: the window, the zone, the rows and the total."""
+def format_json(report: Report, kpis: Mapping[str, Kpis] | None = None) -> str:
+    """One JSON document: the window, the zone, the rows and the total (against targets: their columns)."""
+    targets = with_targets(report, kpis)
+    found = kpis or {}
+
+    def row_dict(row: ReportRow, kpi: Kpis | None) -> dict[str, Any]:
+        out = row.to_dict()
+        if targets:
+            out.update(target_values(kpi))
+        return out
+
     document = {
         "by": report.by,
         "from": report.start.isoformat(),
         "to": report.end.isoformat(),
         "timezone": report.zone,
-        "rows": [row.to_dict() for row in report.rows],
-        "total": report.total.to_dict(),
+        "rows": [row_dict(row, found.get(row.key)) for row in report.rows],
+        "total": row_dict(report.total, _total_kpis(report, found) if targets else None),
     }
     return json.dumps(document, ensure_ascii=False, indent=2) + "\n"
 
 
-def format_report(report: Report, fmt: str, lang: str = "en") -> str:
-    """The report as ``table``, ``csv`` or ``json`` text (``lang``: the CSV's header language)."""
+def format_report(report: Report, fmt: str, lang: str = "en", kpis: Mapping[str, Kpis] | None = None) -> str:
+    """The report as ``table``, ``csv`` or ``json`` text (``lang``: the CSV's header language).
+
+    ``kpis``: each row's KPIs by row key (:func:`storage.kpis.kpis`); where they carry
+    targets the report is shown against them.
+    """
     if fmt == "table":
-        return format_table(report)
+        return format_table(report, kpis)
     if fmt == "csv":
-        return format_csv(report, lang)
+        return format_csv(report, lang, kpis)
     if fmt == "json":
-        return format_json(report)
+        return format_json(report, kpis)
     raise ValueError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
 
 
@@ -466,12 +594,16 @@ __all__ = [
     "COLUMNS",
     "FORMATS",
     "GROUPINGS",
+    "TARGET_COLUMNS",
     "Report",
     "ReportRow",
     "call_report",
+    "days_worked",
     "format_report",
     "local_zone",
     "parse_when",
     "start_of_day",
+    "target_values",
+    "with_targets",
     "zone_name",
 ]

@@ -168,6 +168,14 @@ HEADERS: dict[str, dict[str, str]] = {
     "outbound": {"zh-CN": "呼出"},
     "outbound_connected": {"zh-CN": "呼出接通"},
     "connect_rate": {"zh-CN": "接通率"},
+    # reports against targets
+    "days_worked": {"zh-CN": "出勤天数"},
+    "target_calls": {"zh-CN": "通话目标"},
+    "calls_progress": {"zh-CN": "通话完成率"},
+    "target_talk_seconds": {"zh-CN": "通时目标秒数"},
+    "talk_progress": {"zh-CN": "通时完成率"},
+    "target_effective": {"zh-CN": "有效通话目标"},
+    "effective_progress": {"zh-CN": "有效通话完成率"},
 }
 
 _TRUNCATED: dict[str, str] = {

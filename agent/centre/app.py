@@ -10,8 +10,8 @@ Routes (all but ``/login``, ``/logout``, ``/healthz`` and ``/static`` need a ses
     GET  /recordings/{id}/download   the audio as an attachment (audited)
     GET  /recordings/{id}/waveform.svg
     GET  /audit                      the audit log (managers and admins)
-    GET  /stats/day, /stats/month    calls and talk time per rep against targets (a day by hour or half-hour)
-    GET  /wallboard, /wallboard/events   full-screen live figures fed by Server-Sent Events
+    GET  /stats/day, /stats/month    KPIs per rep against targets, ranked, sortable (a day by hour, half-hour)
+    GET  /wallboard, /wallboard/events   full-screen live KPIs fed by Server-Sent Events (?kiosk=1: the TV's)
     GET  /live                       calls in progress (leads and managers)
     GET  /live/{uuid}/audio          listen in: the seat's live PCM, proxied (audited; see listen.py)
 

@@ -9,7 +9,7 @@ their first argument, so a unit test calls a view with a context of its own
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
@@ -23,10 +23,11 @@ from starlette.concurrency import run_in_threadpool
 
 from agent.centre.auth import LoginRateLimiter, Principal, SessionSigner
 from agent.centre.relay import ListenRelay
-from agent.config import DailyTarget, TargetsSection
+from agent.config import DailyTarget, TargetsSection, TargetValues
 from agent.web import format_duration
 from storage.blobconfig import RECORDINGS_DIR
 from storage.blobstore import DirectoryBlobStore, RecordingBlobStore
+from storage.kpis import percent_text
 from storage.repository import add_audit
 from storage.sheets import ExportGate
 
@@ -52,6 +53,12 @@ class ConsoleSettings:
         matched against the national number after its country code.
     :param seats: seat name → the seat page's base URL, for live listen-in (:mod:`agent.centre.listen`).
     :param listen_token: the seats' ``[web] listen_token``; None turns listen-in off.
+    :param effective_seconds: talk time from which an answered call is effective (``[metrics]``).
+    :param targets: the daily targets of ``[targets]``; each team's targets stored in the
+        database are laid over them when the figures are read (:mod:`storage.teams`).
+    :param reps_see_team_ranking: ``[centre] reps_see_team_ranking``: a rep's log-in sees their
+        team ranked (True) or only their own figures (False).
+    :param rank_by: ``[centre] rank_by``: the KPI reps are ranked by (:data:`storage.kpis.RANK_KEYS`).
     """
 
     secret: bytes
@@ -68,6 +75,8 @@ class ConsoleSettings:
     login_per_address: int = 20
     login_window: float = 300.0
     wallboard_interval: float = 5.0
+    reps_see_team_ranking: bool = False
+    rank_by: str = "talk_seconds"
     seats: dict[str, str] = field(default_factory=dict)
     listen_token: str | None = None
     recordings_store: RecordingBlobStore | None = None
@@ -107,8 +116,15 @@ class ConsoleContext:
         return who.role in self.settings.mask_roles
 
     def target_for(self, rep: str, team: str) -> DailyTarget:
-        """A rep's daily target (their own, else their team's, else the floor's)."""
+        """A rep's daily target from ``[targets]`` alone (their own, else their team's, else the floor's)."""
         return self.settings.targets.for_rep(rep, team)
+
+    def targets(self, stored: Mapping[str, TargetValues]) -> TargetsSection:
+        """``[targets]`` with the teams' targets from the database laid over them.
+
+        ``stored``: :func:`storage.teams.team_targets`; see :meth:`agent.config.TargetsSection.with_teams`.
+        """
+        return self.settings.targets.with_teams(stored) if stored else self.settings.targets
 
     async def read(self, query: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``query(session, *args, **kwargs)`` in a worker thread, in a session of its own (read only)."""
@@ -140,8 +156,12 @@ class ConsoleContext:
         await self.write(add_audit, action, user=user, target=target, detail=detail, remote_addr=addr)
 
 
+def _count(value: float | None) -> str:
+    return "" if value is None else str(int(value))
+
+
 def make_templates(zone: tzinfo) -> Environment:
-    """The console's Jinja environment: autoescaped, strict, with the ``duration`` and ``local`` filters."""
+    """The console's Jinja environment: autoescaped, strict, with its filters (durations, times, KPIs)."""
     env = Environment(
         loader=PackageLoader("agent.centre", "templates"),
         autoescape=True,
@@ -150,6 +170,12 @@ def make_templates(zone: tzinfo) -> Environment:
         lstrip_blocks=True,
     )
     env.filters["duration"] = format_duration
+    # KPIs (storage.kpis): a share as "66.7%" (half up), a count without a trailing ".0".
+    env.filters["percent"] = percent_text
+    env.filters["count"] = _count
+    # The same two as functions, for the tables' macros (templates/_kpis.html).
+    env.globals["duration"] = format_duration
+    env.globals["count"] = _count
 
     def local(moment: datetime | None) -> str:
         return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S") if moment else ""

@@ -10,18 +10,16 @@ or detached rows; the views run them through
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
-from typing import Any
 
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from agent.centre.auth import Principal, authenticate, password_fingerprint, principal_of
-from agent.centre.search import scope_clause
 from storage.models import AuditEntry, CallRecord, Recording, User
 from storage.report import Report, ReportRow, call_report, start_of_day
+from storage.teams import RepInfo, StoredTargets, rep_directory, team_targets
 
 #: Audit rows per page.
 AUDIT_PAGE = 100
@@ -129,11 +127,16 @@ def audit_page(session: Session, filters: AuditFilter, zone: tzinfo, page: int) 
 
 @dataclass(frozen=True, slots=True)
 class PerRep:
-    """Per-rep totals over a window, each rep's breakdown by hour, half-hour or day, and their teams."""
+    """Per-rep totals over a window, each rep's breakdown by hour, half-hour or day, their names and teams.
+
+    :param directory: each rep's display name and team (:func:`storage.teams.rep_directory`).
+    :param stored_targets: the teams' targets kept in the database (:func:`storage.teams.team_targets`).
+    """
 
     by_rep: Report
     breakdown: dict[str, list[ReportRow]]
-    teams: dict[str, str]
+    directory: dict[str, RepInfo]
+    stored_targets: dict[str, StoredTargets]
 
 
 def per_rep(
@@ -171,21 +174,32 @@ def per_rep(
         ).rows
         for row in by_rep.rows
     }
-    return PerRep(by_rep, breakdown, rep_teams(session, list(breakdown), start, end))
+    return PerRep(
+        by_rep, breakdown, rep_directory(session, list(breakdown), start, end), team_targets(session)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class OnCall:
+    """A rep's calls in progress: how many, since when the longest has been talking (or ringing)."""
+
+    calls: int
+    since: datetime
+    answered: bool
 
 
 @dataclass(frozen=True, slots=True)
 class Wallboard:
-    """Today's per-rep report, the calls each rep is on now, and their teams."""
+    """Today's per-rep report, the calls each rep is on now, their names, teams and stored targets."""
 
     report: Report
-    on_call: dict[str, int]
-    teams: dict[str, str]
+    on_call: dict[str, OnCall]
+    directory: dict[str, RepInfo]
+    stored_targets: dict[str, StoredTargets]
 
 
 def wallboard(
     session: Session,
-    who: Principal,
     start: datetime,
     end: datetime,
     *,
@@ -194,7 +208,11 @@ def wallboard(
     team: str | None,
     rep: str | None,
 ) -> Wallboard:
-    """The wallboard's figures from ``start`` to ``end``: the report by rep and the calls in progress."""
+    """The wallboard's figures from ``start`` to ``end``: the report by rep and the calls in progress.
+
+    ``team``/``rep`` narrow both (the view's scope decides them). A rep on a call who has
+    ended none yet today is listed too, with zeros.
+    """
     report = call_report(
         session,
         by="rep",
@@ -205,25 +223,25 @@ def wallboard(
         team=team,
         rep=rep,
     )
-    live_where = [scope_clause(who), CallRecord.ended_at.is_(None), CallRecord.started_at >= start]
-    if team:
+    live_where = [CallRecord.ended_at.is_(None), CallRecord.started_at >= start, CallRecord.started_at < end]
+    if team is not None:
         live_where.append(CallRecord.team == team)
-    on_call = {
-        str(name): int(count)
-        for name, count in session.execute(
-            select(CallRecord.rep, func.count()).where(*live_where).group_by(CallRecord.rep)
-        ).all()
-    }
-    return Wallboard(report, on_call, rep_teams(session, [r.key for r in report.rows], start, end))
-
-
-def rep_teams(session: Session, reps: Sequence[str], start: datetime, end: datetime) -> dict[str, str]:
-    """The team each rep's calls in the window carry (for team targets)."""
-    if not reps:
-        return {}
-    rows: Any = session.execute(
-        select(CallRecord.rep, func.max(CallRecord.team))
-        .where(CallRecord.rep.in_(reps), CallRecord.started_at >= start, CallRecord.started_at < end)
-        .group_by(CallRecord.rep)
-    )
-    return {rep: team for rep, team in rows}
+    if rep is not None:
+        live_where.append(CallRecord.rep == rep)
+    on_call: dict[str, OnCall] = {}
+    for name, started_at, answered_at in session.execute(
+        select(CallRecord.rep, CallRecord.started_at, CallRecord.answered_at)
+        .where(*live_where)
+        .order_by(CallRecord.rep, CallRecord.started_at)
+    ):
+        held = on_call.get(name)
+        if held is None:
+            on_call[name] = OnCall(1, answered_at or started_at, answered_at is not None)
+        else:
+            # The first call in progress is the one timed (call waiting brings a second).
+            on_call[name] = OnCall(held.calls + 1, held.since, held.answered)
+    known = {row.key for row in report.rows}
+    rows = [*report.rows, *(ReportRow(name) for name in sorted(on_call) if name not in known)]
+    report = Report(by=report.by, start=report.start, end=report.end, zone=report.zone, rows=rows)
+    names = [r.key for r in rows]
+    return Wallboard(report, on_call, rep_directory(session, names, start, end), team_targets(session))

@@ -206,6 +206,8 @@ def serve_centre(
         region=config.agent.region,
         effective_seconds=config.metrics.effective_call_seconds,
         targets=config.targets,
+        reps_see_team_ranking=config.centre.reps_see_team_ranking,
+        rank_by=config.centre.rank_by,
         seats=seats or _own_seat(config),
         listen_token=_listen_token(config, listen_token_file),
         recordings_store=store,

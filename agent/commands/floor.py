@@ -42,6 +42,8 @@ START_SECONDS = 60.0
 STOP_SECONDS = 30.0
 MANAGER = "manager"
 TEAMS = ("team-a", "team-b")
+#: Each demo team's daily targets per rep (a simulated line makes about a call a minute).
+DEMO_TARGETS = {"calls": 120, "talk_seconds": 4 * 3600, "effective_calls": 40}
 
 
 def team_of(index: int, seats: int) -> str:
@@ -123,6 +125,7 @@ def _provision(centre_dir: Path, names: list[str]) -> tuple[dict[str, str], str,
     from agent.commands.demo import demo_owners, seed_demo
     from storage.db import make_engine, upgrade
     from storage.seats import SeatError, add_seat, revoke_seat, seat_for_token
+    from storage.teams import set_team_targets, team_targets
 
     engine = make_engine(f"sqlite:///{centre_dir / 'cti-agent.db'}")
     tokens: dict[str, str] = {}
@@ -155,6 +158,12 @@ def _provision(centre_dir: Path, names: list[str]) -> tuple[dict[str, str], str,
                     create_user(session, login, password, role=role, rep=rep, team=rep_team)
                 except UserError:
                     set_password(session, login, password)
+            # The teams' daily targets, kept where a centre keeps them (its database), so the
+            # console and the wallboard have bars to fill; a rerun keeps targets set since.
+            stored = team_targets(session)
+            for floor_team in sorted(set(reps.values())):
+                if floor_team not in stored:
+                    set_team_targets(session, floor_team, **DEMO_TARGETS)
         write_secret(centre_dir / "manager-password", password)
     finally:
         engine.dispose()

@@ -9,18 +9,22 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import click
 from sqlalchemy.orm import Session
 
-from agent.config import load_config
+from agent.config import TargetsSection, load_config
+from storage.kpis import Kpis, kpis
 from storage.report import (
     CLOCK_STEPS,
     FORMATS,
     GROUPINGS,
+    Report,
     call_report,
+    days_worked,
     format_report,
     local_zone,
     parse_when,
     start_of_day,
 )
 from storage.sheets import LANGUAGES
+from storage.teams import rep_directory, team_targets
 
 __all__ = ["report"]
 
@@ -88,6 +92,13 @@ def _when(text: str, zone: tzinfo, option: str) -> datetime:
     help="Read the database URL and the effective-call threshold from this config.",
 )
 @click.option("--url", default=None, help="A SQLAlchemy database URL (overrides the config).")
+@click.option(
+    "--targets/--no-targets",
+    default=True,
+    show_default=True,
+    help="By rep (or by day for one --rep): add connects and each figure against its daily target "
+    "([targets] and the teams' targets in the database), where one is set.",
+)
 def report(
     by: str,
     start_text: str | None,
@@ -100,11 +111,14 @@ def report(
     effective_seconds: float | None,
     config_path: Path | None,
     url: str | None,
+    targets: bool,
 ) -> None:
     """Calls, answered, missed, talk time and effective calls from the database.
 
     A call counts once it has ended, in the half-hour, hour or day it started. The database
-    keeps every call; Prometheus only weeks of them.
+    keeps every call; Prometheus only weeks of them. By rep, or by day for one rep, each
+    figure is also shown against its daily target where one is set: the config's [targets]
+    with the teams' own targets from the database, times the days the rep worked.
     """
     from storage.db import make_engine, storage_errors
 
@@ -131,6 +145,42 @@ def report(
                 team=team,
                 rep=rep,
             )
+            row_kpis = (
+                report_kpis(session, result, config.targets, zone=zone, team=team, rep=rep)
+                if targets and (by == "rep" or (by == "day" and rep is not None))
+                else None
+            )
     finally:
         engine.dispose()
-    click.echo(format_report(result, fmt, lang), nl=False)
+    click.echo(format_report(result, fmt, lang, row_kpis), nl=False)
+
+
+def report_kpis(
+    session: Session,
+    result: Report,
+    book: TargetsSection,
+    *,
+    zone: tzinfo,
+    team: str | None,
+    rep: str | None,
+) -> dict[str, Kpis]:
+    """Each row's KPIs against its daily targets: by rep (times the days each worked) or by day for ``rep``.
+
+    The targets are ``book`` (the config's ``[targets]``) with the teams' own from the database.
+    """
+    book = book.with_teams(team_targets(session))
+    if result.by == "rep":
+        worked = days_worked(session, start=result.start, end=result.end, zone=zone, team=team, rep=rep)
+        names = [row.key for row in result.rows]
+        directory = rep_directory(session, names, result.start, result.end)
+        return {
+            row.key: kpis(
+                row,
+                book.for_rep(row.key, directory[row.key].team),
+                days=max(worked.get(row.key, 0), 1),
+            )
+            for row in result.rows
+        }
+    assert rep is not None  # by day: only for one rep
+    quota = book.for_rep(rep, rep_directory(session, [rep], result.start, result.end)[rep].team)
+    return {row.key: kpis(row, quota) for row in result.rows}

@@ -15,8 +15,9 @@ from sqlalchemy.orm import Session
 from agent.commands.report import report
 from agent.events import Call, Direction, Disposition
 from storage.db import make_engine, upgrade
-from storage.report import GROUPINGS, call_report
+from storage.report import GROUPINGS, call_report, days_worked
 from storage.repository import upsert_call
+from storage.teams import rep_directory, set_team_targets
 
 pytestmark = pytest.mark.postgres
 
@@ -113,3 +114,40 @@ def test_postgres_and_sqlite_reports_agree(pg_engine: Engine, pg_database_url: s
     document = json.loads(result.output)
     assert [row["key"] for row in document["rows"]] == ["north", "south"]
     assert document["total"]["calls"] == len(ended)
+
+
+def test_the_target_columns_agree_on_postgres_and_sqlite(pg_engine: Engine, pg_database_url: str) -> None:
+    calls = random_calls(300, seed=9)
+    fill(pg_engine, calls)
+    sqlite = make_engine("sqlite://")
+    fill(sqlite, calls)
+    window = {"start": START, "end": START + timedelta(days=4)}
+    try:
+        worked = []
+        directory = []
+        for engine in (pg_engine, sqlite):
+            with Session(engine) as session, session.begin():
+                set_team_targets(session, "south", calls=3, talk_seconds=600)
+                worked.append(days_worked(session, zone=ZoneInfo("Asia/Kolkata"), **window))
+                directory.append(
+                    rep_directory(session, ["alice", "bob", "nobody"], window["start"], window["end"])
+                )
+        assert worked[0] == worked[1]
+        assert set(worked[0]) == {"alice", "bob", "carol", "dave"}
+        assert directory[0] == directory[1]
+    finally:
+        sqlite.dispose()
+    args = ["--by", "rep", "--from", "2026-10-30", "--to", "2026-11-03", "--tz", "Asia/Kolkata"]
+    result = CliRunner().invoke(report, [*args, "--format", "json", "--url", pg_database_url])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)["rows"]
+    # Every rep took calls for south (the latest team name), whose stored targets apply.
+    assert [row["key"] for row in rows if row["target_calls"] is not None] == [
+        "alice",
+        "bob",
+        "carol",
+        "dave",
+    ]
+    assert all(
+        row["target_calls"] == 3 * row["days_worked"] for row in rows if row["target_calls"] is not None
+    )

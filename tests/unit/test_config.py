@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import textwrap
+import typing
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,7 +12,11 @@ import pytest
 
 from agent.calls import TrackerConfig
 from agent.config import (
+    Config,
+    DailyTarget,
     LineSection,
+    RankKey,
+    TargetsSection,
     default_data_dir,
     device_options,
     load_config,
@@ -20,6 +25,8 @@ from agent.config import (
 )
 from agent.errors import ConfigError
 from agent.seat.devices import DeviceRegistry
+from storage.kpis import RANK_KEYS
+from storage.teams import StoredTargets
 
 Writer = Callable[[str], Path]
 
@@ -466,3 +473,41 @@ def test_team_retention_days(write: Writer) -> None:
     assert "team_retention_days.north" in error_of(
         write("[recording]\nteam_retention_days = { north = 0 }\n")
     )
+
+
+# -- the centre's statistics settings and the teams' stored targets ---------------------------
+
+
+def test_centre_statistics_settings(write: Writer) -> None:
+    assert Config().centre.reps_see_team_ranking is False
+    assert Config().centre.rank_by == "talk_seconds"
+    config = load_config(write('[centre]\nreps_see_team_ranking = true\nrank_by = "effective"\n'))
+    assert config.centre.reps_see_team_ranking is True
+    assert config.centre.rank_by == "effective"
+    assert "centre.rank_by" in error_of(write('[centre]\nrank_by = "mood"\n'))
+
+
+def test_the_rank_keys_the_config_accepts_are_those_the_kpis_rank_by() -> None:
+    assert set(typing.get_args(RankKey)) == set(RANK_KEYS)
+
+
+def test_the_teams_stored_targets_lie_over_the_files_team_tables_but_under_a_reps() -> None:
+    book = TargetsSection(
+        calls=80,
+        talk_seconds=3600,
+        teams={"north": DailyTarget(calls=100, effective_calls=20)},
+        reps={"alice": DailyTarget(calls=150)},
+    )
+    stored = book.with_teams(
+        {"north": StoredTargets(calls=120), "south": StoredTargets(talk_seconds=5400, effective_calls=10)}
+    )
+    # north: the database's calls over the file's, the file's effective calls kept.
+    assert stored.for_rep("bob", "north") == DailyTarget(calls=120, talk_seconds=3600, effective_calls=20)
+    # A rep's own target wins over both.
+    assert stored.for_rep("alice", "north").calls == 150
+    # A team only the database knows, and a team nobody knows (the floor's defaults).
+    assert stored.for_rep("carol", "south") == DailyTarget(calls=80, talk_seconds=5400, effective_calls=10)
+    assert stored.for_rep("dave", "east") == DailyTarget(calls=80, talk_seconds=3600)
+    # The section itself is left as it was.
+    assert book.for_rep("bob", "north").calls == 100
+    assert book.with_teams({}) == book

@@ -16,12 +16,17 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from agent.commands.report import report
+from agent.config import DailyTarget
 from agent.events import Call, Direction, Disposition
 from storage.db import make_engine, upgrade
+from storage.kpis import Kpis, kpis
 from storage.report import (
+    COLUMNS,
+    TARGET_COLUMNS,
     Report,
     ReportRow,
     call_report,
+    days_worked,
     format_report,
     local_zone,
     parse_when,
@@ -29,6 +34,7 @@ from storage.report import (
     zone_name,
 )
 from storage.repository import upsert_call
+from storage.teams import set_team_targets
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -485,3 +491,115 @@ def test_report_command_usage_errors(db_url: str, args: list[str], message: str)
     result = CliRunner().invoke(report, [*args, "--url", db_url])
     assert result.exit_code == 2
     assert message in result.output
+
+
+# -- against targets: the KPI columns -----------------------------------------------------
+
+
+def test_days_worked_are_days_on_the_zones_calendar(engine: Engine) -> None:
+    with Session(engine) as session:
+        window = {"start": DAY, "end": DAY + timedelta(days=2)}
+        assert days_worked(session, zone=SHANGHAI, **window) == {"alice": 1, "bob": 1, "carol": 2}
+        # In UTC carol's two calls are on one day.
+        assert days_worked(session, zone=ZoneInfo("UTC"), **window)["carol"] == 1
+        assert days_worked(session, zone=SHANGHAI, team="south", **window) == {"carol": 2}
+
+
+def kpis_by_rep(result: Report, quotas: dict[str, DailyTarget], days: dict[str, int]) -> dict[str, Kpis]:
+    return {row.key: kpis(row, quotas.get(row.key), days=days.get(row.key, 1)) for row in result.rows}
+
+
+def test_formats_against_targets(engine: Engine) -> None:
+    result = run(engine, "rep", DAY, DAY + timedelta(days=2), effective_seconds=60.0)
+    quotas = {
+        "alice": DailyTarget(calls=4, talk_seconds=1200),
+        "carol": DailyTarget(calls=1, effective_calls=1),
+    }
+    row_kpis = kpis_by_rep(result, quotas, {"carol": 2})
+    lines = format_report(result, "table", kpis=row_kpis).splitlines()
+    assert lines[1].split()[-4:] == ["CONNECTS", "CALLS/TARGET", "TALK/TARGET", "EFFECTIVE/TARGET"]
+    # alice: 3 of 4 calls, 10:30 of 20:00 talk; bob: no targets; carol: two days' worth.
+    assert lines[3].split()[10:] == ["1", "3/4", "75%", "0:10:30/0:20:00", "53%", "-"]
+    assert lines[4].split()[10:] == ["0", "-", "-", "-"]
+    assert lines[5].split()[10:] == ["0", "2/2", "100%", "-", "1/2", "50%"]
+    # The total: everyone's figures against the sum of the targets that exist.
+    assert lines[-1].split()[10:] == [
+        "1",
+        "7/6",
+        "117%",
+        "0:14:30/0:20:00",
+        "72%",
+        "3/2",
+        "150%",
+    ]  # 869.9 s: 72.49 %
+    rows = list(csv.DictReader(io.StringIO(format_report(result, "csv", kpis=row_kpis))))
+    assert list(rows[0])[-len(TARGET_COLUMNS) :] == list(TARGET_COLUMNS)
+    assert {k: rows[0][k] for k in TARGET_COLUMNS} == {
+        "days_worked": "1", "target_calls": "4", "calls_progress": "0.75", "target_talk_seconds": "1200",
+        "talk_progress": "0.525", "target_effective": "", "effective_progress": "",
+    }  # fmt: skip
+    assert rows[1]["target_calls"] == ""  # bob has none
+    assert rows[2]["days_worked"] == "2"
+    chinese = next(csv.reader(io.StringIO(format_report(result, "csv", "zh-CN", kpis=row_kpis))))
+    assert chinese[-7:] == [
+        "出勤天数", "通话目标", "通话完成率", "通时目标秒数", "通时完成率", "有效通话目标", "有效通话完成率",
+    ]  # fmt: skip
+    document = json.loads(format_report(result, "json", kpis=row_kpis))
+    assert document["rows"][0]["calls_progress"] == 0.75
+    assert document["total"]["target_calls"] == 6
+    # KPIs without a single target change nothing: the columns of a report without targets.
+    plain = kpis_by_rep(result, {}, {})
+    assert format_report(result, "table", kpis=plain) == format_report(result, "table")
+    assert format_report(result, "csv", kpis=plain) == format_report(result, "csv")
+    assert format_report(result, "json", kpis=plain) == format_report(result, "json")
+
+
+def test_report_command_by_rep_against_the_configs_and_the_databases_targets(
+    db_url: str, tmp_path: Path
+) -> None:
+    eng = make_engine(db_url)
+    with Session(eng) as session, session.begin():
+        set_team_targets(session, "south", calls=1, effective_calls=1)  # the team's own, in the database
+    eng.dispose()
+    config = tmp_path / "centre.toml"
+    config.write_text(
+        f'[storage]\nurl = "{db_url}"\n[targets]\ncalls = 4\ntalk_seconds = 1200\n'
+        "[targets.teams.south]\ncalls = 50\n"
+    )
+    args = ["--by", "rep", "--from", "2026-03-02", "--to", "2026-03-04", "--tz", "Asia/Shanghai"]
+    result = CliRunner().invoke(report, [*args, "--format", "json", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    rows = {r["key"]: r for r in json.loads(result.output)["rows"]}
+    assert (rows["alice"]["target_calls"], rows["alice"]["calls_progress"]) == (4, 0.75)
+    assert rows["alice"]["target_talk_seconds"] == 1200
+    # carol (south) worked two days: the database's 1 call a day (over the file's 50), twice.
+    assert (rows["carol"]["days_worked"], rows["carol"]["target_calls"]) == (2, 2)
+    assert (rows["carol"]["target_effective"], rows["carol"]["effective_progress"]) == (2, 0.5)
+    # Without a config (started anywhere), the database's team targets still count.
+    bare = CliRunner().invoke(report, [*args, "--format", "csv", "--url", db_url])
+    assert bare.exit_code == 0, bare.output
+    by_rep = {r["rep"]: r for r in csv.DictReader(io.StringIO(bare.output))}
+    assert by_rep["carol"]["target_calls"] == "2"
+    assert by_rep["alice"]["target_calls"] == ""
+    # --no-targets: the plain columns, whatever is set.
+    plain = CliRunner().invoke(report, [*args, "--format", "csv", "--no-targets", "--config", str(config)])
+    assert plain.exit_code == 0, plain.output
+    assert next(csv.reader(io.StringIO(plain.output))) == ["rep", *COLUMNS[1:]]
+
+
+def test_report_command_by_day_for_one_rep_and_not_by_hour(db_url: str, tmp_path: Path) -> None:
+    config = tmp_path / "centre.toml"
+    config.write_text(f'[storage]\nurl = "{db_url}"\n[targets.reps.carol]\ncalls = 2\n')
+    args = ["--from", "2026-03-02", "--to", "2026-03-04", "--tz", "Asia/Shanghai", "--config", str(config)]
+    days = CliRunner().invoke(report, ["--by", "day", "--rep", "carol", *args])
+    assert days.exit_code == 0, days.output
+    lines = days.output.splitlines()
+    assert lines[1].split()[-4:] == ["CONNECTS", "CALLS/TARGET", "TALK/TARGET", "EFFECTIVE/TARGET"]
+    assert lines[3].split()[0] == "2026-03-02"
+    assert lines[3].split()[10:] == ["0", "1/2", "50%", "-", "-"]
+    assert lines[-1].split()[10:] == ["0", "2/4", "50%", "-", "-"]
+    # A day's target is not an hour's, and a team's is not a rep's: no target columns there.
+    for by in (["--by", "hour"], ["--by", "team"], ["--by", "day"]):
+        plain = CliRunner().invoke(report, [*by, *args])
+        assert plain.exit_code == 0, plain.output
+        assert "TARGET" not in plain.output
