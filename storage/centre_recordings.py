@@ -10,7 +10,7 @@ the row it wrote before. Functions take a ``Session``; the caller owns the trans
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -162,6 +162,7 @@ def purge_recordings(
     *,
     team_cutoffs: Mapping[str, datetime] | None = None,
     dry_run: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> PurgeSummary:
     """Delete the store's recordings past their retention, object first, then row.
 
@@ -174,7 +175,8 @@ def purge_recordings(
     team is therefore unknown, go too when filed under a day before the earliest of all cutoffs
     (UTC; never when ``cutoff`` is None), with any row naming them, and uploads a crash left
     unfinished. Legacy rows (files under the old recordings directory) are left to
-    ``cti-agent purge``. The caller writes the audit row.
+    ``cti-agent purge``. The caller writes the audit row. ``progress`` is told
+    ``(recordings deleted, recordings to delete)`` after each batch.
 
     :raises BlobStoreError: the store failed; what was deleted before stays deleted.
     """
@@ -204,6 +206,8 @@ def purge_recordings(
             freed += size
         with Session(engine) as session, session.begin():
             removed += delete_rows(session, [row_id for row_id, _, _ in part])
+        if progress is not None:
+            progress(objects, len(rows))
     leftovers = purge_before(store, cutoff_day) if cutoff_day is not None else []
     if leftovers:
         logger.info(

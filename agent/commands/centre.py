@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import click
 
 from agent.commands.common import load_centre
+from agent.commands.progress import Progress
 from agent.config import Config, parse_listen
 from agent.errors import AgentError, ConfigError
 
@@ -318,7 +319,10 @@ def centre_purge(
     )
     with open_engine(config, url) as engine:
         try:
-            done = purge_recordings(engine, store, cutoff, team_cutoffs=team_cutoffs, dry_run=dry_run)
+            with Progress("deleting recordings", 0, unit="recordings") as bar:
+                done = purge_recordings(
+                    engine, store, cutoff, team_cutoffs=team_cutoffs, dry_run=dry_run, progress=bar.at
+                )
         except BlobStoreError as exc:
             raise click.ClickException(f"the recording store failed: {exc} (run the purge again)") from None
         if dry_run:

@@ -10,6 +10,7 @@ import click
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
+from agent.commands.progress import Progress
 from agent.config import Config, load_config
 from agent.errors import AgentError
 
@@ -118,9 +119,7 @@ def import_customers_command(
         total, rows = read_rows(file, encoding)
         with (
             Session(engine) as session,
-            click.progressbar(
-                length=max(total - 1, 1), label=f"importing {file.name}", file=sys.stderr
-            ) as bar,
+            Progress(f"importing {file.name}", total - 1) as bar,
         ):
             report = import_customers(
                 session,
@@ -187,9 +186,7 @@ def export_customers_command(file: Path, lang: str, config_path: Path | None, ur
     try:
         with Session(engine) as session:
             total = session.scalar(select(func.count()).select_from(CustomerRecord)) or 0
-            with click.progressbar(
-                length=max(total, 1), label=f"exporting {file.name}", file=sys.stderr
-            ) as bar:
+            with Progress(f"exporting {file.name}", total, unit="customers") as bar:
                 count = export_customers(session, file, progress=bar.update, lang=lang)
     except OSError as exc:
         raise click.ClickException(f"cannot write {file}: {exc.strerror or exc}") from None

@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from agent.commands.common import config_option, load, open_engine
+from agent.commands.progress import Progress
 from agent.config import Config
 from agent.errors import AgentError
 from agent.seat.transport import make_transport
@@ -135,7 +136,7 @@ def _purge(
     transport = _transport(config) if team_mode else None
     kept = 0
     try:
-        with click.progressbar(length=len(ids), label="deleting recordings", file=None) as bar:
+        with Progress("deleting recordings", len(ids), unit="recordings") as bar:
             for start in range(0, len(ids), BATCH):
                 with Session(engine) as session, session.begin():
                     for row in store.by_ids(session, ids[start : start + BATCH]):

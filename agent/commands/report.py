@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -9,6 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import click
 from sqlalchemy.orm import Session
 
+from agent.commands.progress import Progress
 from agent.config import TargetsSection, load_config
 from storage.kpis import Kpis, kpis
 from storage.report import (
@@ -22,6 +24,7 @@ from storage.report import (
     local_zone,
     parse_when,
     start_of_day,
+    window_days,
 )
 from storage.sheets import LANGUAGES
 from storage.teams import rep_directory, team_targets
@@ -134,7 +137,13 @@ def report(
     threshold = config.metrics.effective_call_seconds if effective_seconds is None else effective_seconds
     engine = make_engine(url or config.database_url)
     try:
-        with storage_errors(engine, "reading calls"), Session(engine) as session:
+        days = window_days(start, end)
+        with (
+            storage_errors(engine, "reading calls"),
+            Session(engine) as session,
+            # A week or less reads at once; longer shows its progress (on standard error).
+            Progress("reading calls", days, unit="days") if days > 7 else contextlib.nullcontext() as bar,
+        ):
             result = call_report(
                 session,
                 by=by,  # type: ignore[arg-type]
@@ -144,6 +153,7 @@ def report(
                 effective_seconds=threshold,
                 team=team,
                 rep=rep,
+                progress=bar.update if bar is not None else None,
             )
             row_kpis = (
                 report_kpis(session, result, config.targets, zone=zone, team=team, rep=rep)

@@ -19,6 +19,7 @@ import click
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from agent.commands.progress import Progress
 from agent.config import Config, is_centre_url, load_config
 from agent.errors import AgentError, ConfigError
 from agent.seat.sync import SyncLoop
@@ -198,13 +199,17 @@ def _once(syncer: CentralSync) -> None:
     calls = recordings = parked = 0
     try:
         syncer.enable()
-        while True:
-            result = syncer.run_batch()
-            calls += result.calls
-            recordings += result.recordings
-            parked += result.parked
-            if result.entries == 0 or (result.remaining == 0 and not result.full):
-                break
+        waiting = syncer.status().pending
+        with Progress("catching up", waiting, unit="rows") as bar:
+            while True:
+                result = syncer.run_batch()
+                calls += result.calls
+                recordings += result.recordings
+                parked += result.parked
+                # What is left says what was done (rows that arrive meanwhile are not in the total).
+                bar.update(max(waiting - result.remaining, 0) - bar.done)
+                if result.entries == 0 or (result.remaining == 0 and not result.full):
+                    break
     except SyncError as exc:
         raise click.ClickException(
             f"sent {calls} call(s) and {recordings} recording(s), then failed: {exc}"

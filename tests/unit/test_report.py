@@ -603,3 +603,68 @@ def test_report_command_by_day_for_one_rep_and_not_by_hour(db_url: str, tmp_path
         plain = CliRunner().invoke(report, [*by, *args])
         assert plain.exit_code == 0, plain.output
         assert "TARGET" not in plain.output
+
+
+@pytest.mark.parametrize("by", ["rep", "team", "day", "hour"])
+def test_a_long_report_read_week_by_week_is_the_same_report(by: str) -> None:
+    # Six weeks of a floor's calls (every 47 minutes, three reps), read at once and week by week.
+    eng = make_engine("sqlite://")
+    upgrade(eng)
+    start = datetime(2026, 3, 2, 9, 10, tzinfo=SHANGHAI)
+    reps = ("alice", "bob", "陈静")
+    outcomes = (Disposition.ANSWERED, Disposition.MISSED, Disposition.ANSWERED, Disposition.ABANDONED)
+    with Session(eng) as session, session.begin():
+        for n in range(6 * 7 * 24 * 60 // 47):
+            upsert_call(
+                session,
+                call(
+                    f"c{n}",
+                    start + timedelta(minutes=47 * n),
+                    rep=reps[n % 3],
+                    team="north" if n % 3 else "south",
+                    direction=Direction.OUT if n % 5 else Direction.IN,
+                    disposition=outcomes[n % 4],
+                    talk=float(15 + n % 170),
+                ),
+            )
+    end = start + timedelta(days=41, hours=3)
+    told: list[int] = []
+    whole = run(eng, by, start, end)
+    weekly = run(eng, by, start, end, progress=told.append)
+    eng.dispose()
+    assert [r.to_dict() for r in weekly.rows] == [r.to_dict() for r in whole.rows]
+    assert weekly.total.calls == whole.total.calls > 1000
+    assert len(told) == 6  # told a week at a time ...
+    assert sum(told) == 42  # ... of 41 days and 3 hours: 42 days
+    if by == "rep":
+        assert [r.key for r in weekly.rows] == ["alice", "bob", "陈静"]
+
+
+def test_the_report_command_shows_its_progress_on_standard_error_for_a_long_window(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'calls.db'}"
+    eng = make_engine(url)
+    upgrade(eng)
+    with Session(eng) as session, session.begin():
+        for n, c in enumerate(CALLS):
+            upsert_call(session, c)
+            upsert_call(session, call(f"late{n}", c.started_at + timedelta(days=20), rep=c.rep or "x"))
+    eng.dispose()
+    args = [
+        "--by",
+        "rep",
+        "--from",
+        "2026-03-01",
+        "--to",
+        "2026-04-01",
+        "--tz",
+        "Asia/Shanghai",
+        "--url",
+        url,
+    ]
+    result = CliRunner().invoke(report, args)
+    assert result.exit_code == 0, result.output
+    assert "reading calls: 31/31 days (100%) in " in result.stderr
+    assert "reading calls" not in result.stdout  # standard output is the report alone
+    short = CliRunner().invoke(report, [*args[:2], "--from", "2026-03-01", "--to", "2026-03-05", *args[6:]])
+    assert short.exit_code == 0, short.output
+    assert short.stderr == ""
