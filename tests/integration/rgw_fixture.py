@@ -15,9 +15,12 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
+import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -109,6 +112,64 @@ def start_rgw(objectstore: str = "memstore", memstore_bytes: int = 1 << 30) -> I
             check=False,
         )
         shutil.rmtree(state, ignore_errors=True)
+
+
+def _gateway_pid(server: RgwServer) -> int | None:
+    pid_file = server.dir / "run" / "client.rgw.a.pid"
+    try:
+        pid = int(pid_file.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return None
+    return pid if str(server.dir / "ceph.conf").encode() in cmdline else None
+
+
+def _answers(server: RgwServer) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", int(server.endpoint.rsplit(":", 1)[1])), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _serves(server: RgwServer) -> bool:
+    """Whether the gateway answers S3 (an anonymous ListBuckets is 200)."""
+    try:
+        with urllib.request.urlopen(server.endpoint + "/", timeout=2) as answer:
+            return bool(answer.status == 200)
+    except OSError:
+        return False
+
+
+def stop_gateway(server: RgwServer) -> None:
+    """Stop radosgw alone (the monitor and OSD keep the data): the store is down, as when its host is.
+
+    Waits until the port refuses connections.
+    """
+    pid = _gateway_pid(server)
+    if pid is not None:
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while _answers(server):
+        if time.monotonic() > deadline:
+            raise RuntimeError("radosgw did not stop within 30 s")
+        time.sleep(0.1)
+
+
+def start_gateway(server: RgwServer) -> None:
+    """Start radosgw again on the same port and data (no-op when it runs); waits until it answers."""
+    if _gateway_pid(server) is None or not _answers(server):
+        subprocess.run(
+            ["radosgw", "-c", str(server.dir / "ceph.conf"), "-n", "client.rgw.a"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+    deadline = time.monotonic() + 60
+    while not _serves(server):
+        if time.monotonic() > deadline:
+            raise RuntimeError("radosgw did not answer within 60 s of its start")
+        time.sleep(0.1)
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,10 @@
-"""Twenty seats through an hour without their centre, then without its database: nothing lost or doubled.
+"""Twenty seats through outages of their centre, its database and its store: nothing lost or doubled.
 
 Twenty real ``cti-agent run`` processes on simulated lines (time compressed 120 times, so
 30 s of wall clock is an hour of the floor's calls) record and sync to a real centre on
 PostgreSQL with its recordings in Ceph RGW. The centre process is stopped for an hour of
-calls; later its database refuses connections while the centre runs. Afterwards every call
+calls; later its database refuses connections while the centre runs; then its object store
+(radosgw) is stopped while calls go on, and started again. Afterwards every call
 is at the centre once, in its final state, and every recording the seats made is in the
 store with the SHA-256 the seat computed (compared by call UUID).
 """
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rgw_fixture import RgwServer
+from rgw_fixture import RgwServer, start_gateway, stop_gateway
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.pool import NullPool
 from test_centre_process import start_centre
@@ -95,7 +96,7 @@ def rows(engine: Engine, sql: str) -> list[tuple[Any, ...]]:
 
 
 @pytest.mark.slow
-def test_twenty_seats_lose_nothing_through_a_centre_and_a_database_outage(
+def test_twenty_seats_lose_nothing_through_a_centre_a_database_and_a_store_outage(
     pg_url: str, pg_database_url: str, rgw: RgwServer, tmp_path: Path
 ) -> None:
     bucket_name = f"outage-{uuid.uuid4().hex[:12]}"
@@ -152,6 +153,22 @@ def test_twenty_seats_lose_nothing_through_a_centre_and_a_database_outage(
         with admin.connect() as connection:
             connection.execute(text(f'ALTER DATABASE "{database}" WITH ALLOW_CONNECTIONS true'))
         engine.dispose()  # its pooled connections were terminated
+        # The recording store goes down (radosgw stopped, its data kept): the calls still reach the
+        # centre, the recordings wait at the seats until it is back.
+        with_store = len(rows(engine, CALLS))
+        stop_gateway(rgw)
+        try:
+            stored = len(rows(engine, RECORDINGS))
+            wait_for(
+                lambda: len(rows(engine, CALLS)) > with_store,
+                60,
+                "calls at the centre while its store is down",
+            )
+            time.sleep(10)
+            # No recording is taken in while there is nowhere to keep it (the seats keep theirs).
+            assert len(rows(engine, RECORDINGS)) == stored
+        finally:
+            start_gateway(rgw)
         stop_seats(seats, tmp_path)
         # A last quiet run of every seat sends what shutdown left: batches and recordings.
         for n, name in enumerate(tokens):
