@@ -78,6 +78,10 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
         "agent.commands.customers:import_customers_command",
         "Import customers from a CSV or XLSX FILE.",
     ),
+    "leads": (
+        "agent.commands.leads:leads",
+        "Lead lists at the centre: import, assign to a team or a rep, coverage (打透).",
+    ),
     "purge": (
         "agent.commands.purge:purge",
         "Delete call recordings (and only them) past their retention; the calls themselves stay.",
@@ -86,6 +90,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
         "agent.commands.report:report",
         "Calls, answered, missed, talk time and effective calls from the database.",
     ),
+    "reps": ("agent.commands.reps:reps", "The centre's reps: add (or move to a team), list."),
     "seat-password": (
         "agent.commands.seat_password:seat_password",
         "Set the password the seat page asks for when reached over the network ([web] listen).",

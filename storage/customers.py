@@ -264,13 +264,37 @@ def parse_mapping(items: Iterable[str]) -> dict[str, str]:
     return mapping
 
 
+#: Header words that name a company's contact person, and ones that name the customer (a company
+#: in a B2B sheet): a sheet with both, and no company column, has a company and a contact.
+_CONTACT_HEADERS = frozenset(("联系人", "联系人姓名", "contact", "contactname"))
+_CUSTOMER_HEADERS = frozenset(("客户", "客户名", "客户名称", "customer", "customername", "client"))
+
+
+def _explicit_indexes(header: Sequence[str], mapping: dict[str, str] | None) -> set[int]:
+    named = set(mapping or {})
+    return {i for i, text in enumerate(header) if text.strip() in named or f"#{i + 1}" in named}
+
+
+def _b2b_names(header: Sequence[str], columns: dict[int, str], *, recognised: set[int]) -> None:
+    """A B2B sheet (客户名称 and 联系人, no company column): the customer column is the company."""
+    names = [i for i, target in columns.items() if target == "name" and i in recognised]
+    if len(names) != 2 or "company" in columns.values():
+        return
+    keys = {i: _header_key(header[i]) for i in names}
+    contact = [i for i in names if keys[i] in _CONTACT_HEADERS]
+    customer = [i for i in names if keys[i] in _CUSTOMER_HEADERS]
+    if len(contact) == 1 and len(customer) == 1:
+        columns[customer[0]] = "company"
+
+
 def map_columns(header: Sequence[str], mapping: dict[str, str] | None = None) -> dict[int, str]:
     """Which field each column holds: ``{column index: field}``.
 
     Explicit ``mapping`` entries (``{header text or "#N": field}``, see
     :func:`parse_mapping`) win; the other columns are recognised by their
     English or Chinese header name. Columns mapped to nothing are ignored and
-    listed in the report.
+    listed in the report. A B2B sheet with both 客户名称 and 联系人 (and no company
+    column) reads the first as the company and the second as the contact's name.
 
     :raises ImportFileError: no column holds phone numbers, or a mapping names a missing column.
     """
@@ -297,6 +321,7 @@ def map_columns(header: Sequence[str], mapping: dict[str, str] | None = None) ->
     if explicit:
         raise ImportFileError(f"mapping names column(s) not in the header: {', '.join(sorted(explicit))}")
     columns = {index: target for index, target in columns.items() if target != "ignore"}
+    _b2b_names(header, columns, recognised=set(range(len(header))) - _explicit_indexes(header, mapping))
     used = set(columns.values())
     if "phone" not in used:
         raise ImportFileError(
@@ -559,11 +584,13 @@ class _Importer:
         reject: RejectSink | None,
         *,
         dry_run: bool,
+        imported: Callable[[list[int]], None] | None = None,
     ) -> None:
         self.session = session
         self.report = report
         self.reject = reject
         self.dry_run = dry_run
+        self.imported = imported
         #: number key -> (row, owner) of every number taken from the file so far.
         self.seen: dict[str, tuple[int, str | None]] = {}
 
@@ -632,6 +659,8 @@ class _Importer:
             for phone in row.phones
         ]
         self.session.connection().execute(insert(cast(Table, CustomerPhone.__table__)), phone_rows)
+        if self.imported is not None:
+            self.imported(list(ids))
 
     def _check(self, row: _Row, existing: dict[str, tuple[int, str | None]]) -> bool:
         """False (and the row reported and rejected) when any of its numbers is taken."""
@@ -680,6 +709,7 @@ def import_customers(
     reject: RejectSink | None = None,
     progress: Callable[[int], None] | None = None,
     batch_rows: int = BATCH_ROWS,
+    imported: Callable[[list[int]], None] | None = None,
 ) -> ImportReport:
     """Import customers from rows (as :func:`read_rows` gives them); the first row is the header.
 
@@ -689,6 +719,8 @@ def import_customers(
     :param dry_run: check everything, including against the database, but write nothing.
     :param reject: told the header, then called as ``reject(row, reason, cells)`` for every row not imported.
     :param progress: called with the number of rows handled since its last call.
+    :param imported: called with the ids of each batch's new customers, in the same
+        transaction (the centre's lead import puts them on a list).
 
     The caller owns the transaction (commit it to keep the import). Rows are
     inserted in batches; a whole import in one transaction is all or nothing.
@@ -710,7 +742,7 @@ def import_customers(
     report.ignored_columns = [h or f"#{i + 1}" for i, h in enumerate(header) if i not in columns]
     if reject is not None:
         reject.begin(header)
-    importer = _Importer(session, report, reject, dry_run=dry_run)
+    importer = _Importer(session, report, reject, dry_run=dry_run, imported=imported)
     batch: list[_Row] = []
     handled = 0
     for number, cells in iterator:

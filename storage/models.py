@@ -399,3 +399,66 @@ class Seat(Base):
     revoked_at: Mapped[datetime | None] = mapped_column()
     last_seen_at: Mapped[datetime | None] = mapped_column()
     backlog: Mapped[int | None] = mapped_column(Integer)
+
+
+# -- the centre: lead lists, who holds each lead, and every move (see storage/leads.py) ----------
+
+#: What a transfer-log row records.
+TRANSFER_ACTIONS: tuple[str, ...] = ("import", "to_team", "to_rep", "recall", "move")
+
+
+class LeadList(Base):
+    """A list of leads (数据) as the company handed it over: its name and whether it is premium."""
+
+    __tablename__ = "lead_lists"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    premium: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("CURRENT_TIMESTAMP"))
+    created_by: Mapped[str | None] = mapped_column(String(100))
+
+
+class Lead(Base):
+    """A customer on a lead list, and the team and rep it is handed to (None: not yet).
+
+    A customer is a lead of one list at most (``customer_id`` unique). The rep a lead is
+    handed to is also its customer's ``owner_rep``: both change in one transaction, each
+    conditional on being free, so two seats or two team leads cannot both take one.
+    """
+
+    __tablename__ = "leads"
+    __table_args__ = (Index(None, "list_id", "team", "rep"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lead_lists.id", ondelete="CASCADE"))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), unique=True)
+    team: Mapped[str | None] = mapped_column(String(100))
+    rep: Mapped[str | None] = mapped_column(String(100), index=True)
+    team_at: Mapped[datetime | None] = mapped_column()
+    rep_at: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("CURRENT_TIMESTAMP"))
+
+
+class Transfer(Base):
+    """One move of a customer: imported, handed to a team or a rep, recalled, moved (the transfer log).
+
+    Never updated or deleted: who did it, what, from whom to whom, when and why.
+    """
+
+    __tablename__ = "transfers"
+    __table_args__ = (CheckConstraint(_in("action", TRANSFER_ACTIONS), name="action"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("CURRENT_TIMESTAMP"), index=True)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(16))
+    customer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("customers.id", ondelete="SET NULL"), index=True
+    )
+    list_id: Mapped[int | None] = mapped_column(ForeignKey("lead_lists.id", ondelete="SET NULL"))
+    from_team: Mapped[str | None] = mapped_column(String(100))
+    from_rep: Mapped[str | None] = mapped_column(String(100))
+    to_team: Mapped[str | None] = mapped_column(String(100))
+    to_rep: Mapped[str | None] = mapped_column(String(100))
+    reason: Mapped[str | None] = mapped_column(Text)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -14,7 +15,7 @@ from agent.commands.progress import Progress
 from agent.config import Config, load_config
 from agent.errors import AgentError
 
-__all__ = ["export_customers_command", "import_customers_command"]
+__all__ = ["export_customers_command", "import_customers_command", "run_import"]
 
 #: How many report lines are printed before the rest is left to the reject file.
 SHOWN_ISSUES = 20
@@ -105,15 +106,51 @@ def import_customers_command(
     as a whole: one that is neither stops with the line and byte offset of its
     first bad byte (exit 2), nothing imported.
     """
+    config = _load(config_path)
+    engine = _engine(config, url)
+    try:
+        run_import(
+            engine,
+            file,
+            owner=owner,
+            dry_run=dry_run,
+            mappings=mappings,
+            reject_file=reject_file,
+            encoding=encoding,
+            region=(region or config.agent.region).upper(),
+            lang=lang,
+        )
+    finally:
+        engine.dispose()
+
+
+def run_import(
+    engine: Engine,
+    file: Path,
+    *,
+    owner: str | None,
+    dry_run: bool,
+    mappings: tuple[str, ...],
+    reject_file: Path | None,
+    encoding: str | None,
+    region: str,
+    lang: str,
+    prepare: Callable[[Session], Callable[[list[int]], None]] | None = None,
+    summary: Callable[[], str] | None = None,
+) -> None:
+    """Import FILE as ``import-customers`` does, print the report, exit 1 when a row was not imported.
+
+    ``prepare`` (the centre's lead import): called with the import's session before the first
+    row; what it returns is told the ids of each batch of new customers, in that transaction;
+    ``summary`` gives a line printed after the import's own.
+    """
     from storage.customers import ImportFileError, RejectWriter, import_customers, parse_mapping, read_rows
 
-    config = _load(config_path)
     try:
         mapping = parse_mapping(mappings)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--mapping") from None
     rejects_path = reject_file or file.with_name(file.name + ".rejects.csv")
-    engine = _engine(config, url)
     rejects = RejectWriter(rejects_path, lang=lang)
     try:
         total, rows = read_rows(file, encoding)
@@ -121,15 +158,17 @@ def import_customers_command(
             Session(engine) as session,
             Progress(f"importing {file.name}", total - 1) as bar,
         ):
+            imported = prepare(session) if prepare is not None else None
             report = import_customers(
                 session,
                 rows,
                 owner=owner,
-                region=(region or config.agent.region).upper(),
+                region=region,
                 mapping=mapping,
                 dry_run=dry_run,
                 reject=None if dry_run else rejects,
                 progress=bar.update,
+                imported=imported,
             )
             if dry_run:
                 session.rollback()
@@ -141,13 +180,14 @@ def import_customers_command(
         raise click.ClickException(str(exc)) from None
     finally:
         rejects.close()
-        engine.dispose()
     click.echo(f"{file}: {report.rows} row(s) read")
     click.echo("columns: " + ", ".join(f"{h} -> {f}" for h, f in report.columns.items()))
     if report.ignored_columns:
         click.echo("ignored columns: " + ", ".join(report.ignored_columns))
     verb = "would import" if dry_run else "imported"
     click.echo(f"{verb}: {report.imported} customer(s), {report.phones} number(s)")
+    if summary is not None:
+        click.echo(summary())
     kinds = Counter(issue.kind for issue in report.issues)
     for kind in ("conflict", "duplicate_in_file", "duplicate_in_db", "rejected"):
         if kinds[kind]:

@@ -54,6 +54,9 @@ T0 = datetime(2024, 6, 3, 9, 30, 0, tzinfo=UTC)
 MIGRATIONS = Path(__file__).resolve().parents[2] / "storage" / "migrations" / "versions"
 TABLES = {
     "teams",
+    "lead_lists",
+    "leads",
+    "transfers",
     "reps",
     "users",
     "customers",
