@@ -125,8 +125,11 @@ def locate(session: Session, recording_id: int, who: Principal, root: Path) -> L
         return Located(200, None, recording, call, recording.path_or_uri)
     path = Path(recording.path_or_uri)
     path = path if path.is_absolute() else root / path
-    if not within(path, root) or not path.is_file():
-        logger.warning("recording %d: file missing or outside the recordings directory", recording_id)
+    if not within(path, root):
+        logger.warning("recording %d: %s lies outside the recordings directory %s", recording_id, path, root)
+        return Located(404)
+    if not path.is_file():
+        logger.warning("recording %d: no file at %s", recording_id, path)
         return Located(404)
     return Located(200, path, recording, call)
 
@@ -153,10 +156,10 @@ async def _from_store(
     try:
         info: BlobInfo | None = await run_in_threadpool(store.stat, key)
     except BlobStoreError as exc:
-        logger.warning("recording %s: the store cannot be read: %s", key, exc)
+        logger.warning("recording %s: the store %r cannot be read: %s", key, store, exc)
         return PlainTextResponse("the recording store is unavailable", status_code=503)
     if info is None:
-        logger.warning("recording %s: missing from the recording store", key)
+        logger.warning("recording %s: missing from the recording store %r", key, store)
         return PlainTextResponse("not found", status_code=404)
     wanted = byte_range(request.headers.get("range"), info.size)
     headers = {**headers, "Accept-Ranges": "bytes"}
