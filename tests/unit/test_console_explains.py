@@ -1,0 +1,153 @@
+"""The console explains itself: a missing recording, the live rows' states, the audit page's words."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from console_factories import PASSWORD, console_context, make_request, seed, session_cookie
+from sqlalchemy import Engine, select, update
+from sqlalchemy.orm import Session
+
+from agent.centre.auth import create_user
+from agent.centre.context import ConsoleContext
+from agent.centre.views import calls
+from agent.centre.views.recordings import MISSING, PLAYABLE, UNREACHABLE, availability
+from storage.blobstore import BlobInfo, BlobStoreError, DirectoryBlobStore
+from storage.db import make_engine, upgrade
+from storage.models import Recording
+
+
+@pytest.fixture
+def engine() -> Iterator[Engine]:
+    engine = make_engine("sqlite://")
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def ctx(engine: Engine, tmp_path: Path) -> ConsoleContext:
+    seed(engine, tmp_path)
+    with Session(engine) as session, session.begin():
+        create_user(session, "boss", PASSWORD, role="manager")
+        create_user(session, "root", PASSWORD, role="admin")
+    return console_context(engine, tmp_path)
+
+
+def text_of(response: object) -> str:
+    body = getattr(response, "body", b"")
+    assert isinstance(body, bytes)
+    return body.decode("utf-8")
+
+
+def recording(path: str, rid: int = 7) -> Recording:
+    return Recording(id=rid, call_uuid="c-x", path_or_uri=path, codec="wav", status="complete")
+
+
+class BrokenStore(DirectoryBlobStore):
+    """A store whose every stat fails, as an unreachable object store's does."""
+
+    def stat(self, key: str) -> BlobInfo | None:
+        raise BlobStoreError("connection refused")
+
+
+# -- a recording's availability -----------------------------------------------------------
+
+
+def test_a_legacy_file_that_is_there_is_playable(tmp_path: Path) -> None:
+    (tmp_path / "recordings").mkdir()
+    (tmp_path / "recordings" / "a.wav").write_bytes(b"RIFF")
+    store = DirectoryBlobStore(tmp_path / "store")
+    assert availability(recording("recordings/a.wav"), tmp_path, store) == PLAYABLE
+
+
+def test_a_missing_legacy_file_is_logged_with_the_path_tried(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = DirectoryBlobStore(tmp_path / "store")
+    with caplog.at_level(logging.WARNING, logger="agent.centre.views.recordings"):
+        assert availability(recording("recordings/gone.wav"), tmp_path, store) == MISSING
+    assert str(tmp_path / "recordings" / "gone.wav") in caplog.text
+    assert "recording 7" in caplog.text
+
+
+def test_a_path_outside_the_recordings_directory_is_missing(tmp_path: Path) -> None:
+    outside = tmp_path.parent / "elsewhere.wav"
+    store = DirectoryBlobStore(tmp_path / "store")
+    assert availability(recording(str(outside)), tmp_path / "root", store) == MISSING
+    (tmp_path / "root").mkdir()
+    assert availability(recording("../../etc/passwd"), tmp_path / "root", store) == MISSING
+
+
+def test_a_recordings_directory_that_is_not_there_is_unreachable(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = tmp_path / "not-mounted"
+    with caplog.at_level(logging.WARNING, logger="agent.centre.views.recordings"):
+        found = availability(recording("recordings/a.wav"), root, DirectoryBlobStore(root / "store"))
+    assert found == UNREACHABLE
+    assert str(root / "recordings" / "a.wav") in caplog.text
+
+
+def test_a_store_key_is_asked_of_the_store(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    store = DirectoryBlobStore(tmp_path / "store")
+    key = "2026/03/02/c-x.wav"
+    with caplog.at_level(logging.WARNING, logger="agent.centre.views.recordings"):
+        assert availability(recording(key), tmp_path, store) == MISSING
+    assert key in caplog.text
+    assert "DirectoryBlobStore" in caplog.text
+    body = b"RIFF0000WAVE"
+    store.put_stream(key, [body], hashlib.sha256(body).hexdigest(), len(body))
+    assert availability(recording(key), tmp_path, store) == PLAYABLE
+
+
+def test_a_store_that_cannot_be_read_is_unreachable(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    key = "2026/03/02/c-x.wav"
+    with caplog.at_level(logging.WARNING, logger="agent.centre.views.recordings"):
+        assert availability(recording(key), tmp_path, BrokenStore(tmp_path)) == UNREACHABLE
+    assert key in caplog.text
+    assert "connection refused" in caplog.text
+
+
+# -- the call page ------------------------------------------------------------------------
+
+
+async def test_the_call_page_says_a_recording_is_missing_instead_of_a_dead_player(
+    ctx: ConsoleContext, tmp_path: Path
+) -> None:
+    (tmp_path / "recordings/2026/03/02/c-a1.wav").unlink()
+    cookie = session_cookie(ctx, "boss")
+    request = make_request("/calls/c-a1", cookie=cookie, path_params={"call_uuid": "c-a1"})
+    html = text_of(await calls.call_page(ctx, request))
+    assert "<audio" not in html
+    assert re.search(r'class="recording-problem" data-reason="missing"', html)
+    assert "The recording file is missing" in html
+
+    zh = make_request("/calls/c-a1", "lang=zh-CN", cookie=cookie, path_params={"call_uuid": "c-a1"})
+    assert "录音文件缺失" in text_of(await calls.call_page(ctx, zh))
+
+    # The one that is there still gets its player.
+    request = make_request("/calls/c-b1", cookie=cookie, path_params={"call_uuid": "c-b1"})
+    html = text_of(await calls.call_page(ctx, request))
+    assert "<audio" in html
+    assert 'data-reason="missing"' not in html
+
+
+async def test_the_call_page_says_the_store_is_unreachable(ctx: ConsoleContext, tmp_path: Path) -> None:
+    with Session(ctx.engine) as session, session.begin():
+        session.execute(
+            update(Recording).where(Recording.call_uuid == "c-a1").values(path_or_uri="2026/03/02/c-a1.wav")
+        )
+        assert session.scalar(select(Recording.path_or_uri).where(Recording.call_uuid == "c-a1"))
+    broken = console_context(ctx.engine, tmp_path, recordings_store=BrokenStore(tmp_path))
+    request = make_request(
+        "/calls/c-a1", cookie=session_cookie(broken, "boss"), path_params={"call_uuid": "c-a1"}
+    )
+    html = text_of(await calls.call_page(broken, request))
+    assert 'data-reason="unreachable"' in html
+    assert "cannot be reached" in html
