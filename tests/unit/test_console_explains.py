@@ -6,20 +6,22 @@ import hashlib
 import logging
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from console_factories import PASSWORD, console_context, make_request, seed, session_cookie
+from console_factories import MANAGER, PASSWORD, console_context, make_request, seed, session_cookie
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from agent.centre.auth import create_user
 from agent.centre.context import ConsoleContext
+from agent.centre.listen import line_state, live_calls
 from agent.centre.views import calls
 from agent.centre.views.recordings import MISSING, PLAYABLE, UNREACHABLE, availability
 from storage.blobstore import BlobInfo, BlobStoreError, DirectoryBlobStore
 from storage.db import make_engine, upgrade
-from storage.models import Recording
+from storage.models import CallRecord, Recording
 
 
 @pytest.fixture
@@ -151,3 +153,34 @@ async def test_the_call_page_says_the_store_is_unreachable(ctx: ConsoleContext, 
     html = text_of(await calls.call_page(broken, request))
     assert 'data-reason="unreachable"' in html
     assert "cannot be reached" in html
+
+
+# -- live rows ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("direction", "answered", "state"),
+    [("in", False, "ringing"), ("out", False, "dialing"), ("in", True, "talking"), ("out", True, "talking")],
+)
+def test_a_live_rows_line_state(direction: str, answered: bool, state: str) -> None:
+    assert line_state(direction, answered) == state
+
+
+def test_live_rows_time_the_state_from_the_answer(engine: Engine) -> None:
+    now = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+    with Session(engine) as session, session.begin():
+        for uuid, direction, answered in (("l-1", "in", True), ("l-2", "out", False)):
+            session.add(
+                CallRecord(
+                    uuid=uuid, seat="s1", device_id="d", line="L1", rep="alice", team="north",
+                    direction=direction, number_e164="+8613700001111", number_raw="13700001111",
+                    started_at=now - timedelta(seconds=90),
+                    answered_at=now - timedelta(seconds=30) if answered else None,
+                )
+            )  # fmt: skip
+    with Session(engine) as session:
+        rows = live_calls(session, MANAGER, set(), masked=False, now=now)
+    assert [(r.uuid, r.state, r.state_seconds, r.elapsed_seconds) for r in rows] == [
+        ("l-1", "talking", 30.0, 90.0),
+        ("l-2", "dialing", 90.0, 90.0),
+    ]
