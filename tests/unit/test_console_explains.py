@@ -16,12 +16,15 @@ from sqlalchemy.orm import Session
 
 from agent.centre.auth import create_user
 from agent.centre.context import ConsoleContext
+from agent.centre.i18n import catalog
 from agent.centre.listen import line_state, live_calls
-from agent.centre.views import calls
+from agent.centre.queries import AUDIT_ACTIONS, detail_fields
+from agent.centre.views import audit, calls
 from agent.centre.views.recordings import MISSING, PLAYABLE, UNREACHABLE, availability
 from storage.blobstore import BlobInfo, BlobStoreError, DirectoryBlobStore
 from storage.db import make_engine, upgrade
 from storage.models import CallRecord, Recording
+from storage.repository import add_audit
 
 
 @pytest.fixture
@@ -184,3 +187,47 @@ def test_live_rows_time_the_state_from_the_answer(engine: Engine) -> None:
         ("l-1", "talking", 30.0, 90.0),
         ("l-2", "dialing", 90.0, 90.0),
     ]
+
+
+# -- the audit page -----------------------------------------------------------------------
+
+
+def test_every_action_the_code_writes_is_translated() -> None:
+    for lang in ("en", "zh-CN"):
+        strings = catalog(lang)
+        assert [a for a in AUDIT_ACTIONS if f"audit.action.{a}" not in strings] == [], lang
+
+
+def test_audit_details_are_fields_when_json_and_text_otherwise() -> None:
+    assert detail_fields('{"reason": "lunch", "previous_seconds": 12.5, "x": [1]}') == [
+        ("reason", "lunch"),
+        ("previous_seconds", "12.5"),
+        ("x", "[1]"),
+    ]
+    assert detail_fields("from=bob") is None
+    assert detail_fields("{not json") is None
+    assert detail_fields("[1, 2]") is None
+    assert detail_fields(None) is None
+
+
+async def test_audit_page_translates_hides_automatic_rows_and_escapes_details(ctx: ConsoleContext) -> None:
+    with Session(ctx.engine) as session, session.begin():
+        add_audit(session, "play", user="boss", target="recording:1", detail="call:c-a1")
+        add_audit(session, "rep_state", user="alice", target="paused", detail='{"reason": "<b>x</b>"}')
+    cookie = session_cookie(ctx, "boss")
+    html = text_of(await audit.audit_page(ctx, make_request("/audit", cookie=cookie)))
+    assert re.findall(r'data-action="([^"]+)"', html) == ["play"]
+    assert "Played a recording" in html
+
+    shown = await audit.audit_page(ctx, make_request("/audit", "automatic=1&lang=zh-CN", cookie=cookie))
+    html = text_of(shown)
+    assert re.findall(r'data-action="([^"]+)"', html) == ["rep_state", "play"]
+    assert "坐席状态变化" in html
+    assert "播放录音" in html
+    assert "<b>x</b>" not in html
+    assert "&lt;b&gt;x&lt;/b&gt;" in html
+    assert "<dt>原因</dt>" in html
+
+    # Asking for the automatic action by name shows it without the box ticked.
+    only = await audit.audit_page(ctx, make_request("/audit", "action=rep_state", cookie=cookie))
+    assert re.findall(r'data-action="([^"]+)"', text_of(only)) == ["rep_state"]
