@@ -323,3 +323,26 @@ async def test_wrong_passwords_throttle_this_address_not_the_user_elsewhere(
     ]
     await elsewhere.close()
     await context.close()
+
+
+@pytest.mark.parametrize(
+    ("locale", "message"),
+    [("en-US", "The recording file is missing"), ("zh-CN", "录音文件缺失")],
+)
+async def test_a_missing_recording_says_so_where_the_player_would_be(
+    browser: Any, console: Console, tmp_path: Path, locale: str, message: str
+) -> None:
+    (tmp_path / "recordings/2026/03/02/c-b1.wav").unlink()
+    context = await browser.new_context(locale=locale)
+    page = await context.new_page()
+    await page.goto(f"{console.base}/login?next=/calls/c-b1")
+    await page.fill("#login", "nina")
+    await page.fill("#password", PASSWORD)
+    await page.click("#submit")
+    await page.wait_for_url(f"{console.base}/calls/c-b1")
+    problem = page.locator("section.recording .recording-problem")
+    assert await problem.get_attribute("data-reason") == "missing"
+    assert await problem.is_visible()
+    assert message in await problem.inner_text()
+    assert await page.locator("audio").count() == 0
+    await context.close()
