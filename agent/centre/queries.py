@@ -30,7 +30,7 @@ AUTOMATIC_ACTIONS: tuple[str, ...] = ("rep_state",)
 AUDIT_ACTIONS: tuple[str, ...] = (
     "login", "login_failed", "logout", "play", "play_denied", "download", "download_denied",
     "export_csv", "export_xlsx", "listen", "listen_denied", "lead_claim", "rep_state",
-    "recordings.purge",
+    "recordings.purge", "user_add", "user_disable", "user_enable", "user_password", "user_update",
 )  # fmt: skip
 
 

@@ -5,21 +5,31 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import urllib.parse
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from console_factories import MANAGER, PASSWORD, console_context, make_request, seed, session_cookie
+from console_factories import (
+    MANAGER,
+    PASSWORD,
+    audit_rows,
+    console_context,
+    make_request,
+    seed,
+    session_cookie,
+)
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
+from starlette.requests import Request
 
-from agent.centre.auth import create_user
+from agent.centre.auth import create_user, list_users
 from agent.centre.context import ConsoleContext
 from agent.centre.i18n import catalog
 from agent.centre.listen import line_state, live_calls
 from agent.centre.queries import AUDIT_ACTIONS, detail_fields
-from agent.centre.views import audit, calls
+from agent.centre.views import audit, calls, users
 from agent.centre.views.recordings import MISSING, PLAYABLE, UNREACHABLE, availability
 from storage.blobstore import BlobInfo, BlobStoreError, DirectoryBlobStore
 from storage.db import make_engine, upgrade
@@ -231,3 +241,79 @@ async def test_audit_page_translates_hides_automatic_rows_and_escapes_details(ct
     # Asking for the automatic action by name shows it without the box ticked.
     only = await audit.audit_page(ctx, make_request("/audit", "action=rep_state", cookie=cookie))
     assert re.findall(r'data-action="([^"]+)"', text_of(only)) == ["rep_state"]
+
+
+# -- the users page -----------------------------------------------------------------------
+
+
+def form_request(ctx: ConsoleContext, login: str, body: dict[str, str]) -> Request:
+    cookie = session_cookie(ctx, login)
+    encoded = urllib.parse.urlencode({"csrf": "test-csrf", **body}).encode()
+    scope = make_request("/users", cookie=cookie, method="POST").scope
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": encoded, "more_body": False}
+
+    return Request(scope, receive)
+
+
+def user_row(ctx: ConsoleContext, login: str) -> dict[str, object]:
+    with Session(ctx.engine) as session:
+        return next(u for u in list_users(session) if u["login"] == login)
+
+
+async def test_the_users_page_is_for_admins_only(ctx: ConsoleContext, engine: Engine) -> None:
+    with Session(engine) as session, session.begin():
+        create_user(session, "nina", PASSWORD, role="lead", team="north")
+        create_user(session, "alice", PASSWORD, role="rep", rep="alice")
+    admin = await users.users_page(ctx, make_request("/users", cookie=session_cookie(ctx, "root")))
+    assert admin.status_code == 200
+    assert 'data-login="boss"' in text_of(admin)
+    for login in ("boss", "nina", "alice"):
+        refused = await users.users_page(ctx, make_request("/users", cookie=session_cookie(ctx, login)))
+        assert refused.status_code == 403, login
+        posted = await users.users_page(ctx, form_request(ctx, login, {"op": "disable", "login": "root"}))
+        assert posted.status_code == 403
+    assert user_row(ctx, "root")["disabled"] is False
+    assert getattr(users.users_page, "roles", None) == {"admin"}
+
+
+async def test_the_users_page_changes_users_by_the_clis_rules_and_audits_each(ctx: ConsoleContext) -> None:
+    ok = await users.users_page(
+        ctx, form_request(ctx, "root", {"op": "add", "login": "zoe", "role": "rep", "rep": "zoe",
+                                        "team": "north", "password": "a long secret"})
+    )  # fmt: skip
+    assert ok.status_code == 303
+    assert user_row(ctx, "zoe")["team"] == "north"
+
+    # The CLI's rules: a rep needs a rep name; a weak password is refused.
+    for body in (
+        {"op": "add", "login": "yan", "role": "rep", "password": "a long secret"},
+        {"op": "add", "login": "yan", "role": "lead", "password": "a long secret"},
+        {"op": "add", "login": "yan", "role": "manager", "password": "x"},
+        {"op": "add", "login": "yan", "role": "boss", "password": "a long secret"},
+        {"op": "update", "login": "zoe", "role": "rep", "rep": ""},
+    ):
+        refused = await users.users_page(ctx, form_request(ctx, "root", body))
+        assert refused.status_code == 400, body
+        assert 'id="users-problem"' in text_of(refused)
+
+    for body in (
+        {"op": "update", "login": "zoe", "role": "lead", "team": "south", "rep": ""},
+        {"op": "disable", "login": "zoe"},
+        {"op": "enable", "login": "zoe"},
+        {"op": "password", "login": "zoe", "password": "another long one"},
+    ):
+        assert (await users.users_page(ctx, form_request(ctx, "root", body))).status_code == 303, body
+    row = user_row(ctx, "zoe")
+    assert (row["role"], row["team"], row["disabled"]) == ("lead", "south", False)
+    assert [a for _, a, _ in audit_rows(ctx.engine) if a.startswith("user_")] == [
+        "user_add", "user_update", "user_disable", "user_enable", "user_password",
+    ]  # fmt: skip
+    assert all(t == "user:zoe" for _, a, t in audit_rows(ctx.engine) if a.startswith("user_"))
+
+
+async def test_a_users_form_without_the_csrf_token_is_refused(ctx: ConsoleContext) -> None:
+    request = form_request(ctx, "root", {"op": "disable", "login": "boss", "csrf": "forged"})
+    assert (await users.users_page(ctx, request)).status_code == 403
+    assert user_row(ctx, "boss")["disabled"] is False

@@ -165,7 +165,7 @@ def test_every_route_but_the_public_ones_checks_rights_through_requires() -> Non
 
 def test_admins_reach_only_the_start_page_the_language_and_the_audit_log() -> None:
     admin_paths = {path for path, view, _, _ in ROUTES if "admin" in getattr(view, "roles", ())}
-    assert admin_paths == {"/", "/language", "/audit"}
+    assert admin_paths == {"/", "/language", "/audit", "/users"}
 
 
 # -- statistics: one ranking --------------------------------------------------------------
