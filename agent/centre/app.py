@@ -10,6 +10,7 @@ Routes (all but ``/login``, ``/logout``, ``/healthz`` and ``/static`` need a ses
     GET  /recordings/{id}/download   the audio as an attachment (audited)
     GET  /recordings/{id}/waveform.svg
     GET  /audit                      the audit log (managers and admins)
+    GET  /users, POST /users         console log-ins (admins; the rules of ``cti-agent users``)
     GET  /stats/day, /stats/month    KPIs per rep against targets, ranked, sortable (a day by hour, half-hour)
     GET  /wallboard, /wallboard/events   full-screen live KPIs fed by Server-Sent Events (?kiosk=1: the TV's)
     GET  /live                       calls in progress (leads and managers)
@@ -46,7 +47,7 @@ from agent.centre.context import (
     make_context,
 )
 from agent.centre.relay import ListenRelay
-from agent.centre.views import audit, auth, calls, live, recordings, stats
+from agent.centre.views import audit, auth, calls, live, recordings, stats, users
 from agent.web import SecurityHeadersMiddleware
 
 __all__ = [
@@ -73,6 +74,7 @@ ROUTES: tuple[tuple[str, Endpoint, tuple[str, ...] | None, str | None], ...] = (
     ("/recordings/{recording_id:int}/download", recordings.recording_download, None, "download"),
     ("/recordings/{recording_id:int}/waveform.svg", recordings.recording_waveform, None, "waveform"),
     ("/audit", audit.audit_page, None, "audit"),
+    ("/users", users.users_page, ("GET", "POST"), "users"),
     ("/stats/day", stats.stats_day, None, "stats_day"),
     ("/stats/month", stats.stats_month, None, "stats_month"),
     ("/wallboard", stats.wallboard, None, "wallboard"),

@@ -52,6 +52,7 @@ __all__ = [
     "create_user",
     "csrf_ok",
     "disable_user",
+    "enable_user",
     "end_sessions",
     "end_sessions_of",
     "hash_password",
@@ -62,6 +63,7 @@ __all__ = [
     "principal_of",
     "session_user",
     "set_password",
+    "update_user",
     "verify_password",
 ]
 
@@ -133,6 +135,29 @@ def _team(session: Session, name: str) -> Team:
     return team
 
 
+def _assignment(
+    session: Session, role: str, team: str | None, rep: str | None
+) -> tuple[Team | None, Rep | None]:
+    """The team and rep rows a user of ``role`` is given (created when new): the rules of create_user."""
+    if role not in ROLES:
+        raise UserError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
+    team_row = _team(session, team) if team else None
+    rep_row = None
+    if rep:
+        rep_row = session.scalar(select(Rep).where(Rep.name == rep))
+        if rep_row is None:
+            rep_row = Rep(name=rep, team_id=team_row.id if team_row else None)
+            session.add(rep_row)
+            session.flush()
+        if team_row is None and rep_row.team_id is not None:
+            team_row = session.get(Team, rep_row.team_id)
+    if role == "rep" and rep_row is None:
+        raise UserError("a rep user needs --rep (the rep name their seat writes into calls)")
+    if role == "lead" and team_row is None:
+        raise UserError("a lead user needs --team")
+    return team_row, rep_row
+
+
 def create_user(
     session: Session,
     login: str,
@@ -162,20 +187,7 @@ def create_user(
         check_password_strength(password)
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    team_row = _team(session, team) if team else None
-    rep_row = None
-    if rep:
-        rep_row = session.scalar(select(Rep).where(Rep.name == rep))
-        if rep_row is None:
-            rep_row = Rep(name=rep, team_id=team_row.id if team_row else None)
-            session.add(rep_row)
-            session.flush()
-        if team_row is None and rep_row.team_id is not None:
-            team_row = session.get(Team, rep_row.team_id)
-    if role == "rep" and rep_row is None:
-        raise UserError("a rep user needs --rep (the rep name their seat writes into calls)")
-    if role == "lead" and team_row is None:
-        raise UserError("a lead user needs --team")
+    team_row, rep_row = _assignment(session, role, team, rep)
     user = User(
         login=login,
         password_hash=hash_password(password),
@@ -258,6 +270,26 @@ def disable_user(session: Session, login: str) -> None:
     :raises UserError: no such user.
     """
     _user(session, login).disabled = True
+
+
+def enable_user(session: Session, login: str) -> None:
+    """Let a disabled user log in again (with the password they had).
+
+    :raises UserError: no such user.
+    """
+    _user(session, login).disabled = False
+
+
+def update_user(session: Session, login: str, *, role: str, team: str | None, rep: str | None) -> None:
+    """Give a user another role, team or rep, by the rules of :func:`create_user`.
+
+    :raises UserError: no such user, unknown role, or a rep without a rep name, a lead without a team.
+    """
+    user = _user(session, login)
+    team_row, rep_row = _assignment(session, role, team or None, rep or None)
+    user.role = role
+    user.team_id = team_row.id if team_row else None
+    user.rep_id = rep_row.id if rep_row else None
 
 
 def list_users(session: Session) -> list[dict[str, Any]]:

@@ -88,6 +88,17 @@ class LiveCall:
     elapsed_seconds: float
     answered: bool
     listenable: bool
+    #: ``ringing`` (inbound, not answered), ``dialing`` (outbound, not answered) or ``talking``.
+    state: str = "ringing"
+    #: Seconds since the state began (the answer, else the start): the page's timer starts there.
+    state_seconds: float = 0.0
+
+
+def line_state(direction: str, answered: bool) -> str:
+    """What the line of a call in progress is doing: ``talking``, ``dialing`` or ``ringing``."""
+    if answered:
+        return "talking"
+    return "dialing" if direction == "out" else "ringing"
 
 
 def may_listen(who: Principal) -> bool:
@@ -133,6 +144,8 @@ def live_calls(
                 elapsed_seconds=max((now - call.started_at).total_seconds(), 0.0),
                 answered=call.answered_at is not None,
                 listenable=call.seat in seats,
+                state=line_state(call.direction, call.answered_at is not None),
+                state_seconds=max((now - (call.answered_at or call.started_at)).total_seconds(), 0.0),
             )
         )
     return calls

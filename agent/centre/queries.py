@@ -9,6 +9,7 @@ or detached rows; the views run them through
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
@@ -23,6 +24,32 @@ from storage.teams import RepInfo, StoredTargets, rep_directory, team_targets
 
 #: Audit rows per page.
 AUDIT_PAGE = 100
+#: Actions the system writes by itself (a seat's rep-state changes): hidden unless asked for.
+AUTOMATIC_ACTIONS: tuple[str, ...] = ("rep_state",)
+#: Every action the code writes, each with an ``audit.action.<code>`` string in both locales.
+AUDIT_ACTIONS: tuple[str, ...] = (
+    "login", "login_failed", "logout", "play", "play_denied", "download", "download_denied",
+    "export_csv", "export_xlsx", "listen", "listen_denied", "lead_claim", "rep_state",
+    "recordings.purge", "user_add", "user_disable", "user_enable", "user_password", "user_update",
+)  # fmt: skip
+
+
+def detail_fields(detail: str | None) -> list[tuple[str, str]] | None:
+    """An audit row's detail as (field, value) pairs when it is a JSON object, else None (shown as text).
+
+    Nested values are shown as compact JSON; the template escapes every part.
+    """
+    if not detail or not detail.lstrip().startswith("{"):
+        return None
+    try:
+        parsed = json.loads(detail)
+    except ValueError:
+        return None
+    if not isinstance(parsed, dict):
+        return None
+    return [
+        (str(k), v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)) for k, v in parsed.items()
+    ]
 
 
 # -- sessions and users -----------------------------------------------------------------
@@ -73,6 +100,8 @@ class AuditFilter:
     target: str = ""
     start: date | None = None
     end: date | None = None
+    #: Show the :data:`AUTOMATIC_ACTIONS` too (always when one of them is the action asked for).
+    automatic: bool = False
 
     def clauses(self, zone: tzinfo) -> list[ColumnElement[bool]]:
         """The WHERE conditions (days in ``zone``, ``end`` included)."""
@@ -81,6 +110,8 @@ class AuditFilter:
             where.append(AuditEntry.user_login == self.user)
         if self.action:
             where.append(AuditEntry.action == self.action)
+        elif not self.automatic:
+            where.append(AuditEntry.action.not_in(AUTOMATIC_ACTIONS))
         if self.target:
             where.append(AuditEntry.target.contains(self.target, autoescape=True))
         if self.start is not None:

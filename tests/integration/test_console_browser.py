@@ -323,3 +323,75 @@ async def test_wrong_passwords_throttle_this_address_not_the_user_elsewhere(
     ]
     await elsewhere.close()
     await context.close()
+
+
+@pytest.mark.parametrize(
+    ("locale", "message"),
+    [("en-US", "The recording file is missing"), ("zh-CN", "录音文件缺失")],
+)
+async def test_a_missing_recording_says_so_where_the_player_would_be(
+    browser: Any, console: Console, tmp_path: Path, locale: str, message: str
+) -> None:
+    (tmp_path / "recordings/2026/03/02/c-b1.wav").unlink()
+    context = await browser.new_context(locale=locale)
+    page = await context.new_page()
+    await page.goto(f"{console.base}/login?next=/calls/c-b1")
+    await page.fill("#login", "nina")
+    await page.fill("#password", PASSWORD)
+    await page.click("#submit")
+    await page.wait_for_url(f"{console.base}/calls/c-b1")
+    problem = page.locator("section.recording .recording-problem")
+    assert await problem.get_attribute("data-reason") == "missing"
+    assert await problem.is_visible()
+    assert message in await problem.inner_text()
+    assert await page.locator("audio").count() == 0
+    await context.close()
+
+
+@pytest.mark.parametrize(("locale", "title"), [("en-US", "Users"), ("zh-CN", "用户管理")])
+async def test_an_admin_manages_users_and_no_other_role_reaches_the_page(
+    browser: Any, console: Console, locale: str, title: str
+) -> None:
+    with Session(console.engine) as session, session.begin():
+        create_user(session, "root", PASSWORD, role="admin")
+        create_user(session, "boss", PASSWORD, role="manager")
+
+    async def as_user(login: str) -> Any:
+        context = await browser.new_context(locale=locale)
+        page = await context.new_page()
+        await page.goto(f"{console.base}/login?next=/users")
+        await page.fill("#login", login)
+        await page.fill("#password", PASSWORD)
+        await page.click("#submit")
+        await page.wait_for_load_state()
+        return page
+
+    for login in ("boss", "nina", "alice"):
+        page = await as_user(login)
+        response = await page.goto(f"{console.base}/users")
+        assert response.status == 403, login
+        assert await page.locator("#users").count() == 0
+        await page.context.close()
+
+    page = await as_user("root")
+    assert await page.inner_text("h1") == title
+    await page.fill("#new-login", "zoe")
+    await page.select_option("#new-role", "rep")
+    await page.fill("#new-password", "a long secret")
+    async with page.expect_navigation():
+        await page.click("#add-submit")
+    # A rep without a rep name: refused by the CLI's rule, said on the page.
+    assert await page.locator("#users-problem").count() == 1
+    await page.fill("#new-login", "zoe")
+    await page.select_option("#new-role", "rep")
+    await page.fill("#new-rep", "zoe")
+    await page.fill("#new-password", "a long secret")
+    async with page.expect_navigation(url=f"{console.base}/users"):
+        await page.click("#add-submit")
+    row = page.locator('#users tr[data-login="zoe"]')
+    assert await row.get_attribute("data-disabled") == "0"
+    async with page.expect_navigation(url=f"{console.base}/users"):
+        await row.locator("form.toggle button").click()
+    assert await page.get_attribute('#users tr[data-login="zoe"]', "data-disabled") == "1"
+    assert [a for _, a, _ in console.audit("user_add", "user_disable")] == ["user_add", "user_disable"]
+    await page.context.close()

@@ -380,7 +380,7 @@ def test_audit_page_is_for_managers(
     log_in(app_client, "boss")
     page = app_client.get("/audit", params={"user": "nina", "action": "play"})
     assert page.status_code == 200
-    assert page.text.count('<td class="action">play</td>') == 1
+    assert page.text.count('<td class="action" data-action="play">') == 1
     assert f"recording:{recordings['c-b1']}" in page.text
 
 

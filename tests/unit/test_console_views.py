@@ -122,7 +122,7 @@ async def test_audit_view_lists_filters_and_pages_for_a_manager(ctx: ConsoleCont
     add_rows(ctx)
     cookie = session_cookie(ctx, "boss")
     html = text_of(await audit.audit_page(ctx, make_request("/audit", cookie=cookie)))
-    assert re.findall(r'<td class="action">([^<]+)</td>', html) == ["play", "download", "play"]
+    assert re.findall(r'<td class="action" data-action="([^"]+)"', html) == ["play", "download", "play"]
 
     narrowed = await audit.audit_page(ctx, make_request("/audit", "action=play&to=2026-03-03", cookie=cookie))
     html = text_of(narrowed)
@@ -165,7 +165,7 @@ def test_every_route_but_the_public_ones_checks_rights_through_requires() -> Non
 
 def test_admins_reach_only_the_start_page_the_language_and_the_audit_log() -> None:
     admin_paths = {path for path, view, _, _ in ROUTES if "admin" in getattr(view, "roles", ())}
-    assert admin_paths == {"/", "/language", "/audit"}
+    assert admin_paths == {"/", "/language", "/audit", "/users"}
 
 
 # -- statistics: one ranking --------------------------------------------------------------

@@ -20,8 +20,20 @@
   });
 
   // The call page's player: speed, a waveform to click, a cursor, keyboard shortcuts.
+  // A recording the server found missing has no player (the page says why); one that the
+  // browser cannot load after all says so in the player's place instead of sitting at 0:00.
   document.querySelectorAll("section.recording").forEach(function (section) {
     var audio = section.querySelector("audio");
+    if (!audio) return;
+    audio.addEventListener("error", function () {
+      var problem = section.querySelector(".recording-problem");
+      if (problem) problem.hidden = false;
+      section.classList.add("unavailable");
+      audio.hidden = true;
+      section.querySelectorAll("img.waveform, .progress, label, a.download, .hint").forEach(function (node) {
+        node.hidden = true;
+      });
+    });
     var speed = section.querySelector("select.speed");
     var wave = section.querySelector("img.waveform");
     var cursor = section.querySelector(".cursor");

@@ -115,7 +115,7 @@
 
   // Tick the elapsed times on the page.
   var started = Date.now();
-  var cells = Array.prototype.slice.call(document.querySelectorAll("td.elapsed"));
+  var cells = Array.prototype.slice.call(document.querySelectorAll("td.elapsed, td.state .since"));
   setInterval(function () {
     var passed = Math.floor((Date.now() - started) / 1000);
     cells.forEach(function (cell) {

@@ -25,6 +25,7 @@ async def audit_page(ctx: ConsoleContext, request: Request, current: Visit, who:
             target=params.get("target", "").strip(),
             start=date_param(params.get("from")),
             end=date_param(params.get("to")),
+            automatic=params.get("automatic") == "1",
         )
         page_no = max(int(params.get("page") or 1), 1)
     except ValueError:
@@ -35,6 +36,8 @@ async def audit_page(ctx: ConsoleContext, request: Request, current: Visit, who:
         k: v for k, v in (("user", filters.user), ("action", filters.action), ("target", filters.target)) if v
     }
     base.update({k: params[k] for k in ("from", "to") if params.get(k)})
+    if filters.automatic:
+        base["automatic"] = "1"
     return render(
         ctx,
         request,
@@ -44,6 +47,7 @@ async def audit_page(ctx: ConsoleContext, request: Request, current: Visit, who:
         total=found.total,
         actions=found.actions,
         filters=base,
+        detail_fields=queries.detail_fields,
         prev_link=urllib.parse.urlencode({**base, "page": page_no - 1}) if page_no > 1 else None,
         next_link=urllib.parse.urlencode({**base, "page": page_no + 1}) if page_no < found.pages else None,
     )

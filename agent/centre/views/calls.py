@@ -32,6 +32,7 @@ from agent.centre.search import (
     to_xlsx,
     visible_call,
 )
+from agent.centre.views.recordings import availability
 from storage.models import CallRecord, Recording
 from storage.repository import add_audit
 from storage.sheets import ExportOutcome
@@ -171,6 +172,9 @@ async def call_page(ctx: ConsoleContext, request: Request, current: Visit, who: 
     if found is None:
         return error(ctx, request, current, 404, "error.not_found")
     call, recordings = found
+    store = ctx.store if ctx.store is not None else ctx.settings.store()
+    root = ctx.settings.recordings_dir
+    playable = {rec.id: await run_in_threadpool(availability, rec, root, store) for rec in recordings}
     number = display_number(call.number_e164, call.number_raw)
     return render(
         ctx,
@@ -179,5 +183,6 @@ async def call_page(ctx: ConsoleContext, request: Request, current: Visit, who: 
         "call.html",
         call=call,
         recordings=recordings,
+        playable=playable,
         number=mask_number(number) if ctx.masked_for(who) else number,
     )

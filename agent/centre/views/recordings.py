@@ -125,10 +125,60 @@ def locate(session: Session, recording_id: int, who: Principal, root: Path) -> L
         return Located(200, None, recording, call, recording.path_or_uri)
     path = Path(recording.path_or_uri)
     path = path if path.is_absolute() else root / path
-    if not within(path, root) or not path.is_file():
-        logger.warning("recording %d: file missing or outside the recordings directory", recording_id)
+    if not within(path, root):
+        logger.warning("recording %d: %s lies outside the recordings directory %s", recording_id, path, root)
+        return Located(404)
+    if not path.is_file():
+        logger.warning("recording %d: no file at %s", recording_id, path)
         return Located(404)
     return Located(200, path, recording, call)
+
+
+#: What the call page shows in a recording's place: its player, or why there is none.
+PLAYABLE, MISSING, UNREACHABLE = "ok", "missing", "unreachable"
+
+
+def availability(recording: Recording, root: Path, store: RecordingBlobStore) -> str:
+    """Whether a recording can be played: :data:`PLAYABLE`, :data:`MISSING` or :data:`UNREACHABLE`.
+
+    Asked once per recording when the call page is built (a ``stat``, no audio read), so the
+    page says why instead of showing a player that stays at 0:00. What was not found is
+    logged with the path or store key tried.
+    """
+    where = recording.path_or_uri
+    if not where:
+        logger.warning("recording %d: the row names no file", recording.id)
+        return MISSING
+    if is_store_key(where):
+        try:
+            info = store.stat(where)
+        except BlobStoreError as exc:
+            logger.warning(
+                "recording %d: the store %r cannot be read for %s: %s", recording.id, store, where, exc
+            )
+            return UNREACHABLE
+        if info is None:
+            logger.warning("recording %d: %s is missing from the store %r", recording.id, where, store)
+            return MISSING
+        return PLAYABLE
+    path = Path(where)
+    path = path if path.is_absolute() else root / path
+    if not within(path, root):
+        logger.warning("recording %d: %s lies outside the recordings directory %s", recording.id, path, root)
+        return MISSING
+    try:
+        if path.is_file():
+            return PLAYABLE
+    except OSError as exc:  # an unreadable mount: is_file() raises on more than "not there"
+        logger.warning("recording %d: cannot look at %s: %s", recording.id, path, exc)
+        return UNREACHABLE
+    if not root.is_dir():
+        logger.warning(
+            "recording %d: the recordings directory %s is not there (tried %s)", recording.id, root, path
+        )
+        return UNREACHABLE
+    logger.warning("recording %d: no file at %s", recording.id, path)
+    return MISSING
 
 
 def _store(ctx: ConsoleContext) -> RecordingBlobStore:
@@ -153,10 +203,10 @@ async def _from_store(
     try:
         info: BlobInfo | None = await run_in_threadpool(store.stat, key)
     except BlobStoreError as exc:
-        logger.warning("recording %s: the store cannot be read: %s", key, exc)
+        logger.warning("recording %s: the store %r cannot be read: %s", key, store, exc)
         return PlainTextResponse("the recording store is unavailable", status_code=503)
     if info is None:
-        logger.warning("recording %s: missing from the recording store", key)
+        logger.warning("recording %s: missing from the recording store %r", key, store)
         return PlainTextResponse("not found", status_code=404)
     wanted = byte_range(request.headers.get("range"), info.size)
     headers = {**headers, "Accept-Ranges": "bytes"}
