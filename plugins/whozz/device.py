@@ -86,8 +86,11 @@ class WhozzDevice(Device):
     """Calls on up to 32 lines per unit: caller ID, outbound numbers, hook state and ends.
 
     ``reports_hook`` follows ``detail_records``: Deluxe units send off-hook and
-    on-hook detail records, Basic units only start records, so their unanswered
-    and answered calls alike end by the tracker's ring time-out.
+    on-hook detail records. Basic units send start records only, so their
+    unanswered and answered calls alike end by the tracker's ring time-out. A
+    unit with detail records off that still sends end records (``end_records``)
+    ``reports_end``: its calls end at their end record, with the unit's count of
+    the talk (see :meth:`_report`).
     """
 
     type: ClassVar[str] = "whozz"
@@ -102,6 +105,9 @@ class WhozzDevice(Device):
         self.options: WhozzConfig = config
         # Per device, not per class: a Basic unit cannot see the handset.
         self.reports_hook = config.detail_records  # type: ignore[misc]
+        # A Basic unit sends start records only [BASIC]: waiting for an end record that never
+        # comes would hold its calls open for hours, so only a unit said to send them waits.
+        self.reports_end = config.end_records and not config.detail_records  # type: ignore[misc]
         self.stats = WhozzStats()
         self._transport: asyncio.DatagramTransport | None = None
         self._queue: asyncio.Queue[tuple[bytes, Any] | _Failed | _Closed] | None = None
