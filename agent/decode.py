@@ -19,7 +19,7 @@ import pluggy
 
 from agent import callerid
 from agent.errors import ConfigError
-from agent.events import CallerId, Decoder, Dialed, LineError, LineEvent
+from agent.events import CallerId, CallReport, Decoder, Dialed, LineError, LineEvent
 from agent.hookspecs import hookimpl
 from agent.numbers import DEFAULT_REGION, to_e164
 
@@ -64,7 +64,10 @@ def event_record(event: LineEvent, region: str = DEFAULT_REGION) -> dict[str, An
     """The JSON record of one event.
 
     Its fields: ``kind``, ``number`` as sent, ``number_e164``, ``name``, ``absence``,
-    ``datetime`` (as the device sent it), ``line`` and ``error``.
+    ``datetime`` (as the device sent it), ``line`` and ``error``. A ``call_report``
+    (the device's own account of a call) adds its counts: ``talk_seconds``,
+    ``duration``, ``answered``, ``blocked``, ``ends_call``, and the device's
+    ``device_start``/``device_end`` as sent (``datetime`` is the first of them given).
     """
     record: dict[str, Any] = {
         "kind": event.kind,
@@ -92,6 +95,17 @@ def event_record(event: LineEvent, region: str = DEFAULT_REGION) -> dict[str, An
         record.update(number=event.digits, number_e164=to_e164(event.digits, region))
     elif isinstance(event, LineError):
         record.update(error=event.error, raw=event.raw)
+    elif isinstance(event, CallReport):
+        record.update(
+            datetime=event.device_start or event.device_end,
+            talk_seconds=event.talk_seconds,
+            duration=event.duration,
+            answered=event.answered,
+            blocked=event.blocked,
+            ends_call=event.ends_call,
+            device_start=event.device_start,
+            device_end=event.device_end,
+        )
     return record
 
 

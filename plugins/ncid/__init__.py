@@ -24,6 +24,7 @@ from agent.seat.devices import Device
 from plugins.ncid.config import NcidConfig
 from plugins.ncid.device import NcidDevice
 from plugins.ncid.protocol import NcidSession
+from plugins.ncid.reports import feed_with_report
 
 
 @agent.hookimpl
@@ -46,9 +47,11 @@ def _decode(data: bytes) -> list[LineEvent]:
     session = NcidSession("file")
     at = datetime.now(UTC)
     out: list[LineEvent] = []
-    # Bytes per line: the session reads each name by the shared rule (agent.names).
+    # Bytes per line: the session reads each name by the shared rule (agent.names). The
+    # server's account of a call (END: times, HUP:/BLK: blocked callers) is shown as the device
+    # reports it to the tracker, so a user can check what their gateway counts.
     for raw in data.splitlines():
-        out.extend(session.feed(_LOG_TYPE.sub(rb"\1:", raw), at))
+        out.extend(feed_with_report(session, _LOG_TYPE.sub(rb"\1:", raw), at))
     return out
 
 

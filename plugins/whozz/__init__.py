@@ -33,6 +33,8 @@ from plugins.whozz.protocol import (
     NotARecord,
     WhozzDecoder,
     WhozzParseError,
+    WhozzRecord,
+    end_report,
     parse_datagram,
     parse_record,
 )
@@ -79,6 +81,8 @@ def _decode(data: bytes) -> list[LineEvent]:
     Decoding shows what the records say: a start record is its caller ID and no
     more. The ring a Basic unit's start record implies is an inference the device
     makes for the call tracker (``detail_records = false``), not part of a capture.
+    An end record's count of the call's seconds is shown as the ``call_report`` it
+    is to the tracker (the device sends it only without detail records).
     """
     decoder = WhozzDecoder("file", detail_records=True)
     at = datetime.now(UTC)
@@ -103,7 +107,7 @@ def _decode(data: bytes) -> list[LineEvent]:
         except (WhozzParseError, ValueError) as exc:
             out.append(LineError(device_id="file", line="*", at=at, error=str(exc), raw=raw))
             continue
-        out.extend(decoder.events(record, at))
+        out.extend(_record_events(decoder, record, at))
     for datagram in datagrams:
         try:
             record = parse_datagram(datagram).record
@@ -112,8 +116,14 @@ def _decode(data: bytes) -> list[LineEvent]:
         except WhozzParseError as exc:
             out.append(LineError(device_id="file", line="*", at=at, error=str(exc), raw=datagram.hex()))
             continue
-        out.extend(decoder.events(record, at))
+        out.extend(_record_events(decoder, record, at))
     return out
+
+
+def _record_events(decoder: WhozzDecoder, record: WhozzRecord, at: datetime) -> list[LineEvent]:
+    events = decoder.events(record, at)
+    report = end_report(record, device_id=decoder.device_id, line=decoder.line_label(record.line), at=at)
+    return [report, *events] if report is not None else events
 
 
 @agent.hookimpl

@@ -24,11 +24,11 @@ from agent.seat.devices import Device, DeviceConfig
 from plugins.whozz.config import WhozzConfig, parse_listen
 from plugins.whozz.protocol import (
     Deduper,
-    Kind,
     NotARecord,
     WhozzDecoder,
     WhozzParseError,
     WhozzRecord,
+    end_report,
     parse_datagram,
 )
 
@@ -223,30 +223,15 @@ class WhozzDevice(Device):
         return [report, *events] if report is not None else events
 
     def _report(self, record: WhozzRecord, events: list[LineEvent], at: datetime) -> CallReport | None:
-        """The unit's own account of a call from its end record (None for every other record).
+        """The unit's own account of a call from its end record (:func:`~plugins.whozz.protocol.end_report`).
 
-        The end record's duration is the unit's own count of the call's seconds
-        [WC48], taken as its connected time (the tracker never lets it exceed the
-        call's length by our clock); a Basic unit, which sees no hook state, is
-        then credited with real talk time. A unit with detail records reports
-        the hook as it happens, which is better than any count. A zero duration says nothing (Basic units send
-        ``0000``), so the call keeps what the line showed.
+        Only from a unit without detail records: one that sends them reports
+        the hook as it happens, which is better than any count, and a Basic unit,
+        which sees no hook state, is then credited with real talk time.
         """
-        if record.kind is not Kind.CALL or record.start or record.limited or not events:
+        if self._decoder.detail_records or not events:
             return None
-        if self._decoder.detail_records or record.duration <= 0:
-            # Detail records ended the call as it happened; a zero count tells nothing.
-            return None
-        duration = float(record.duration)
-        return CallReport(
-            device_id=self.device_id,
-            line=events[0].line,
-            at=at,
-            talk_seconds=duration if record.inbound else None,
-            duration=duration,
-            answered=True,
-            device_end=record.device_time,
-        )
+        return end_report(record, device_id=self.device_id, line=events[0].line, at=at)
 
 
 __all__ = ["WhozzDevice", "WhozzStats"]

@@ -51,8 +51,13 @@ def check(records: list[dict[str, Any]]) -> None:
     assert [(r["kind"], r["line"], r["number"]) for r in records] == [
         ("caller_id", "1", "021-6234-5678"),
         ("dialed", "2", "13812345678"),
+        ("call_report", "1", None),
         ("on_hook", "1", None),
     ]
+    # The end record's count of the call's seconds, as the tracker is given it (issue 18, item 6).
+    report = records[2]
+    assert (report["talk_seconds"], report["duration"], report["answered"]) == (42.0, 42.0, True)
+    assert report["device_start"] == "09/26 11:28 AM"
 
 
 def test_raw_dump_of_datagrams_back_to_back(tmp_path: Path) -> None:
