@@ -21,6 +21,7 @@ from agent import callerid
 from agent.errors import ConfigError
 from agent.events import CallerId, CallReport, Decoder, Dialed, LineError, LineEvent
 from agent.hookspecs import hookimpl
+from agent.names import AUTO, check_encoding
 from agent.numbers import DEFAULT_REGION, to_e164
 
 logger = logging.getLogger(__name__)
@@ -109,9 +110,21 @@ def event_record(event: LineEvent, region: str = DEFAULT_REGION) -> dict[str, An
     return record
 
 
-def decode(decoder: Decoder, data: bytes, region: str = DEFAULT_REGION) -> Iterator[dict[str, Any]]:
-    """Run ``decoder`` over ``data`` and turn what it finds into records."""
-    for item in decoder.decode(data):
+def decode(
+    decoder: Decoder, data: bytes, region: str = DEFAULT_REGION, *, name_encoding: str = AUTO
+) -> Iterator[dict[str, Any]]:
+    """Run ``decoder`` over ``data`` and turn what it finds into records.
+
+    :param name_encoding: how names are read (:mod:`agent.names`); anything but ``auto`` needs a
+        decoder that :attr:`~agent.events.Decoder.reads_names` (a :class:`ConfigError` otherwise).
+    """
+    if name_encoding == AUTO:
+        items = decoder.decode(data)
+    elif decoder.reads_names:
+        items = decoder.decode(data, name_encoding=check_encoding(name_encoding))
+    else:
+        raise ConfigError(f"the {decoder.name} format takes no name encoding")
+    for item in items:
         if isinstance(item, LineEvent):
             yield event_record(item, region)
         else:
@@ -132,7 +145,7 @@ def _sniff_hex(head: bytes) -> float:
     return 0.7 if first in (b"04", b"80", b"55", b"FF") else 0.3
 
 
-def _decode_hex(data: bytes) -> Iterator[LineEvent]:
+def _decode_hex(data: bytes, *, name_encoding: str = AUTO) -> Iterator[LineEvent]:
     """Each line is one stream of hex digits; every message found in it is an event."""
     at = datetime.now(UTC)
     for number, raw_line in enumerate(data.decode("ascii", "replace").splitlines(), start=1):
@@ -144,7 +157,7 @@ def _decode_hex(data: bytes) -> Iterator[LineEvent]:
         except ValueError:
             yield LineError(device_id="file", line="1", at=at, error=f"line {number}: not hex", raw=raw_line)
             continue
-        found, consumed = callerid.find_messages(blob)
+        found, consumed = callerid.find_messages(blob, name_encoding=name_encoding)
         for item in found:
             if isinstance(item, callerid.CallerIdError):
                 yield LineError(
@@ -165,4 +178,8 @@ def _decode_hex(data: bytes) -> Iterator[LineEvent]:
 @hookimpl
 def register_decoders(register: Callable[[Decoder], None]) -> None:
     """The ``hex`` format: caller-ID messages (SDMF/MDMF) written as hex, one stream per line."""
-    register(Decoder("hex", "caller-ID messages (SDMF/MDMF) as hex digits", _decode_hex, _sniff_hex))
+    register(
+        Decoder(
+            "hex", "caller-ID messages (SDMF/MDMF) as hex digits", _decode_hex, _sniff_hex, reads_names=True
+        )
+    )

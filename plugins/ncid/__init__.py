@@ -43,8 +43,8 @@ def _sniff(head: bytes) -> float:
     return 0.8 if head.startswith(b"200 NCID") else 0.6 if len(_NCID_LINE.findall(head)) >= 1 else 0.0
 
 
-def _decode(data: bytes) -> list[LineEvent]:
-    session = NcidSession("file")
+def _decode(data: bytes, *, name_encoding: str = "auto") -> list[LineEvent]:
+    session = NcidSession("file", name_encoding=name_encoding)
     at = datetime.now(UTC)
     out: list[LineEvent] = []
     # Bytes per line: the session reads each name by the shared rule (agent.names). The
@@ -58,7 +58,15 @@ def _decode(data: bytes) -> list[LineEvent]:
 @agent.hookimpl
 def register_decoders(register: Callable[[Decoder], None]) -> None:
     """``ncid``: an NCID server session or call log (cidcall.log), one line per record."""
-    register(Decoder("ncid", "NCID server lines or call log (CID:, OUT:, HUP:, END: ...)", _decode, _sniff))
+    register(
+        Decoder(
+            "ncid",
+            "NCID server lines or call log (CID:, OUT:, HUP:, END: ...)",
+            _decode,
+            _sniff,
+            reads_names=True,
+        )
+    )
 
 
 __all__ = ["NcidConfig", "NcidDevice", "register_decoders", "register_devices"]

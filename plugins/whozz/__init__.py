@@ -72,7 +72,7 @@ def _sniff(head: bytes) -> float:
     return 0.0
 
 
-def _decode(data: bytes) -> list[LineEvent]:
+def _decode(data: bytes, *, name_encoding: str = "auto") -> list[LineEvent]:
     """Events from captured Whozz Calling output.
 
     Datagrams from a pcap/pcapng capture or a raw dump (binary headers included, back to back),
@@ -101,16 +101,16 @@ def _decode(data: bytes) -> list[LineEvent]:
             continue
         try:
             if _HEX.match(raw) and len(raw.strip()) > 20:
-                record = parse_datagram(bytes.fromhex(raw)).record
+                record = parse_datagram(bytes.fromhex(raw), name_encoding=name_encoding).record
             else:
-                record = parse_record(raw)
+                record = parse_record(raw, name_encoding=name_encoding)
         except (WhozzParseError, ValueError) as exc:
             out.append(LineError(device_id="file", line="*", at=at, error=str(exc), raw=raw))
             continue
         out.extend(_record_events(decoder, record, at))
     for datagram in datagrams:
         try:
-            record = parse_datagram(datagram).record
+            record = parse_datagram(datagram, name_encoding=name_encoding).record
         except NotARecord:
             continue  # a unit's command reply: not a call
         except WhozzParseError as exc:
@@ -135,6 +135,7 @@ def register_decoders(register: Callable[[Decoder], None]) -> None:
             "CallerID.com Whozz Calling records (text, datagrams as hex or raw, pcap/pcapng of UDP 3520)",
             _decode,
             _sniff,
+            reads_names=True,
         )
     )
 
