@@ -419,15 +419,27 @@ def plugins_command(as_json: bool, config_path: Path | None) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per event (the default is a table).")
 @click.option("--region", default="CN", show_default=True, help="Region for normalising numbers to E.164.")
-def decode_command(path: Path, fmt: str, as_json: bool, region: str) -> None:
+@click.option(
+    "--name-encoding",
+    default="auto",
+    show_default=True,
+    help="How callers' names are read, as a device's name_encoding: auto (UTF-8, else GB18030, "
+    "else Latin-1) or a Python codec (gbk, big5, cp1252 ...).",
+)
+def decode_command(path: Path, fmt: str, as_json: bool, region: str, name_encoding: str) -> None:
     """Decode a captured modem log, caller-ID hex, NCID log, unit packets or a WAV into events.
 
     PATH `-` reads standard input. What cannot be decoded is an `error` record
     with the offending text; decoding goes on after it.
     """
     from agent.decode import collect_decoders, decode, pick_decoder
+    from agent.names import AUTO, check_encoding
     from agent.plugins import make_plugin_manager
 
+    try:
+        name_encoding = check_encoding(name_encoding)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--name-encoding") from None
     decoders = collect_decoders(make_plugin_manager())
     known = ", ".join(sorted(decoders)) or "none"
     if fmt != "auto" and fmt not in decoders:
@@ -439,10 +451,12 @@ def decode_command(path: Path, fmt: str, as_json: bool, region: str) -> None:
     decoder = decoders[fmt] if fmt != "auto" else pick_decoder(decoders, data)
     if decoder is None:
         raise click.UsageError(f"cannot tell the format of {path}; name it with --format ({known})")
+    if name_encoding != AUTO and not decoder.reads_names:
+        raise click.UsageError(f"--name-encoding: the {decoder.name} format takes no name encoding")
     columns = ("kind", "line", "number", "number_e164", "name", "absence", "datetime", "error")
     if not as_json:
         click.echo("\t".join(c.upper() for c in columns))
-    for record in decode(decoder, data, region.upper()):
+    for record in decode(decoder, data, region.upper(), name_encoding=name_encoding):
         if as_json:
             click.echo(json.dumps(record, ensure_ascii=False))
         else:

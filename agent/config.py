@@ -421,7 +421,9 @@ class Config(_Section):
         """
         return os.environ.get("CTI_AGENT_CENTRAL_URL") or self.central.url or None
 
-    def tracker_config(self, *, reports_hook: bool, reports_connect: bool) -> TrackerConfig:
+    def tracker_config(
+        self, *, reports_hook: bool, reports_connect: bool, reports_end: bool = False
+    ) -> TrackerConfig:
         """The call tracker's settings for a line on a device with these capabilities."""
         return TrackerConfig(
             ring_timeout=self.tracker.ring_timeout,
@@ -429,6 +431,7 @@ class Config(_Section):
             no_number_calls=self.tracker.no_number_calls,
             reports_hook=reports_hook,
             reports_connect=reports_connect,
+            reports_end=reports_end,
             region=self.agent.region,
         )
 

@@ -19,8 +19,9 @@ import pluggy
 
 from agent import callerid
 from agent.errors import ConfigError
-from agent.events import CallerId, Decoder, Dialed, LineError, LineEvent
+from agent.events import CallerId, CallReport, Decoder, Dialed, LineError, LineEvent
 from agent.hookspecs import hookimpl
+from agent.names import AUTO, check_encoding
 from agent.numbers import DEFAULT_REGION, to_e164
 
 logger = logging.getLogger(__name__)
@@ -64,7 +65,10 @@ def event_record(event: LineEvent, region: str = DEFAULT_REGION) -> dict[str, An
     """The JSON record of one event.
 
     Its fields: ``kind``, ``number`` as sent, ``number_e164``, ``name``, ``absence``,
-    ``datetime`` (as the device sent it), ``line`` and ``error``.
+    ``datetime`` (as the device sent it), ``line`` and ``error``. A ``call_report``
+    (the device's own account of a call) adds its counts: ``talk_seconds``,
+    ``duration``, ``answered``, ``blocked``, ``ends_call``, and the device's
+    ``device_start``/``device_end`` as sent (``datetime`` is the first of them given).
     """
     record: dict[str, Any] = {
         "kind": event.kind,
@@ -92,12 +96,35 @@ def event_record(event: LineEvent, region: str = DEFAULT_REGION) -> dict[str, An
         record.update(number=event.digits, number_e164=to_e164(event.digits, region))
     elif isinstance(event, LineError):
         record.update(error=event.error, raw=event.raw)
+    elif isinstance(event, CallReport):
+        record.update(
+            datetime=event.device_start or event.device_end,
+            talk_seconds=event.talk_seconds,
+            duration=event.duration,
+            answered=event.answered,
+            blocked=event.blocked,
+            ends_call=event.ends_call,
+            device_start=event.device_start,
+            device_end=event.device_end,
+        )
     return record
 
 
-def decode(decoder: Decoder, data: bytes, region: str = DEFAULT_REGION) -> Iterator[dict[str, Any]]:
-    """Run ``decoder`` over ``data`` and turn what it finds into records."""
-    for item in decoder.decode(data):
+def decode(
+    decoder: Decoder, data: bytes, region: str = DEFAULT_REGION, *, name_encoding: str = AUTO
+) -> Iterator[dict[str, Any]]:
+    """Run ``decoder`` over ``data`` and turn what it finds into records.
+
+    :param name_encoding: how names are read (:mod:`agent.names`); anything but ``auto`` needs a
+        decoder that :attr:`~agent.events.Decoder.reads_names` (a :class:`ConfigError` otherwise).
+    """
+    if name_encoding == AUTO:
+        items = decoder.decode(data)
+    elif decoder.reads_names:
+        items = decoder.decode(data, name_encoding=check_encoding(name_encoding))
+    else:
+        raise ConfigError(f"the {decoder.name} format takes no name encoding")
+    for item in items:
         if isinstance(item, LineEvent):
             yield event_record(item, region)
         else:
@@ -118,7 +145,7 @@ def _sniff_hex(head: bytes) -> float:
     return 0.7 if first in (b"04", b"80", b"55", b"FF") else 0.3
 
 
-def _decode_hex(data: bytes) -> Iterator[LineEvent]:
+def _decode_hex(data: bytes, *, name_encoding: str = AUTO) -> Iterator[LineEvent]:
     """Each line is one stream of hex digits; every message found in it is an event."""
     at = datetime.now(UTC)
     for number, raw_line in enumerate(data.decode("ascii", "replace").splitlines(), start=1):
@@ -130,7 +157,7 @@ def _decode_hex(data: bytes) -> Iterator[LineEvent]:
         except ValueError:
             yield LineError(device_id="file", line="1", at=at, error=f"line {number}: not hex", raw=raw_line)
             continue
-        found, consumed = callerid.find_messages(blob)
+        found, consumed = callerid.find_messages(blob, name_encoding=name_encoding)
         for item in found:
             if isinstance(item, callerid.CallerIdError):
                 yield LineError(
@@ -151,4 +178,8 @@ def _decode_hex(data: bytes) -> Iterator[LineEvent]:
 @hookimpl
 def register_decoders(register: Callable[[Decoder], None]) -> None:
     """The ``hex`` format: caller-ID messages (SDMF/MDMF) written as hex, one stream per line."""
-    register(Decoder("hex", "caller-ID messages (SDMF/MDMF) as hex digits", _decode_hex, _sniff_hex))
+    register(
+        Decoder(
+            "hex", "caller-ID messages (SDMF/MDMF) as hex digits", _decode_hex, _sniff_hex, reads_names=True
+        )
+    )

@@ -571,9 +571,13 @@ class Decoder:
         It must not raise on bad input: what cannot be decoded is a
         :class:`~agent.events.LineError` with the offending text.
     :param sniff: the first bytes of the input → confidence 0..1 that it is this format.
+    :param reads_names: ``decode`` also takes a keyword ``name_encoding`` (``auto`` or a text
+        codec, as a device's ``name_encoding`` option), which ``decode --name-encoding`` passes
+        when it is not ``auto``: a capture is then read as the device configured so would read it.
     """
 
     name: str
     description: str
-    decode: Callable[[bytes], Iterable[LineEvent | dict[str, Any]]]
+    decode: Callable[..., Iterable[LineEvent | dict[str, Any]]]
     sniff: Callable[[bytes], float]
+    reads_names: bool = False

@@ -45,6 +45,11 @@ class Device(abc.ABC):
     Config: ClassVar[builtins.type[DeviceConfig]] = DeviceConfig
     reports_hook: ClassVar[bool] = False
     reports_connect: ClassVar[bool] = False
+    #: The device sends an end record for every call (a :class:`~agent.events.CallReport` or an
+    #: on-hook), so on a line that cannot see the handset a call whose rings stopped is not over
+    #: until it comes: the rep may be talking. Without it the tracker learns this only from a line's
+    #: first end record, and that first call has already ended by the ring time-out.
+    reports_end: ClassVar[bool] = False
     can_dial: ClassVar[bool] = False
     can_hangup: ClassVar[bool] = False
 

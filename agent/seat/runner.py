@@ -356,7 +356,9 @@ class Agent:
                 team=section.team if section.team is not None else self.config.agent.team,
             )
             tracker_config = self.config.tracker_config(
-                reports_hook=device.reports_hook, reports_connect=device.reports_connect
+                reports_hook=device.reports_hook,
+                reports_connect=device.reports_connect,
+                reports_end=device.reports_end,
             )
             line = Line(CallTracker(identity, tracker_config, now=self.clock()), device.type)
             self.lines[key] = line

@@ -32,8 +32,8 @@ def register_devices(register: Callable[[type[Device]], None]) -> None:
     register(HayesModem)
 
 
-def _decode(data: bytes) -> list[LineEvent]:
-    return decode_capture(data, datetime.now(UTC))
+def _decode(data: bytes, *, name_encoding: str = "auto") -> list[LineEvent]:
+    return decode_capture(data, datetime.now(UTC), name_encoding=name_encoding)
 
 
 @agent.hookimpl
@@ -45,6 +45,7 @@ def register_decoders(register: Callable[[Decoder], None]) -> None:
             description="a Hayes modem's output: RING, DATE/TIME/NMBR/NAME caller ID, AT+VCID=2 hex",
             decode=_decode,
             sniff=sniff_capture,
+            reads_names=True,
         )
     )
 

@@ -543,14 +543,14 @@ def sniff_capture(head: bytes) -> float:
 
 
 def decode_capture(
-    data: bytes, now: datetime, *, device_id: str = "capture", line: str = "1"
+    data: bytes, now: datetime, *, device_id: str = "capture", line: str = "1", name_encoding: str = "auto"
 ) -> list[LineEvent]:
     """Every line event in a captured modem log (a terminal log may include the AT commands typed).
 
     Command lines and their replies are skipped; what cannot be decoded is a
     :class:`LineError` with its text. ``now`` stamps the events.
     """
-    parser = HayesParser(device_id, line)
+    parser = HayesParser(device_id, line, name_encoding=name_encoding)
     out: list[Output] = []
     for text in [*parser.splitter.feed(data), *parser.splitter.flush()]:
         if text.strip().upper().startswith("AT"):

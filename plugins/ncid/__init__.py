@@ -24,6 +24,7 @@ from agent.seat.devices import Device
 from plugins.ncid.config import NcidConfig
 from plugins.ncid.device import NcidDevice
 from plugins.ncid.protocol import NcidSession
+from plugins.ncid.reports import feed_with_report
 
 
 @agent.hookimpl
@@ -42,20 +43,30 @@ def _sniff(head: bytes) -> float:
     return 0.8 if head.startswith(b"200 NCID") else 0.6 if len(_NCID_LINE.findall(head)) >= 1 else 0.0
 
 
-def _decode(data: bytes) -> list[LineEvent]:
-    session = NcidSession("file")
+def _decode(data: bytes, *, name_encoding: str = "auto") -> list[LineEvent]:
+    session = NcidSession("file", name_encoding=name_encoding)
     at = datetime.now(UTC)
     out: list[LineEvent] = []
-    # Bytes per line: the session reads each name by the shared rule (agent.names).
+    # Bytes per line: the session reads each name by the shared rule (agent.names). The
+    # server's account of a call (END: times, HUP:/BLK: blocked callers) is shown as the device
+    # reports it to the tracker, so a user can check what their gateway counts.
     for raw in data.splitlines():
-        out.extend(session.feed(_LOG_TYPE.sub(rb"\1:", raw), at))
+        out.extend(feed_with_report(session, _LOG_TYPE.sub(rb"\1:", raw), at))
     return out
 
 
 @agent.hookimpl
 def register_decoders(register: Callable[[Decoder], None]) -> None:
     """``ncid``: an NCID server session or call log (cidcall.log), one line per record."""
-    register(Decoder("ncid", "NCID server lines or call log (CID:, OUT:, HUP:, END: ...)", _decode, _sniff))
+    register(
+        Decoder(
+            "ncid",
+            "NCID server lines or call log (CID:, OUT:, HUP:, END: ...)",
+            _decode,
+            _sniff,
+            reads_names=True,
+        )
+    )
 
 
 __all__ = ["NcidConfig", "NcidDevice", "register_decoders", "register_devices"]

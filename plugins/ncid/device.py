@@ -26,7 +26,7 @@ from agent.events import LineError, LineEvent
 from agent.seat.devices import Device, DeviceConfig
 from plugins.ncid.config import NcidConfig
 from plugins.ncid.protocol import DEFAULT_LINE, NcidSession, NcidStats, Phase
-from plugins.ncid.reports import report_for
+from plugins.ncid.reports import feed_with_report
 
 logger = logging.getLogger(__name__)
 
@@ -186,21 +186,8 @@ class NcidDevice(Device):
                 yield event
 
     def _live(self, session: NcidSession, raw: bytes) -> list[LineEvent]:
-        """One live server line -> its events, with the server's own account of the call where it gives one.
-
-        An end-of-call report goes before the hook events that end the call (the
-        tracker keeps it for the end); a blocked caller's report after the caller
-        ID it ends (see :mod:`plugins.ncid.reports`).
-        """
-        at = self._now()
-        events = session.feed(raw, at)
-        # The report reads only ASCII fields (times, line, type): Latin-1 keeps every byte.
-        report = report_for(
-            raw.decode("latin-1"), device_id=self.device_id, label_of=session.line_label, at=at
-        )
-        if report is None or any(isinstance(event, LineError) for event in events):
-            return events
-        return [*events, report] if report.ends_call else [report, *events]
+        """One live server line -> its events and the server's account of the call (see reports)."""
+        return feed_with_report(session, raw, self._now())
 
     async def _readline(self, timeout: float) -> bytes | None:
         """One line's bytes without its ending; None at end of stream. Overlong lines become errors.

@@ -22,8 +22,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from agent.events import CallReport
-from plugins.ncid.protocol import NcidLine, NcidSyntaxError, parse_line
+from agent.events import CallReport, LineError, LineEvent
+from plugins.ncid.protocol import NcidLine, NcidSession, NcidSyntaxError, parse_line
 
 #: How ``SCALL`` and ``ECALL`` are written.
 CALL_TIME_FORMAT = "%m/%d/%Y %H:%M:%S"
@@ -94,4 +94,22 @@ def report_for(
     )
 
 
-__all__ = ["CALL_TIME_FORMAT", "duration_of", "report_for"]
+def feed_with_report(session: NcidSession, raw: bytes, at: datetime) -> list[LineEvent]:
+    """One server line -> its events, with the server's own account of the call where it gives one.
+
+    What the live device and ``cti-agent decode`` both do with a line. An
+    end-of-call report goes before the hook events that end the call (the
+    tracker keeps it for the end); a blocked caller's report after the caller
+    ID it ends. A line the session reports as an error gives no report.
+    """
+    events = session.feed(raw, at)
+    # The report reads only ASCII fields (times, line, type): Latin-1 keeps every byte.
+    report = report_for(
+        raw.decode("latin-1"), device_id=session.device_id, label_of=session.line_label, at=at
+    )
+    if report is None or any(isinstance(event, LineError) for event in events):
+        return events
+    return [*events, report] if report.ends_call else [report, *events]
+
+
+__all__ = ["CALL_TIME_FORMAT", "duration_of", "feed_with_report", "report_for"]

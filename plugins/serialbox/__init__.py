@@ -47,8 +47,8 @@ def _sniff(head: bytes) -> float:
     return 0.0
 
 
-def _decode(data: bytes) -> list[LineEvent]:
-    parser = Parser(Format.AUTO)
+def _decode(data: bytes, *, name_encoding: str = "auto") -> list[LineEvent]:
+    parser = Parser(Format.AUTO, name_encoding=name_encoding)
     at = datetime.now(UTC)
     items = [*parser.feed(data), *parser.flush()]
     return [event for item in items for event in to_events(item, device_id="file", at=at)]
@@ -59,7 +59,11 @@ def register_decoders(register: Callable[[Decoder], None]) -> None:
     """``serialbox``: a capture of a caller-ID box's serial output (binary frames, NetCallerID, TCI)."""
     register(
         Decoder(
-            "serialbox", "caller-ID box serial capture: binary SDMF/MDMF, NetCallerID, TCI", _decode, _sniff
+            "serialbox",
+            "caller-ID box serial capture: binary SDMF/MDMF, NetCallerID, TCI",
+            _decode,
+            _sniff,
+            reads_names=True,
         )
     )
 

@@ -33,6 +33,8 @@ from plugins.whozz.protocol import (
     NotARecord,
     WhozzDecoder,
     WhozzParseError,
+    WhozzRecord,
+    end_report,
     parse_datagram,
     parse_record,
 )
@@ -70,7 +72,7 @@ def _sniff(head: bytes) -> float:
     return 0.0
 
 
-def _decode(data: bytes) -> list[LineEvent]:
+def _decode(data: bytes, *, name_encoding: str = "auto") -> list[LineEvent]:
     """Events from captured Whozz Calling output.
 
     Datagrams from a pcap/pcapng capture or a raw dump (binary headers included, back to back),
@@ -79,6 +81,8 @@ def _decode(data: bytes) -> list[LineEvent]:
     Decoding shows what the records say: a start record is its caller ID and no
     more. The ring a Basic unit's start record implies is an inference the device
     makes for the call tracker (``detail_records = false``), not part of a capture.
+    An end record's count of the call's seconds is shown as the ``call_report`` it
+    is to the tracker (the device sends it only without detail records).
     """
     decoder = WhozzDecoder("file", detail_records=True)
     at = datetime.now(UTC)
@@ -97,23 +101,29 @@ def _decode(data: bytes) -> list[LineEvent]:
             continue
         try:
             if _HEX.match(raw) and len(raw.strip()) > 20:
-                record = parse_datagram(bytes.fromhex(raw)).record
+                record = parse_datagram(bytes.fromhex(raw), name_encoding=name_encoding).record
             else:
-                record = parse_record(raw)
+                record = parse_record(raw, name_encoding=name_encoding)
         except (WhozzParseError, ValueError) as exc:
             out.append(LineError(device_id="file", line="*", at=at, error=str(exc), raw=raw))
             continue
-        out.extend(decoder.events(record, at))
+        out.extend(_record_events(decoder, record, at))
     for datagram in datagrams:
         try:
-            record = parse_datagram(datagram).record
+            record = parse_datagram(datagram, name_encoding=name_encoding).record
         except NotARecord:
             continue  # a unit's command reply: not a call
         except WhozzParseError as exc:
             out.append(LineError(device_id="file", line="*", at=at, error=str(exc), raw=datagram.hex()))
             continue
-        out.extend(decoder.events(record, at))
+        out.extend(_record_events(decoder, record, at))
     return out
+
+
+def _record_events(decoder: WhozzDecoder, record: WhozzRecord, at: datetime) -> list[LineEvent]:
+    events = decoder.events(record, at)
+    report = end_report(record, device_id=decoder.device_id, line=decoder.line_label(record.line), at=at)
+    return [report, *events] if report is not None else events
 
 
 @agent.hookimpl
@@ -125,6 +135,7 @@ def register_decoders(register: Callable[[Decoder], None]) -> None:
             "CallerID.com Whozz Calling records (text, datagrams as hex or raw, pcap/pcapng of UDP 3520)",
             _decode,
             _sniff,
+            reads_names=True,
         )
     )
 

@@ -53,6 +53,13 @@ class WhozzConfig(DeviceConfig):
         default=True,
         description="the unit sends detail records (off hook, on hook, ring): Deluxe units; false for Basic",
     )
+    end_records: bool = Field(
+        default=False,
+        description=(
+            "without detail records, the unit still sends each call's end record (a Deluxe unit with"
+            " its d toggle off): a call is over at its end record, not when its rings stop"
+        ),
+    )
     dedupe_seconds: float = Field(
         default=2.0, ge=0, le=60, description="an identical packet within this many seconds is a repeat"
     )

@@ -24,11 +24,11 @@ from agent.seat.devices import Device, DeviceConfig
 from plugins.whozz.config import WhozzConfig, parse_listen
 from plugins.whozz.protocol import (
     Deduper,
-    Kind,
     NotARecord,
     WhozzDecoder,
     WhozzParseError,
     WhozzRecord,
+    end_report,
     parse_datagram,
 )
 
@@ -86,8 +86,11 @@ class WhozzDevice(Device):
     """Calls on up to 32 lines per unit: caller ID, outbound numbers, hook state and ends.
 
     ``reports_hook`` follows ``detail_records``: Deluxe units send off-hook and
-    on-hook detail records, Basic units only start records, so their unanswered
-    and answered calls alike end by the tracker's ring time-out.
+    on-hook detail records. Basic units send start records only, so their
+    unanswered and answered calls alike end by the tracker's ring time-out. A
+    unit with detail records off that still sends end records (``end_records``)
+    ``reports_end``: its calls end at their end record, with the unit's count of
+    the talk (see :meth:`_report`).
     """
 
     type: ClassVar[str] = "whozz"
@@ -102,6 +105,9 @@ class WhozzDevice(Device):
         self.options: WhozzConfig = config
         # Per device, not per class: a Basic unit cannot see the handset.
         self.reports_hook = config.detail_records  # type: ignore[misc]
+        # A Basic unit sends start records only [BASIC]: waiting for an end record that never
+        # comes would hold its calls open for hours, so only a unit said to send them waits.
+        self.reports_end = config.end_records and not config.detail_records  # type: ignore[misc]
         self.stats = WhozzStats()
         self._transport: asyncio.DatagramTransport | None = None
         self._queue: asyncio.Queue[tuple[bytes, Any] | _Failed | _Closed] | None = None
@@ -217,30 +223,15 @@ class WhozzDevice(Device):
         return [report, *events] if report is not None else events
 
     def _report(self, record: WhozzRecord, events: list[LineEvent], at: datetime) -> CallReport | None:
-        """The unit's own account of a call from its end record (None for every other record).
+        """The unit's own account of a call from its end record (:func:`~plugins.whozz.protocol.end_report`).
 
-        The end record's duration is the unit's own count of the call's seconds
-        [WC48], taken as its connected time (the tracker never lets it exceed the
-        call's length by our clock); a Basic unit, which sees no hook state, is
-        then credited with real talk time. A unit with detail records reports
-        the hook as it happens, which is better than any count. A zero duration says nothing (Basic units send
-        ``0000``), so the call keeps what the line showed.
+        Only from a unit without detail records: one that sends them reports
+        the hook as it happens, which is better than any count, and a Basic unit,
+        which sees no hook state, is then credited with real talk time.
         """
-        if record.kind is not Kind.CALL or record.start or record.limited or not events:
+        if self._decoder.detail_records or not events:
             return None
-        if self._decoder.detail_records or record.duration <= 0:
-            # Detail records ended the call as it happened; a zero count tells nothing.
-            return None
-        duration = float(record.duration)
-        return CallReport(
-            device_id=self.device_id,
-            line=events[0].line,
-            at=at,
-            talk_seconds=duration if record.inbound else None,
-            duration=duration,
-            answered=True,
-            device_end=record.device_time,
-        )
+        return end_report(record, device_id=self.device_id, line=events[0].line, at=at)
 
 
 __all__ = ["WhozzDevice", "WhozzStats"]

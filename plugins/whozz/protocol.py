@@ -53,7 +53,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple, TypedDict
 
-from agent.events import Absence, CallerId, Dialed, LineError, LineEvent, OffHook, OnHook, Ring
+from agent.events import Absence, CallerId, CallReport, Dialed, LineError, LineEvent, OffHook, OnHook, Ring
 from agent.names import decode_name
 
 logger = logging.getLogger(__name__)
@@ -377,6 +377,30 @@ class Deduper:
         return False
 
 
+def end_report(record: WhozzRecord, *, device_id: str, line: str, at: datetime) -> CallReport | None:
+    """The unit's own account of a call from its end record; None for any other record.
+
+    The end record's duration is "the time between when the phone went Off-Hook
+    to when it went On-Hook" (CallerID.com's feature table), so it is the call's
+    connected time (the tracker never lets it exceed the call's length by our
+    clock). Its date and time are the call's start, unchanged at its end [WC48]. A
+    zero duration says nothing (unanswered, or a unit that always sends ``0000``
+    [BASIC]), so it gives no report.
+    """
+    if record.kind is not Kind.CALL or record.start or record.limited or record.duration <= 0:
+        return None
+    duration = float(record.duration)
+    return CallReport(
+        device_id=device_id,
+        line=line,
+        at=at,
+        talk_seconds=duration if record.inbound else None,
+        duration=duration,
+        answered=True,
+        device_start=record.device_time,
+    )
+
+
 class _Where(TypedDict):
     device_id: str
     line: str
@@ -470,6 +494,7 @@ __all__ = [
     "WhozzPacket",
     "WhozzParseError",
     "WhozzRecord",
+    "end_report",
     "format_serial",
     "parse_datagram",
     "parse_record",

@@ -51,8 +51,13 @@ def check(records: list[dict[str, Any]]) -> None:
     assert [(r["kind"], r["line"], r["number"]) for r in records] == [
         ("caller_id", "1", "021-6234-5678"),
         ("dialed", "2", "13812345678"),
+        ("call_report", "1", None),
         ("on_hook", "1", None),
     ]
+    # The end record's count of the call's seconds, as the tracker is given it (issue 18, item 6).
+    report = records[2]
+    assert (report["talk_seconds"], report["duration"], report["answered"]) == (42.0, 42.0, True)
+    assert report["device_start"] == "09/26 11:28 AM"
 
 
 def test_raw_dump_of_datagrams_back_to_back(tmp_path: Path) -> None:
@@ -109,3 +114,27 @@ def test_audio_of_any_rate(tmp_path: Path, rate: int, fmt: str) -> None:
     assert [(r["kind"], r["number"], r["name"]) for r in records] == [
         ("caller_id", "13812345678", "ZHANG SAN")
     ]
+
+
+def test_name_encoding_reads_a_capture_as_the_device_would(tmp_path: Path) -> None:
+    # A Taiwanese exchange sends Big5: the guess reads it as something else, the option as the
+    # device configured with name_encoding = "big5" would.
+    name = "陳大文"
+    line = b"CID: *DATE*09262026*TIME*1128*LINE*1*NMBR*0223456789*MESG*NONE*NAME*" + name.encode("big5") + b"*\n"
+    path = tmp_path / "cidcall.log"
+    path.write_bytes(line)
+    code, records, err = decode(str(path), "--json", "--format", "ncid", "--name-encoding", "big5")
+    assert code == 0, err
+    assert [(r["number"], r["name"]) for r in records] == [("0223456789", name)]
+    code, records, err = decode(str(path), "--json", "--format", "ncid")
+    assert code == 0, err
+    assert records[0]["number"] == "0223456789" and records[0]["name"] != name
+
+
+def test_name_encoding_refuses_what_is_no_text_codec(tmp_path: Path) -> None:
+    path = tmp_path / "x.hex"
+    path.write_text("80\n")
+    code, _, err = decode(str(path), "--format", "hex", "--name-encoding", "base64")
+    assert code == 2 and "not a text encoding" in err
+    code, _, err = decode(str(path), "--format", "hex", "--name-encoding", "klingon")
+    assert code == 2 and "unknown name encoding" in err

@@ -58,7 +58,8 @@ def test_a_serial_box_capture_from_stdin() -> None:
     assert records[0]["number_e164"] == "+862162345678"
     # A serial unit's CallerID.com records are read by the whozz decoder, one event a record.
     assert picked(capture) == "whozz"
-    assert kinds == ["caller_id", "error", "on_hook"]
+    assert kinds == ["caller_id", "error", "call_report", "on_hook"]
+    assert records[2]["talk_seconds"] == 276.0
     assert "garbage" in records[1]["raw"]
     assert records[2]["line"] == "1"
 
@@ -136,6 +137,34 @@ def test_an_ncid_log_includes_history_and_keeps_unknown_lines_as_errors() -> Non
     ]
     assert records[0]["line"] == "POTS"
     assert records[2]["raw"] == "XYZ: junk"
+
+
+def test_an_ncid_log_shows_the_server_s_account_of_each_call() -> None:
+    # What the tracker is given: END:'s start and end times, and HUP:'s caller ended at once.
+    log = (
+        b"CID: *DATE*11272026*TIME*1030*LINE*SIP*NMBR*13812345678*MESG*NONE*NAME*WANG WEI*\n"
+        b"END: *HTYPE*BYE*DATE*11272026*TIME*1032*SCALL*11/27/2026 10:30:00*ECALL*11/27/2026 10:32:05*"
+        b"CTYPE*IN*LINE*SIP*NMBR*13812345678*NAME*WANG WEI*\n"
+        b"HUP: *DATE*11272026*TIME*1040*LINE*SIP*NMBR*4005551111*MESG*NONE*NAME*JUNK*\n"
+        b"END: *HTYPE*BYE*SCALL*11/27/2026 10:50:00*ECALL*11/20/2026 10:52:05*LINE*SIP*\n"
+    )
+    code, records, err = decode("-", "--json", "--format", "ncid", stdin=log)
+    assert code == 0, err
+    reports = [r for r in records if r["kind"] == "call_report"]
+    assert [(r["line"], r["duration"], r["answered"], r["blocked"], r["ends_call"]) for r in reports] == [
+        ("SIP", 125.0, True, False, False),
+        ("SIP", None, False, True, True),
+        ("SIP", None, True, False, False),  # ends before it starts: no count, never a made-up one
+    ]
+    assert (reports[0]["device_start"], reports[0]["device_end"]) == (
+        "11/27/2026 10:30:00",
+        "11/27/2026 10:32:05",
+    )
+    assert reports[0]["datetime"] == "11/27/2026 10:30:00"
+    # The blocked caller's report follows the caller ID it ends.
+    kinds = [r["kind"] for r in records]
+    hup = next(i for i, r in enumerate(records) if r["number"] == "4005551111")
+    assert kinds[hup + 1] == "call_report"
 
 
 def test_whozz_records_guessed() -> None:

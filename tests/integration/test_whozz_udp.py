@@ -24,6 +24,7 @@ from agent.events import (
     Dialed,
     Direction,
     Disposition,
+    EndReason,
     LineError,
     LineEvent,
     OnHook,
@@ -216,7 +217,10 @@ class _Ended:
         self.calls.append(call)
 
 
-async def test_the_agent_runs_the_device(tmp_path: Path) -> None:
+async def run_agent(
+    tmp_path: Path, device: dict[str, Any], send: Callable[[WhozzSender], Any], **tracker: float
+) -> list[Call]:
+    """Run the agent with one whozz device on a free loopback port; ``send`` plays the unit."""
     registry = DeviceRegistry()
     whozz.register_devices(register=lambda cls: registry.add(cls, "whozz"))
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
@@ -226,9 +230,11 @@ async def test_the_agent_runs_the_device(tmp_path: Path) -> None:
         "agent": {"seat": "seat-wc", "data_dir": str(tmp_path)},
         "web": {"enabled": False},
         "metrics": {"enabled": False},
-        "devices": [{"id": "wc", "type": "whozz", "listen": f"127.0.0.1:{port}", "line_count": 2}],
+        "devices": [{"id": "wc", "type": "whozz", "listen": f"127.0.0.1:{port}", "line_count": 2, **device}],
         "lines": [{"id": "desk", "device": "wc", "port": "2", "rep": "rep02"}],
     }
+    if tracker:
+        overrides["tracker"] = tracker
     config = load_config(None, registry, overrides=overrides)
     pm = make_plugin_manager(load_entrypoints=False)
     ended = _Ended()
@@ -239,19 +245,26 @@ async def test_the_agent_runs_the_device(tmp_path: Path) -> None:
     try:
         await asyncio.wait_for(runner.started.wait(), 20)
         async with WhozzSender(("127.0.0.1", port)) as unit:
-            await unit.detail(2, "R", when=WHEN)
-            await unit.inbound_start(2, "13812345678", "WANG WEI", when=WHEN)
-            await unit.detail(2, "F", when=WHEN + timedelta(seconds=4))
-            await asyncio.sleep(0.3)
-            await unit.detail(2, "N", when=WHEN + timedelta(seconds=64))
-            await unit.call_end(2, duration=60, number="13812345678", when=WHEN + timedelta(minutes=1))
+            await send(unit)
         async with asyncio.timeout(10):
             while not ended.calls:
                 await asyncio.sleep(0.02)
     finally:
         stop.set()
         await asyncio.wait_for(run, 30)
-    (call,) = ended.calls
+    return ended.calls
+
+
+async def test_the_agent_runs_the_device(tmp_path: Path) -> None:
+    async def send(unit: WhozzSender) -> None:
+        await unit.detail(2, "R", when=WHEN)
+        await unit.inbound_start(2, "13812345678", "WANG WEI", when=WHEN)
+        await unit.detail(2, "F", when=WHEN + timedelta(seconds=4))
+        await asyncio.sleep(0.3)
+        await unit.detail(2, "N", when=WHEN + timedelta(seconds=64))
+        await unit.call_end(2, duration=60, number="13812345678", when=WHEN + timedelta(minutes=1))
+
+    (call,) = await run_agent(tmp_path, {}, send)
     assert (call.line, call.rep, call.direction, call.disposition) == (
         "desk",
         "rep02",
@@ -260,6 +273,33 @@ async def test_the_agent_runs_the_device(tmp_path: Path) -> None:
     )
     assert (call.number_e164, call.cid_name, call.rings) == ("+8613812345678", "WANG WEI", 1)
     assert call.talk_seconds == pytest.approx(0.3, abs=0.25)
+
+
+async def test_a_unit_that_sends_end_records_has_its_first_call_timed(tmp_path: Path) -> None:
+    # No detail records, but end records (a Deluxe unit with its d toggle off): the line cannot
+    # see the handset, so a call whose rings stopped may be a talk. The very first call on the
+    # line waits for its end record instead of ending at the ring time-out, and gets the unit's
+    # count of its talk (1 s of the 1.2 s it lasted) rather than none.
+    async def send(unit: WhozzSender) -> None:
+        await unit.inbound_start(2, "13812345678", "WANG WEI", when=WHEN)
+        await asyncio.sleep(1.2)  # four ring time-outs
+        await unit.call_end(2, duration=1, number="13812345678", when=WHEN)
+
+    device = {"detail_records": False, "end_records": True}
+    (call,) = await run_agent(tmp_path, device, send, ring_timeout=0.3)
+    assert (call.line, call.disposition, call.end_reason) == ("desk", Disposition.ANSWERED, EndReason.HANGUP)
+    assert call.number_e164 == "+8613812345678"
+    assert call.talk_seconds == pytest.approx(1.0, abs=0.05)
+    assert call.ring_seconds == pytest.approx(0.2, abs=0.15)
+
+
+async def test_a_basic_unit_s_calls_end_by_the_ring_time_out(tmp_path: Path) -> None:
+    # Start records only (no end_records): nothing will end the call but its rings stopping.
+    async def send(unit: WhozzSender) -> None:
+        await unit.inbound_start(2, "13812345678", when=WHEN)
+
+    (call,) = await run_agent(tmp_path, {"detail_records": False}, send, ring_timeout=0.3)
+    assert (call.disposition, call.end_reason) == (Disposition.UNKNOWN, EndReason.RING_TIMEOUT)
 
 
 async def test_closing_ends_a_waiting_reader() -> None:

@@ -154,6 +154,7 @@ def test_a_full_file(write: Writer, tiny_registry: DeviceRegistry, monkeypatch: 
         no_number_calls=True,
         region="US",
     )
+    assert config.tracker_config(reports_hook=False, reports_connect=False, reports_end=True).reports_end
 
     assert config.line_for("modem0", "1") == LineSection(id="desk-1", device="modem0", port="1", rep="li")
     assert config.line_for("box", "2").id == "box-2"

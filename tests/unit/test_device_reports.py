@@ -120,3 +120,16 @@ def test_no_report_from_a_zero_count_or_a_unit_with_detail_records() -> None:
     assert not any(isinstance(e, CallReport) for e in zero)
     deluxe = whozz(True, call_record(1, when=AT), call_record(1, start=False, duration=40, when=AT))
     assert not any(isinstance(e, CallReport) for e in deluxe)
+
+
+@pytest.mark.parametrize(
+    ("detail_records", "end_records", "reports_end"),
+    [(False, True, True), (False, False, False), (True, True, False), (True, False, False)],
+)
+def test_only_a_hook_blind_unit_said_to_send_end_records_waits_for_them(
+    detail_records: bool, end_records: bool, reports_end: bool
+) -> None:
+    # A Basic unit sends start records only: waiting for an end record would hold its calls for hours.
+    config = WhozzConfig(listen="127.0.0.1:0", detail_records=detail_records, end_records=end_records)
+    device = WhozzDevice("wc", config)
+    assert (device.reports_hook, device.reports_end) == (detail_records, reports_end)
