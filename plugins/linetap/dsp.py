@@ -511,6 +511,14 @@ class DtmfLimits:
     # The line's noise is taken off a frame's energy before the concentration test only when it is
     # steady: its median key-free frame within this of its quietest tenth (white noise: 0.6 dB).
     noise_steady_db: float = 3.0
+    # A near miss: frames that fail the limits above by no more than these, which a key
+    # pushed out of them by noise (twist and deviation measured on noisy tones) looks like.
+    # Two of them in a row are a doubtful key, so a burst that lost a key to the limits is
+    # an error, not a shorter number.
+    near_twist_db: float = 8.0  # beyond either twist limit
+    near_deviation: float = 0.045  # beyond Q.24's reject limit (3.5 %): a key off by that is no key
+    near_concentration: float = 0.4
+    near_neighbour_db: float = 3.0
 
 
 class DtmfDetector:
@@ -582,8 +590,14 @@ class DtmfDetector:
         self._noise_e = 0.0  # _floor_e when the line's noise is steady, else 0 (see _track_floor)
         self._last_label: int | None = None  # start of the latest frame with a label
         self._floor_wait: deque[tuple[int, float, float]] = deque()  # key-free frames not yet known clear
+        self._near: tuple[str, int, int, int] | None = None  # near-miss run: key, frames, start, end
+        self._tail: tuple[str, int] | None = None  # the key last ended and the end of its extent
+        self._last_doubt: DtmfHit | None = None
 
-    def _labels(self, values: np.ndarray, energy: np.ndarray) -> tuple[list[str | None], np.ndarray]:
+    def _labels(
+        self, values: np.ndarray, energy: np.ndarray
+    ) -> tuple[list[str | None], list[str | None], np.ndarray]:
+        """Each frame's key (or CAS), each frame's near-miss key (see DtmfLimits), and the tones' power."""
         lim = self.limits
         n = self._bank.N
         k = len(self._PROBES)
@@ -609,19 +623,31 @@ class DtmfDetector:
         dev = np.abs(measured / self._nominal[None, :] - 1)
 
         min_energy = 0.5 * 10 ** (lim.min_dbfs / 10) * n
-        ok = (pr > min_energy) & (pc > min_energy)
-        ok &= pc <= pr * 10 ** (lim.forward_twist_db / 10)
-        ok &= pr <= pc * 10 ** (lim.reverse_twist_db / 10)
         # The share of the frame's energy in the two tones, once a steady line noise
         # (see _track_floor) is taken off: white noise 6 dB under the keys would
         # otherwise leave them 80 % at best. At most half a frame's energy is taken
         # off, so a quiet frame of speech or music never looks purer than twice its share.
-        noise = np.minimum(self._noise_e, 0.5 * energy)
-        ok &= (pr + pc) >= lim.concentration * (energy - noise)
-        ratio = 10 ** (lim.neighbour_db / 10)
-        ok &= self._neighbours(probe_power[:, :4], ri, measured[ar, ri], 0) * ratio < pr
-        ok &= self._neighbours(probe_power[:, 4:8], ci, measured[ar, 4 + ci], 4) * ratio < pc
-        ok &= (dev[ar, ri] <= lim.max_deviation) & (dev[ar, 4 + ci] <= lim.max_deviation)
+        share = (pr + pc) / np.maximum(energy - np.minimum(self._noise_e, 0.5 * energy), EPS)
+        neighbour = np.minimum(
+            pr / np.maximum(self._neighbours(probe_power[:, :4], ri, measured[ar, ri], 0), EPS),
+            pc / np.maximum(self._neighbours(probe_power[:, 4:8], ci, measured[ar, 4 + ci], 4), EPS),
+        )
+        twist = 10 * np.log10(np.maximum(pc, EPS) / np.maximum(pr, EPS))  # high group over low
+        deviation = np.maximum(dev[ar, ri], dev[ar, 4 + ci])
+        present = (pr > min_energy) & (pc > min_energy)
+
+        def within(
+            extra_twist: float, deviation_limit: float, concentration: float, neighbour_db: float
+        ) -> np.ndarray:
+            ok: np.ndarray = present & (twist <= lim.forward_twist_db + extra_twist)
+            ok &= twist >= -(lim.reverse_twist_db + extra_twist)
+            ok &= share >= concentration
+            ok &= neighbour > 10 ** (neighbour_db / 10)
+            ok &= deviation <= deviation_limit
+            return ok
+
+        ok = within(0.0, lim.max_deviation, lim.concentration, lim.neighbour_db)
+        near_ok = within(lim.near_twist_db, lim.near_deviation, lim.near_concentration, lim.near_neighbour_db)
 
         cas_ok = (cas.min(axis=1) > min_energy) & (cas.sum(axis=1) >= lim.concentration * energy)
         cas_ok &= (dev[:, 8] <= lim.max_deviation) & (dev[:, 9] <= lim.max_deviation)
@@ -633,7 +659,10 @@ class DtmfDetector:
         labels: list[str | None] = [None] * len(power)
         for i in np.flatnonzero(ok | cas_ok):
             labels[i] = "CAS" if cas_ok[i] else DTMF_KEYS[int(ri[i])][int(ci[i])]
-        return labels, power
+        near: list[str | None] = [None] * len(power)
+        for i in np.flatnonzero(near_ok & ~cas_ok):
+            near[i] = DTMF_KEYS[int(ri[i])][int(ci[i])]
+        return labels, near, power
 
     def _neighbours(self, group: np.ndarray, win: np.ndarray, win_freq: np.ndarray, first: int) -> np.ndarray:
         """The strongest other tone of a group (frames x 4 tones x probes), probed away from the winner.
@@ -667,12 +696,13 @@ class DtmfDetector:
 
     def _frames(self, starts: np.ndarray, values: np.ndarray, energy: np.ndarray, out: list[DtmfHit]) -> None:
         """Label consecutive frames and follow the keys they make (hits appended to ``out``)."""
-        labels, power = self._labels(values, energy)
+        labels, near, power = self._labels(values, energy)
         # What the talk-off guard compares: the power at the DTMF frequencies
         # (a dial tone before the first key is not speech around it).
         band = power[:, :8].sum(axis=1)
         self._track_floor(starts, band, energy, labels)
-        if self._current is None and self._run == 0 and self._pending is None and not any(labels):
+        idle = self._current is None and self._run == 0 and self._pending is None and self._near is None
+        if idle and not any(labels) and not any(near):
             self._energies.extend(zip(starts.tolist()[-8:], band.tolist()[-8:], strict=True))
             return
         n = self._bank.N
@@ -680,6 +710,7 @@ class DtmfDetector:
             frame_energy = float(band[i])
             self._energies.append((start, frame_energy))
             self._check_pending(start, frame_energy, out)
+            self._follow_near(start, near[i] if self._current is None else None)
             if self._current is not None:
                 r, c, pr, pc = self._ref
                 held = label == self._current or (
@@ -730,6 +761,26 @@ class DtmfDetector:
                     self._ref = (r, c, float(power[i, r]), float(power[i, c]))
                 self._talk_off = label != "CAS" and not self._quiet_before(self._start)
                 self._span = (self._ref[2] + self._ref[3], self._ref[2] + self._ref[3])
+
+    def _follow_near(self, start: int, key: str | None) -> None:
+        """Follow runs of near-miss frames while no key is held (``key`` None: not one).
+
+        A run that becomes a key is that key's onset; one that ends on its own
+        after two frames or more is a key the limits refused, reported as a doubt,
+        unless it is the fading tail of the key just ended.
+        """
+        if self._current is not None:
+            self._near = None
+            return
+        if self._near is not None and key == self._near[0]:
+            self._near = (key, self._near[1] + 1, self._near[2], start + self._bank.N)
+            return
+        if self._near is not None:
+            run_key, count, run_start, run_end = self._near
+            tail = self._tail is not None and run_key == self._tail[0] and run_start < self._tail[1]
+            if count >= 2 and not tail:
+                self._doubt(DtmfHit(run_key, run_start, run_end, certain=False))
+        self._near = None if key is None else (key, 1, start, start + self._bank.N)
 
     def _with_doubts(self, out: list[DtmfHit]) -> list[DtmfHit]:
         if self._doubts:
@@ -795,8 +846,13 @@ class DtmfDetector:
             self._doubt(DtmfHit(str(self._run_key), self._start, self._run_end, certain=False))
 
     def _doubt(self, hit: DtmfHit) -> None:
-        if self.report_doubtful:
-            self._doubts.append(hit)
+        if not self.report_doubtful:
+            return
+        last = self._doubts[-1] if self._doubts else self._last_doubt
+        if last is not None and last.key == hit.key and hit.start < last.end and last.start < hit.end:
+            return  # the same candidate, seen both as a short run and as near misses
+        self._doubts.append(hit)
+        self._last_doubt = hit
 
     def _guard(self) -> float:
         _, _, pr, pc = self._ref
@@ -825,6 +881,7 @@ class DtmfDetector:
                 self._doubt(DtmfHit(hit.key, hit.start, hit.end, certain=False, snr_db=hit.snr_db))
         else:
             self._doubt(DtmfHit(hit.key, hit.start, hit.end, certain=False, snr_db=hit.snr_db))
+        self._tail = (self._current, self._last_end)
         self._current = None
         self._run = 0
         self._run_key = None
@@ -850,6 +907,7 @@ class DtmfDetector:
             out.append(self._pending[0])
             self._pending = None
         self._short_run(self._run_end)
+        self._follow_near(self._run_end, None)
         self._run = 0
         return self._with_doubts(out)
 
