@@ -498,6 +498,10 @@ class DtmfLimits:
     min_dbfs: float = -40.0  # each tone's level
     forward_twist_db: float = 8.0  # high group louder than low group by at most
     reverse_twist_db: float = 4.0  # low group louder than high group by at most
+    # Q.24 has a key at either twist limit accepted; the frames at a key's edges measure its
+    # twist up to about 0.4 dB off (the groups' tones fill a frame unevenly), so the limits
+    # are applied this much wider.
+    twist_margin_db: float = 0.5
     max_deviation: float = 0.025  # between Q.24's accept 1.5 % and reject 3.5 %
     concentration: float = 0.75  # share of the frame's energy in the two tones
     neighbour_db: float = 10.0  # strongest tone above the next of its group by at least
@@ -639,6 +643,7 @@ class DtmfDetector:
         def within(
             extra_twist: float, deviation_limit: float, concentration: float, neighbour_db: float
         ) -> np.ndarray:
+            extra_twist += lim.twist_margin_db
             ok: np.ndarray = present & (twist <= lim.forward_twist_db + extra_twist)
             ok &= twist >= -(lim.reverse_twist_db + extra_twist)
             ok &= share >= concentration
