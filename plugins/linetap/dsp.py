@@ -498,6 +498,10 @@ class DtmfLimits:
     min_dbfs: float = -40.0  # each tone's level
     forward_twist_db: float = 8.0  # high group louder than low group by at most
     reverse_twist_db: float = 4.0  # low group louder than high group by at most
+    # Q.24 has a key at either twist limit accepted; the frames at a key's edges measure its
+    # twist up to about 0.4 dB off (the groups' tones fill a frame unevenly), so the limits
+    # are applied this much wider.
+    twist_margin_db: float = 0.5
     max_deviation: float = 0.025  # between Q.24's accept 1.5 % and reject 3.5 %
     concentration: float = 0.75  # share of the frame's energy in the two tones
     neighbour_db: float = 10.0  # strongest tone above the next of its group by at least
@@ -508,6 +512,17 @@ class DtmfLimits:
     # 10 dB under the keys would otherwise fail a 20 dB guard on every key.
     floor_factor: float = 6.0
     flatness_db: float = 6.0  # a key's level varies by at most this over its frames (a syllable swells)
+    # The line's noise is taken off a frame's energy before the concentration test only when it is
+    # steady: its median key-free frame within this of its quietest tenth (white noise: 0.6 dB).
+    noise_steady_db: float = 3.0
+    # A near miss: frames that fail the limits above by no more than these, which a key
+    # pushed out of them by noise (twist and deviation measured on noisy tones) looks like.
+    # Two of them in a row are a doubtful key, so a burst that lost a key to the limits is
+    # an error, not a shorter number.
+    near_twist_db: float = 8.0  # beyond either twist limit
+    near_deviation: float = 0.045  # beyond Q.24's reject limit (3.5 %): a key off by that is no key
+    near_concentration: float = 0.4
+    near_neighbour_db: float = 3.0
 
 
 class DtmfDetector:
@@ -553,7 +568,7 @@ class DtmfDetector:
         self._nominal = np.asarray(DTMF_ROWS + DTMF_COLS + CAS_FREQS)
         probes = tuple(float(f * k) for f in self._nominal for k in self._PROBES)
         self._bank = _FrameBank(rate, probes, n, hop)
-        self.on = 4
+        self.on = 3
         self.off = 2
         self.cas_on = 6
         self._prev_value: np.ndarray | None = None
@@ -569,14 +584,24 @@ class DtmfDetector:
         self._talk_off = False  # the key being held sits inside speech
         self._span = (0.0, 0.0)  # least and greatest power of the key's tones over its frames
         self._pending: tuple[DtmfHit, int, float] | None = None  # key, frame start due, energy limit
+        self._after: float | None = None  # DTMF-band power of the frame just after the held key's last
         self._energies: deque[tuple[int, float]] = deque(maxlen=16)  # recent (frame start, DTMF-band power)
         # Key-free frames of the last 4 s: DTMF-band power and broadband energy (the noise floor).
         self._floor_band: deque[float] = deque(maxlen=round(4.0 * rate / hop))
         self._floor_energy: deque[float] = deque(maxlen=round(4.0 * rate / hop))
         self._floor = 0.0  # 10th percentile of _floor_band
         self._floor_e = 0.0  # 10th percentile of _floor_energy
+        self._noise_e = 0.0  # _floor_e when the line's noise is steady, else 0 (see _track_floor)
+        self._last_label: int | None = None  # start of the latest frame with a label
+        self._floor_wait: deque[tuple[int, float, float]] = deque()  # key-free frames not yet known clear
+        self._near: tuple[str, int, int, int] | None = None  # near-miss run: key, frames, start, end
+        self._tail: tuple[str, int] | None = None  # the key last ended and the end of its extent
+        self._last_doubt: DtmfHit | None = None
 
-    def _labels(self, values: np.ndarray, energy: np.ndarray) -> tuple[list[str | None], np.ndarray]:
+    def _labels(
+        self, values: np.ndarray, energy: np.ndarray
+    ) -> tuple[list[str | None], list[str | None], np.ndarray]:
+        """Each frame's key (or CAS), each frame's near-miss key (see DtmfLimits), and the tones' power."""
         lim = self.limits
         n = self._bank.N
         k = len(self._PROBES)
@@ -590,17 +615,6 @@ class DtmfDetector:
         ar = np.arange(len(power))
         pr = rows[ar, ri]
         pc = cols[ar, ci]
-        min_energy = 0.5 * 10 ** (lim.min_dbfs / 10) * n
-        ok = (pr > min_energy) & (pc > min_energy)
-        ok &= pc <= pr * 10 ** (lim.forward_twist_db / 10)
-        ok &= pr <= pc * 10 ** (lim.reverse_twist_db / 10)
-        ok &= (pr + pc) >= lim.concentration * energy
-        rows2 = rows.copy()
-        rows2[ar, ri] = 0
-        cols2 = cols.copy()
-        cols2[ar, ci] = 0
-        ratio = 10 ** (lim.neighbour_db / 10)
-        ok &= (rows2.max(axis=1) * ratio < pr) & (cols2.max(axis=1) * ratio < pc)
         # Frequency from the best probe's phase advance between consecutive
         # frames (phases are referred to absolute time: advance = 2 pi df H / fs).
         prev = np.vstack(
@@ -611,7 +625,34 @@ class DtmfDetector:
         probe_freq = self._nominal[None, :] * np.asarray(self._PROBES)[best]
         measured = probe_freq + adv * self.rate / (TWO_PI * self._bank.H)
         dev = np.abs(measured / self._nominal[None, :] - 1)
-        ok &= (dev[ar, ri] <= lim.max_deviation) & (dev[ar, 4 + ci] <= lim.max_deviation)
+
+        min_energy = 0.5 * 10 ** (lim.min_dbfs / 10) * n
+        # The share of the frame's energy in the two tones, once a steady line noise
+        # (see _track_floor) is taken off: white noise 6 dB under the keys would
+        # otherwise leave them 80 % at best. At most half a frame's energy is taken
+        # off, so a quiet frame of speech or music never looks purer than twice its share.
+        share = (pr + pc) / np.maximum(energy - np.minimum(self._noise_e, 0.5 * energy), EPS)
+        neighbour = np.minimum(
+            pr / np.maximum(self._neighbours(probe_power[:, :4], ri, measured[ar, ri], 0), EPS),
+            pc / np.maximum(self._neighbours(probe_power[:, 4:8], ci, measured[ar, 4 + ci], 4), EPS),
+        )
+        twist = 10 * np.log10(np.maximum(pc, EPS) / np.maximum(pr, EPS))  # high group over low
+        deviation = np.maximum(dev[ar, ri], dev[ar, 4 + ci])
+        present = (pr > min_energy) & (pc > min_energy)
+
+        def within(
+            extra_twist: float, deviation_limit: float, concentration: float, neighbour_db: float
+        ) -> np.ndarray:
+            extra_twist += lim.twist_margin_db
+            ok: np.ndarray = present & (twist <= lim.forward_twist_db + extra_twist)
+            ok &= twist >= -(lim.reverse_twist_db + extra_twist)
+            ok &= share >= concentration
+            ok &= neighbour > 10 ** (neighbour_db / 10)
+            ok &= deviation <= deviation_limit
+            return ok
+
+        ok = within(0.0, lim.max_deviation, lim.concentration, lim.neighbour_db)
+        near_ok = within(lim.near_twist_db, lim.near_deviation, lim.near_concentration, lim.near_neighbour_db)
 
         cas_ok = (cas.min(axis=1) > min_energy) & (cas.sum(axis=1) >= lim.concentration * energy)
         cas_ok &= (dev[:, 8] <= lim.max_deviation) & (dev[:, 9] <= lim.max_deviation)
@@ -623,32 +664,69 @@ class DtmfDetector:
         labels: list[str | None] = [None] * len(power)
         for i in np.flatnonzero(ok | cas_ok):
             labels[i] = "CAS" if cas_ok[i] else DTMF_KEYS[int(ri[i])][int(ci[i])]
-        return labels, power
+        near: list[str | None] = [None] * len(power)
+        for i in np.flatnonzero(near_ok & ~cas_ok):
+            near[i] = DTMF_KEYS[int(ri[i])][int(ci[i])]
+        return labels, near, power
+
+    def _neighbours(self, group: np.ndarray, win: np.ndarray, win_freq: np.ndarray, first: int) -> np.ndarray:
+        """The strongest other tone of a group (frames x 4 tones x probes), probed away from the winner.
+
+        A neighbour's probes nearer the winner than the two nominal frequencies are
+        apart measure the winner's own leakage, not a second tone: 697 Hz leaks
+        -14 dB into the 1.5 % low probe of 770 Hz, -23 dB into 770 Hz itself.
+        Each neighbour counts its probes at least that far from the winner's measured
+        frequency (its farthest one when the winner itself is off by more).
+        """
+        nominal = self._nominal[first : first + 4]
+        freqs = nominal[:, None] * np.asarray(self._PROBES)[None, :]  # 4 tones x probes
+        dist = np.abs(freqs[None, :, :] - win_freq[:, None, None])  # frames x tones x probes
+        spacing = np.abs(nominal[None, :] - nominal[win][:, None])  # frames x tones
+        far = dist >= np.minimum(spacing, dist.max(axis=2))[:, :, None]
+        power = np.where(far, group, 0.0).max(axis=2)
+        power[np.arange(len(win)), win] = 0.0
+        strongest: np.ndarray = power.max(axis=1)
+        return strongest
 
     def process(self, x: np.ndarray) -> list[DtmfHit]:
         """Feed one block; returns the keys that ended in it."""
         starts, values, energy = self._bank.process(x)
-        if len(starts) == 0:
-            return []
-        labels, power = self._labels(values, energy)
         out: list[DtmfHit] = []
+        # A long block is judged in pieces of 0.1 s at most, so the noise floor its
+        # first frames show counts for the keys in its later ones.
+        step = max(1, round(0.1 * self.rate / self._bank.H))
+        for lo in range(0, len(starts), step):
+            self._frames(starts[lo : lo + step], values[lo : lo + step], energy[lo : lo + step], out)
+        return self._with_doubts(out)
+
+    def _frames(self, starts: np.ndarray, values: np.ndarray, energy: np.ndarray, out: list[DtmfHit]) -> None:
+        """Label consecutive frames and follow the keys they make (hits appended to ``out``)."""
+        labels, near, power = self._labels(values, energy)
         # What the talk-off guard compares: the power at the DTMF frequencies
         # (a dial tone before the first key is not speech around it).
         band = power[:, :8].sum(axis=1)
-        self._track_floor(band, energy, labels)
-        if self._current is None and self._run == 0 and self._pending is None and not any(labels):
+        self._track_floor(starts, band, energy, labels)
+        idle = self._current is None and self._run == 0 and self._pending is None and self._near is None
+        if idle and not any(labels) and not any(near):
             self._energies.extend(zip(starts.tolist()[-8:], band.tolist()[-8:], strict=True))
-            return out
+            return
         n = self._bank.N
         for i, (start, label) in enumerate(zip(starts.tolist(), labels, strict=True)):
             frame_energy = float(band[i])
             self._energies.append((start, frame_energy))
             self._check_pending(start, frame_energy, out)
+            self._follow_near(start, near[i] if self._current is None else None)
             if self._current is not None:
                 r, c, pr, pc = self._ref
                 held = label == self._current or (
                     label is None and power[i, r] >= pr / 3 and power[i, c] >= pc / 3
                 )
+                if label == self._current:
+                    self._after = None
+                elif self._after is None and start >= self._last_end:
+                    # The frame just after the key's last one: a fading tail that still
+                    # holds the key (a syllable dies away) is the frame the guard judges.
+                    self._after = frame_energy
                 if held:
                     self._gap = 0
                     if label == self._current:
@@ -679,6 +757,7 @@ class DtmfDetector:
                 self._current = label
                 self._gap = 0
                 self._last_end = start + n
+                self._after = None
                 if label == "CAS":
                     self._ref = (8, 9, float(power[i, 8]), float(power[i, 9]))
                 else:
@@ -687,7 +766,26 @@ class DtmfDetector:
                     self._ref = (r, c, float(power[i, r]), float(power[i, c]))
                 self._talk_off = label != "CAS" and not self._quiet_before(self._start)
                 self._span = (self._ref[2] + self._ref[3], self._ref[2] + self._ref[3])
-        return self._with_doubts(out)
+
+    def _follow_near(self, start: int, key: str | None) -> None:
+        """Follow runs of near-miss frames while no key is held (``key`` None: not one).
+
+        A run that becomes a key is that key's onset; one that ends on its own
+        after two frames or more is a key the limits refused, reported as a doubt,
+        unless it is the fading tail of the key just ended.
+        """
+        if self._current is not None:
+            self._near = None
+            return
+        if self._near is not None and key == self._near[0]:
+            self._near = (key, self._near[1] + 1, self._near[2], start + self._bank.N)
+            return
+        if self._near is not None:
+            run_key, count, run_start, run_end = self._near
+            tail = self._tail is not None and run_key == self._tail[0] and run_start < self._tail[1]
+            if count >= 2 and not tail:
+                self._doubt(DtmfHit(run_key, run_start, run_end, certain=False))
+        self._near = None if key is None else (key, 1, start, start + self._bank.N)
 
     def _with_doubts(self, out: list[DtmfHit]) -> list[DtmfHit]:
         if self._doubts:
@@ -695,18 +793,50 @@ class DtmfDetector:
             self._doubts = []
         return out
 
-    def _track_floor(self, band: np.ndarray, energy: np.ndarray, labels: list[str | None]) -> None:
-        """Keep the line's noise floor (DTMF band and broadband) from the frames without a key."""
-        if self._current is not None:
-            return
-        free = np.asarray([lab is None for lab in labels])
-        if not free.any():
-            return
-        self._floor_band.extend(band[free].tolist())
-        self._floor_energy.extend(energy[free].tolist())
-        if len(self._floor_band) >= 16:
+    def _track_floor(
+        self, starts: np.ndarray, band: np.ndarray, energy: np.ndarray, labels: list[str | None]
+    ) -> None:
+        """Keep the line's noise floor (DTMF band and broadband) from the frames clear of any key.
+
+        A frame counts when no frame with a label starts within one frame length of
+        it, before or after: the frames that straddle a key's edges hold part of its
+        tones, and in a burst of keys they would soon be most of the floor's frames.
+        A frame waits until the frames after it are known.
+        """
+        n = self._bank.N
+        marked = np.asarray([lab is not None for lab in labels])
+        labelled = starts[marked]
+        if len(labelled):
+            while self._floor_wait and self._floor_wait[-1][0] >= labelled[0] - n:
+                self._floor_wait.pop()
+        near = np.zeros(len(starts), dtype=bool)
+        known = labelled if self._last_label is None else np.concatenate([[self._last_label], labelled])
+        if len(known):
+            at = np.searchsorted(known, starts)
+            before = known[np.maximum(at - 1, 0)]
+            after = known[np.minimum(at, len(known) - 1)]
+            near = (np.abs(starts - before) <= n) | (np.abs(after - starts) <= n)
+            self._last_label = int(known[-1])
+        free = ~marked & ~near
+        self._floor_wait.extend(
+            zip(starts[free].tolist(), band[free].tolist(), energy[free].tolist(), strict=True)
+        )
+        horizon = int(starts[-1]) + self._bank.H - n
+        added = False
+        while self._floor_wait and self._floor_wait[0][0] < horizon:
+            _, b, e = self._floor_wait.popleft()
+            self._floor_band.append(b)
+            self._floor_energy.append(e)
+            added = True
+        if added and len(self._floor_band) >= 16:
             self._floor = float(np.percentile(np.fromiter(self._floor_band, float), 10))
-            self._floor_e = float(np.percentile(np.fromiter(self._floor_energy, float), 10))
+            low, mid = np.percentile(np.fromiter(self._floor_energy, float), [10, 50])
+            self._floor_e = float(low)
+            # Steady noise (hiss, white noise: the median frame 0.6 dB over the quietest
+            # tenth) may be taken off a key's frames; a floor that speech or music makes
+            # (10 dB and more between the two) may not.
+            steady = mid <= low * 10 ** (self.limits.noise_steady_db / 10)
+            self._noise_e = float(low) if steady else 0.0
 
     def _snr_db(self) -> float:
         """The held key's tones over the broadband noise floor, in dB (99 on a silent line)."""
@@ -721,8 +851,13 @@ class DtmfDetector:
             self._doubt(DtmfHit(str(self._run_key), self._start, self._run_end, certain=False))
 
     def _doubt(self, hit: DtmfHit) -> None:
-        if self.report_doubtful:
-            self._doubts.append(hit)
+        if not self.report_doubtful:
+            return
+        last = self._doubts[-1] if self._doubts else self._last_doubt
+        if last is not None and last.key == hit.key and hit.start < last.end and last.start < hit.end:
+            return  # the same candidate, seen both as a short run and as near misses
+        self._doubts.append(hit)
+        self._last_doubt = hit
 
     def _guard(self) -> float:
         _, _, pr, pc = self._ref
@@ -743,9 +878,15 @@ class DtmfDetector:
             out.append(hit)
         elif not self._talk_off and self._span[1] <= self._span[0] * 10 ** (self.limits.flatness_db / 10):
             # Emitted once the frame after the key proves a pause follows, not more speech.
-            self._pending = (hit, self._last_end, self._guard())
+            if self._after is None:
+                self._pending = (hit, self._last_end, self._guard())
+            elif self._after <= self._guard():
+                out.append(hit)
+            else:
+                self._doubt(DtmfHit(hit.key, hit.start, hit.end, certain=False, snr_db=hit.snr_db))
         else:
             self._doubt(DtmfHit(hit.key, hit.start, hit.end, certain=False, snr_db=hit.snr_db))
+        self._tail = (self._current, self._last_end)
         self._current = None
         self._run = 0
         self._run_key = None
@@ -771,6 +912,7 @@ class DtmfDetector:
             out.append(self._pending[0])
             self._pending = None
         self._short_run(self._run_end)
+        self._follow_near(self._run_end, None)
         self._run = 0
         return self._with_doubts(out)
 

@@ -54,7 +54,8 @@ _DTMF_ABSENCE_B = {"00": Absence.UNAVAILABLE, "10": Absence.PRIVATE}
 _DTMF_ABSENCE_D = {"1": Absence.PRIVATE, "2": Absence.UNAVAILABLE, "3": Absence.UNAVAILABLE}
 #: A DTMF caller ID is sent by an exchange at a fixed cadence: a pause between two
 #: keys longer than this many times the burst's typical one means a key went unheard.
-_CID_GAP_FACTOR = 1.8
+#: Noisy dialed digits are held to the same (see _gap_in_cadence).
+_GAP_FACTOR = 1.8
 #: Below this SNR (the keys over the line's noise floor) a burst is "noisy": its digit
 #: count must also be one the numbering plan allows before it is reported as a number.
 NOISY_SNR_DB = 15.0
@@ -62,6 +63,9 @@ NOISY_SNR_DB = 15.0
 _RING_WINDOW = 8.0
 #: Seconds without a key that end a DTMF caller ID (exchanges send 50-100 ms keys and pauses).
 _CID_IDLE = 0.6
+#: Seconds before a burst's first certain key in which a doubtful key belongs to the burst
+#: (a first key the detector refused would leave a shorter number).
+_DOUBT_LEAD = 0.6
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,6 +290,7 @@ class LineTapDecoder:
         self._n = 0  # samples seen at the decimated rate
         self._recent: dict[bytes, int] = {}  # raw message -> sample index, to drop the twin decode
         self._digits = _Digits()
+        self._doubts: list[dsp.DtmfHit] = []  # doubtful keys heard while no burst was open
         self.off_hook = False
         self._active_since: int | None = None
         self._quiet_since: int | None = None
@@ -427,8 +432,20 @@ class LineTapDecoder:
             return
         digits = self._digits
         if not digits.keys:
-            digits.start = hit.start
+            if not hit.certain:
+                # Doubts alone open no burst (speech is full of near misses, and an open
+                # caller-ID burst would hold up the hook); they wait for a certain key.
+                horizon = hit.end - round(_DOUBT_LEAD * self.rate)
+                self._doubts = [d for d in self._doubts if d.end >= horizon] + [hit]
+                return
+            lead = [d for d in self._doubts if d.end >= hit.start - round(_DOUBT_LEAD * self.rate)]
+            self._doubts = []
+            digits.start = lead[0].start if lead else hit.start
             self._cid = self._cid_burst_opens(hit)
+            for doubt in lead:  # a first key lost to the limits: the burst is short of it
+                digits.keys.append(doubt.key)
+                digits.sure.append(False)
+                digits.starts.append(doubt.start)
         digits.keys.append(hit.key)
         digits.sure.append(hit.certain)
         digits.starts.append(hit.start)
@@ -470,8 +487,7 @@ class LineTapDecoder:
             out.append(self._error(digits.start, "doubtful DTMF caller-ID key", digits.heard()))
             return
         # An exchange sends at a fixed cadence: a long pause is a key lost in the noise.
-        steps = np.diff(np.asarray(digits.starts))
-        if len(steps) >= 3 and steps.max() > _CID_GAP_FACTOR * float(np.median(steps)):
+        if _gap_in_cadence(digits.starts):
             out.append(self._error(digits.start, "DTMF caller-ID key timing doubtful", keys))
             return
         parsed = parse_dtmf_callerid(keys)
@@ -515,6 +531,11 @@ class LineTapDecoder:
             return
         first_dial = self._dial_bursts == 0 and not self._ringback and not self._connected
         self._dial_bursts += 1
+        if digits.snr_db < NOISY_SNR_DB and _gap_in_cadence(digits.starts):
+            # A key lost in the noise leaves an empty slot (two keys of one kept as one
+            # leave a long one): the digits heard would be a shorter, wrong number.
+            out.append(self._error(digits.start, "noisy dialed digits with a gap in their cadence", keys))
+            return
         if first_dial and digits.snr_db < NOISY_SNR_DB and not plausible_dial_string(keys, self.region):
             out.append(self._error(digits.start, "noisy dialed digits ruled out by the numbering plan", keys))
             return
@@ -601,6 +622,17 @@ class LineTapDecoder:
             self._connected = False
             self._speech_since = None
             out.append((at, OnHook(device_id=self.device_id, line=self.line, at=self._at(at))))
+
+
+def _gap_in_cadence(starts: list[int]) -> bool:
+    """Is one key-to-key step of a burst far longer than its typical one (a key unheard)?
+
+    Judged from four keys on (three steps); an exchange or a phone's memory keys at a
+    fixed cadence, and a person dialing on a noisy line who pauses gets an error, not a
+    number that might be short of a key.
+    """
+    steps = np.diff(np.asarray(starts))
+    return len(steps) >= 3 and float(steps.max()) > _GAP_FACTOR * float(np.median(steps))
 
 
 def _looks_like_message(error: CallerIdError) -> bool:

@@ -133,12 +133,49 @@ def test_dtmf_q24_frequency_tolerance(deviation: float, found: str) -> None:
     assert keys(x, 8000) == found
 
 
-@pytest.mark.parametrize(("twist", "found"), [(0.0, "D"), (7.0, "D"), (-3.5, "D"), (10.0, ""), (-6.0, "")])
+@pytest.mark.parametrize(
+    ("twist", "found"), [(0.0, "D"), (7.0, "D"), (8.0, "D"), (-3.5, "D"), (-4.0, "D"), (10.0, ""), (-6.0, "")]
+)
 def test_dtmf_twist_limits(twist: float, found: str) -> None:
     x = np.concatenate(
         [sg.silence(0.1, 8000), sg.dtmf_key("D", 0.06, 8000, twist_db=twist), sg.silence(0.1, 8000)]
     )
     assert keys(x, 8000) == found
+
+
+@pytest.mark.parametrize("snr", [20.0, 10.0, 6.0])
+@pytest.mark.parametrize(
+    ("tone", "certain"),
+    [
+        ({"seconds": 0.040}, 12),  # Q.24: 40 ms accepted ...
+        ({"seconds": 0.020}, 0),  # ... 20 ms never
+        ({"seconds": 0.024}, 0),
+        ({"deviation": 0.015}, 12),  # within 1.5 % accepted ...
+        ({"deviation": -0.015}, 12),
+        ({"deviation": 0.035}, 0),  # ... beyond 3.5 % never
+        ({"deviation": -0.035}, 0),
+        ({"twist_db": 10.0}, 0),  # beyond the twist limits never
+        ({"twist_db": -6.0}, 0),
+    ],
+)
+def test_dtmf_q24_limits_hold_in_white_noise(snr: float, tone: dict[str, float], certain: int) -> None:
+    # The noise floor taken off the concentration test must not widen what a key is.
+    tone = dict(tone)  # shared by the snr cases
+    seconds = tone.pop("seconds", 0.05)
+    found = 0
+    for seed in range(12):
+        x = np.concatenate(
+            [
+                sg.silence(0.5, 8000),
+                sg.dtmf_key("5", seconds, 8000, level_dbfs=-12, **tone),
+                sg.silence(0.3, 8000),
+            ]
+        )
+        det = dsp.DtmfDetector(8000)
+        found += sum(
+            h.certain and h.key == "5" for h in det.process(sg.add_noise(x, snr, np.random.default_rng(seed)))
+        )
+    assert found == certain
 
 
 def test_dtmf_repeated_key_needs_the_pause() -> None:

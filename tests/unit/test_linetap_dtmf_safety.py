@@ -132,8 +132,68 @@ def test_detector_reports_refused_candidates_as_doubtful() -> None:
     assert [(h.key, h.certain) for h in hits] == [("5", False)]
 
 
-@pytest.mark.parametrize("snr", [20, 15, 10, 8])
-def test_noisy_dialing_is_decoded_down_to_8_db(snr: float) -> None:
+def _burst(keys: str, *, silent: int | None = None, odd: int | None = None, **odd_kw: float) -> np.ndarray:
+    """Keys at a 60/60 ms cadence; key ``silent`` left out (its slot empty), ``odd`` keyed with ``odd_kw``."""
+    parts = [sg.silence(0.3, RATE)]
+    for i, key in enumerate(keys):
+        tone = sg.dtmf_key(key, 0.06, RATE, level_dbfs=-16, **(odd_kw if i == odd else {}))
+        parts += [sg.silence(0.06, RATE) if i == silent else tone, sg.silence(0.06, RATE)]
+    return np.concatenate([*parts, sg.silence(2.5, RATE)])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_noisy_burst_with_an_empty_key_slot_is_an_error_not_a_shorter_number(seed: int) -> None:
+    # 6235678 is a plausible local number, so the numbering plan cannot tell; the cadence can.
+    assert plausible_dial_string("6235678", "CN")
+    x = sg.add_noise(_burst("62345678", silent=3), 10, np.random.default_rng(seed))
+    events = run(LineTapDecoder(RATE), x)
+    assert not [e for e in events if isinstance(e, Dialed)]
+    assert [e.raw for e in events if isinstance(e, LineError)] == ["6235678"]
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        {"twist_db": -6.0},  # low group louder than Q.24's 4 dB
+        {"twist_db": -10.0},
+        {"twist_db": 12.0},  # high group louder than 8 dB
+        {"deviation": 0.03},  # between Q.24's accept (1.5 %) and reject (3.5 %) limits
+        {"deviation": 0.034},
+    ],
+)
+@pytest.mark.parametrize("where", [0, 5, 10])  # the first key, one inside, the last
+def test_key_the_limits_refuse_makes_the_burst_an_error_not_a_shorter_number(
+    odd: dict[str, float], where: int
+) -> None:
+    # Clean line: no noise rule applies, so only the refused key's trace keeps 1381245678 out.
+    events = run(LineTapDecoder(RATE), _burst("13812345678", odd=where, **odd))
+    assert not [e for e in events if isinstance(e, Dialed)]
+    sent, key = "13812345678", "13812345678"[where]
+    heard = [e.raw for e in events if isinstance(e, LineError)]
+    # One error with the refused key in it, marked doubtful ("3?"); a key off by 3.4 %
+    # may leave two runs of near misses ("3?3?").
+    assert len(heard) == 1
+    assert f"{key}?" in heard[0]
+    assert heard[0].replace("?", "") in (sent, sent[:where] + key + sent[where:])
+
+
+def test_noisy_burst_losing_keys_to_twist_is_never_a_number() -> None:
+    # Found by a random search: at 6 dB a key keyed 3.5 dB under the reverse-twist limit is
+    # measured beyond it now and then, and vanished; no key may go missing from the number.
+    x = np.concatenate(
+        [
+            sg.silence(0.3, RATE),
+            sg.dtmf("00426206", RATE, on=0.039, off=0.04, level_dbfs=-20, twist_db=-3.5, deviation=-0.005),
+            sg.silence(2.5, RATE),
+        ]
+    )
+    for seed in range(12):
+        events = run(LineTapDecoder(RATE), sg.add_noise(x, 6, np.random.default_rng(seed)))
+        assert [e.digits for e in events if isinstance(e, Dialed)] in ([], ["00426206"])
+
+
+@pytest.mark.parametrize("snr", [20, 15, 10, 8, 7, 6])
+def test_noisy_dialing_is_decoded_down_to_6_db(snr: float) -> None:
     rng = np.random.default_rng(int(snr))
     got = 0
     for number in ("13812345678", "02187654321", "075512345678", "15011112222"):
@@ -148,7 +208,7 @@ def test_noisy_dialing_is_decoded_down_to_8_db(snr: float) -> None:
         dialed = [e.digits for e in events if isinstance(e, Dialed)]
         assert dialed in ([], [number])
         got += dialed == [number]
-    assert got >= (4 if snr >= 10 else 3)
+    assert got == 4
 
 
 KEYS = "0123456789*#ABCD"
