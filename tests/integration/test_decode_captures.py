@@ -120,7 +120,9 @@ def test_name_encoding_reads_a_capture_as_the_device_would(tmp_path: Path) -> No
     # A Taiwanese exchange sends Big5: the guess reads it as something else, the option as the
     # device configured with name_encoding = "big5" would.
     name = "陳大文"
-    line = b"CID: *DATE*09262026*TIME*1128*LINE*1*NMBR*0223456789*MESG*NONE*NAME*" + name.encode("big5") + b"*\n"
+    line = (
+        b"CID: *DATE*09262026*TIME*1128*LINE*1*NMBR*0223456789*MESG*NONE*NAME*" + name.encode("big5") + b"*\n"
+    )
     path = tmp_path / "cidcall.log"
     path.write_bytes(line)
     code, records, err = decode(str(path), "--json", "--format", "ncid", "--name-encoding", "big5")
