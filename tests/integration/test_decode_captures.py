@@ -130,13 +130,16 @@ def test_name_encoding_reads_a_capture_as_the_device_would(tmp_path: Path) -> No
     assert [(r["number"], r["name"]) for r in records] == [("0223456789", name)]
     code, records, err = decode(str(path), "--json", "--format", "ncid")
     assert code == 0, err
-    assert records[0]["number"] == "0223456789" and records[0]["name"] != name
+    assert records[0]["number"] == "0223456789"
+    assert records[0]["name"] != name
 
 
 def test_name_encoding_refuses_what_is_no_text_codec(tmp_path: Path) -> None:
     path = tmp_path / "x.hex"
     path.write_text("80\n")
     code, _, err = decode(str(path), "--format", "hex", "--name-encoding", "base64")
-    assert code == 2 and "not a text encoding" in err
+    assert code == 2
+    assert "not a text encoding" in err
     code, _, err = decode(str(path), "--format", "hex", "--name-encoding", "klingon")
-    assert code == 2 and "unknown name encoding" in err
+    assert code == 2
+    assert "unknown name encoding" in err
