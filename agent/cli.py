@@ -97,7 +97,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "seats": (
         "agent.commands.seats:seats",
-        "Seat credentials at the centre: add (prints the token once), list, revoke.",
+        "Seat credentials at the centre: add (prints the token once), list, set-rep, revoke.",
     ),
     "sync": (
         "agent.commands.sync:sync",

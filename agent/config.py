@@ -343,6 +343,40 @@ def is_centre_url(url: str) -> bool:
 RankKey = Literal["talk_seconds", "calls", "effective", "connects", "connect_rate"]
 
 
+class DispositionCode(_Section):
+    """One disposition a rep may give a call to a lead (``[[centre.dispositions]]``).
+
+    ``final``: the lead leaves the worklist (a deal, not interested, a wrong number).
+    ``follow_up``: the rep must say when to call again (call back, appointment), and the lead
+    comes back on that day's worklist. Neither: the lead stays and comes up again (no answer).
+    """
+
+    code: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")
+    en: str = Field(min_length=1, max_length=60)
+    zh: str = Field(min_length=1, max_length=60)
+    final: bool = False
+    follow_up: bool = False
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> DispositionCode:
+        if self.final and self.follow_up:
+            raise ValueError(f"disposition {self.code}: final and follow_up exclude each other")
+        return self
+
+
+def default_dispositions() -> list[DispositionCode]:
+    """The dispositions a floor starts with (no answer, busy, ..., deal)."""
+    return [
+        DispositionCode(code="no_answer", en="No answer", zh="无人接听"),
+        DispositionCode(code="busy", en="Busy", zh="占线"),
+        DispositionCode(code="wrong_number", en="Wrong number", zh="空号/错号", final=True),
+        DispositionCode(code="not_interested", en="Not interested", zh="无意向", final=True),
+        DispositionCode(code="call_back", en="Call back at…", zh="约定回拨", follow_up=True),
+        DispositionCode(code="appointment", en="Appointment", zh="已预约", follow_up=True),
+        DispositionCode(code="deal", en="Deal", zh="成交", final=True),
+    ]
+
+
 class CentreSection(_Section):
     """``[centre]``: the team server (``cti-agent centre``): the console and the seat API on one port.
 
@@ -370,11 +404,24 @@ class CentreSection(_Section):
     reps_see_team_ranking: bool = False
     #: The KPI reps are ranked by, best first (ties: talk time, calls, name); see ``storage.kpis``.
     rank_by: RankKey = "talk_seconds"
+    #: What a rep may say a call to a lead came to, in the order the seat page offers them.
+    dispositions: list[DispositionCode] = Field(default_factory=default_dispositions)
 
     @field_validator("listen")
     @classmethod
     def _listen(cls, value: str) -> str:
         parse_listen(value)
+        return value
+
+    @field_validator("dispositions")
+    @classmethod
+    def _unique_codes(cls, value: list[DispositionCode]) -> list[DispositionCode]:
+        codes = [d.code for d in value]
+        if not codes:
+            raise ValueError("at least one disposition is needed")
+        twice = sorted({c for c in codes if codes.count(c) > 1})
+        if twice:
+            raise ValueError(f"dispositions named twice: {', '.join(twice)}")
         return value
 
     @model_validator(mode="after")

@@ -156,9 +156,73 @@ def parse_entry(raw: dict[str, Any]) -> CallEntry | EntryResult:
     try:
         return CallEntry.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in error['loc']) or 'entry'}: {error['msg']}"
-            for error in exc.errors()[:5]
-        )
-        uuid = raw.get("uuid") if isinstance(raw.get("uuid"), str) else None
-        return EntryResult(uuid=uuid[:64] if uuid else None, status="rejected", reason=problems[:500])
+        return EntryResult(uuid=_raw_uuid(raw), status="rejected", reason=_problems(exc))
+
+
+def _problems(exc: ValidationError) -> str:
+    """The first few things wrong with an entry, field by field, in at most 500 characters."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in error['loc']) or 'entry'}: {error['msg']}" for error in exc.errors()[:5]
+    )[:500]
+
+
+def _raw_uuid(raw: dict[str, Any]) -> str | None:
+    uuid = raw.get("uuid")
+    return uuid[:64] if isinstance(uuid, str) and uuid else None
+
+
+# -- the rep's worklist and dispositions ------------------------------------------------------
+
+#: The most dispositions one ``POST /api/v1/dispositions`` may carry.
+MAX_DISPOSITIONS = 500
+
+DispositionStatus = Literal["accepted", "duplicate", "conflict", "rejected"]
+
+
+class DispositionEntry(BaseModel):
+    """One disposition as a seat sends it: what a call to a lead came to, made at ``at`` on the seat."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    uuid: str = Field(pattern=_UUID)
+    code: str = Field(min_length=1, max_length=32)
+    at: datetime
+    lead_id: int | None = Field(default=None, ge=1)
+    customer_id: int | None = Field(default=None, ge=1)
+    note: str | None = _text(10_000)
+    follow_up_at: datetime | None = None
+    call_uuid: str | None = Field(default=None, pattern=_UUID)
+
+    @field_validator("at", "follow_up_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("a time with its UTC offset (ISO 8601) is needed")
+        return value
+
+
+class DispositionBatch(BaseModel):
+    """``POST /api/v1/dispositions``: the seat's dispositions, oldest first (entries validated one by one)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    seat: str = Field(min_length=1, max_length=64)
+    dispositions: list[Any] = Field(max_length=MAX_DISPOSITIONS)
+
+
+class DispositionResult(BaseModel):
+    """The centre's answer for one disposition (see :class:`storage.worklist.DispositionOutcome`)."""
+
+    uuid: str | None
+    status: DispositionStatus
+    reason: str | None = None
+
+
+def parse_disposition(raw: object) -> DispositionEntry | DispositionResult:
+    """A disposition validated, or its rejection naming what is wrong."""
+    if not isinstance(raw, dict):
+        return DispositionResult(uuid=None, status="rejected", reason="not an object")
+    try:
+        return DispositionEntry.model_validate(raw)
+    except ValidationError as exc:
+        return DispositionResult(uuid=_raw_uuid(raw), status="rejected", reason=_problems(exc))

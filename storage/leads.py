@@ -192,20 +192,52 @@ def get_list(session: Session, name: str) -> LeadList:
 def add_leads(
     session: Session, lead_list: LeadList, customer_ids: Sequence[int], *, actor: str, team: str | None = None
 ) -> int:
-    """Put newly imported customers on ``lead_list`` (given to ``team`` when set); returns how many."""
+    """Put newly imported customers on ``lead_list`` (given to ``team`` when set); returns how many.
+
+    A customer imported with an owner (an owner column, ``--owner``) is a lead held by that rep
+    from the start, so the lead's holder and the customer's owner stay one and the same.
+    """
     if not customer_ids:
         return 0
     now = utcnow()
+    owners = dict(
+        session.execute(
+            select(CustomerRecord.id, CustomerRecord.owner_rep).where(
+                CustomerRecord.id.in_(list(customer_ids))
+            )
+        )
+        .tuples()
+        .all()
+    )
     session.execute(
         insert(Lead),
         [
-            {"list_id": lead_list.id, "customer_id": cid, "team": team, "team_at": now if team else None}
+            {
+                "list_id": lead_list.id,
+                "customer_id": cid,
+                "team": team,
+                "team_at": now if team else None,
+                "rep": owners.get(cid),
+                "rep_at": now if owners.get(cid) else None,
+            }
             for cid in customer_ids
         ],
     )
+    for owner in sorted({o for o in owners.values() if o}):
+        _log(
+            session,
+            [(cid, None, None) for cid in customer_ids if owners.get(cid) == owner],
+            actor=actor,
+            action="import",
+            list_id=lead_list.id,
+            to_team=team,
+            to_rep=owner,
+            reason="owner at import",
+            at=now,
+        )
     _log(
         session,
-        [(cid, None, None) for cid in customer_ids],
+        [(cid, None, None) for cid in customer_ids if not owners.get(cid)],
         actor=actor,
         action="import",
         list_id=lead_list.id,

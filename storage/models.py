@@ -399,6 +399,8 @@ class Seat(Base):
     revoked_at: Mapped[datetime | None] = mapped_column()
     last_seen_at: Mapped[datetime | None] = mapped_column()
     backlog: Mapped[int | None] = mapped_column(Integer)
+    #: The rep working at this seat: whose worklist its credential opens (None: no worklist).
+    rep: Mapped[str | None] = mapped_column(String(100))
 
 
 # -- the centre: lead lists, who holds each lead, and every move (see storage/leads.py) ----------
@@ -438,6 +440,40 @@ class Lead(Base):
     team_at: Mapped[datetime | None] = mapped_column()
     rep_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("CURRENT_TIMESTAMP"))
+    #: The holder's last disposition of it (its code and when the rep made it).
+    last_code: Mapped[str | None] = mapped_column(String(32))
+    last_at: Mapped[datetime | None] = mapped_column()
+    #: When the holder is to call again (a disposition's follow-up time).
+    next_at: Mapped[datetime | None] = mapped_column(index=True)
+    #: When a final disposition (deal, not interested, wrong number) took it off the worklist.
+    closed_at: Mapped[datetime | None] = mapped_column()
+
+
+class DispositionRecord(Base):
+    """What a rep said a call to a lead came to: a code the floor configures, a note, the next call.
+
+    Written on the seat first (where the outbox sends it, by ``uuid``, idempotently) and kept at
+    the centre as sent, whatever became of the lead meanwhile: ``conflict`` says why it did not
+    change the lead (the lead was moved to another rep while the seat was offline, say).
+    ``lead_id`` and ``customer_id`` are the centre's ids; there are no foreign keys, because a
+    seat's database holds dispositions but no leads.
+    """
+
+    __tablename__ = "dispositions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    seat: Mapped[str | None] = mapped_column(String(64))
+    rep: Mapped[str | None] = mapped_column(String(100))
+    lead_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    customer_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    code: Mapped[str] = mapped_column(String(32))
+    note: Mapped[str | None] = mapped_column(Text)
+    follow_up_at: Mapped[datetime | None] = mapped_column()
+    call_uuid: Mapped[str | None] = mapped_column(String(36))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    received_at: Mapped[datetime | None] = mapped_column()
+    conflict: Mapped[str | None] = mapped_column(Text)
 
 
 class Transfer(Base):

@@ -40,6 +40,8 @@ class SeatInfo:
     revoked_at: datetime | None
     last_seen_at: datetime | None
     backlog: int | None
+    #: The rep working at this seat, whose worklist its credential opens (None: none).
+    rep: str | None = None
 
     @property
     def active(self) -> bool:
@@ -65,10 +67,13 @@ def _info(row: Seat) -> SeatInfo:
         revoked_at=row.revoked_at,
         last_seen_at=row.last_seen_at,
         backlog=row.backlog,
+        rep=row.rep,
     )
 
 
-def add_seat(session: Session, name: str, team: str | None = None) -> tuple[SeatInfo, str]:
+def add_seat(
+    session: Session, name: str, team: str | None = None, rep: str | None = None
+) -> tuple[SeatInfo, str]:
     """Register a seat; returns it and its token (the only time the token is seen).
 
     A revoked seat's name may be added again: it gets a new token and keeps its history.
@@ -82,15 +87,29 @@ def add_seat(session: Session, name: str, team: str | None = None) -> tuple[Seat
     if row is not None and row.revoked_at is None:
         raise SeatError(f"seat {name!r} already exists; revoke it first to give it a new token")
     if row is None:
-        row = Seat(name=name, team=team, token_hash=token_hash(token))
+        row = Seat(name=name, team=team, rep=rep, token_hash=token_hash(token))
         session.add(row)
     else:
         row.token_hash = token_hash(token)
         row.team = team if team is not None else row.team
+        row.rep = rep if rep is not None else row.rep
         row.revoked_at = None
         row.created_at = utcnow()
     session.flush()
     return _info(row), token
+
+
+def set_seat_rep(session: Session, name: str, rep: str | None) -> SeatInfo:
+    """Say which rep works at seat ``name`` (None: nobody); the seat's worklist is theirs from now on.
+
+    :raises SeatError: no such seat.
+    """
+    row = session.scalar(select(Seat).where(Seat.name == name))
+    if row is None:
+        raise SeatError(f"no seat {name!r}")
+    row.rep = rep
+    session.flush()
+    return _info(row)
 
 
 def revoke_seat(session: Session, name: str, now: datetime | None = None) -> SeatInfo:

@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 
 from agent.centre.auth import LoginRateLimiter, Principal, SessionSigner
 from agent.centre.relay import ListenRelay
-from agent.config import DailyTarget, TargetsSection, TargetValues
+from agent.config import DailyTarget, DispositionCode, TargetsSection, TargetValues, default_dispositions
 from agent.web import format_duration
 from storage.blobconfig import RECORDINGS_DIR
 from storage.blobstore import DirectoryBlobStore, RecordingBlobStore
@@ -77,6 +77,8 @@ class ConsoleSettings:
     wallboard_interval: float = 5.0
     reps_see_team_ranking: bool = False
     rank_by: str = "talk_seconds"
+    #: ``[[centre.dispositions]]``: what a rep may say a call to a lead came to.
+    dispositions: list[DispositionCode] = field(default_factory=default_dispositions)
     seats: dict[str, str] = field(default_factory=dict)
     listen_token: str | None = None
     recordings_store: RecordingBlobStore | None = None

@@ -40,6 +40,7 @@ def make_centre_app(
         relay=relay,
         store=settings.store(),
         region=settings.region,
+        dispositions=tuple(settings.dispositions),
     )
     routes: list[BaseRoute] = [
         *seat_api_routes(seat_api),

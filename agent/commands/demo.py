@@ -58,12 +58,17 @@ def demo_owners() -> list[str]:
     return list(dict.fromkeys(owner for owner in owners if owner))
 
 
+#: The demo's lead list: every demo customer, held by its owner rep.
+DEMO_LIST = "演示数据"
+
+
 def seed_demo(engine: Engine, *, seat: str, team: str, region: str = "CN") -> list[str]:
     """Import the demo customers into an empty customer table; returns the numbers to simulate.
 
     A database that already has customers (an earlier demo, or the user's own) is left as it is.
     """
     from storage.customers import import_customers
+    from storage.leads import add_leads, open_list
     from storage.models import CustomerRecord
     from storage.repository import save_note, upsert_call
 
@@ -73,7 +78,10 @@ def seed_demo(engine: Engine, *, seat: str, team: str, region: str = "CN") -> li
         if session.scalar(select(func.count(CustomerRecord.id))):
             return numbers
         rows = list(csv.reader(io.StringIO(text)))
-        report = import_customers(session, enumerate(rows, start=1), region=region)
+        imported: list[int] = []
+        report = import_customers(session, enumerate(rows, start=1), region=region, imported=imported.extend)
+        # The customers are the demo's lead list too, each held by its owner: their worklists.
+        add_leads(session, open_list(session, DEMO_LIST, actor="demo"), imported, actor="demo")
         records = list(csv.DictReader(io.StringIO(text)))
         now = datetime.now(UTC)
         for index, note in FOLLOW_UPS:

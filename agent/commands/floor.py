@@ -124,7 +124,7 @@ def _provision(centre_dir: Path, names: list[str]) -> tuple[dict[str, str], str,
     from agent.commands.common import write_secret
     from agent.commands.demo import demo_owners, seed_demo
     from storage.db import make_engine, upgrade
-    from storage.seats import SeatError, add_seat, revoke_seat, seat_for_token
+    from storage.seats import SeatError, add_seat, revoke_seat, seat_for_token, set_seat_rep
     from storage.teams import set_team_targets, team_targets
 
     engine = make_engine(f"sqlite:///{centre_dir / 'cti-agent.db'}")
@@ -140,8 +140,10 @@ def _provision(centre_dir: Path, names: list[str]) -> tuple[dict[str, str], str,
                 if seat is None or seat.name != name:
                     with contextlib.suppress(SeatError):
                         revoke_seat(session, name)
-                    _, token = add_seat(session, name, team_of(n, len(names)))
+                    _, token = add_seat(session, name, team_of(n, len(names)), f"rep{n + 1:02d}")
                     write_secret(token_file, token)
+                elif seat.rep is None:  # a demo directory from before seats had reps
+                    set_seat_rep(session, name, f"rep{n + 1:02d}")
                 tokens[name] = str(token_file)
             password = secrets.token_urlsafe(12)
             # The manager, and a log-in for every rep of the floor (the seats' and the customers'

@@ -55,6 +55,7 @@ MIGRATIONS = Path(__file__).resolve().parents[2] / "storage" / "migrations" / "v
 TABLES = {
     "teams",
     "lead_lists",
+    "dispositions",
     "leads",
     "transfers",
     "reps",

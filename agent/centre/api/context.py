@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from agent.centre.relay import ListenRelay
+from agent.config import DispositionCode, default_dispositions
 from agent.numbers import DEFAULT_REGION
 from agent.web import SafeJSONResponse
 from storage.blobstore import RecordingBlobStore
@@ -62,6 +63,12 @@ class SeatApiMetrics:
             ["outcome"],
             registry=registry,
         )
+        self.dispositions = Counter(
+            "cti_centre_dispositions",
+            "Dispositions seats sent, by what became of them (accepted, duplicate, conflict, rejected).",
+            ["status"],
+            registry=registry,
+        )
         self.recording_bytes = Counter(
             "cti_centre_recording_bytes", "Bytes of recordings stored from seats.", registry=registry
         )
@@ -82,6 +89,8 @@ class SeatApiContext:
     sessions: sessionmaker[Session] = field(init=False)
     #: The floor's region (``[agent] region``): a national number in a lookup is read in it.
     region: str = DEFAULT_REGION
+    #: ``[[centre.dispositions]]``, in the order the seat page offers them.
+    dispositions: tuple[DispositionCode, ...] = field(default_factory=lambda: tuple(default_dispositions()))
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sessions", sessionmaker(self.engine))
