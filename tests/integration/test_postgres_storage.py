@@ -47,8 +47,12 @@ TABLES = {
     "outbox",
     "recording_uploads",
     "sync_state",
-    # the centre: the seats it accepts
+    # the centre: the seats it accepts, its lead lists, the transfer log, the reps' dispositions
     "seats",
+    "lead_lists",
+    "leads",
+    "transfers",
+    "dispositions",
 }
 
 
