@@ -26,6 +26,7 @@ from typing import Protocol
 
 from agent.events import Call, RecordingFacts
 from storage.ingest import Outcome
+from storage.worklist import DispositionIn, DispositionOutcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +53,12 @@ class Transport(Protocol):
         ``backlog``: how many outbox entries wait behind this batch (the centre shows it per seat).
 
         :raises SyncError: a fault a retry may fix; nothing was stored.
+        """
+
+    def send_dispositions(self, rows: Sequence[DispositionIn]) -> list[DispositionOutcome]:
+        """Send a rep's dispositions; one outcome per row, in order (``conflict`` rows are kept too).
+
+        :raises SyncError: the centre could not be reached or could not store them.
         """
 
     def send_recording(self, facts: RecordingFacts, call: Call | None, source: Path) -> bool:

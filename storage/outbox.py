@@ -86,14 +86,25 @@ from agent.events import Call, RecordingFacts
 from storage.central import CallRow, Transport, with_sha
 from storage.db import safe_url, storage_errors
 from storage.faults import PARK_AFTER, Rejected, SyncError
-from storage.models import CallRecord, OutboxEntry, Recording, RecordingUpload, SyncState, utcnow
+from storage.models import (
+    CallRecord,
+    DispositionRecord,
+    OutboxEntry,
+    Recording,
+    RecordingUpload,
+    SyncState,
+    utcnow,
+)
 from storage.recordings import PART_SUFFIX, RecordingStore
 from storage.transfer import SourceUnusable, checked_source
+from storage.worklist import DispositionIn
 
 logger = logging.getLogger(__name__)
 
 CALL = "call"
 RECORDING = "recording"
+#: A rep's disposition of a call to a lead (``ref`` = its uuid; see :mod:`storage.worklist`).
+DISPOSITION = "disposition"
 #: ``sync_state`` names.
 ENABLED = "enabled"
 LAST_SUCCESS = "last_success_at"
@@ -119,11 +130,12 @@ class SyncStatus:
     last_attempt_at: datetime | None
     last_error: str | None
     last_error_at: datetime | None
+    pending_dispositions: int = 0
 
     @property
     def pending(self) -> int:
         """Rows waiting to be sent (parked ones not counted)."""
-        return self.pending_calls + self.pending_recordings
+        return self.pending_calls + self.pending_recordings + self.pending_dispositions
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +237,7 @@ def status(session: Session) -> SyncStatus:
         last_attempt_at=_parse_time(_state(session, LAST_ATTEMPT)),
         last_error=_state(session, LAST_ERROR),
         last_error_at=_parse_time(_state(session, LAST_ERROR_AT)),
+        pending_dispositions=int(counts.get(DISPOSITION, 0)),
     )
 
 
@@ -320,7 +333,7 @@ class _Batch:
         return [i for (k, _), ids in self.rows.items() if kind is None or k == kind for i in ids]
 
     def other(self) -> dict[tuple[str, str], list[int]]:
-        return {key: ids for key, ids in self.rows.items() if key[0] not in (CALL, RECORDING)}
+        return {key: ids for key, ids in self.rows.items() if key[0] not in (CALL, RECORDING, DISPOSITION)}
 
 
 class CentralSync:
@@ -492,6 +505,7 @@ class CentralSync:
             self.transport.ensure_ready()
         parked = self._park_unknown(batch)
         calls, rejected = self._send_calls(batch)
+        rejected += self._send_dispositions(batch)
         recordings, refused = self._send_recordings(batch)
         self._note(**{LAST_SUCCESS: self.clock().isoformat(), LAST_ERROR: None})
         state = self.status()
@@ -580,6 +594,60 @@ class CentralSync:
         if done:
             self._done(done)
         return sent, parked
+
+    def _send_dispositions(self, batch: _Batch) -> int:
+        """Send the batch's dispositions, answered per entry; returns the entries parked.
+
+        The centre's answer is noted in the local row (``received_at``, and ``conflict`` when the
+        lead had moved on), so the seat page can say so; a refused one is counted like a call.
+        """
+        uuids = batch.refs(DISPOSITION)
+        if not uuids:
+            return 0
+        with storage_errors(self.local, "reading dispositions to send"), Session(self.local) as session:
+            rows = [
+                DispositionIn(
+                    uuid=r.uuid,
+                    code=r.code,
+                    at=r.at,
+                    lead_id=r.lead_id,
+                    customer_id=r.customer_id,
+                    note=r.note,
+                    follow_up_at=r.follow_up_at,
+                    call_uuid=r.call_uuid,
+                )
+                for r in session.scalars(select(DispositionRecord).where(DispositionRecord.uuid.in_(uuids)))
+            ]
+        with self._attempt(batch.ids(DISPOSITION)):
+            outcomes = self.transport.send_dispositions(rows)
+        if len(outcomes) != len(rows):
+            raise SyncError(f"the centre answered {len(outcomes)} of {len(rows)} dispositions", "centre")
+        sent = {row.uuid for row in rows}
+        done = [i for ref in uuids if ref not in sent for i in batch.rows[(DISPOSITION, ref)]]
+        parked = 0
+        answered: dict[str, str | None] = {}
+        for row, outcome in zip(rows, outcomes, strict=True):
+            ids = batch.rows[(DISPOSITION, row.uuid)]
+            if outcome.status == "rejected":
+                parked += self._refused(ids, row.uuid, Rejected(outcome.reason or "refused"))
+            else:
+                done.extend(ids)
+                answered[row.uuid] = outcome.reason if outcome.status == "conflict" else None
+        now = self.clock()
+        with (
+            storage_errors(self.local, "noting the centre's answer"),
+            Session(self.local) as session,
+            session.begin(),
+        ):
+            for uuid, conflict in answered.items():
+                session.execute(
+                    update(DispositionRecord)
+                    .where(DispositionRecord.uuid == uuid)
+                    .values(received_at=now, conflict=conflict)
+                )
+        if done:
+            self._done(done)
+        return parked
 
     def _refused(self, ids: list[int], ref: str, exc: Rejected) -> int:
         """Park at once (``final``) or count one more refusal; returns how many entries were parked."""

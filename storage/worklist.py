@@ -18,14 +18,16 @@ conditional ``UPDATE`` (holder and time in its ``WHERE``), so two seats racing c
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import case, insert, or_, select, update
+from sqlalchemy import case, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from storage.models import CustomerPhone, CustomerRecord, DispositionRecord, Lead, LeadList, Rep, utcnow
 
@@ -37,7 +39,10 @@ __all__ = [
     "DispositionOutcome",
     "Rule",
     "WorkItem",
+    "add_local_disposition",
     "dispositions_of",
+    "local_dispositions_since",
+    "pending_dispositions",
     "record_dispositions",
     "rep_active",
     "worklist",
@@ -291,4 +296,73 @@ def dispositions_of(session: Session, customer_ids: Iterable[int]) -> list[Dispo
             .where(DispositionRecord.customer_id.in_(list(customer_ids)))
             .order_by(DispositionRecord.at, DispositionRecord.id)
         )
+    )
+
+
+# -- on the seat: dispositions written first locally, sent by the outbox ----------------------
+
+
+def add_local_disposition(
+    session: Session,
+    *,
+    seat: str,
+    rep: str,
+    code: str,
+    at: datetime,
+    lead_id: int | None = None,
+    customer_id: int | None = None,
+    note: str | None = None,
+    follow_up_at: datetime | None = None,
+    call_uuid: str | None = None,
+) -> str:
+    """Write a disposition on the seat (its outbox trigger queues it for the centre); returns its UUID."""
+    new = str(uuid.uuid4())
+    session.execute(
+        insert(DispositionRecord).values(
+            uuid=new,
+            seat=seat,
+            rep=rep,
+            code=code,
+            at=at,
+            lead_id=lead_id,
+            customer_id=customer_id,
+            note=note,
+            follow_up_at=follow_up_at,
+            call_uuid=call_uuid,
+        )
+    )
+    return new
+
+
+#: How long a disposition the centre kept without changing its lead is shown on the seat.
+CONFLICT_SHOWN = timedelta(days=1)
+
+
+def local_dispositions_since(session: Session, since: datetime | None) -> list[DispositionRecord]:
+    """The seat's dispositions the worklist of ``since`` does not know of yet.
+
+    Those not yet at the centre, those made since ``since``, and for a day those the centre kept
+    without changing the lead (``conflict``), newest first.
+    """
+    now = utcnow()
+    recent: list[ColumnElement[bool]] = [DispositionRecord.received_at.is_(None)]
+    if since is not None:
+        recent.append(DispositionRecord.at >= since)
+    recent.append(
+        (DispositionRecord.conflict.is_not(None)) & (DispositionRecord.received_at >= now - CONFLICT_SHOWN)
+    )
+    return list(
+        session.scalars(
+            select(DispositionRecord).where(or_(*recent)).order_by(DispositionRecord.at.desc()).limit(500)
+        )
+    )
+
+
+def pending_dispositions(session: Session) -> int:
+    """Dispositions written on this seat and not yet answered by the centre."""
+    return int(
+        session.scalar(
+            select(func.count(DispositionRecord.id)).where(DispositionRecord.received_at.is_(None))
+        )
+        or 0
     )

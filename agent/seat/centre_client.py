@@ -22,7 +22,7 @@ import httpx
 from pydantic import ValidationError
 
 from agent.errors import AgentError, ConfigError
-from agent.seatapi import API_PREFIX, BatchAnswer, EntryResult
+from agent.seatapi import API_PREFIX, BatchAnswer, DispositionResult, EntryResult
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,13 @@ class CentreUnavailable(CentreError):
 
 class CentreRefused(CentreError):
     """The centre refused the seat's credential (401) or its claim to be this seat (403)."""
+
+
+class BatchRefused(CentreError):
+    """The centre refused a whole batch for what it is or for this seat (a 4xx).
+
+    Sending it again as it is will not help, but it must not hold up the rest of the outbox.
+    """
 
 
 class RecordingRefused(CentreError):
@@ -179,6 +186,49 @@ class CentreClient:
         if len(answer.results) != len(entries):
             raise CentreError(f"the centre answered {len(answer.results)} entries for {len(entries)} sent")
         return answer.results
+
+    def send_dispositions(self, seat: str, entries: Sequence[dict[str, Any]]) -> list[DispositionResult]:
+        """Send the rep's dispositions; one result per entry, in order.
+
+        :raises CentreUnavailable: retry later.
+        :raises CentreRefused: the credential is not accepted.
+        :raises CentreError: any other refusal of the whole batch (a seat without a rep: 409).
+        """
+        response = self._request(
+            "POST", f"{API_PREFIX}/dispositions", json={"seat": seat, "dispositions": list(entries)}
+        )
+        _refused_as_seat(response)
+        if 400 <= response.status_code < 500:
+            raise BatchRefused(
+                f"the centre refused the dispositions ({response.status_code}): {_message(response)}"
+            )
+        if response.status_code != 200:
+            raise CentreError(f"the centre answered {response.status_code}: {_message(response)}")
+        try:
+            results = [DispositionResult.model_validate(r) for r in response.json()["results"]]
+        except (ValueError, ValidationError, KeyError, TypeError) as exc:
+            raise CentreError(f"the centre's answer is not a disposition answer: {exc}") from None
+        if len(results) != len(entries):
+            raise CentreError(f"the centre answered {len(results)} dispositions for {len(entries)} sent")
+        return results
+
+    def worklist(self, until: datetime, *, timeout: float | None = None) -> dict[str, Any]:
+        """The seat's rep's worklist (``GET /api/v1/worklist``), follow-ups due by ``until``.
+
+        :raises CentreUnavailable: the centre cannot be reached or is failing.
+        :raises CentreRefused: the credential is not accepted.
+        :raises CentreError: anything else (a seat without a rep at the centre: 409).
+        """
+        response = self._request(
+            "GET", f"{API_PREFIX}/worklist", params={"until": until.isoformat()}, timeout=timeout
+        )
+        _refused_as_seat(response)
+        if response.status_code != 200:
+            raise CentreError(f"the centre answered {response.status_code}: {_message(response)}")
+        data = response.json()
+        if not isinstance(data, dict) or not isinstance(data.get("items"), list):
+            raise CentreError("the centre's answer is not a worklist")
+        return data
 
     def recording_status(self, call_uuid: str) -> RecordingCopy | None:
         """What the centre holds of this call's recording (its store checked now), or None.

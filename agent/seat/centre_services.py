@@ -11,12 +11,15 @@ import logging
 from collections.abc import Callable
 
 import pluggy
+from sqlalchemy import Engine
 
 from agent.config import Config, is_centre_url
 from agent.seat.centre_client import CentreClient
 from agent.seat.centre_lookup import CentreLookup, register_centre_lookup
 from agent.seat.listen_out import Tap, start_listen_out, stop_listen_out
 from agent.seat.transport import centre_access, make_client
+from agent.seat.web.context import local_now
+from agent.seat.worklist import SeatWorklist
 from storage.lookup import CardCall
 
 logger = logging.getLogger(__name__)
@@ -31,11 +34,14 @@ class CentreServices:
         self._listen_out: asyncio.Task[None] | None = None
         self._lookup: CentreLookup | None = None
         self._client: CentreClient | None = None
+        #: The rep's worklist from the centre (None outside team mode, or before :meth:`start`).
+        self.worklist: SeatWorklist | None = None
 
-    def start(self, live: Callable[[str], Tap | None] | None) -> None:
+    def start(self, live: Callable[[str], Tap | None] | None, engine: Engine | None = None) -> None:
         """Register the centre lookup and, with ``live`` (the recorder's taps), connect out for listen-in.
 
-        Does nothing outside team mode with a centre.
+        With ``engine`` (the seat's database, where dispositions are written first) the rep's
+        worklist is fetched too. Does nothing outside team mode with a centre.
         """
         url = self.config.central_url
         if not url or not is_centre_url(url):
@@ -45,6 +51,9 @@ class CentreServices:
         self._lookup = register_centre_lookup(self.pm, self.config, self._client)
         if live is not None:
             _, self._listen_out = start_listen_out(centre_access(self.config), live)
+        if engine is not None:
+            self.worklist = SeatWorklist(self._client, engine, self.config.agent.data_dir, now=local_now)
+            self.worklist.start()
 
     def team_calls(self, number_e164: str) -> tuple[CardCall, ...]:
         """The number's last calls at the centre from any seat of the team, as last fetched (never waits).
@@ -55,7 +64,10 @@ class CentreServices:
         return lookup.team_calls(number_e164) if lookup is not None else ()
 
     async def stop(self) -> None:
-        """Close the listen-in connection, unregister the lookup and close its client (idempotent)."""
+        """Stop the worklist and listen-in, unregister the lookup, close the client (idempotent)."""
+        if self.worklist is not None:
+            await self.worklist.stop()
+            self.worklist = None
         if self._listen_out is not None:
             await stop_listen_out(self._listen_out)
             self._listen_out = None

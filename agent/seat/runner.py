@@ -172,7 +172,9 @@ class Agent:
         if self.sync is not None:
             observers.append(self.sync)
             self.sync.start()
-        self.centre_services.start(self.recorder.subscribe_live if self.recorder is not None else None)
+        self.centre_services.start(
+            self.recorder.subscribe_live if self.recorder is not None else None, self.engine
+        )
         self._pipes = [
             ObserverPipe(
                 observer, self.metrics, parking=storage if observer is storage else None, clock=self.clock
@@ -269,6 +271,8 @@ class Agent:
             login=SeatLogin(agent.data_dir / HASH_FILE_NAME),
             team_calls=self.centre_services.team_calls,
             region=self.config.agent.region,
+            worklist=self.centre_services.worklist,
+            wake_sync=self.sync.wake if self.sync is not None else None,
         )
 
     async def _shutdown(

@@ -25,15 +25,17 @@ from agent.config import Config, is_centre_url
 from agent.errors import ConfigError
 from agent.events import Call, RecordingFacts
 from agent.seat.centre_client import (
+    BatchRefused,
     CentreClient,
     CentreError,
     CentreRefused,
     RecordingRefused,
     read_token,
 )
-from agent.seatapi import MAX_BATCH, CallEntry
+from agent.seatapi import MAX_BATCH, MAX_DISPOSITIONS, CallEntry
 from storage.central import CallRow, Outcome, Transport
 from storage.faults import Rejected, SyncError
+from storage.worklist import DispositionIn, DispositionOutcome
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +84,29 @@ class HttpTransport:
             outcomes.extend(Outcome(result.status, result.reason) for result in results)
         return outcomes
 
+    def send_dispositions(self, rows: Sequence[DispositionIn]) -> list[DispositionOutcome]:
+        """POST the rows in batches the centre takes; one outcome per row.
+
+        A batch the centre refuses as a whole (this seat has no rep there, say) is every row
+        refused, so the outbox counts and in the end parks them instead of stopping on them.
+        """
+        outcomes: list[DispositionOutcome] = []
+        for start in range(0, len(rows), MAX_DISPOSITIONS):
+            part = rows[start : start + MAX_DISPOSITIONS]
+            entries = [_disposition_entry(row) for row in part]
+            try:
+                with _faults(f"sending {len(part)} disposition(s)"):
+                    results = self.client.send_dispositions(self.seat, entries)
+            except BatchRefused as exc:
+                logger.warning("the centre refused %d disposition(s): %s", len(part), exc)
+                outcomes.extend(DispositionOutcome(row.uuid, "rejected", str(exc)) for row in part)
+                continue
+            outcomes.extend(
+                DispositionOutcome(row.uuid, result.status, result.reason)
+                for row, result in zip(part, results, strict=True)
+            )
+        return outcomes
+
     def send_recording(self, facts: RecordingFacts, call: Call | None, source: Path) -> bool:
         """Upload the file unless the centre already holds it with this SHA-256; True when sent."""
         if facts.sha256 is None:
@@ -121,12 +146,25 @@ def _params(facts: RecordingFacts) -> dict[str, str]:
     return params
 
 
+def _disposition_entry(row: DispositionIn) -> dict[str, object]:
+    return {
+        "uuid": row.uuid,
+        "code": row.code,
+        "at": row.at.isoformat(),
+        "lead_id": row.lead_id,
+        "customer_id": row.customer_id,
+        "note": row.note,
+        "follow_up_at": row.follow_up_at.isoformat() if row.follow_up_at else None,
+        "call_uuid": row.call_uuid,
+    }
+
+
 @contextmanager
 def _faults(doing: str) -> Iterator[None]:
     """Turns the client's errors into the outbox's: :class:`SyncError` (retry) with a kind."""
     try:
         yield
-    except RecordingRefused:
+    except (RecordingRefused, BatchRefused):
         raise
     except CentreRefused as exc:
         raise SyncError(f"{doing}: {exc}", "credential") from None

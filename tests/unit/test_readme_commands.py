@@ -44,7 +44,7 @@ def test_the_table_lists_every_built_in_command_and_option() -> None:
 def test_a_drifted_table_is_caught() -> None:
     text = README.read_text(encoding="utf-8")
     drifted = text.replace(
-        "| `--team`, `--token-file`, `--config`, `--data-dir` |", "| `--team`, `--config` |"
+        "| `--team`, `--rep`, `--token-file`, `--config`, `--data-dir` |", "| `--team`, `--config` |"
     )
     assert drifted != text
     assert readme_table(drifted) != command_table()

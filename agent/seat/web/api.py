@@ -42,6 +42,7 @@ from storage.repository import (
     follow_ups_due,
     save_note,
 )
+from storage.worklist import MAX_AHEAD, add_local_disposition
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +101,8 @@ class SeatApi:
             Route("/api/dial", self.dial, methods=["POST"], name="dial"),
             Route("/api/customers/{customer_id:int}/claim", self.claim, methods=["POST"], name="claim"),
             Route("/api/rep-state", self.rep_state, methods=["POST"], name="rep_state"),
+            Route("/api/worklist", self.worklist, methods=["GET"], name="worklist"),
+            Route("/api/dispositions", self.disposition, methods=["POST"], name="disposition"),
         ]
 
     # -- helpers --------------------------------------------------------------------
@@ -412,6 +415,103 @@ class SeatApi:
         if status.reason in ("ok", "yours"):
             return self._json({**view, "owner_rep": self.rep, "claimed": status.reason == "ok"})
         return self._json({**view, "error": status.reason}, status_code=409)
+
+    # -- the worklist ----------------------------------------------------------------------
+
+    async def worklist(self, request: Request) -> Response:
+        """``GET /api/worklist``: the rep's leads to call, as last fetched from the centre.
+
+        ``{"available": false}`` outside team mode; see :meth:`agent.seat.worklist.SeatWorklist.snapshot`.
+        """
+        source = self.context.worklist
+        if source is None:
+            return self._json({"available": False, "items": []}, headers={"Cache-Control": "no-store"})
+        try:
+            view = await anyio.to_thread.run_sync(source.snapshot)
+        except AgentError as exc:
+            logger.warning("seat page: worklist: %s", exc)
+            return self._error(503, "the database is unavailable")
+        view["dial_lines"] = self._dial_lines()
+        region = self.context.region
+        for item in view["items"]:
+            numbers = [n for n in item.get("numbers") or [] if isinstance(n, str)]
+            item["numbers_display"] = [national(n, region) or n for n in numbers]
+        return self._json(view, headers={"Cache-Control": "no-store"})
+
+    async def disposition(self, request: Request) -> Response:
+        """``POST /api/dispositions``: what a call to a lead came to (kept here, sent to the centre).
+
+        Body: ``{"code", "lead_id", "customer_id", "note", "follow_up_at" (local or ISO time),
+        "call_uuid"}``. The code must be one of the floor's (as last fetched); a follow-up code
+        needs its time. Answers ``{"saved": true, "uuid": ...}``.
+        """
+        body = await self._body(request)
+        if isinstance(body, Response):
+            return body
+        source = self.context.worklist
+        if source is None or self.engine is None:
+            return self._error(409, "no worklist here: this seat is not in team mode")
+        if not self.rep:
+            return self._error(409, "this seat has no rep configured")
+        try:
+            fields = self._disposition_fields(body, source.codes())
+        except ValueError as exc:
+            return self._error(400, str(exc))
+        at = self.context.now()
+        try:
+            saved = await self._db(
+                lambda s: add_local_disposition(s, seat=self.context.seat, rep=self.rep, at=at, **fields)
+            )
+        except AgentError as exc:
+            logger.warning("seat page: disposition not kept: %s", exc)
+            return self._error(503, "the database is unavailable")
+        source.poke()
+        if self.context.wake_sync is not None:
+            self.context.wake_sync()
+        return self._json({"saved": True, "uuid": saved})
+
+    def _disposition_fields(self, body: dict[str, Any], codes: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        code = body.get("code")
+        if not isinstance(code, str) or code not in codes:
+            raise ValueError(
+                f"choose one of the floor's dispositions ({', '.join(codes) or 'none fetched yet'})"
+            )
+        ids = {}
+        for name in ("lead_id", "customer_id"):
+            value = body.get(name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ValueError(f"{name} is a positive integer")
+            ids[name] = value
+        if ids["lead_id"] is None:
+            raise ValueError("lead_id is needed: a disposition is of a lead on the worklist")
+        note = body.get("note") or None
+        if note is not None and (not isinstance(note, str) or len(note) > MAX_NOTE):
+            raise ValueError(f"the note is text of at most {MAX_NOTE} characters")
+        follow_up = self._follow_up_time(body.get("follow_up_at"))
+        if codes[code].get("follow_up") and follow_up is None:
+            raise ValueError("say when to call again")
+        call_uuid = body.get("call_uuid") or None
+        if call_uuid is not None and (not isinstance(call_uuid, str) or not UUID_RE.fullmatch(call_uuid)):
+            raise ValueError("call_uuid is a call's UUID")
+        return {**ids, "code": code, "note": note, "follow_up_at": follow_up, "call_uuid": call_uuid}
+
+    def _follow_up_time(self, value: object) -> datetime | None:
+        """A ``datetime-local`` value (the rep's wall clock) or an ISO time with offset; None for none."""
+        if value in (None, ""):
+            return None
+        if not isinstance(value, str):
+            raise ValueError("follow_up_at is a time")
+        try:
+            when = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError("follow_up_at is not a time (YYYY-MM-DDTHH:MM)") from None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=self.context.now().tzinfo)
+        if when < self.context.now() - timedelta(minutes=5):
+            raise ValueError("the follow-up time is in the past")
+        if when > self.context.now() + MAX_AHEAD:
+            raise ValueError(f"the follow-up time is more than {MAX_AHEAD.days} days ahead")
+        return when
 
     # -- rep state -------------------------------------------------------------------------
 

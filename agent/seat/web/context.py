@@ -27,6 +27,7 @@ from agent.web.guard import LOOPBACK_NAMES, PageTokens
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
+    from agent.seat.worklist import SeatWorklist
     from storage.lookup import CardCall
 
 
@@ -119,6 +120,9 @@ class SeatContext:
         request that reaches the page over the network; None: such requests are refused (the
         page says no password is set), loopback is unaffected either way.
     :param region: the numbering region the page writes numbers for (``[agent] region``).
+    :param worklist: the rep's worklist from the centre (:class:`agent.seat.worklist.SeatWorklist`);
+        None outside team mode: the page shows no worklist and takes no dispositions.
+    :param wake_sync: asks the outbox to send soon (after a disposition); None: it sends on its own time.
     """
 
     bus: SeatBus
@@ -147,3 +151,5 @@ class SeatContext:
     login: SeatLogin | None = None
     team_calls: Callable[[str], Sequence[CardCall]] | None = None
     region: str = DEFAULT_REGION
+    worklist: SeatWorklist | None = None
+    wake_sync: Callable[[], None] | None = None

@@ -716,7 +716,7 @@
     source.onerror = function () { setConnection(false); };
     source.addEventListener("call", handle(function (payload) {
       upsertCall(payload.call);
-      if (payload.kind === "ended") loadToday();
+      if (payload.kind === "ended") { loadToday(); loadWorklist(); }
     }));
     source.addEventListener("line", handle(upsertLine));
     source.addEventListener("rep", handle(function (change) {
@@ -735,6 +735,145 @@
         .catch(function () { setTimeout(connect, 2000); });
     });
   }
+
+  // -- the worklist: the rep's leads from the centre, a result after each call, the next lead --
+
+  var worklist = null;     // what /api/worklist said
+  var workLead = null;     // the lead the result form is for
+
+  function loadWorklist() {
+    return request("GET", api + "/worklist").then(renderWorklist).catch(function () {});
+  }
+
+  function dispositionLabel(d) {
+    return (document.documentElement.lang || "").indexOf("zh") === 0 ? d.zh : d.en;
+  }
+
+  function renderWorklist(data) {
+    worklist = data;
+    var section = $("worklist");
+    if (!data.available) { section.hidden = true; return; }
+    section.hidden = false;
+    if (data.dial_lines) dialLines = data.dial_lines;
+    var status = [];
+    if (data.rep_active === false) status.push(t("worklist.inactive"));
+    if (data.offline) status.push(t("worklist.offline"));
+    if (data.pending) status.push(t("worklist.pending", { n: data.pending }));
+    $("worklist-status").textContent = status.join(" ");
+    var conflicts = $("worklist-conflicts");
+    conflicts.textContent = "";
+    (data.conflicts || []).forEach(function (c) {
+      conflicts.appendChild(el("span", "conflict", t("worklist.conflict", { lead: c.lead_id, reason: c.conflict })));
+    });
+    conflicts.hidden = !(data.conflicts || []).length;
+    var list = $("worklist-items");
+    list.textContent = "";
+    var items = data.items || [];
+    $("worklist-empty").hidden = items.length > 0;
+    items.forEach(function (item) { list.appendChild(workRow(item)); });
+    var still = workLead && items.filter(function (i) { return i.lead_id === workLead.lead_id; })[0];
+    showDisposition(still || items[0] || null);
+  }
+
+  function workRow(item) {
+    var li = el("li", "work-item");
+    li.setAttribute("data-lead", String(item.lead_id));
+    li.setAttribute("data-reason", item.reason);
+    var who = el("span", "work-name", item.name || item.company || (item.numbers_display || [])[0] || "");
+    li.appendChild(who);
+    if (item.company && item.name) li.appendChild(el("span", "work-company", item.company));
+    var number = (item.numbers_display || [])[0];
+    if (number) li.appendChild(el("span", "work-number", number));
+    li.appendChild(el("span", "work-reason", t("worklist.reason." + item.reason)));
+    if (item.due_at) li.appendChild(el("span", "work-due", t("worklist.due", { time: clock(item.due_at).slice(0, 5) })));
+    if (item.premium) li.appendChild(el("span", "work-premium", t("worklist.premium")));
+    var dialNumber = (item.numbers || [])[0];
+    var button = dialButton(dialNumber);
+    if (button) {
+      button.addEventListener("click", function () { showDisposition(item); });
+      li.appendChild(button);
+    }
+    var record = el("button", "work-record", t("worklist.record"));
+    record.type = "button";
+    record.addEventListener("click", function () { showDisposition(item); });
+    li.appendChild(record);
+    return li;
+  }
+
+  function showDisposition(item) {
+    var form = $("disposition-form");
+    workLead = item;
+    Array.prototype.forEach.call(document.querySelectorAll(".work-item"), function (li) {
+      li.classList.toggle("current", item !== null && li.getAttribute("data-lead") === String(item.lead_id));
+    });
+    if (!item) { form.hidden = true; return; }
+    form.hidden = false;
+    $("disposition-heading").textContent = t("disposition.title", {
+      name: item.name || item.company || (item.numbers_display || [])[0] || ""
+    });
+    var select = $("disposition-code");
+    var chosen = select.value;
+    select.textContent = "";
+    (worklist.dispositions || []).forEach(function (d) {
+      var option = el("option", null, dispositionLabel(d));
+      option.value = d.code;
+      option.setAttribute("data-follow-up", d.follow_up ? "1" : "");
+      select.appendChild(option);
+    });
+    if (chosen) select.value = chosen;
+    followUpShown();
+  }
+
+  function followUpShown() {
+    var option = $("disposition-code").selectedOptions[0];
+    var needed = !!(option && option.getAttribute("data-follow-up"));
+    $("disposition-follow-up").hidden = !needed;
+    $("disposition-follow-up-label").hidden = !needed;
+    $("disposition-follow-up").required = needed;
+  }
+
+  function lastCallTo(item) {
+    // The latest call on this seat to or from one of the lead's numbers: the call the result is of.
+    var numbers = item.numbers || [];
+    var found = null;
+    Object.keys(calls).forEach(function (uuid) {
+      var call = calls[uuid];
+      if (numbers.indexOf(call.number_e164) < 0) return;
+      if (!found || String(call.started_at) > String(found.started_at)) found = call;
+    });
+    return found;
+  }
+
+  function saveDisposition(event) {
+    event.preventDefault();
+    if (!workLead) return;
+    var item = workLead;
+    var call = lastCallTo(item);
+    var followUp = $("disposition-follow-up");
+    var payload = {
+      lead_id: item.lead_id,
+      customer_id: item.customer_id,
+      code: $("disposition-code").value,
+      note: $("disposition-note").value,
+      follow_up_at: followUp.hidden ? null : followUp.value,
+      call_uuid: call ? call.uuid : null
+    };
+    var status = $("disposition-status");
+    var button = $("disposition-save");
+    button.disabled = true;
+    request("POST", api + "/dispositions", payload).then(function () {
+      status.textContent = t("disposition.saved");
+      $("disposition-note").value = "";
+      followUp.value = "";
+      workLead = null;
+      return loadWorklist();
+    }).catch(function (error) {
+      status.textContent = t("disposition.failed", { error: error.message });
+    }).then(function () { button.disabled = false; });
+  }
+
+  $("disposition-form").addEventListener("submit", saveDisposition);
+  $("disposition-code").addEventListener("change", followUpShown);
 
   tick();
   setInterval(tick, 1000);
@@ -762,5 +901,7 @@
   setInterval(loadParked, 30000);
   setInterval(tickRepState, 1000);
   loadToday();
+  loadWorklist();
+  setInterval(loadWorklist, 30000);
   connect();
 })();
