@@ -1,4 +1,4 @@
-"""Re-importing with ``update``: existing customers get the file's fields (never a new owner), each change told."""
+"""Re-importing with ``update``: existing customers get the file's fields, never a new owner."""
 
 from __future__ import annotations
 
@@ -40,8 +40,7 @@ def engine() -> Iterator[Engine]:
 
 def rows(*body: list[str], header: list[str] = HEADER) -> Iterator[tuple[int, list[str] | str]]:
     yield 1, header
-    for number, cells in enumerate(body, start=2):
-        yield number, cells
+    yield from enumerate(body, start=2)
 
 
 def customer(engine: Engine, e164: str) -> CustomerRecord:
