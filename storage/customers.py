@@ -337,6 +337,13 @@ def _b2b_names(header: Sequence[str], columns: dict[int, str], *, recognised: se
         columns[customer[0]] = "company"
 
 
+def recognised_field(header_text: str) -> str | None:
+    """The field an English or Chinese header names (``手机号码`` → ``phone``), None for no field."""
+    return HEADER_ALIASES.get(_header_key(header_text)) or HEADER_ALIASES.get(
+        unicodedata.normalize("NFKC", header_text).strip().lower()
+    )
+
+
 def map_columns(header: Sequence[str], mapping: dict[str, str] | None = None) -> dict[int, str]:
     """Which field each column holds: ``{column index: field}``.
 
@@ -363,9 +370,7 @@ def map_columns(header: Sequence[str], mapping: dict[str, str] | None = None) ->
         if text.strip() in explicit:
             columns[index] = explicit.pop(text.strip())
             continue
-        found: str | None = HEADER_ALIASES.get(_header_key(text)) or HEADER_ALIASES.get(
-            unicodedata.normalize("NFKC", text).strip().lower()
-        )
+        found = recognised_field(text)
         if found is not None:
             columns[index] = found
     if explicit:
