@@ -31,7 +31,7 @@ from agent.centre.auth import Principal, csrf_ok
 from agent.centre.context import ConsoleContext
 from agent.centre.uploads import MultipartError, Upload, parse_multipart, upload_owner
 from agent.errors import StorageError
-from storage.customers import FIELDS, ChangeWriter, ImportFileError, RejectWriter
+from storage.customers import FIELDS, ChangeWriter, ImportFileError, Reason, RejectWriter
 from storage.leadfiles import LeadImport, Preview, import_file, mapping_of, preview_file
 from storage.repository import add_audit
 
@@ -131,6 +131,18 @@ def _preview(
     problem_key: str | None = None,
 ) -> Response:
     chosen = form or {}
+    columns = preview.columns if columns is None else columns
+    lang = language_of(ctx, request, current.who)
+    rows = [
+        {
+            "row": r.row,
+            "cells": r.cells,
+            "problem": r.problem.text(lang) if isinstance(r.problem, Reason) else r.problem,
+        }
+        for r in preview.rows
+    ]
+    if problem_key is None and problem is None:
+        problem_key = column_problem(columns)
     return render(
         ctx,
         request,
@@ -139,14 +151,25 @@ def _preview(
         status=status,
         upload=upload,
         preview=preview,
-        columns=preview.columns if columns is None else columns,
+        rows=rows,
+        columns=columns,
         choices=CHOICES,
         list_name=chosen.get("list", ""),
         premium=chosen.get("premium") == "1",
         update=chosen.get("update") == "1",
-        problem=problem if problem is not None else preview.problem,
+        problem=problem,
         problem_key=problem_key,
     )
+
+
+def column_problem(columns: dict[int, str]) -> str | None:
+    """Why a mapping cannot be imported (a locale key: no phone column, two name columns), else None."""
+    targets = list(columns.values())
+    if "phone" not in targets:
+        return "upload.need_phone"
+    if any(targets.count(single) > 1 for single in ("name", "company", "owner_rep")):
+        return "upload.one_each"
+    return None
 
 
 def _choices(form: dict[str, str], width: int) -> dict[int, str]:
@@ -205,6 +228,8 @@ async def preview_page(ctx: ConsoleContext, request: Request, current: Visit, wh
             ctx, request, current, upload, preview, status=400, columns=columns, form=form,
             problem_key="upload.no_list",
         )  # fmt: skip
+    if column_problem(columns) is not None:
+        return _preview(ctx, request, current, upload, preview, status=400, columns=columns, form=form)
     premium, update = form.get("premium") == "1", form.get("update") == "1"
     addr = client_address(request)
 
