@@ -334,3 +334,31 @@ def test_a_mapping_names_every_column() -> None:
     assert mapping_of({1: "phone"}, 3) == {"#1": "ignore", "#2": "phone", "#3": "ignore"}
     with pytest.raises(ValueError, match="unknown field"):
         mapping_of({0: "password"}, 1)
+
+
+def test_premium_leads_go_to_a_list_of_their_own_and_an_import_runs_once(
+    client: TestClient, engine: Engine
+) -> None:
+    log_in(client, "boss")
+    first = preview_path(client, gbk_csv())
+    token = csrf_of(client.get(first).text)
+    mapping = {"csrf": token, "col.0": "company", "col.1": "name", "col.2": "phone", "list": "spring"}
+    assert client.post(first, data=mapping, follow_redirects=False).status_code == 303
+    again = client.post(first, data=mapping)  # the form sent twice: the result, not a second import
+    assert again.status_code == 200
+    assert 'id="result"' in again.text
+    assert len(audit_rows(engine, "lead_import")) == 1
+    second = preview_path(client, gbk_csv([["电话"], ["13900000001"]]))
+    refused = client.post(second, data={"csrf": token, "col.0": "phone", "list": "spring", "premium": "1"})
+    assert refused.status_code == 400
+    assert "exists and is not premium" in refused.text
+    assert len(audit_rows(engine, "lead_import")) == 1  # nothing imported, nothing audited
+
+
+def test_the_upload_form_says_its_limit(client: TestClient) -> None:
+    log_in(client, "boss")
+    page = client.get("/leads/import")
+    assert page.status_code == 200
+    assert "At most 20 MB." in page.text
+    assert 'enctype="multipart/form-data"' in page.text
+    assert 'href="/leads/import"' in client.get("/calls").text  # in the manager's menu
