@@ -107,14 +107,16 @@ async def upload_page(ctx: ConsoleContext, request: Request, current: Visit, who
     try:
         await run_in_threadpool(preview_file, upload.source)
     except ImportFileError as exc:
-        store.discard(upload)
+        await run_in_threadpool(store.discard, upload)
         return _upload_form(ctx, request, current, 400, key="upload.unreadable", detail=str(exc))
     logger.info("lead upload by %s: %s, %d byte(s)", who.login, upload.filename, len(part.data))
     return RedirectResponse(f"/leads/import/{upload.id}", status_code=303)
 
 
-def _upload_of(ctx: ConsoleContext, request: Request, current: Visit, who: Principal) -> Upload | None:
-    return ctx.upload_store().get(str(request.path_params["upload_id"]), _owner(ctx, current, who))
+async def _upload_of(ctx: ConsoleContext, request: Request, current: Visit, who: Principal) -> Upload | None:
+    """The upload the path names, if it is this session's and has not expired (read off the loop)."""
+    upload_id = str(request.path_params["upload_id"])
+    return await run_in_threadpool(ctx.upload_store().get, upload_id, _owner(ctx, current, who))
 
 
 def _preview(
@@ -207,7 +209,7 @@ def _result(done: LeadImport, *, update: bool, rejects: int, changes: int) -> di
 @requires(*MANAGERS)
 async def preview_page(ctx: ConsoleContext, request: Request, current: Visit, who: Principal) -> Response:
     """``GET /leads/import/{id}``: mapping and first rows, or the result; ``POST``: the import (audited)."""
-    upload = _upload_of(ctx, request, current, who)
+    upload = await _upload_of(ctx, request, current, who)
     if upload is None:
         return error(ctx, request, current, 404, "upload.expired")
     if upload.result is not None:
@@ -280,11 +282,11 @@ async def preview_page(ctx: ConsoleContext, request: Request, current: Visit, wh
 async def _download(
     ctx: ConsoleContext, request: Request, current: Visit, who: Principal, kind: str
 ) -> Response:
-    upload = _upload_of(ctx, request, current, who)
+    upload = await _upload_of(ctx, request, current, who)
     if upload is None or upload.result is None:
         return error(ctx, request, current, 404, "upload.expired")
     path: Path = upload.rejects if kind == "rejects" else upload.changes
-    if not path.is_file():
+    if not await run_in_threadpool(path.is_file):
         return error(ctx, request, current, 404, "error.not_found")
     detail = json.dumps({"file": upload.filename}, ensure_ascii=False)
     await ctx.audit(
