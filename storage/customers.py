@@ -25,6 +25,15 @@ import, so an export imports back unchanged.
 A row is taken whole or not at all: a customer is never half imported, so an
 import of the fixed reject file cannot create a second copy of the first half.
 
+With ``update=True`` (``--update``) a row whose numbers are an existing customer's is not a
+duplicate but that customer's new data: the fields the row gives (name, company, notes, tags:
+:data:`UPDATABLE`) replace the customer's, numbers the row adds are added to it, and the
+owner is never changed (an owner column is not read for such a row). Every field that changed
+is a :class:`Change` (row, number, field, old, new), told to a :class:`ChangeSink` and written
+by :class:`ChangeWriter` in the reader's language. An empty cell clears nothing. A row whose
+numbers belong to two customers is rejected (``several_customers``); a number twice in the
+file is still ``duplicate_in_file``.
+
 Numbers are stored as E.164 (``+8613812345678``). An extension is kept in the
 RFC 3966 form ``+862212345678;ext=8001`` (unique per extension, so two people
 behind one switchboard are two numbers), the number as written beside it.
@@ -42,9 +51,10 @@ import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, TypeVar, cast
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table, bindparam, insert, select
+from sqlalchemy import update as sql_update
 from sqlalchemy.orm import Session
 
 from agent.numbers import DEFAULT_REGION, display_key, to_e164
@@ -53,8 +63,12 @@ from storage.sheets import CsvWriter, headers, temporary_beside, unescape_text, 
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 #: The fields a column can map to. ``phone`` may be mapped from several columns.
 FIELDS: tuple[str, ...] = ("name", "phone", "company", "owner_rep", "notes", "tags")
+#: The fields an ``update`` import changes on an existing customer (never ``owner_rep``).
+UPDATABLE: tuple[str, ...] = ("name", "company", "notes", "tags")
 
 #: Header names (after :func:`_header_key`) that map to a field; digits at the end are ignored
 #: (``电话2``, ``phone 3``).
@@ -154,6 +168,10 @@ REASONS: dict[str, dict[str, str]] = {
         "zh-CN": "{raw} 属于客户 {customer}，负责人是 {owner}",
     },
     "duplicate_in_db": {"en": "{raw} is already customer {customer}", "zh-CN": "{raw} 已是客户 {customer}"},
+    "several_customers": {
+        "en": "{raw} is customer {customer}, {other_raw} is customer {other}: one row cannot update both",
+        "zh-CN": "{raw} 是客户 {customer}，{other_raw} 是客户 {other}：一行不能同时更新两个客户",
+    },
 }
 
 
@@ -180,6 +198,13 @@ class Reason(str):
         return said.get(lang, said["en"]).format(**self.params)
 
 
+class ChangeSink(Protocol):
+    """Where an ``update`` import reports what it changed: called once per changed field."""
+
+    def __call__(self, change: Change) -> None:
+        """One field of one existing customer that the import changed (or would, in a dry run)."""
+
+
 class ImportFileError(ValueError):
     """The file as a whole cannot be imported (unreadable, no header, no phone column)."""
 
@@ -194,9 +219,29 @@ class Issue:
     number: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One field an ``update`` import changed: the row, the customer, its number, old and new value.
+
+    ``number`` is the customer's number the row was matched by (E.164, as :func:`display_key`
+    shows it); ``field`` is one of :data:`UPDATABLE` or ``phone`` (a number added: ``old`` None).
+    """
+
+    row: int
+    customer: int
+    number: str
+    field: str
+    old: str | None
+    new: str | None
+
+
 @dataclass
 class ImportReport:
-    """What an import did. ``issues`` lists every row that was not imported, and why."""
+    """What an import did. ``issues`` lists every row that was not imported, and why.
+
+    ``updated``: existing customers an ``update`` import changed (``changes`` says how);
+    ``unchanged``: rows that matched an existing customer and changed nothing.
+    """
 
     rows: int = 0
     imported: int = 0
@@ -205,6 +250,9 @@ class ImportReport:
     columns: dict[str, str] = field(default_factory=dict)
     ignored_columns: list[str] = field(default_factory=list)
     issues: list[Issue] = field(default_factory=list)
+    updated: int = 0
+    unchanged: int = 0
+    changes: list[Change] = field(default_factory=list)
 
     def count(self, kind: str) -> int:
         """How many issues of a kind (``rejected``, ``duplicate_in_file``, ``duplicate_in_db``, ...)."""
@@ -233,6 +281,8 @@ class _Row:
     notes: str | None
     tags: str | None
     phones: list[_Phone]
+    #: The fields the row gives a value for (an update changes only these).
+    given: frozenset[str] = frozenset()
 
 
 def _header_key(text: str) -> str:
@@ -287,6 +337,13 @@ def _b2b_names(header: Sequence[str], columns: dict[int, str], *, recognised: se
         columns[customer[0]] = "company"
 
 
+def recognised_field(header_text: str) -> str | None:
+    """The field an English or Chinese header names (``手机号码`` → ``phone``), None for no field."""
+    return HEADER_ALIASES.get(_header_key(header_text)) or HEADER_ALIASES.get(
+        unicodedata.normalize("NFKC", header_text).strip().lower()
+    )
+
+
 def map_columns(header: Sequence[str], mapping: dict[str, str] | None = None) -> dict[int, str]:
     """Which field each column holds: ``{column index: field}``.
 
@@ -313,9 +370,7 @@ def map_columns(header: Sequence[str], mapping: dict[str, str] | None = None) ->
         if text.strip() in explicit:
             columns[index] = explicit.pop(text.strip())
             continue
-        found: str | None = HEADER_ALIASES.get(_header_key(text)) or HEADER_ALIASES.get(
-            unicodedata.normalize("NFKC", text).strip().lower()
-        )
+        found = recognised_field(text)
         if found is not None:
             columns[index] = found
     if explicit:
@@ -568,10 +623,11 @@ def _parse_row(
         notes=notes,
         tags=",".join(dict.fromkeys(tag_list)) or None,
         phones=phones,
+        given=frozenset(values) & frozenset(UPDATABLE),
     )
 
 
-def _chunks(items: Sequence[str], size: int = 500) -> Iterator[Sequence[str]]:
+def _chunks(items: Sequence[T], size: int = 500) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
@@ -585,12 +641,16 @@ class _Importer:
         *,
         dry_run: bool,
         imported: Callable[[list[int]], None] | None = None,
+        update: bool = False,
+        changes: ChangeSink | None = None,
     ) -> None:
         self.session = session
         self.report = report
         self.reject = reject
         self.dry_run = dry_run
         self.imported = imported
+        self.update = update
+        self.changes = changes
         #: number key -> (row, owner) of every number taken from the file so far.
         self.seen: dict[str, tuple[int, str | None]] = {}
 
@@ -614,11 +674,19 @@ class _Importer:
             for key, customer_id, owner_rep in self.session.execute(query):
                 existing[key] = (customer_id, owner_rep)
         accepted: list[_Row] = []
+        matched: list[tuple[_Row, int, str]] = []
         for row in batch:
-            if self._check(row, existing):
+            target = self._check(row, existing)
+            if target is False:
+                continue
+            for phone in row.phones:
+                self.seen[phone.key] = (row.row, row.owner_rep)
+            if target is True:
                 accepted.append(row)
-                for phone in row.phones:
-                    self.seen[phone.key] = (row.row, row.owner_rep)
+            else:
+                matched.append((row, *target))
+        if matched:
+            self._update(matched, existing)
         self.report.imported += len(accepted)
         self.report.phones += sum(len(row.phones) for row in accepted)
         if self.dry_run or not accepted:
@@ -662,26 +730,108 @@ class _Importer:
         if self.imported is not None:
             self.imported(list(ids))
 
-    def _check(self, row: _Row, existing: dict[str, tuple[int, str | None]]) -> bool:
-        """False (and the row reported and rejected) when any of its numbers is taken."""
+    def _update(
+        self, matched: list[tuple[_Row, int, str]], existing: dict[str, tuple[int, str | None]]
+    ) -> None:
+        """Give existing customers the fields their rows bring (never the owner); report each change."""
+        ids = sorted({customer_id for _, customer_id, _ in matched})
+        current: dict[int, dict[str, str | None]] = {}
+        for chunk in _chunks(ids):
+            query = select(
+                CustomerRecord.id,
+                CustomerRecord.name,
+                CustomerRecord.company,
+                CustomerRecord.notes,
+                CustomerRecord.tags,
+            ).where(CustomerRecord.id.in_(chunk))
+            for customer_id, *stored in self.session.execute(query):
+                current[customer_id] = dict(zip(UPDATABLE, stored, strict=True))
+        now = utcnow()
+        rewritten: list[dict[str, Any]] = []
+        added: list[dict[str, Any]] = []
+        for row, customer_id, number in matched:
+            values = current[customer_id]
+            found: list[Change] = []
+            for name in UPDATABLE:
+                new = getattr(row, name)
+                if name in row.given and new != values[name]:
+                    found.append(Change(row.row, customer_id, display_key(number), name, values[name], new))
+                    values[name] = new  # a later row for this customer compares with this one
+            for phone in row.phones:
+                if phone.key not in existing:
+                    found.append(
+                        Change(
+                            row.row, customer_id, display_key(number), "phone", None, display_key(phone.key)
+                        )
+                    )
+                    added.append(
+                        {
+                            "customer_id": customer_id,
+                            "number_e164": phone.key,
+                            "number_raw": phone.raw,
+                            "label": phone.label,
+                        }
+                    )
+            if not found:
+                self.report.unchanged += 1
+                continue
+            self.report.updated += 1
+            self.report.changes.extend(found)
+            if self.changes is not None:
+                for change in found:
+                    self.changes(change)
+            if any(change.field != "phone" for change in found):
+                rewritten.append(
+                    {"b_id": customer_id, **{f"b_{k}": v for k, v in values.items()}, "b_at": now}
+                )
+        if self.dry_run:
+            return
+        customers = cast(Table, CustomerRecord.__table__)
+        if rewritten:
+            # One executemany; the owner is not among the columns, so it cannot change.
+            statement = (
+                sql_update(customers)
+                .where(customers.c.id == bindparam("b_id"))
+                .values(
+                    {name: bindparam(f"b_{name}") for name in UPDATABLE} | {"updated_at": bindparam("b_at")}
+                )
+            )
+            self.session.connection().execute(statement, rewritten)
+        if added:
+            self.session.connection().execute(insert(cast(Table, CustomerPhone.__table__)), added)
+
+    def _in_file(self, row: _Row, phone: _Phone) -> bool:
+        """True (and the row reported and rejected) when ``phone`` was on an earlier row of the file."""
+        if phone.key not in self.seen:
+            return False
+        first_row, first_owner = self.seen[phone.key]
+        if first_owner and row.owner_rep and first_owner != row.owner_rep:
+            kind = "conflict"
+            reason = Reason(
+                "conflict_in_file",
+                raw=phone.raw,
+                first_row=first_row,
+                first_owner=first_owner,
+                owner=row.owner_rep,
+            )
+        else:
+            kind, reason = (
+                "duplicate_in_file",
+                Reason("duplicate_in_file", raw=phone.raw, first_row=first_row),
+            )
+        self.issue(row, kind, reason, row.cells, phone.key)
+        return True
+
+    def _check(self, row: _Row, existing: dict[str, tuple[int, str | None]]) -> bool | tuple[int, str]:
+        """Whether the row is new (True) or taken (False: reported and rejected).
+
+        An ``update`` import answers ``(customer id, number)`` for a row whose numbers are one
+        existing customer's (and perhaps new ones): that customer gets the row's fields.
+        """
+        if self.update:
+            return self._check_update(row, existing)
         for phone in row.phones:
-            if phone.key in self.seen:
-                first_row, first_owner = self.seen[phone.key]
-                if first_owner and row.owner_rep and first_owner != row.owner_rep:
-                    kind = "conflict"
-                    reason = Reason(
-                        "conflict_in_file",
-                        raw=phone.raw,
-                        first_row=first_row,
-                        first_owner=first_owner,
-                        owner=row.owner_rep,
-                    )
-                else:
-                    kind, reason = (
-                        "duplicate_in_file",
-                        Reason("duplicate_in_file", raw=phone.raw, first_row=first_row),
-                    )
-                self.issue(row, kind, reason, row.cells, phone.key)
+            if self._in_file(row, phone):
                 return False
             if phone.key in existing:
                 customer_id, owner_rep = existing[phone.key]
@@ -697,6 +847,25 @@ class _Importer:
                 return False
         return True
 
+    def _check_update(self, row: _Row, existing: dict[str, tuple[int, str | None]]) -> bool | tuple[int, str]:
+        """:meth:`_check` of an ``update`` import: whoever owns the customer, its fields are updated."""
+        if any(self._in_file(row, phone) for phone in row.phones):
+            return False
+        known = [phone for phone in row.phones if phone.key in existing]
+        if not known:
+            return True
+        first = known[0]
+        customer_id = existing[first.key][0]
+        for phone in known[1:]:
+            other = existing[phone.key][0]
+            if other != customer_id:
+                reason = Reason(
+                    "several_customers", raw=first.raw, customer=customer_id, other_raw=phone.raw, other=other
+                )
+                self.issue(row, "several_customers", reason, row.cells, phone.key)
+                return False
+        return customer_id, first.key
+
 
 def import_customers(
     session: Session,
@@ -710,6 +879,8 @@ def import_customers(
     progress: Callable[[int], None] | None = None,
     batch_rows: int = BATCH_ROWS,
     imported: Callable[[list[int]], None] | None = None,
+    update: bool = False,
+    changes: ChangeSink | None = None,
 ) -> ImportReport:
     """Import customers from rows (as :func:`read_rows` gives them); the first row is the header.
 
@@ -721,6 +892,9 @@ def import_customers(
     :param progress: called with the number of rows handled since its last call.
     :param imported: called with the ids of each batch's new customers, in the same
         transaction (the centre's lead import puts them on a list).
+    :param update: a row whose numbers are an existing customer's updates that customer's
+        :data:`UPDATABLE` fields (never its owner) instead of being a ``duplicate_in_db``.
+    :param changes: told every field an update changed (also in a dry run), as a :class:`Change`.
 
     The caller owns the transaction (commit it to keep the import). Rows are
     inserted in batches; a whole import in one transaction is all or nothing.
@@ -742,7 +916,9 @@ def import_customers(
     report.ignored_columns = [h or f"#{i + 1}" for i, h in enumerate(header) if i not in columns]
     if reject is not None:
         reject.begin(header)
-    importer = _Importer(session, report, reject, dry_run=dry_run, imported=imported)
+    importer = _Importer(
+        session, report, reject, dry_run=dry_run, imported=imported, update=update, changes=changes
+    )
     batch: list[_Row] = []
     handled = 0
     for number, cells in iterator:
@@ -768,9 +944,10 @@ def import_customers(
         progress(handled)
     report.issues.sort(key=lambda issue: issue.row)
     logger.info(
-        "customer import: %d row(s), %d imported, %d not imported%s",
+        "customer import: %d row(s), %d imported, %d updated, %d not imported%s",
         report.rows,
         report.imported,
+        report.updated,
         report.not_imported,
         " (dry run)" if dry_run else "",
     )
@@ -808,6 +985,49 @@ class RejectWriter:
             self._writer = CsvWriter(self._file)
             self._writer.header([*headers(("row", "reason"), self.lang), *self.header])
         self._writer.row([row, reason.text(self.lang) if isinstance(reason, Reason) else reason, *cells])
+        self.count += 1
+
+    def close(self) -> None:
+        """Close the file (if one was opened) and give it its name."""
+        if self._file is not None and self._temporary is not None:
+            self._file.close()
+            self._file = None
+            os.replace(self._temporary, self.path)
+            self._temporary = None
+
+
+#: The columns of a changes file (:class:`ChangeWriter`), translated by :func:`storage.sheets.headers`.
+CHANGES_HEADER: tuple[str, ...] = ("row", "number", "customer", "field", "old", "new")
+
+
+class ChangeWriter:
+    """Writes what an ``update`` import changed to a CSV file (UTF-8 with BOM), opened on the first change.
+
+    One line per changed field: the row, the number the customer was found by, the customer's
+    id, the field (in ``lang``: 姓名, 公司 ...), the old and the new value. Written by
+    :mod:`storage.sheets`' rules under a temporary name, renamed to ``path`` by :meth:`close`.
+    """
+
+    def __init__(self, path: Path, *, lang: str = "en") -> None:
+        self.path = path
+        self.lang = lang
+        self.count = 0
+        self._file: io.TextIOWrapper | None = None
+        self._temporary: Path | None = None
+        self._writer: CsvWriter | None = None
+        headers((), lang)  # an unknown language fails here, not at the first change
+
+    def __call__(self, change: Change) -> None:
+        """Write one changed field."""
+        if self._writer is None:
+            self._temporary = temporary_beside(self.path)
+            self._file = self._temporary.open("x", encoding="utf-8-sig", newline="")
+            self._writer = CsvWriter(self._file)
+            self._writer.header(headers(CHANGES_HEADER, self.lang))
+        (field_name,) = headers((change.field,), self.lang)  # the export's names: 姓名, 公司 ...
+        self._writer.row(
+            [change.row, change.number, change.customer, field_name, change.old or "", change.new or ""]
+        )
         self.count += 1
 
     def close(self) -> None:

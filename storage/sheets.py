@@ -155,6 +155,11 @@ HEADERS: dict[str, dict[str, str]] = {
     # reject files
     "row": {"zh-CN": "行号"},
     "reason": {"zh-CN": "原因"},
+    # changes files (an import with --update)
+    "customer": {"zh-CN": "客户编号"},
+    "field": {"zh-CN": "字段"},
+    "old": {"zh-CN": "原值"},
+    "new": {"zh-CN": "新值"},
     # reports
     "half-hour": {"zh-CN": "半小时"},
     "hour": {"zh-CN": "小时"},

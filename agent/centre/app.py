@@ -15,6 +15,8 @@ Routes (all but ``/login``, ``/logout``, ``/healthz`` and ``/static`` need a ses
     GET  /wallboard, /wallboard/events   full-screen live KPIs fed by Server-Sent Events (?kiosk=1: the TV's)
     GET  /live                       calls in progress (leads and managers)
     GET  /live/{uuid}/audio          listen in: the seat's live PCM, proxied (audited; see listen.py)
+    GET  /leads/import, POST         a manager's lead file: upload, preview and mapping, import onto a
+                                     list, the reject and changes files (managers and admins; audited)
 
 :func:`make_console_app` builds one :class:`~agent.centre.context.ConsoleContext`
 and binds it to the views of :data:`ROUTES` (``agent/centre/views/``); who may
@@ -47,7 +49,7 @@ from agent.centre.context import (
     make_context,
 )
 from agent.centre.relay import ListenRelay
-from agent.centre.views import audit, auth, calls, live, recordings, stats, users
+from agent.centre.views import audit, auth, calls, leads, live, recordings, stats, users
 from agent.web import SecurityHeadersMiddleware
 
 __all__ = [
@@ -81,6 +83,10 @@ ROUTES: tuple[tuple[str, Endpoint, tuple[str, ...] | None, str | None], ...] = (
     ("/wallboard/events", stats.wallboard_events, None, "wallboard_events"),
     ("/live", live.live_page, None, "live"),
     ("/live/{call_uuid}/audio", live.live_audio, None, "live_audio"),
+    ("/leads/import", leads.upload_page, ("GET", "POST"), "lead_upload"),
+    ("/leads/import/{upload_id}", leads.preview_page, ("GET", "POST"), "lead_preview"),
+    ("/leads/import/{upload_id}/rejects.csv", leads.download_rejects, ("GET",), "lead_rejects"),
+    ("/leads/import/{upload_id}/changes.csv", leads.download_changes, ("GET",), "lead_changes"),
     ("/healthz", auth.healthz, None, "healthz"),
 )
 

@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 
 from agent.centre.auth import LoginRateLimiter, Principal, SessionSigner
 from agent.centre.relay import ListenRelay
+from agent.centre.uploads import UploadStore
 from agent.config import DailyTarget, DispositionCode, TargetsSection, TargetValues, default_dispositions
 from agent.web import format_duration
 from storage.blobconfig import RECORDINGS_DIR
@@ -59,6 +60,11 @@ class ConsoleSettings:
     :param reps_see_team_ranking: ``[centre] reps_see_team_ranking``: a rep's log-in sees their
         team ranked (True) or only their own figures (False).
     :param rank_by: ``[centre] rank_by``: the KPI reps are ranked by (:data:`storage.kpis.RANK_KEYS`).
+    :param uploads_dir: the upload area, where a manager's lead file waits between its preview and
+        its import (:mod:`agent.centre.uploads`); None: ``recordings_dir/uploads``.
+    :param upload_max_bytes: the largest lead file the console takes (a larger one is refused
+        before it is read whole; ``cti-agent leads import`` has no limit).
+    :param upload_seconds: how long an upload and its reject and changes files are kept.
     """
 
     secret: bytes
@@ -82,6 +88,9 @@ class ConsoleSettings:
     seats: dict[str, str] = field(default_factory=dict)
     listen_token: str | None = None
     recordings_store: RecordingBlobStore | None = None
+    uploads_dir: Path | None = None
+    upload_max_bytes: int = 20 * 1024 * 1024
+    upload_seconds: float = 3600.0
 
     def store(self) -> RecordingBlobStore:
         """The recording store: ``recordings_store``, else the directory store under ``recordings_dir``."""
@@ -112,6 +121,15 @@ class ConsoleContext:
     #: Seats that dialled in for listen-in (shared with the seat API of the same centre process).
     relay: ListenRelay = field(default_factory=ListenRelay)
     store: RecordingBlobStore | None = None
+    #: Lead files between their preview and their import (:mod:`agent.centre.uploads`).
+    uploads: UploadStore | None = None
+
+    def upload_store(self) -> UploadStore:
+        """The upload area: :attr:`uploads`, else one over the settings' folder."""
+        if self.uploads is not None:
+            return self.uploads
+        root = self.settings.uploads_dir or self.settings.recordings_dir / "uploads"
+        return UploadStore(root, ttl=self.settings.upload_seconds)
 
     def masked_for(self, who: Principal) -> bool:
         """Whether ``who``'s role sees numbers masked."""
@@ -205,6 +223,9 @@ def make_context(
         country_code=str(phonenumbers.country_code_for_region(settings.region) or ""),
         listen_seats=dict(settings.seats) if settings.listen_token else {},
         store=settings.store(),
+        uploads=UploadStore(
+            settings.uploads_dir or settings.recordings_dir / "uploads", ttl=settings.upload_seconds
+        ),
     )
 
 

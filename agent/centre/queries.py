@@ -31,6 +31,7 @@ AUDIT_ACTIONS: tuple[str, ...] = (
     "login", "login_failed", "logout", "play", "play_denied", "download", "download_denied",
     "export_csv", "export_xlsx", "listen", "listen_denied", "lead_claim", "rep_state",
     "recordings.purge", "user_add", "user_disable", "user_enable", "user_password", "user_update",
+    "lead_import", "lead_rejects_download", "lead_changes_download",
 )  # fmt: skip
 
 

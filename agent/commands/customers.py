@@ -6,6 +6,7 @@ import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from sqlalchemy import Engine, func, select
@@ -14,6 +15,9 @@ from sqlalchemy.orm import Session
 from agent.commands.progress import Progress
 from agent.config import Config, load_config
 from agent.errors import AgentError
+
+if TYPE_CHECKING:
+    from storage.customers import ImportReport
 
 __all__ = ["export_customers_command", "import_customers_command", "run_import"]
 
@@ -28,6 +32,19 @@ _config_option = click.option(
     help="Config file (for the database and the default region).",
 )
 _url_option = click.option("--url", default=None, help="A SQLAlchemy database URL (overrides the config).")
+#: ``--update`` and ``--changes-file``, shared with ``leads import``.
+update_option = click.option(
+    "--update",
+    is_flag=True,
+    help="Rows of existing customers update their name, company, notes and tags (never the owner) "
+    "instead of being rejected as duplicates; every change goes to the changes file.",
+)
+changes_file_option = click.option(
+    "--changes-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Where --update writes what it changed [default: FILE.changes.csv].",
+)
 #: The languages of storage.sheets' headers (not imported from there: storage loads lazily here).
 _LANGUAGES = ("en", "zh-CN")
 
@@ -81,8 +98,10 @@ def _load(config_path: Path | None) -> Config:
     type=click.Choice(_LANGUAGES),
     default="en",
     show_default=True,
-    help="Language of the reject file's row and reason headers.",
+    help="Language of the reject and changes files (headers, reasons, field names).",
 )
+@update_option
+@changes_file_option
 @_config_option
 @_url_option
 def import_customers_command(
@@ -94,6 +113,8 @@ def import_customers_command(
     encoding: str | None,
     region: str | None,
     lang: str,
+    update: bool,
+    changes_file: Path | None,
     config_path: Path | None,
     url: str | None,
 ) -> None:
@@ -104,7 +125,9 @@ def import_customers_command(
     reported, never merged; every row not imported goes to the reject file with
     its reason. Exits 1 when any row was not imported. A CSV is UTF-8 or GB18030
     as a whole: one that is neither stops with the line and byte offset of its
-    first bad byte (exit 2), nothing imported.
+    first bad byte (exit 2), nothing imported. With --update, a row of an existing
+    customer updates that customer (never its owner) and each change is written
+    to the changes file (row, number, field, old, new).
     """
     config = _load(config_path)
     engine = _engine(config, url)
@@ -119,6 +142,8 @@ def import_customers_command(
             encoding=encoding,
             region=(region or config.agent.region).upper(),
             lang=lang,
+            update=update,
+            changes_file=changes_file,
         )
     finally:
         engine.dispose()
@@ -137,14 +162,24 @@ def run_import(
     lang: str,
     prepare: Callable[[Session], Callable[[list[int]], None]] | None = None,
     summary: Callable[[], str] | None = None,
+    update: bool = False,
+    changes_file: Path | None = None,
 ) -> None:
     """Import FILE as ``import-customers`` does, print the report, exit 1 when a row was not imported.
 
     ``prepare`` (the centre's lead import): called with the import's session before the first
     row; what it returns is told the ids of each batch of new customers, in that transaction;
-    ``summary`` gives a line printed after the import's own.
+    ``summary`` gives a line printed after the import's own. ``update``: existing customers'
+    rows update them, each change written to ``changes_file`` (default ``FILE.changes.csv``).
     """
-    from storage.customers import ImportFileError, RejectWriter, import_customers, parse_mapping, read_rows
+    from storage.customers import (
+        ChangeWriter,
+        ImportFileError,
+        RejectWriter,
+        import_customers,
+        parse_mapping,
+        read_rows,
+    )
 
     try:
         mapping = parse_mapping(mappings)
@@ -152,6 +187,8 @@ def run_import(
         raise click.BadParameter(str(exc), param_hint="--mapping") from None
     rejects_path = reject_file or file.with_name(file.name + ".rejects.csv")
     rejects = RejectWriter(rejects_path, lang=lang)
+    changes_path = changes_file or file.with_name(file.name + ".changes.csv")
+    changes = ChangeWriter(changes_path, lang=lang)
     try:
         total, rows = read_rows(file, encoding)
         with (
@@ -169,6 +206,8 @@ def run_import(
                 reject=None if dry_run else rejects,
                 progress=bar.update,
                 imported=imported,
+                update=update,
+                changes=None if dry_run else changes,
             )
             if dry_run:
                 session.rollback()
@@ -180,26 +219,43 @@ def run_import(
         raise click.ClickException(str(exc)) from None
     finally:
         rejects.close()
+        changes.close()
     click.echo(f"{file}: {report.rows} row(s) read")
     click.echo("columns: " + ", ".join(f"{h} -> {f}" for h, f in report.columns.items()))
     if report.ignored_columns:
         click.echo("ignored columns: " + ", ".join(report.ignored_columns))
     verb = "would import" if dry_run else "imported"
     click.echo(f"{verb}: {report.imported} customer(s), {report.phones} number(s)")
+    if update:
+        click.echo(
+            f"{'would update' if dry_run else 'updated'}: {report.updated} customer(s), "
+            f"{len(report.changes)} field(s); unchanged: {report.unchanged}"
+        )
     if summary is not None:
         click.echo(summary())
+    _print_lines(report)
+    if changes.count:
+        click.echo(f"changes: {changes.count} field(s), written to {changes_path}")
+    if rejects.count:
+        click.echo(f"not imported: {rejects.count} row(s), written with the reason to {rejects_path}")
+    if report.issues:
+        sys.exit(1)
+
+
+def _print_lines(report: ImportReport) -> None:
+    """The report's counts per kind, then its first issues and changes, one line each."""
     kinds = Counter(issue.kind for issue in report.issues)
-    for kind in ("conflict", "duplicate_in_file", "duplicate_in_db", "rejected"):
+    for kind in ("conflict", "duplicate_in_file", "duplicate_in_db", "several_customers", "rejected"):
         if kinds[kind]:
             click.echo(f"{kind.replace('_', ' ')}: {kinds[kind]}")
     for issue in report.issues[:SHOWN_ISSUES]:
         click.echo(f"  row {issue.row}: {issue.kind}: {issue.reason}")
     if len(report.issues) > SHOWN_ISSUES:
         click.echo(f"  ... and {len(report.issues) - SHOWN_ISSUES} more")
-    if rejects.count:
-        click.echo(f"not imported: {rejects.count} row(s), written with the reason to {rejects_path}")
-    if report.issues:
-        sys.exit(1)
+    for change in report.changes[:SHOWN_ISSUES]:
+        click.echo(f"  row {change.row}: {change.number}: {change.field}: {change.old!r} -> {change.new!r}")
+    if len(report.changes) > SHOWN_ISSUES:
+        click.echo(f"  ... and {len(report.changes) - SHOWN_ISSUES} more change(s)")
 
 
 @click.command("export-customers")

@@ -11,6 +11,7 @@ import click
 from sqlalchemy.orm import Session
 
 from agent.commands.common import centre_options, load_centre, open_engine, transaction
+from agent.commands.customers import changes_file_option, update_option
 
 __all__ = ["leads"]
 
@@ -57,8 +58,10 @@ def leads() -> None:
     type=click.Choice(_LANGUAGES),
     default="en",
     show_default=True,
-    help="Language of the reject file's headers and reasons.",
+    help="Language of the reject and changes files (headers, reasons, field names).",
 )
+@update_option
+@changes_file_option
 @centre_options
 def import_command(
     file: Path,
@@ -70,6 +73,8 @@ def import_command(
     reject_file: Path | None,
     encoding: str | None,
     lang: str,
+    update: bool,
+    changes_file: Path | None,
     config_path: Path | None,
     data_dir: Path | None,
 ) -> None:
@@ -77,7 +82,9 @@ def import_command(
 
     As import-customers (CSV/XLSX, UTF-8 or GBK, English or Chinese headers): a number that is
     already a customer's, or twice in the file, is reported per row and written to the reject
-    file with the reason, never merged. Exits 1 when any row was not imported.
+    file with the reason, never merged. Exits 1 when any row was not imported. With --update, a
+    row of an existing customer updates its name, company, notes and tags (never its owner, and
+    it is not added to the list); each change goes to the changes file (row, number, field, old, new).
     """
     from agent.commands.customers import run_import
     from storage.leads import LeadError, add_leads, open_list, require_team
@@ -114,6 +121,8 @@ def import_command(
             encoding=encoding,
             region=config.agent.region.upper(),
             lang=lang,
+            update=update,
+            changes_file=changes_file,
             prepare=prepare,  # type: ignore[arg-type]
             summary=lambda: (
                 f"list {list_name}: {added[0]} lead(s) added" + (f", given to team {team}" if team else "")

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from storage.customers import import_customers
 from storage.db import make_engine, upgrade
 from storage.leads import LeadError, LeadTaken, add_leads, add_rep, assign_to_rep, claim_lead, open_list
-from storage.models import CustomerRecord, Lead, Transfer
+from storage.models import CustomerPhone, CustomerRecord, Lead, Transfer
 
 
 @pytest.fixture
@@ -112,3 +112,44 @@ def test_two_team_leads_handing_out_at_once_take_different_leads(engine: Engine)
     assert held == owners
     assert held[None] == 30
     assert moves == 120
+
+
+def test_an_update_reimport_changes_fields_and_never_owners(engine: Engine) -> None:
+    with Session(engine) as session, session.begin():
+        assign_to_rep(session, "spring", "amy", 2, actor="tl")
+    rows = [
+        (1, ["公司", "联系人", "手机", "负责人"]),
+        (2, ["公司0 有限", "联系人0", "13900000000", "bob"]),  # amy's: new company, the owner stays amy
+        (3, ["公司1", "联系人1", "13900000001 / 13700000001", ""]),  # a new number for amy's customer
+        (4, ["公司2", "新联系人", "13900000002", ""]),  # nobody's yet: a new contact name
+        (5, ["公司3", "联系人3", "13900000003; 13900000004", ""]),  # two customers: rejected
+        (6, ["新公司", "新人", "13600000000", ""]),  # new
+    ]
+    with Session(engine) as session, session.begin():
+        report = import_customers(session, iter(rows), update=True)
+    assert [(i.row, i.kind) for i in report.issues] == [(5, "several_customers")]
+    assert (report.imported, report.updated, report.unchanged) == (1, 3, 0)
+    assert [(c.row, c.field, c.old, c.new) for c in report.changes] == [
+        (2, "company", "公司0", "公司0 有限"),
+        (3, "phone", None, "+8613700000001"),
+        (4, "name", "联系人2", "新联系人"),
+    ]
+    with Session(engine) as session:
+        found = {
+            number: (company, name, owner)
+            for number, company, name, owner in session.execute(
+                select(
+                    CustomerPhone.number_e164,
+                    CustomerRecord.company,
+                    CustomerRecord.name,
+                    CustomerRecord.owner_rep,
+                )
+                .join(CustomerRecord, CustomerRecord.id == CustomerPhone.customer_id)
+                .where(CustomerPhone.number_e164.in_(["+8613900000000", "+8613700000001", "+8613900000002"]))
+            )
+        }
+    assert found == {
+        "+8613900000000": ("公司0 有限", "联系人0", "amy"),
+        "+8613700000001": ("公司1", "联系人1", "amy"),
+        "+8613900000002": ("公司2", "新联系人", None),
+    }

@@ -163,9 +163,18 @@ def test_every_route_but_the_public_ones_checks_rights_through_requires() -> Non
             assert roles <= set(access.EVERYONE)
 
 
-def test_admins_reach_only_the_start_page_the_language_and_the_audit_log() -> None:
+def test_admins_reach_only_the_start_page_the_language_the_audit_log_users_and_the_lead_upload() -> None:
     admin_paths = {path for path, view, _, _ in ROUTES if "admin" in getattr(view, "roles", ())}
-    assert admin_paths == {"/", "/language", "/audit", "/users"}
+    assert admin_paths - {p for p in admin_paths if p.startswith("/leads/import")} == {
+        "/",
+        "/language",
+        "/audit",
+        "/users",
+    }
+    assert {p for p in admin_paths if p.startswith("/leads/")} == {
+        "/leads/import", "/leads/import/{upload_id}", "/leads/import/{upload_id}/rejects.csv",
+        "/leads/import/{upload_id}/changes.csv",
+    }  # fmt: skip
 
 
 # -- statistics: one ranking --------------------------------------------------------------
