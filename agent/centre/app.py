@@ -49,7 +49,7 @@ from agent.centre.context import (
     make_context,
 )
 from agent.centre.relay import ListenRelay
-from agent.centre.views import audit, auth, calls, leads, live, recordings, stats, users
+from agent.centre.views import audit, auth, calls, collisions, leads, live, recordings, stats, users
 from agent.web import SecurityHeadersMiddleware
 
 __all__ = [
@@ -76,6 +76,7 @@ ROUTES: tuple[tuple[str, Endpoint, tuple[str, ...] | None, str | None], ...] = (
     ("/recordings/{recording_id:int}/download", recordings.recording_download, None, "download"),
     ("/recordings/{recording_id:int}/waveform.svg", recordings.recording_waveform, None, "waveform"),
     ("/audit", audit.audit_page, None, "audit"),
+    ("/collisions", collisions.collisions_page, None, "collisions"),
     ("/users", users.users_page, ("GET", "POST"), "users"),
     ("/stats/day", stats.stats_day, None, "stats_day"),
     ("/stats/month", stats.stats_month, None, "stats_month"),

@@ -83,6 +83,8 @@ class ConsoleSettings:
     wallboard_interval: float = 5.0
     reps_see_team_ranking: bool = False
     rank_by: str = "talk_seconds"
+    #: ``[leads] protection_days``: how long an owner keeps a customer before others may claim it.
+    protection_days: int = 30
     #: ``[[centre.dispositions]]``: what a rep may say a call to a lead came to.
     dispositions: list[DispositionCode] = field(default_factory=default_dispositions)
     seats: dict[str, str] = field(default_factory=dict)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import timedelta
 
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
@@ -41,6 +42,7 @@ def make_centre_app(
         store=settings.store(),
         region=settings.region,
         dispositions=tuple(settings.dispositions),
+        protection=timedelta(days=settings.protection_days),
     )
     routes: list[BaseRoute] = [
         *seat_api_routes(seat_api),

@@ -210,6 +210,7 @@ def serve_centre(
         reps_see_team_ranking=config.centre.reps_see_team_ranking,
         rank_by=config.centre.rank_by,
         dispositions=config.centre.dispositions,
+        protection_days=config.leads.protection_days,
         seats=seats or _own_seat(config),
         listen_token=_listen_token(config, listen_token_file),
         recordings_store=store,

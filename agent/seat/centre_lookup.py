@@ -181,6 +181,37 @@ def team_calls(data: object) -> tuple[CardCall, ...]:
     return tuple(sorted(calls, key=lambda call: call.started_at, reverse=True))
 
 
+OWNERSHIP_STATES = frozenset({"yours", "protected", "owned", "pool"})
+
+
+def ownership(data: object) -> dict[str, Any] | None:
+    """A card's ``ownership`` checked field by field (None: no customer has the number).
+
+    :raises CardError: it is not an ownership (an unknown state, a name that is not text, a
+        time that is not ISO 8601 with its offset).
+    """
+    if data is None:
+        return None
+    if not isinstance(data, dict) or data.get("state") not in OWNERSHIP_STATES:
+        raise CardError("the card's ownership is not one")
+    out: dict[str, Any] = {"state": data["state"], "may_claim": data.get("may_claim") is True}
+    for name in ("owner_rep", "owner_team"):
+        value = data.get(name)
+        if value is not None and (not isinstance(value, str) or len(value) > 100):
+            raise CardError(f"the card's ownership {name} is not a name")
+        out[name] = value
+    until = data.get("until")
+    if until is not None:
+        try:
+            moment = datetime.fromisoformat(until) if isinstance(until, str) else None
+        except ValueError:
+            moment = None
+        if moment is None or moment.tzinfo is None:
+            raise CardError("the card's ownership until is not a time with its offset")
+    out["until"] = until
+    return out
+
+
 def parse_answer(number: str, data: dict[str, Any]) -> Customer | None:
     """The customer in the centre's lookup answer for ``number``.
 
@@ -199,6 +230,8 @@ class CachedCard:
     customer: Customer | None
     fetched_at: float
     calls: tuple[CardCall, ...] = ()
+    #: Who owns the number across the floor (:func:`ownership`); None: nobody's customer.
+    owner: dict[str, Any] | None = None
 
     def to_json(self, number: str) -> dict[str, Any]:
         """The entry as the cache file keeps it."""
@@ -217,6 +250,7 @@ class CachedCard:
             "fetched_at": self.fetched_at,
             "customer": customer,
             "calls": [call.to_dict() for call in self.calls],
+            "ownership": self.owner,
         }
 
 
@@ -253,7 +287,12 @@ class CardCache:
             return card
 
     def put(
-        self, number: str, customer: Customer | None, fetched_at: float, calls: tuple[CardCall, ...] = ()
+        self,
+        number: str,
+        customer: Customer | None,
+        fetched_at: float,
+        calls: tuple[CardCall, ...] = (),
+        owner: dict[str, Any] | None = None,
     ) -> bool:
         """Keep the number's latest answer; True when what the file should hold changed.
 
@@ -261,11 +300,16 @@ class CardCache:
         """
         with self._lock:
             previous = self._cards.get(number)
-            self._cards[number] = CachedCard(customer, fetched_at, calls)
+            self._cards[number] = CachedCard(customer, fetched_at, calls, owner)
             self._cards.move_to_end(number)
             while len(self._cards) > self.max_entries:
                 self._cards.popitem(last=False)
-            return previous is None or previous.customer != customer or previous.calls != calls
+            return (
+                previous is None
+                or previous.customer != customer
+                or previous.calls != calls
+                or previous.owner != owner
+            )
 
     def load(self) -> int:
         """Read the file, if there is one; return how many cards it gave.
@@ -347,7 +391,10 @@ def _entry(data: object) -> tuple[str, CachedCard]:
         raise CardError("no time")
     # A cache written before cards kept calls has none: the next refresh brings them.
     return number, CachedCard(
-        customer_from_card(data.get("customer")), float(fetched_at), team_calls(data.get("calls"))
+        customer_from_card(data.get("customer")),
+        float(fetched_at),
+        team_calls(data.get("calls")),
+        ownership(data.get("ownership")),
     )
 
 
@@ -483,6 +530,7 @@ class CentreLookup:
             answer = self.client.lookup(number, timeout=self.timeout)
             customer = parse_answer(number, answer)
             calls = team_calls(answer.get("calls"))
+            owner = ownership(answer.get("ownership"))
         except (CentreUnavailable, CentreRefused) as exc:
             self.stats.count("failures")
             self._quiet(self.clock())
@@ -497,7 +545,7 @@ class CentreLookup:
             logger.exception("centre lookup: asking the centre failed")
             return self._cached(number)
         self.stats.count("fetched")
-        if self.cache.put(number, customer, self.clock(), calls):
+        if self.cache.put(number, customer, self.clock(), calls, owner):
             self._schedule_save()
         return customer
 
@@ -505,6 +553,11 @@ class CentreLookup:
         """The number's last calls team-wide as the centre last told (from the cache: never waits)."""
         card = self.cache.get(number_e164)
         return card.calls if card is not None else ()
+
+    def ownership(self, number_e164: str) -> dict[str, Any] | None:
+        """Who owns the number across the floor as the centre last told (from the cache: never waits)."""
+        card = self.cache.get(number_e164)
+        return card.owner if card is not None else None
 
     def _cached(self, number: str) -> Customer | None:
         card = self.cache.get(number)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import pluggy
 from sqlalchemy import Engine
@@ -62,6 +63,11 @@ class CentreServices:
         """
         lookup = self._lookup
         return lookup.team_calls(number_e164) if lookup is not None else ()
+
+    def ownership(self, number_e164: str) -> dict[str, Any] | None:
+        """Who owns the number across the floor, as last fetched (never waits); None outside team mode."""
+        lookup = self._lookup
+        return lookup.ownership(number_e164) if lookup is not None else None
 
     async def stop(self) -> None:
         """Stop the worklist and listen-in, unregister the lookup, close the client (idempotent)."""

@@ -272,6 +272,7 @@ class Agent:
             team_calls=self.centre_services.team_calls,
             region=self.config.agent.region,
             worklist=self.centre_services.worklist,
+            ownership=self.centre_services.ownership,
             wake_sync=self.sync.wake if self.sync is not None else None,
         )
 

@@ -61,13 +61,17 @@ async def _items(page: Any) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    ("locale", "words"), [("en-US", ("Worklist", "New", "Deal")), ("zh-CN", ("今日待拨", "新数据", "成交"))]
+    ("locale", "words"),
+    [
+        ("en-US", ("Worklist", "New", "Deal", "Yours")),
+        ("zh-CN", ("今日待拨", "新数据", "成交", "您的客户")),
+    ],
 )
 async def test_the_rep_works_the_list_a_result_at_a_time(
-    floor: tuple[str, Path], locale: str, words: tuple[str, str, str]
+    floor: tuple[str, Path], locale: str, words: tuple[str, str, str, str]
 ) -> None:
     url, centre = floor
-    title, new, deal = words
+    title, new, deal, yours = words
     async with chromium() as browser:
         context = await browser.new_context(locale=locale)
         page = await context.new_page()
@@ -82,6 +86,8 @@ async def test_the_rep_works_the_list_a_result_at_a_time(
 
         # Dial the first lead through the simulated line, then record the result.
         await page.locator(".work-item.current button.dial").click()
+        # The call pops with who owns the number across the floor: the rep's own lead.
+        await expect(page.locator("#card-ownership")).to_have_text(yours, timeout=20_000)
         await page.select_option("#disposition-code", "deal")
         assert deal in (await page.locator("#disposition-code option:checked").text_content() or "")
         await page.fill("#disposition-note", "签了一年 <b>不是标签</b>")

@@ -28,7 +28,9 @@ from agent.seat.centre_client import CentreClient, CentreRefused, CentreUnavaila
 from agent.seat.centre_lookup import (
     CACHE_NAME,
     CardCache,
+    CardError,
     CentreLookup,
+    ownership,
     register_centre_lookup,
     team_calls,
 )
@@ -716,3 +718,32 @@ def test_a_cache_written_before_cards_kept_calls_still_loads(tmp_path: Path) -> 
     card = cache.get(NUMBER)
     assert card is not None
     assert card.calls == ()
+
+
+def test_the_numbers_owner_is_kept_with_its_card_and_survives_a_restart(
+    make_plugin: Callable[..., CentreLookup], fake: FakeCentre, tmp_path: Path
+) -> None:
+    owner = {"state": "protected", "owner_rep": "cai", "owner_team": "south",
+             "until": "2026-12-30T00:00:00+00:00", "may_claim": False}  # fmt: skip
+    fake.cards[OTHER] = {**_card(OTHER, name=None), "ownership": owner}
+    plugin = make_plugin()
+    assert plugin.lookup_customer(OTHER, "") is None  # another team's customer: hidden
+    assert plugin.ownership(OTHER) == owner  # who owns it: shown
+    plugin.close()
+    again = make_plugin(cache=CardCache(plugin.cache.path))
+    again.cache.load()
+    assert again.ownership(OTHER) == owner
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"state": "mine"},
+        {"state": "owned", "owner_rep": 7},
+        {"state": "owned", "until": "2026-12-30"},
+        "owned",
+    ],
+)
+def test_an_ownership_that_is_not_one_is_refused(bad: object) -> None:
+    with pytest.raises(CardError):
+        ownership(bad)

@@ -16,6 +16,7 @@ from agent.centre.api.context import SeatApiContext, error, refuse_seat_mismatch
 from agent.seatapi import MAX_BATCH_BYTES, BatchAnswer, CallBatch, CallEntry, EntryResult, parse_entry
 from agent.web import SafeJSONResponse
 from storage.ingest import Incoming, ingest_calls
+from storage.ownership import flag_collisions
 from storage.seats import SeatInfo, seat_seen
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,16 @@ async def post_calls(ctx: SeatApiContext, request: Request, seat: SeatInfo) -> R
             # concurrent seats would get "database is locked"; a write first waits its turn.
             seat_seen(session, seat.name, batch.backlog)
             outcomes = ingest_calls(session, items)
+            flagged = flag_collisions(
+                session,
+                [
+                    (e.uuid, e.number_e164, e.rep, e.team or None, e.started_at)
+                    for e, o in zip(valid, outcomes, strict=True)
+                    if o.status == "accepted"
+                ],
+                now=datetime.now(UTC),
+            )
+        ctx.metrics.collisions.inc(len(flagged))
         return {
             entry.uuid: EntryResult(uuid=entry.uuid, status=outcome.status, reason=outcome.reason)
             for entry, outcome in zip(valid, outcomes, strict=True)

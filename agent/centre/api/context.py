@@ -6,6 +6,7 @@ import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy import Engine
@@ -69,6 +70,11 @@ class SeatApiMetrics:
             ["status"],
             registry=registry,
         )
+        self.collisions = Counter(
+            "cti_centre_lead_collisions",
+            "Calls to or from another rep's customer (撞单), flagged to both team leads.",
+            registry=registry,
+        )
         self.recording_bytes = Counter(
             "cti_centre_recording_bytes", "Bytes of recordings stored from seats.", registry=registry
         )
@@ -89,6 +95,8 @@ class SeatApiContext:
     sessions: sessionmaker[Session] = field(init=False)
     #: The floor's region (``[agent] region``): a national number in a lookup is read in it.
     region: str = DEFAULT_REGION
+    #: ``[leads] protection_days``: how long an owner keeps a customer before others may claim it.
+    protection: timedelta = timedelta(days=30)
     #: ``[[centre.dispositions]]``, in the order the seat page offers them.
     dispositions: tuple[DispositionCode, ...] = field(default_factory=lambda: tuple(default_dispositions()))
 

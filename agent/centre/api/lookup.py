@@ -8,7 +8,13 @@ guessed at. The answer::
      "customer": {"id": 7, "name": "...", "company": "...", "owner_rep": "alice", "status": "owned"} | null,
      "calls": [{"uuid", "started_at", "direction", "seat", "rep", "talk_seconds", "disposition", "notes",
                 "has_recording"}],
+     "ownership": {"state": "yours" | "protected" | "owned" | "pool", "owner_rep", "owner_team",
+                   "until", "may_claim"} | null,
      "as_of": "2026-12-03T17:05:12.123456+00:00"}
+
+``ownership`` is who owns the number across the whole floor, as the seat's rep sees it
+(:class:`storage.ownership.Ownership`): shown even when the customer is another team's and
+stays hidden, so the rep knows it is someone else's (null: no customer has the number).
 
 Scope (what the seat's rep may see; :mod:`storage.lookup`): the calls of the seat's own team and
 always of its own seat (a seat without a team: its own seat's only), at most five, newest first;
@@ -34,6 +40,7 @@ from agent.centre.api.context import SeatApiContext, error, seat_only
 from agent.numbers import to_e164
 from agent.web import SafeJSONResponse
 from storage.lookup import CardCall, CardCustomer, LookupScope, customer_for_number, last_calls
+from storage.ownership import Ownership, ownership_of
 from storage.seats import SeatInfo
 
 logger = logging.getLogger(__name__)
@@ -71,12 +78,16 @@ async def get_lookup(ctx: SeatApiContext, request: Request, seat: SeatInfo) -> R
     # An empty team is no team: it must not open every teamless seat's calls to this one.
     scope = LookupScope(seat=seat.name, team=seat.team or None)
 
-    def read() -> tuple[CardCustomer | None, list[CardCall]]:
+    def read() -> tuple[CardCustomer | None, list[CardCall], Ownership | None]:
         with ctx.sessions() as session:
-            return customer_for_number(session, number, scope), last_calls(session, number, scope)
+            return (
+                customer_for_number(session, number, scope),
+                last_calls(session, number, scope),
+                ownership_of(session, number, seat.rep, protection=ctx.protection, now=datetime.now(UTC)),
+            )
 
     try:
-        customer, calls = await run_in_threadpool(read)
+        customer, calls, owner = await run_in_threadpool(read)
     except SQLAlchemyError as exc:
         logger.warning("seat API: lookup for seat %s failed, the database cannot be read: %s", seat.name, exc)
         return error(503, "the centre's database is unavailable; retry later")
@@ -87,6 +98,7 @@ async def get_lookup(ctx: SeatApiContext, request: Request, seat: SeatInfo) -> R
             "number": number,
             "customer": customer.to_dict() if customer is not None else None,
             "calls": [call.to_dict() for call in calls],
+            "ownership": owner.to_dict() if owner is not None else None,
             "as_of": datetime.now(UTC).isoformat(),
         },
         headers={"Cache-Control": "no-store"},

@@ -184,6 +184,11 @@ class SeatApi:
         out["history"] = self._with_team_calls(call, out["history"])
         owner = (out["customer"] or {}).get("owner_rep")
         out["owned_by_other"] = bool(owner and self.rep and owner != self.rep)
+        # Team mode: who owns the number across the floor, even when the customer is another team's.
+        found = self.context.ownership
+        out["ownership"] = found(call.number_e164) if found is not None and call.number_e164 else None
+        if out["ownership"] is not None and out["ownership"].get("owner_rep") not in (None, self.rep):
+            out["owned_by_other"] = True
         return self._json(out, headers={"Cache-Control": "no-store"})
 
     def _card_from_db(self, session: Session, call: Call) -> dict[str, Any]:

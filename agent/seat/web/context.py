@@ -152,4 +152,6 @@ class SeatContext:
     team_calls: Callable[[str], Sequence[CardCall]] | None = None
     region: str = DEFAULT_REGION
     worklist: SeatWorklist | None = None
+    #: who owns a number across the floor (the centre's lookup, cached); None outside team mode
+    ownership: Callable[[str], dict[str, Any] | None] | None = None
     wake_sync: Callable[[], None] | None = None

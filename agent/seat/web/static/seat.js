@@ -406,10 +406,21 @@
     tags.textContent = "";
     ((customer && customer.tags) || []).forEach(function (tag) { tags.appendChild(el("span", "tag", tag)); });
     $("card-customer-notes").textContent = (customer && customer.notes) || "";
-    var owner = customer && customer.owner_rep;
+    // Team mode: who owns the number across the floor, even when the customer is another team's.
+    var ownership = cardData && cardData.ownership;
+    var owner = (customer && customer.owner_rep) || (ownership && ownership.owner_rep);
     var conflict = $("card-conflict");
     conflict.hidden = !(owner && rep && owner !== rep);
     conflict.textContent = conflict.hidden ? "" : t("card.owned_by", { rep: owner });
+    var standingEl = $("card-ownership");
+    standingEl.hidden = !ownership;
+    standingEl.setAttribute("data-state", ownership ? ownership.state : "");
+    if (ownership) {
+      var who = ownership.owner_rep ? ownership.owner_rep + (ownership.owner_team ? " (" + ownership.owner_team + ")" : "") : "";
+      var until = ownership.until ? new Date(ownership.until).toLocaleDateString() : "";
+      standingEl.textContent = t("ownership." + ownership.state, { who: who, date: until }) +
+        (ownership.may_claim ? " " + t("ownership.may_claim") : "");
+    }
 
     var claim = cardData && cardData.claim;
     var claimRow = $("card-claim-row");
