@@ -179,7 +179,8 @@ def run(label: str, url: str, root: Path, tables: str, args: argparse.Namespace)
         times = fetches(address, tokens, args.fetches)
     print(f"{label}: {args.leads:,} leads, {args.reps} reps ({held} each), built in {built:.1f} s")
     print(
-        f"  hand-over to teams and reps: {seconds:.1f} s, {args.leads / seconds:,.0f} leads/s, {moved:,} log rows"
+        f"  hand-over to teams and reps: {seconds:.1f} s, {args.leads / seconds:,.0f} leads/s, "
+        f"{moved:,} log rows"
     )
     print(
         f"  worklist over HTTP ({args.seats} seats, {len(times)} fetches, ~{held} leads each): "
