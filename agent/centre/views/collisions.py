@@ -1,7 +1,8 @@
 """The collision list (撞单): calls a rep made to, or took from, another rep's customer.
 
 Both team leads see a collision (the caller's team and the owner's); managers see the floor's
-(admins, who run the system, not the floor, do not). Nothing is blocked: the call has happened; the list is for the leads to sort it out.
+(admins, who run the system, not the floor, do not). Nothing is blocked: the call has happened;
+the list is for the leads to sort it out.
 """
 
 from __future__ import annotations
