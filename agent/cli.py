@@ -91,6 +91,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
         "Calls, answered, missed, talk time and effective calls from the database.",
     ),
     "reps": ("agent.commands.reps:reps", "The centre's reps: add (or move to a team), list."),
+    "dnc": ("agent.commands.dnc:dnc", "The do-not-call list: add, import, list, remove."),
     "seat-password": (
         "agent.commands.seat_password:seat_password",
         "Set the password the seat page asks for when reached over the network ([web] listen).",

@@ -356,6 +356,8 @@ class DispositionCode(_Section):
     zh: str = Field(min_length=1, max_length=60)
     final: bool = False
     follow_up: bool = False
+    #: The customer asked not to be called: their numbers go on the do-not-call list.
+    do_not_call: bool = False
 
     @model_validator(mode="after")
     def _one_kind(self) -> DispositionCode:
@@ -371,6 +373,9 @@ def default_dispositions() -> list[DispositionCode]:
         DispositionCode(code="busy", en="Busy", zh="占线"),
         DispositionCode(code="wrong_number", en="Wrong number", zh="空号/错号", final=True),
         DispositionCode(code="not_interested", en="Not interested", zh="无意向", final=True),
+        DispositionCode(
+            code="do_not_call", en="Do not call again", zh="要求勿扰", final=True, do_not_call=True
+        ),
         DispositionCode(code="call_back", en="Call back at…", zh="约定回拨", follow_up=True),
         DispositionCode(code="appointment", en="Appointment", zh="已预约", follow_up=True),
         DispositionCode(code="deal", en="Deal", zh="成交", final=True),

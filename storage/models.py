@@ -476,6 +476,24 @@ class DispositionRecord(Base):
     conflict: Mapped[str | None] = mapped_column(Text)
 
 
+class DoNotCall(Base):
+    """A number the floor must not call (the customer asked, or the law says so), until ``expires_at``.
+
+    Kept at the centre: the worklist leaves these numbers out, the seat page asks before dialing
+    one, and an outbound call to one is flagged after the fact.
+    """
+
+    __tablename__ = "do_not_call"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    number_e164: Mapped[str] = mapped_column(String(32), unique=True)
+    reason: Mapped[str | None] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(16), default="manual")
+    added_by: Mapped[str | None] = mapped_column(String(100))
+    added_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("CURRENT_TIMESTAMP"))
+    expires_at: Mapped[datetime | None] = mapped_column()
+
+
 class Transfer(Base):
     """One move of a customer: imported, handed to a team or a rep, recalled, moved (the transfer log).
 

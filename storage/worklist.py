@@ -29,6 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from storage.dnc import add_numbers, listed
 from storage.models import CustomerPhone, CustomerRecord, DispositionRecord, Lead, LeadList, Rep, utcnow
 
 logger = logging.getLogger(__name__)
@@ -140,16 +141,21 @@ def worklist(session: Session, rep: str, *, until: datetime, limit: int = 200) -
             .order_by(CustomerPhone.customer_id, CustomerPhone.id)
         ):
             numbers.setdefault(customer_id, []).append(e164)
+    # Numbers on the do-not-call list are left out, and a lead with no number left with them.
+    barred = {entry.number_e164 for entry in listed(session, [n for ns in numbers.values() for n in ns])}
     items: list[WorkItem] = []
     for lead_id, customer_id, name, company, list_name, premium, next_at, code, last_at, rep_at in rows:
         reason: Reason = "follow_up" if next_at is not None else "new" if last_at is None else "retry"
+        callable_numbers = [n for n in numbers.get(customer_id, ()) if n not in barred]
+        if barred and not callable_numbers and numbers.get(customer_id):
+            continue
         items.append(
             WorkItem(
                 lead_id,
                 customer_id,
                 name,
                 company,
-                tuple(numbers.get(customer_id, ())),
+                tuple(callable_numbers),
                 list_name,
                 bool(premium),
                 reason,
@@ -168,6 +174,7 @@ class Rule:
 
     final: bool = False
     follow_up: bool = False
+    do_not_call: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,8 +276,13 @@ def _record(
     if conflict is not None:
         logger.warning("disposition %s from seat %s kept, lead untouched: %s", row.uuid, seat, conflict)
         return DispositionOutcome(row.uuid, "conflict", conflict)
+    rule = rules[row.code]
+    if rule.do_not_call and values["customer_id"] is not None:
+        phones = session.scalars(
+            select(CustomerPhone.number_e164).where(CustomerPhone.customer_id == values["customer_id"])
+        ).all()
+        add_numbers(session, phones, source="disposition", added_by=rep, reason=row.note or row.code)
     if row.lead_id is not None:
-        rule = rules[row.code]
         session.execute(
             update(Lead)
             .where(

@@ -232,6 +232,8 @@ class CachedCard:
     calls: tuple[CardCall, ...] = ()
     #: Who owns the number across the floor (:func:`ownership`); None: nobody's customer.
     owner: dict[str, Any] | None = None
+    #: The number is on the floor's do-not-call list.
+    do_not_call: bool = False
 
     def to_json(self, number: str) -> dict[str, Any]:
         """The entry as the cache file keeps it."""
@@ -251,6 +253,7 @@ class CachedCard:
             "customer": customer,
             "calls": [call.to_dict() for call in self.calls],
             "ownership": self.owner,
+            "do_not_call": self.do_not_call,
         }
 
 
@@ -293,6 +296,7 @@ class CardCache:
         fetched_at: float,
         calls: tuple[CardCall, ...] = (),
         owner: dict[str, Any] | None = None,
+        do_not_call: bool = False,
     ) -> bool:
         """Keep the number's latest answer; True when what the file should hold changed.
 
@@ -300,7 +304,7 @@ class CardCache:
         """
         with self._lock:
             previous = self._cards.get(number)
-            self._cards[number] = CachedCard(customer, fetched_at, calls, owner)
+            self._cards[number] = CachedCard(customer, fetched_at, calls, owner, do_not_call)
             self._cards.move_to_end(number)
             while len(self._cards) > self.max_entries:
                 self._cards.popitem(last=False)
@@ -309,6 +313,7 @@ class CardCache:
                 or previous.customer != customer
                 or previous.calls != calls
                 or previous.owner != owner
+                or previous.do_not_call != do_not_call
             )
 
     def load(self) -> int:
@@ -395,6 +400,7 @@ def _entry(data: object) -> tuple[str, CachedCard]:
         float(fetched_at),
         team_calls(data.get("calls")),
         ownership(data.get("ownership")),
+        data.get("do_not_call") is True,
     )
 
 
@@ -545,7 +551,7 @@ class CentreLookup:
             logger.exception("centre lookup: asking the centre failed")
             return self._cached(number)
         self.stats.count("fetched")
-        if self.cache.put(number, customer, self.clock(), calls, owner):
+        if self.cache.put(number, customer, self.clock(), calls, owner, answer.get("do_not_call") is True):
             self._schedule_save()
         return customer
 
@@ -558,6 +564,11 @@ class CentreLookup:
         """Who owns the number across the floor as the centre last told (from the cache: never waits)."""
         card = self.cache.get(number_e164)
         return card.owner if card is not None else None
+
+    def do_not_call(self, number_e164: str) -> bool:
+        """Whether the number was on the do-not-call list when the centre last told (never waits)."""
+        card = self.cache.get(number_e164)
+        return card is not None and card.do_not_call
 
     def _cached(self, number: str) -> Customer | None:
         card = self.cache.get(number)

@@ -69,6 +69,11 @@ class CentreServices:
         lookup = self._lookup
         return lookup.ownership(number_e164) if lookup is not None else None
 
+    def do_not_call(self, number_e164: str) -> bool:
+        """Whether the number is on the floor's do-not-call list, as last fetched (never waits)."""
+        lookup = self._lookup
+        return lookup.do_not_call(number_e164) if lookup is not None else False
+
     async def stop(self) -> None:
         """Stop the worklist and listen-in, unregister the lookup, close the client (idempotent)."""
         if self.worklist is not None:

@@ -273,6 +273,7 @@ class Agent:
             region=self.config.agent.region,
             worklist=self.centre_services.worklist,
             ownership=self.centre_services.ownership,
+            do_not_call=self.centre_services.do_not_call,
             wake_sync=self.sync.wake if self.sync is not None else None,
         )
 

@@ -53,6 +53,7 @@ TABLES = {
     "leads",
     "transfers",
     "dispositions",
+    "do_not_call",
 }
 
 

@@ -82,7 +82,7 @@ async def test_the_rep_works_the_list_a_result_at_a_time(
         names = await _items(page)
         assert names[0] == "王建国"  # rep01's leads, in the order they were handed over
         assert await page.locator(".work-item.current .work-reason").text_content() == new
-        assert await page.locator("#disposition-code option").count() == 7
+        assert await page.locator("#disposition-code option").count() == 8
 
         # Dial the first lead through the simulated line, then record the result.
         await page.locator(".work-item.current button.dial").click()

@@ -56,6 +56,7 @@ TABLES = {
     "teams",
     "lead_lists",
     "dispositions",
+    "do_not_call",
     "leads",
     "transfers",
     "reps",

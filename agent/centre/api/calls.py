@@ -15,6 +15,7 @@ from starlette.responses import Response
 from agent.centre.api.context import SeatApiContext, error, refuse_seat_mismatch, seat_only
 from agent.seatapi import MAX_BATCH_BYTES, BatchAnswer, CallBatch, CallEntry, EntryResult, parse_entry
 from agent.web import SafeJSONResponse
+from storage.dnc import flag_dialed
 from storage.ingest import Incoming, ingest_calls
 from storage.ownership import flag_collisions
 from storage.seats import SeatInfo, seat_seen
@@ -79,7 +80,17 @@ async def post_calls(ctx: SeatApiContext, request: Request, seat: SeatInfo) -> R
                 ],
                 now=datetime.now(UTC),
             )
+            barred = flag_dialed(
+                session,
+                [
+                    (e.uuid, e.number_e164, e.rep, str(e.direction))
+                    for e, o in zip(valid, outcomes, strict=True)
+                    if o.status == "accepted"
+                ],
+                now=datetime.now(UTC),
+            )
         ctx.metrics.collisions.inc(len(flagged))
+        ctx.metrics.dnc_dialed.inc(barred)
         return {
             entry.uuid: EntryResult(uuid=entry.uuid, status=outcome.status, reason=outcome.reason)
             for entry, outcome in zip(valid, outcomes, strict=True)

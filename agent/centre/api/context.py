@@ -75,6 +75,11 @@ class SeatApiMetrics:
             "Calls to or from another rep's customer (撞单), flagged to both team leads.",
             registry=registry,
         )
+        self.dnc_dialed = Counter(
+            "cti_centre_dnc_dialed",
+            "Outbound calls to a number on the do-not-call list (dialed on the handset, or confirmed).",
+            registry=registry,
+        )
         self.recording_bytes = Counter(
             "cti_centre_recording_bytes", "Bytes of recordings stored from seats.", registry=registry
         )

@@ -12,6 +12,7 @@ guessed at. The answer::
                    "until", "may_claim"} | null,
      "as_of": "2026-12-03T17:05:12.123456+00:00"}
 
+``do_not_call`` says the number is on the floor's do-not-call list (:mod:`storage.dnc`).
 ``ownership`` is who owns the number across the whole floor, as the seat's rep sees it
 (:class:`storage.ownership.Ownership`): shown even when the customer is another team's and
 stays hidden, so the rep knows it is someone else's (null: no customer has the number).
@@ -39,6 +40,7 @@ from starlette.responses import Response
 from agent.centre.api.context import SeatApiContext, error, seat_only
 from agent.numbers import to_e164
 from agent.web import SafeJSONResponse
+from storage.dnc import listed
 from storage.lookup import CardCall, CardCustomer, LookupScope, customer_for_number, last_calls
 from storage.ownership import Ownership, ownership_of
 from storage.seats import SeatInfo
@@ -78,16 +80,17 @@ async def get_lookup(ctx: SeatApiContext, request: Request, seat: SeatInfo) -> R
     # An empty team is no team: it must not open every teamless seat's calls to this one.
     scope = LookupScope(seat=seat.name, team=seat.team or None)
 
-    def read() -> tuple[CardCustomer | None, list[CardCall], Ownership | None]:
+    def read() -> tuple[CardCustomer | None, list[CardCall], Ownership | None, bool]:
         with ctx.sessions() as session:
             return (
                 customer_for_number(session, number, scope),
                 last_calls(session, number, scope),
                 ownership_of(session, number, seat.rep, protection=ctx.protection, now=datetime.now(UTC)),
+                bool(listed(session, [number])),
             )
 
     try:
-        customer, calls, owner = await run_in_threadpool(read)
+        customer, calls, owner, barred = await run_in_threadpool(read)
     except SQLAlchemyError as exc:
         logger.warning("seat API: lookup for seat %s failed, the database cannot be read: %s", seat.name, exc)
         return error(503, "the centre's database is unavailable; retry later")
@@ -99,6 +102,7 @@ async def get_lookup(ctx: SeatApiContext, request: Request, seat: SeatInfo) -> R
             "customer": customer.to_dict() if customer is not None else None,
             "calls": [call.to_dict() for call in calls],
             "ownership": owner.to_dict() if owner is not None else None,
+            "do_not_call": barred,
             "as_of": datetime.now(UTC).isoformat(),
         },
         headers={"Cache-Control": "no-store"},

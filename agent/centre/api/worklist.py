@@ -127,7 +127,10 @@ async def post_dispositions(ctx: SeatApiContext, request: Request, seat: SeatInf
         return refuse_seat_mismatch(ctx, request, seat, batch.seat)
     parsed = [parse_disposition(raw) for raw in batch.dispositions]
     valid = [entry for entry in parsed if isinstance(entry, DispositionEntry)]
-    rules = {d.code: Rule(final=d.final, follow_up=d.follow_up) for d in ctx.dispositions}
+    rules = {
+        d.code: Rule(final=d.final, follow_up=d.follow_up, do_not_call=d.do_not_call)
+        for d in ctx.dispositions
+    }
 
     def write() -> dict[str, DispositionResult]:
         rows = [

@@ -25,7 +25,7 @@ from starlette.routing import BaseRoute, Route
 
 from agent.errors import AgentError, DeviceError
 from agent.events import Call
-from agent.numbers import clean, display_key, national
+from agent.numbers import clean, display_key, national, to_e164
 from agent.seat.web.context import SeatContext
 from storage.repository import (
     CallNote,
@@ -544,7 +544,12 @@ class SeatApi:
     # -- click-to-dial -------------------------------------------------------------------
 
     async def dial(self, request: Request) -> Response:
-        """``POST /api/dial`` with ``{"line": id, "number": str}``: the line's device dials."""
+        """``POST /api/dial`` with ``{"line": id, "number": str}``: the line's device dials.
+
+        A number on the floor's do-not-call list (as the centre last told) is answered 409 with
+        ``"do_not_call": true`` unless the body says ``"confirm_do_not_call": true``; a confirmed
+        dial is logged here, and the centre flags the call when it arrives.
+        """
         body = await self._body(request)
         if isinstance(body, Response):
             return body
@@ -557,6 +562,14 @@ class SeatApi:
         dialer = self.context.dialer
         if dialer is None or line not in dialer.dialable_lines():
             return self._error(409, f"line {line} cannot dial")
+        barred = self.context.do_not_call
+        e164 = to_e164(digits, self.context.region) if barred is not None else None
+        if barred is not None and e164 is not None and barred(e164):
+            if body.get("confirm_do_not_call") is not True:
+                return self._json(
+                    {"error": "this number is on the do-not-call list", "do_not_call": True}, status_code=409
+                )
+            logger.warning("seat page: rep %s dials a number on the do-not-call list, confirmed", self.rep)
         try:
             await dialer.dial(line, digits)
         except LookupError:

@@ -154,4 +154,6 @@ class SeatContext:
     worklist: SeatWorklist | None = None
     #: who owns a number across the floor (the centre's lookup, cached); None outside team mode
     ownership: Callable[[str], dict[str, Any] | None] | None = None
+    #: whether a number (E.164) is on the floor's do-not-call list; None outside team mode
+    do_not_call: Callable[[str], bool] | None = None
     wake_sync: Callable[[], None] | None = None

@@ -187,6 +187,7 @@
         if (!response.ok) {
           var error = new Error(data.error || String(response.status));
           error.status = response.status;
+          error.doNotCall = data.do_not_call === true;
           throw error;
         }
         return data;
@@ -354,11 +355,19 @@
     return button;
   }
 
-  function dial(number, button) {
+  function dial(number, button, confirmed) {
     button.disabled = true;
-    request("POST", api + "/dial", { line: dialLines[0], number: number }).then(function () {
+    var body = { line: dialLines[0], number: number };
+    if (confirmed) body.confirm_do_not_call = true;
+    request("POST", api + "/dial", body).then(function () {
       button.textContent = t("dial.started");
     }).catch(function (error) {
+      // On the do-not-call list: only after the rep says so (the centre flags the call anyway).
+      if (error.status === 409 && error.doNotCall && !confirmed) {
+        button.disabled = false;
+        if (window.confirm(t("dial.do_not_call"))) dial(number, button, true);
+        return;
+      }
       button.textContent = t("dial.failed");
       button.title = error.message;
     }).then(function () {
