@@ -22,6 +22,9 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 from prometheus_client import CollectorRegistry, generate_latest
+from starlette.applications import Starlette
+from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from agent.config import TargetsSection
 from agent.events import Call, CallEvent, CallEventKind, Direction, Disposition, LineState, LineStatus
@@ -94,9 +97,11 @@ def median_ms(run: Callable[[], object], times: int = 20) -> float:
     return statistics.median(runs) * 1000
 
 
-def http_scrape_ms(registry: CollectorRegistry, times: int = 20) -> tuple[float, int]:
+def http_scrape_ms(
+    registry: CollectorRegistry, times: int = 20, app: ASGIApp | None = None
+) -> tuple[float, int]:
     """Median of GET /metrics through the exporter's ASGI app, as Prometheus asks, and the bytes sent."""
-    app = make_metrics_app(registry)
+    app = app or make_metrics_app(registry)
 
     async def scrape() -> tuple[float, int]:
         transport = httpx.ASGITransport(app=app)
@@ -175,8 +180,71 @@ def cpu_under_traffic() -> None:
         )
 
 
+def centre_scrape(reps: int = 1000, calls_per_rep: int = 60) -> None:
+    """GET /metrics of a centre whose floor has ``reps`` reps with a day of calls each (SQLite file)."""
+    import tempfile
+    from pathlib import Path
+
+    from sqlalchemy import insert
+
+    from agent.centre.metrics import TeamCollector
+    from agent.web import MetricsEndpoint
+    from storage.db import make_engine, upgrade
+    from storage.models import CallRecord, Seat
+
+    now = datetime.now(UTC)
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = make_engine(f"sqlite:///{Path(tmp) / 'centre.db'}")
+        upgrade(engine)
+        rows = []
+        for r in range(reps):
+            for n in range(calls_per_rep):
+                call = make_call(n, f"rep{r:04d}", now.replace(hour=0, minute=0) + timedelta(seconds=n * 60))
+                rows.append(
+                    {
+                        "uuid": f"{r}-{n}",
+                        "seat": f"seat{r:04d}",
+                        "device_id": "sim",
+                        "line": "L1",
+                        "rep": call.rep,
+                        "team": call.team,
+                        "direction": call.direction.value,
+                        "started_at": call.started_at,
+                        "answered_at": call.answered_at,
+                        "ended_at": call.ended_at,
+                        "ring_seconds": call.ring_seconds,
+                        "talk_seconds": call.talk_seconds,
+                        "disposition": call.disposition.value if call.disposition else None,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                )
+        seats = [
+            {"name": f"seat{r:04d}", "team": f"team-{r % 8}", "token_hash": f"{r:064x}", "last_seen_at": now}
+            for r in range(reps)
+        ]
+        with engine.begin() as connection:
+            connection.execute(insert(CallRecord), rows)
+            connection.execute(insert(Seat), seats)
+            connection.exec_driver_sql("ANALYZE")
+        for label, max_age in (("database read every scrape", 0.0), ("cached (5 s)", 5.0)):
+            registry = CollectorRegistry()
+            registry.register(TeamCollector(engine, UTC, 60.0, max_age=max_age))
+            app = Starlette(routes=[Route("/metrics", MetricsEndpoint(registry), methods=["GET"])])
+            ms, sent = http_scrape_ms(registry, app=app)
+            body = render(registry) if render is not None else generate_latest(registry)
+            series = sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
+            print(
+                f"centre, {reps} reps x {calls_per_rep} calls today, {label}: {series} series, "
+                f"GET /metrics {ms:.2f} ms ({sent / 1024:.1f} KiB sent)"
+            )
+        engine.dispose()
+
+
 def main() -> None:
     scrape_and_memory()
+    print()
+    centre_scrape()
     print()
     cpu_under_traffic()
 
