@@ -135,12 +135,14 @@ def instrument(agent: Agent, stamps: dict[str, dict[str, float]]) -> None:
 
     async def timed_stream(self: Any, send: Any) -> None:
         async def timed_send(message: dict[str, Any]) -> None:
+            # Stamped as the frame is handed to the server (after the await, the client
+            # process may already have read it).
             body = message.get("body", b"")
-            await send(message)
             if b'"identified"' in body:
                 now = time.perf_counter()
                 for chunk in body.split(b'"number_raw":"')[1:]:
                     stamps.setdefault(chunk.split(b'"')[0].decode(), {}).setdefault("write", now)
+            await send(message)
 
         await stream(self, timed_send)
 
