@@ -116,7 +116,7 @@ WATCH_JS = """() => {
   new MutationObserver(() => {
     const t = performance.timeOrigin + performance.now();
     for (const row of calls.querySelectorAll(".call-number")) {
-      const n = row.textContent;
+      const n = row.textContent.replace(/\D/g, "");  // shown as 139 0000 0001
       if (!(n in window.__seen)) window.__seen[n] = t;
     }
   }).observe(calls, { childList: true, subtree: true, characterData: true });
