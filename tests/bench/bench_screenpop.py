@@ -110,7 +110,7 @@ class PopInjector(Device):
 
 
 #: Records when a call row showing a given number is first in the page (wall clock, ms).
-WATCH_JS = """() => {
+WATCH_JS = r"""() => {
   window.__seen = {};
   const calls = document.getElementById("calls");
   new MutationObserver(() => {
