@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
+from dataclasses import dataclass
 
 import phonenumbers
 
@@ -26,6 +27,56 @@ def _cn_mobile() -> re.Pattern[str]:
     if mobile is None or mobile.national_number_pattern is None:
         return re.compile(r"(?!)")  # no metadata: never fast, always phonenumbers
     return re.compile(mobile.national_number_pattern)
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What phonenumbers' CN metadata says a fixed-line number is, and which prefixes it strips."""
+
+    fixed: re.Pattern[str]
+    fixed_lengths: frozenset[int]
+    general: re.Pattern[str]
+    general_lengths: frozenset[int]
+    #: The national prefix (trunk ``0``) or carrier code phonenumbers would strip from the front.
+    strips: re.Pattern[str]
+
+
+@functools.cache
+def _cn_plan() -> _Plan | None:
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region("CN")
+    if metadata is None:
+        return None
+    fixed, general = metadata.fixed_line, metadata.general_desc
+    if (
+        fixed is None
+        or general is None
+        or not fixed.national_number_pattern
+        or not general.national_number_pattern
+        or not metadata.national_prefix_for_parsing
+    ):
+        return None
+    return _Plan(
+        fixed=re.compile(fixed.national_number_pattern),
+        fixed_lengths=frozenset(fixed.possible_length or general.possible_length),
+        general=re.compile(general.national_number_pattern),
+        general_lengths=frozenset(general.possible_length),
+        strips=re.compile(metadata.national_prefix_for_parsing),
+    )
+
+
+def _cn_fixed_line(national: str) -> str | None:
+    """``+86`` and ``national`` when it is a valid mainland fixed-line number by the metadata, else None."""
+    plan = _cn_plan()
+    if (
+        plan is None
+        or len(national) not in plan.fixed_lengths
+        or len(national) not in plan.general_lengths
+        or plan.strips.match(national)
+        or not plan.general.fullmatch(national)
+        or not plan.fixed.fullmatch(national)
+    ):
+        return None
+    return "+86" + national
 
 
 def _fast_cn_mobile(cleaned: str, region: str) -> str | None:
@@ -51,6 +102,34 @@ def _fast_cn_mobile(cleaned: str, region: str) -> str | None:
     return None
 
 
+def _fast_cn_landline(cleaned: str, region: str) -> str | None:
+    """The E.164 form of a mainland fixed-line number in its common spellings, or None to ask phonenumbers.
+
+    ``022 2345 6789`` (trunk ``0``, area code, subscriber), ``+86 22 ...``, ``0086 22 ...``, and
+    with CN as the region ``22 2345 6789`` without the trunk ``0``. The number after the
+    prefix must be one phonenumbers' metadata calls fixed-line and one its CN prefix rule
+    would leave alone, so the answer is the one phonenumbers gives (a property test checks).
+    Anything else (a carrier code, a ``0`` after ``+86``, ``400``/``800`` numbers) goes the slow way.
+    """
+    if cleaned.startswith("+86"):
+        national = cleaned[3:]
+    elif region != "CN":
+        return None
+    elif cleaned.startswith("0086"):
+        national = cleaned[4:]
+    elif cleaned.startswith("0"):
+        # The trunk prefix; phonenumbers strips one, and a second 0 is an international prefix.
+        national = cleaned[1:]
+        if national.startswith("0"):
+            return None
+    elif cleaned[0] in "23456789" and not cleaned.startswith("86"):
+        # Without the trunk 0. A leading 86 might be read as the country code: the slow way.
+        national = cleaned
+    else:
+        return None
+    return _cn_fixed_line(national)
+
+
 @functools.lru_cache(maxsize=65536)
 def to_e164(raw: str | None, region: str = DEFAULT_REGION) -> str | None:
     """The E.164 form of ``raw`` (``+8613812345678``), or None when it is not a valid number.
@@ -65,9 +144,14 @@ def to_e164(raw: str | None, region: str = DEFAULT_REGION) -> str | None:
     cleaned = raw if raw.isascii() and raw.isdigit() else clean(raw)
     if not cleaned or "*" in cleaned or "#" in cleaned:
         return None
-    fast = _fast_cn_mobile(cleaned, region)
+    fast = _fast_cn_mobile(cleaned, region) or _fast_cn_landline(cleaned, region)
     if fast is not None:
         return fast
+    return _parsed_e164(cleaned, region)
+
+
+def _parsed_e164(cleaned: str, region: str) -> str | None:
+    """What phonenumbers makes of a cleaned dial string: E.164 when valid, else None (the slow way)."""
     try:
         parsed = phonenumbers.parse(cleaned, region)
     except phonenumbers.NumberParseException:

@@ -9,14 +9,15 @@ duplicate a row or undo a later state.
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, ScalarSelect, and_, case, func, or_, select, update
+from sqlalchemy import ColumnElement, Table, and_, bindparam, case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -94,36 +95,50 @@ def upsert_call(session: Session, call: Call) -> None:
     """
     values = _snapshot_values(call)
     dialect = session.get_bind().dialect.name
-    if dialect == "sqlite":
-        _upsert_on_conflict(session, values, sqlite.insert)
-    elif dialect == "postgresql":
-        _upsert_on_conflict(session, values, postgresql.insert)
+    if dialect in ("sqlite", "postgresql"):
+        _upsert_on_conflict(session, values, dialect)
     else:
         _upsert_select_then_write(session, values)
 
 
-def _known_customer(customer_id: int | None) -> ScalarSelect[int] | None:
-    if customer_id is None:
-        return None
-    # A scalar subquery: NULL when no such customer, so the foreign key never fails.
-    return select(CustomerRecord.id).where(CustomerRecord.id == customer_id).scalar_subquery()
+@functools.cache
+def _upsert_statement(dialect: str) -> Any:
+    """``INSERT ... ON CONFLICT (uuid) DO UPDATE`` for ``dialect``, built once with bind parameters.
 
-
-def _upsert_on_conflict(
-    session: Session, values: dict[str, Any], insert: Callable[[type[CallRecord]], Any]
-) -> None:
-    now = utcnow()
-    row = dict(values, customer_id=_known_customer(values["customer_id"]), created_at=now, updated_at=now)
-    stmt = insert(CallRecord).values(row)
+    Building it per call (``insert().values(row)``, ``stmt.excluded``, the condition) was
+    90 % of an upsert's 3.6 ms, all of it holding the GIL. ``customer_id`` goes through a
+    scalar subquery: NULL when no such customer (a CRM plugin's id is not one of ours), so
+    the foreign key never fails.
+    """
+    insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
+    table = cast(Table, CallRecord.__table__)
+    columns = table.c
+    # Bind names differ from the column names: SQLAlchemy keeps those for its own VALUES binds.
+    values: dict[str, Any] = {
+        column: bindparam(f"p_{column}", type_=columns[column].type) for column in SNAPSHOT_COLUMNS
+    }
+    values["customer_id"] = (
+        select(CustomerRecord.id)
+        .where(CustomerRecord.id == bindparam("p_customer_id", type_=columns["customer_id"].type))
+        .scalar_subquery()
+    )
+    values["created_at"] = values["updated_at"] = bindparam("p_now", type_=columns["created_at"].type)
+    stmt = insert(table).values(values)
     excluded = stmt.excluded
     changes = {column: excluded[column] for column in SNAPSHOT_COLUMNS if column != "uuid"}
     changes["updated_at"] = excluded.updated_at
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[CallRecord.uuid],
+    return stmt.on_conflict_do_update(
+        index_elements=[columns.uuid],
         set_=changes,
         where=_may_replace(excluded.answered_at, excluded.ended_at),
     )
-    session.execute(stmt)
+
+
+def _upsert_on_conflict(session: Session, values: dict[str, Any], dialect: str) -> None:
+    params = {f"p_{column}": value for column, value in values.items()}
+    params["p_now"] = utcnow()
+    # Through the session's connection: a Core statement needs none of the ORM's execution path.
+    session.connection().execute(_upsert_statement(dialect), params)
 
 
 def _upsert_select_then_write(session: Session, values: dict[str, Any]) -> None:

@@ -15,12 +15,13 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, tzinfo
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from agent.web.exposition import Prefixes, gauge_metric
 from storage.teamstats import RepDay, SeatState, rep_days, seat_states
 
 logger = logging.getLogger(__name__)
@@ -45,6 +46,16 @@ class TeamCollector(Collector):
         self._clock = clock or (lambda: datetime.now(zone))
         self._lock = threading.Lock()
         self._cached: tuple[float, list[RepDay], list[SeatState]] | None = None
+        # Each series' label text is written once and kept (agent.web.exposition).
+        self._prefixes = {
+            "up": Prefixes("cti_centre_database_up", ()),
+            "calls": Prefixes("cti_team_calls_today", ("rep", "team", "direction", "disposition")),
+            "talk": Prefixes("cti_team_talk_seconds_today", ("rep", "team")),
+            "effective": Prefixes("cti_team_effective_calls_today", ("rep", "team")),
+            "seen": Prefixes("cti_seat_last_seen_timestamp_seconds", ("seat", "team")),
+            "backlog": Prefixes("cti_seat_reported_backlog", ("seat", "team")),
+            "active": Prefixes("cti_seat_active", ("seat", "team")),
+        }
 
     def _day(self) -> tuple[datetime, datetime]:
         now = self._clock().astimezone(self.zone)
@@ -69,61 +80,70 @@ class TeamCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         """The team figures as of now (one cached database read)."""
         read = self._read()
-        up = GaugeMetricFamily(
-            "cti_centre_database_up", "Whether the centre's database answered this scrape."
+        yield gauge_metric(
+            "cti_centre_database_up",
+            "Whether the centre's database answered this scrape.",
+            self._prefixes["up"],
+            [((), 0.0 if read is None else 1.0)],
         )
-        up.add_metric([], 0.0 if read is None else 1.0)
-        yield up
         if read is None:
             return
         days, seats = read
-        calls = GaugeMetricFamily(
-            "cti_team_calls_today",
-            "Ended calls today (the floor's time zone) per rep, from every seat.",
-            labels=["rep", "team", "direction", "disposition"],
-        )
-        talk = GaugeMetricFamily(
-            "cti_team_talk_seconds_today",
-            "Talk time of today's answered calls per rep.",
-            labels=["rep", "team"],
-        )
-        effective = GaugeMetricFamily(
-            "cti_team_effective_calls_today",
-            "Today's answered calls at least as long as the effective-call threshold, per rep.",
-            labels=["rep", "team"],
-        )
         talk_by_rep: dict[tuple[str, str], float] = {}
-        effective_by_rep: dict[tuple[str, str], int] = {}
+        effective_by_rep: dict[tuple[str, str], float] = {}
+        calls: list[tuple[tuple[str, ...], float]] = []
         for day in days:
-            calls.add_metric([day.rep, day.team, day.direction, day.disposition], day.calls)
+            calls.append(((day.rep, day.team, day.direction, day.disposition), float(day.calls)))
             key = (day.rep, day.team)
             talk_by_rep[key] = talk_by_rep.get(key, 0.0) + day.talk_seconds
             effective_by_rep[key] = effective_by_rep.get(key, 0) + day.effective
-        for key, seconds in sorted(talk_by_rep.items()):
-            talk.add_metric(list(key), seconds)
-            effective.add_metric(list(key), effective_by_rep[key])
-        yield from (calls, talk, effective)
-        seen = GaugeMetricFamily(
+        owners = sorted(talk_by_rep)
+        yield gauge_metric(
+            "cti_team_calls_today",
+            "Ended calls today (the floor's time zone) per rep, from every seat.",
+            self._prefixes["calls"],
+            calls,
+        )
+        yield gauge_metric(
+            "cti_team_talk_seconds_today",
+            "Talk time of today's answered calls per rep.",
+            self._prefixes["talk"],
+            [(key, talk_by_rep[key]) for key in owners],
+        )
+        yield gauge_metric(
+            "cti_team_effective_calls_today",
+            "Today's answered calls at least as long as the effective-call threshold, per rep.",
+            self._prefixes["effective"],
+            [(key, effective_by_rep[key]) for key in owners],
+        )
+        seen: list[tuple[tuple[str, ...], float]] = []
+        backlog: list[tuple[tuple[str, ...], float]] = []
+        active: list[tuple[tuple[str, ...], float]] = []
+        for seat in seats:
+            labels = (seat.name, seat.team or "")
+            active.append((labels, 1.0 if seat.active else 0.0))
+            if seat.last_seen_at is not None:
+                seen.append((labels, seat.last_seen_at.timestamp()))
+            if seat.backlog is not None:
+                backlog.append((labels, float(seat.backlog)))
+        yield gauge_metric(
             "cti_seat_last_seen_timestamp_seconds",
             "When each seat last sent the centre a batch (Unix time).",
-            labels=["seat", "team"],
+            self._prefixes["seen"],
+            seen,
         )
-        backlog = GaugeMetricFamily(
-            "cti_seat_reported_backlog", "Rows each seat said it still had to send.", labels=["seat", "team"]
+        yield gauge_metric(
+            "cti_seat_reported_backlog",
+            "Rows each seat said it still had to send.",
+            self._prefixes["backlog"],
+            backlog,
         )
-        active = GaugeMetricFamily(
+        yield gauge_metric(
             "cti_seat_active",
             "Whether the seat's credential is accepted (0: revoked).",
-            labels=["seat", "team"],
+            self._prefixes["active"],
+            active,
         )
-        for seat in seats:
-            labels = [seat.name, seat.team or ""]
-            active.add_metric(labels, 1.0 if seat.active else 0.0)
-            if seat.last_seen_at is not None:
-                seen.add_metric(labels, seat.last_seen_at.timestamp())
-            if seat.backlog is not None:
-                backlog.add_metric(labels, seat.backlog)
-        yield from (seen, backlog, active)
 
 
 def register_team_metrics(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -53,15 +53,25 @@ class CallEnricher:
 
     :param pm: whose ``lookup_customer`` hook answers (blocking: run in a worker thread).
     :param timeout: seconds a lookup may take before the call goes on without a customer.
+    :param gate: awaited before a lookup starts its worker thread (the runtime passes
+        ``SeatBus.sent``: the thread's pure-Python database work would otherwise hold the
+        GIL while the number's frame is being written to the page).
     """
 
     def __init__(
-        self, pm: pluggy.PluginManager, metrics: Metrics, *, timeout: float, clock: Callable[[], datetime]
+        self,
+        pm: pluggy.PluginManager,
+        metrics: Metrics,
+        *,
+        timeout: float,
+        clock: Callable[[], datetime],
+        gate: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.pm = pm
         self.metrics = metrics
         self.timeout = timeout
         self.clock = clock
+        self.gate = gate
 
     async def enrich(self, line: Line, event: CallEvent) -> CallEvent:
         """The event with the customer known so far; starts the lookup once the number is known.
@@ -113,6 +123,8 @@ class CallEnricher:
     async def lookup(self, call: Call) -> Customer | None:
         """The customer ``lookup_customer`` finds for the call's number; None on time-out or error."""
         assert call.number_raw is not None
+        if self.gate is not None:
+            await self.gate()
         started = time.monotonic()
         try:
             result = await asyncio.wait_for(

@@ -33,11 +33,12 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.types import ASGIApp
@@ -56,6 +57,15 @@ from agent.events import (
 from agent.repstate import STATES as REP_STATES
 from agent.repstate import count_change
 from agent.web import MetricsEndpoint
+from agent.web.exposition import (
+    CounterFamily,
+    HistogramFamily,
+    Prefixes,
+    RenderedMetric,
+    format_value,
+    gauge_metric,
+    no_created_series,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -106,91 +116,134 @@ class TargetSource(Protocol):
 class _TargetCollector(Collector):
     """The daily targets of every rep seen on this seat, as gauges (read at scrape time)."""
 
+    _HELP: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("cti_target_calls", "Daily target: calls per rep."),
+        ("cti_target_talk_seconds", "Daily target: talk time per rep, in seconds."),
+        (
+            "cti_target_effective_calls",
+            "Daily target: effective calls (talk time over the threshold) per rep.",
+        ),
+    )
+
     def __init__(self, source: Callable[[], TargetSource | None], owners: set[tuple[str, str]]) -> None:
         self._source = source
         self._owners = owners
+        self._prefixes = [Prefixes(name, ("rep", "team")) for name, _ in self._HELP]
 
     def describe(self) -> Iterable[Metric]:
         """The families this collector exports, without samples."""
-        return list(self._families())
+        return [Metric(name, documentation, "gauge") for name, documentation in self._HELP]
 
     def collect(self) -> Iterable[Metric]:
         """One sample per rep and kind of target that has a value."""
-        calls, talk, effective = self._families()
+        rows: tuple[list[tuple[tuple[str, ...], float]], ...] = ([], [], [])
         source = self._source()
         if source is not None:
             for rep, team in sorted(list(self._owners)):
                 target = source.for_rep(rep, team)
-                for family, value in (
-                    (calls, target.calls),
-                    (talk, target.talk_seconds),
-                    (effective, target.effective_calls),
-                ):
+                for kind, value in enumerate((target.calls, target.talk_seconds, target.effective_calls)):
                     if value is not None:
-                        family.add_metric([rep, team], float(value))
-        return [calls, talk, effective]
-
-    @staticmethod
-    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
-        return (
-            GaugeMetricFamily("cti_target_calls", "Daily target: calls per rep.", labels=["rep", "team"]),
-            GaugeMetricFamily(
-                "cti_target_talk_seconds",
-                "Daily target: talk time per rep, in seconds.",
-                labels=["rep", "team"],
-            ),
-            GaugeMetricFamily(
-                "cti_target_effective_calls",
-                "Daily target: effective calls (talk time over the threshold) per rep.",
-                labels=["rep", "team"],
-            ),
-        )
+                        rows[kind].append(((rep, team), float(value)))
+        return [
+            gauge_metric(name, documentation, prefixes, kind_rows)
+            for (name, documentation), prefixes, kind_rows in zip(
+                self._HELP, self._prefixes, rows, strict=True
+            )
+        ]
 
 
 class _StateCollector(Collector):
-    """Reads line and device state at scrape time, so a stale series never outlives its line's state."""
+    """Reads line and device state at scrape time, so a stale series never outlives its line's state.
+
+    One ``cti_line_state`` series per line, its ``state`` label the state the line is in now
+    (value 1): when the line changes state the old series ends and a new one starts. A line's
+    two lines of text are written again only when its status changed since the last scrape.
+    """
+
+    _LINE_LABELS = ("seat", "line", "rep", "team")
 
     def __init__(self, seat: str) -> None:
         self._seat = seat
         self.lines: dict[str, LineStatus] = {}
         self.devices: dict[str, _DeviceState] = {}
+        self._state_prefixes = Prefixes("cti_line_state", (*self._LINE_LABELS, "state"))
+        self._started_prefixes = Prefixes("cti_line_call_started_timestamp_seconds", self._LINE_LABELS)
+        self._device_prefixes = Prefixes("cti_device_up", ("seat", "device", "type"))
+        #: line -> (the status last written, its state line, its start-time line)
+        self._written: dict[str, tuple[LineStatus, str, str]] = {}
 
     def describe(self) -> Iterable[Metric]:
         """The families this collector exports, without samples (for the registry's name-clash check)."""
-        return list(self._families())
+        return [Metric(name, documentation, "gauge") for name, documentation in _STATE_HELP]
+
+    def _rows(self, status: LineStatus) -> tuple[tuple[str, ...], tuple[str, ...], float]:
+        labels = (self._seat, status.line, status.rep, status.team)
+        started = status.since.timestamp() if status.state in _BUSY_STATES else 0.0
+        return (*labels, status.state.value), labels, started
+
+    def _written_lines(self, status: LineStatus) -> tuple[str, str]:
+        written = self._written.get(status.line)
+        if written is None or written[0] is not status:
+            state_labels, labels, started = self._rows(status)
+            written = (
+                status,
+                f"{self._state_prefixes(state_labels)}1.0\n",
+                f"{self._started_prefixes(labels)}{format_value(started)}\n",
+            )
+            self._written[status.line] = written
+        return written[1], written[2]
 
     def collect(self) -> Iterable[Metric]:
         """Current line states, call start times and device health."""
-        state, started, device_up = self._families()
         # Copy first: a scrape served from another thread must not see the dicts change under it.
-        for status in list(self.lines.values()):
-            labels = [self._seat, status.line, status.rep, status.team]
-            for candidate in LineState:
-                state.add_metric([*labels, candidate.value], 1.0 if candidate == status.state else 0.0)
-            started.add_metric(labels, status.since.timestamp() if status.state in _BUSY_STATES else 0.0)
-        for device_id, device in sorted(self.devices.items()):
-            device_up.add_metric([self._seat, device_id, device.type], 1.0 if device.up else 0.0)
-        return [state, started, device_up]
+        statuses = list(self.lines.values())
+        lines = [self._written_lines(status) for status in statuses]
+        rows = [self._rows(status) for status in statuses]
+        (state_name, state_help), (started_name, started_help), (device_name, device_help) = _STATE_HELP
 
-    @staticmethod
-    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
-        return (
-            GaugeMetricFamily(
-                "cti_line_state",
-                "1 for the state each line is in now, 0 for the others.",
-                labels=["seat", "line", "rep", "team", "state"],
+        def state_samples() -> list[Sample]:
+            names = self._state_prefixes.labelnames
+            return [Sample(state_name, dict(zip(names, r[0], strict=True)), 1.0) for r in rows]
+
+        def started_samples() -> list[Sample]:
+            names = self._started_prefixes.labelnames
+            return [Sample(started_name, dict(zip(names, r[1], strict=True)), r[2]) for r in rows]
+
+        devices = [
+            ((self._seat, device_id, device.type), 1.0 if device.up else 0.0)
+            for device_id, device in sorted(self.devices.items())
+        ]
+        return [
+            RenderedMetric(
+                state_name,
+                state_help,
+                "gauge",
+                text=lambda: "".join([state for state, _ in lines]),
+                samples=state_samples,
             ),
-            GaugeMetricFamily(
-                "cti_line_call_started_timestamp_seconds",
-                "Unix time the line entered its ringing, dialing or talking state; 0 when idle or down.",
-                labels=["seat", "line", "rep", "team"],
+            RenderedMetric(
+                started_name,
+                started_help,
+                "gauge",
+                text=lambda: "".join([started for _, started in lines]),
+                samples=started_samples,
             ),
-            GaugeMetricFamily(
-                "cti_device_up",
-                "1 while the device is open and working, 0 while it is down.",
-                labels=["seat", "device", "type"],
-            ),
-        )
+            gauge_metric(device_name, device_help, self._device_prefixes, devices),
+        ]
+
+
+_STATE_HELP: tuple[tuple[str, str], ...] = (
+    (
+        "cti_line_state",
+        "1, one series per line: its state label is the state the line is in now "
+        "(idle, ringing, dialing, talking, down).",
+    ),
+    (
+        "cti_line_call_started_timestamp_seconds",
+        "Unix time the line entered its ringing, dialing or talking state; 0 when idle or down.",
+    ),
+    ("cti_device_up", "1 while the device is open and working, 0 while it is down."),
+)
 
 
 class Metrics:
@@ -215,35 +268,39 @@ class Metrics:
         effective_call_seconds: float = 60.0,
         targets: TargetSource | None = None,
     ) -> None:
+        no_created_series()
         self.registry = registry
         self.seat = seat
         self.effective_call_seconds = effective_call_seconds
         call_labels = ["rep", "team", "direction"]
-        self.calls = Counter(
+        # The per-rep series are most of a floor exporter's scrape: they keep their text rendered
+        # (agent.web.exposition), so 1000 reps scrape in milliseconds, not most of a second.
+        self.calls = CounterFamily(
             "cti_calls",
             "Ended calls by disposition.",
             [*call_labels, "disposition"],
             registry=registry,
         )
-        self.talk_seconds = Counter(
+        self.talk_seconds = CounterFamily(
             "cti_talk_seconds", "Talk time of ended calls, in seconds.", call_labels, registry=registry
         )
-        self.ring_seconds = Counter(
+        self.ring_seconds = CounterFamily(
             "cti_ring_seconds",
             "Ring (or dialing) time of ended calls, in seconds.",
             call_labels,
             registry=registry,
         )
-        self.effective_calls = Counter(
+        self.effective_calls = CounterFamily(
             "cti_effective_calls",
             "Answered calls whose talk time reached the effective-call threshold.",
             call_labels,
             registry=registry,
         )
-        self.talk_histogram = Histogram(
+        # Without direction: the dashboards read its quantiles over both, and it is 11 buckets a series.
+        self.talk_histogram = HistogramFamily(
             "cti_call_talk_seconds",
-            "Talk time of answered calls, in seconds.",
-            call_labels,
+            "Talk time of answered calls (both directions), in seconds.",
+            ["rep", "team"],
             buckets=TALK_BUCKETS,
             registry=registry,
         )
@@ -396,7 +453,7 @@ class Metrics:
         if disposition is Disposition.ANSWERED:
             talk = max(call.talk_seconds or 0.0, 0.0)
             self.talk_seconds.labels(*labels).inc(talk)
-            self.talk_histogram.labels(*labels).observe(talk)
+            self.talk_histogram.labels(call.rep, call.team).observe(talk)
             if talk >= self.effective_call_seconds:
                 self.effective_calls.labels(*labels).inc()
         elif call.talk_seconds:
@@ -510,7 +567,7 @@ class Metrics:
             self.talk_seconds.labels(*labels)
             self.ring_seconds.labels(*labels)
             self.effective_calls.labels(*labels)
-            self.talk_histogram.labels(*labels)
+        self.talk_histogram.labels(rep, team)
 
 
 def make_metrics_app(registry: CollectorRegistry) -> ASGIApp:

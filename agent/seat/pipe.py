@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -47,6 +47,8 @@ class ObserverPipe:
 
     :param parking: where a message the observer refuses (:class:`Rejected`)
         goes after its tries; None: it is retried like any failure.
+    :param gate: awaited before each message is handed to the observer (the runtime
+        holds the database writes until the screen-pop is on its way: ``SeatBus.sent``).
     """
 
     def __init__(
@@ -56,8 +58,10 @@ class ObserverPipe:
         *,
         parking: Parking | None = None,
         clock: Callable[[], datetime] = utcnow,
+        gate: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.observer = observer
+        self.gate = gate
         self.metrics = metrics
         self.parking = parking
         self.clock = clock
@@ -71,6 +75,8 @@ class ObserverPipe:
         while True:
             message = await self.queue.get()
             self.in_flight = message
+            if self.gate is not None:
+                await self.gate()
             await self._deliver(message)
             self.in_flight = None
             for waiter in self._waiters.pop(id(message), []):

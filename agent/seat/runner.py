@@ -102,7 +102,6 @@ class Agent:
             effective_call_seconds=config.metrics.effective_call_seconds,
             targets=config.targets,
         )
-        self.enricher = CallEnricher(pm, self.metrics, timeout=config.agent.lookup_timeout, clock=clock)
         #: The seat rep's state (None without a rep), moved by their calls and the page.
         self.rep_state: RepState | None = None
         if config.agent.rep:
@@ -116,6 +115,10 @@ class Agent:
         self.bus = SeatBus(
             rep_state=self.rep_state.snapshot() if self.rep_state is not None else None,
             region=self.config.agent.region,
+        )
+        # The lookup's worker thread starts once the number is on its way to the page (two-phase pop).
+        self.enricher = CallEnricher(
+            pm, self.metrics, timeout=config.agent.lookup_timeout, clock=clock, gate=self.bus.sent
         )
         self.engine: Engine | None = None
         self.devices: dict[str, Device] = {}
@@ -151,10 +154,10 @@ class Agent:
         storage = StorageObserver(self.engine, parked=ParkedCalls(data_dir / PARKED_NAME))
         self.storage = storage
         self.metrics.storage_parked.set_function(storage.parked_count)
+        # The seat bus is not among them: the line tasks publish to it first (see _fan_out).
         observers: list[Observer] = [
             storage,
             self.metrics,
-            self.bus,
             HookObserver(self.pm, self.metrics),
         ]
         # The recorder: repair what a crash left, then record from call events (see agent.seat.recorder).
@@ -175,9 +178,16 @@ class Agent:
         self.centre_services.start(
             self.recorder.subscribe_live if self.recorder is not None else None, self.engine
         )
+        # What takes the GIL for milliseconds (database writes in a worker thread, plugin hooks,
+        # the outbox) waits until the seat page's streams have the pop; metrics and the
+        # recorder (whose start must not lose audio) do not wait.
         self._pipes = [
             ObserverPipe(
-                observer, self.metrics, parking=storage if observer is storage else None, clock=self.clock
+                observer,
+                self.metrics,
+                parking=storage if observer is storage else None,
+                clock=self.clock,
+                gate=None if observer is self.metrics or observer is self.recorder else self.bus.sent,
             )
             for observer in observers
         ]
@@ -489,6 +499,12 @@ class Agent:
                 line.queue.task_done()
 
     def _fan_out(self, message: Message) -> None:
+        # The seat page first, from this task: the pop goes out before any observer runs.
+        try:
+            self.bus.publish(message)
+        except Exception:
+            logger.exception("the seat page's bus failed on a %s; going on", type(message).__name__)
+            self.metrics.observer_error(self.bus.name)
         for pipe in self._pipes:
             pipe.queue.put_nowait(message)
         if isinstance(message, CallEvent) and self.rep_state is not None:

@@ -2,6 +2,10 @@
 
 Run: .venv/bin/python tests/bench/bench_metrics.py
 
+"GET /metrics" is the whole scrape through the exporter's ASGI app with the headers
+Prometheus sends (OpenMetrics preferred, gzip); "format" is the text alone, ours
+(agent.web.exposition.render) beside prometheus_client's generate_latest on the same registry.
+
 Prints numbers, not pass/fail. A seat has one to a few reps; 1000 reps on one exporter is
 the worst case (a gateway exporting a whole floor), not the normal one.
 """
@@ -9,16 +13,27 @@ the worst case (a gateway exporting a whole floor), not the normal one.
 from __future__ import annotations
 
 import asyncio
+import functools
 import statistics
 import time
 import tracemalloc
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+import httpx
 from prometheus_client import CollectorRegistry, generate_latest
+from starlette.applications import Starlette
+from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from agent.config import TargetsSection
 from agent.events import Call, CallEvent, CallEventKind, Direction, Disposition, LineState, LineStatus
-from agent.seat.metrics import Metrics
+from agent.seat.metrics import Metrics, make_metrics_app
+
+try:
+    from agent.web.exposition import render
+except ImportError:  # an older tree (the "before" figures): prometheus_client's formatter only
+    render = None  # type: ignore[assignment]
 
 BASE = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 TARGETS = TargetsSection(calls=80, talk_seconds=7200, effective_calls=30)
@@ -65,8 +80,49 @@ def populated(reps: int) -> Metrics:
     return metrics
 
 
+#: What Prometheus 2.x sends with a scrape.
+PROMETHEUS_HEADERS = {
+    "Accept": "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
+    "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+    "Accept-Encoding": "gzip",
+}
+
+
+def median_ms(run: Callable[[], object], times: int = 20) -> float:
+    runs = []
+    for _ in range(times):
+        started = time.perf_counter()
+        run()
+        runs.append(time.perf_counter() - started)
+    return statistics.median(runs) * 1000
+
+
+def http_scrape_ms(
+    registry: CollectorRegistry, times: int = 20, app: ASGIApp | None = None
+) -> tuple[float, int]:
+    """Median of GET /metrics through the exporter's ASGI app, as Prometheus asks, and the bytes sent."""
+    app = app or make_metrics_app(registry)
+
+    async def scrape() -> tuple[float, int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://exporter") as client:
+            runs, size = [], 0
+            for _ in range(times):
+                started = time.perf_counter()
+                response = await client.get("/metrics", headers=PROMETHEUS_HEADERS)
+                runs.append(time.perf_counter() - started)
+                size = int(response.headers.get("content-length", len(response.content)))
+        return statistics.median(runs) * 1000, size
+
+    return asyncio.run(scrape())
+
+
 def scrape_and_memory() -> None:
-    print("reps   series   body KiB   scrape ms (median of 20)   exporter memory KiB")
+    has_render = render is not None
+    print(
+        "reps   series   body KiB   GET /metrics ms (gzip KiB)   format ms: ours  prometheus_client"
+        "   exporter memory KiB"
+    )
     for reps in (1, 50, 1000):
         tracemalloc.start()
         before = tracemalloc.take_snapshot()
@@ -76,14 +132,13 @@ def scrape_and_memory() -> None:
         memory = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
         body = generate_latest(metrics.registry)
         series = sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
-        runs = []
-        for _ in range(20):
-            started = time.perf_counter()
-            generate_latest(metrics.registry)
-            runs.append(time.perf_counter() - started)
+        registry = metrics.registry
+        ours = median_ms(functools.partial(render, registry)) if has_render else float("nan")
+        theirs = median_ms(functools.partial(generate_latest, registry))
+        http_ms, sent = http_scrape_ms(metrics.registry)
         print(
-            f"{reps:>4}  {series:>7}  {len(body) / 1024:>9.1f}  {statistics.median(runs) * 1000:>25.2f}"
-            f"  {memory / 1024:>20.0f}"
+            f"{reps:>4}  {series:>7}  {len(body) / 1024:>9.1f}  {http_ms:>15.2f} ({sent / 1024:>7.1f})"
+            f"  {ours:>15.2f}  {theirs:>17.2f}  {memory / 1024:>20.0f}"
         )
 
 
@@ -125,8 +180,71 @@ def cpu_under_traffic() -> None:
         )
 
 
+def centre_scrape(reps: int = 1000, calls_per_rep: int = 60) -> None:
+    """GET /metrics of a centre whose floor has ``reps`` reps with a day of calls each (SQLite file)."""
+    import tempfile
+    from pathlib import Path
+
+    from sqlalchemy import insert
+
+    from agent.centre.metrics import TeamCollector
+    from agent.web import MetricsEndpoint
+    from storage.db import make_engine, upgrade
+    from storage.models import CallRecord, Seat
+
+    now = datetime.now(UTC)
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = make_engine(f"sqlite:///{Path(tmp) / 'centre.db'}")
+        upgrade(engine)
+        rows = []
+        for r in range(reps):
+            for n in range(calls_per_rep):
+                call = make_call(n, f"rep{r:04d}", now.replace(hour=0, minute=0) + timedelta(seconds=n * 60))
+                rows.append(
+                    {
+                        "uuid": f"{r}-{n}",
+                        "seat": f"seat{r:04d}",
+                        "device_id": "sim",
+                        "line": "L1",
+                        "rep": call.rep,
+                        "team": call.team,
+                        "direction": call.direction.value,
+                        "started_at": call.started_at,
+                        "answered_at": call.answered_at,
+                        "ended_at": call.ended_at,
+                        "ring_seconds": call.ring_seconds,
+                        "talk_seconds": call.talk_seconds,
+                        "disposition": call.disposition.value if call.disposition else None,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                )
+        seats = [
+            {"name": f"seat{r:04d}", "team": f"team-{r % 8}", "token_hash": f"{r:064x}", "last_seen_at": now}
+            for r in range(reps)
+        ]
+        with engine.begin() as connection:
+            connection.execute(insert(CallRecord), rows)
+            connection.execute(insert(Seat), seats)
+            connection.exec_driver_sql("ANALYZE")
+        for label, max_age in (("database read every scrape", 0.0), ("cached (5 s)", 5.0)):
+            registry = CollectorRegistry()
+            registry.register(TeamCollector(engine, UTC, 60.0, max_age=max_age))
+            app = Starlette(routes=[Route("/metrics", MetricsEndpoint(registry), methods=["GET"])])
+            ms, sent = http_scrape_ms(registry, app=app)
+            body = render(registry) if render is not None else generate_latest(registry)
+            series = sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
+            print(
+                f"centre, {reps} reps x {calls_per_rep} calls today, {label}: {series} series, "
+                f"GET /metrics {ms:.2f} ms ({sent / 1024:.1f} KiB sent)"
+            )
+        engine.dispose()
+
+
 def main() -> None:
     scrape_and_memory()
+    print()
+    centre_scrape()
     print()
     cpu_under_traffic()
 

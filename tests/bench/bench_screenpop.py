@@ -110,13 +110,13 @@ class PopInjector(Device):
 
 
 #: Records when a call row showing a given number is first in the page (wall clock, ms).
-WATCH_JS = """() => {
+WATCH_JS = r"""() => {
   window.__seen = {};
   const calls = document.getElementById("calls");
   new MutationObserver(() => {
     const t = performance.timeOrigin + performance.now();
     for (const row of calls.querySelectorAll(".call-number")) {
-      const n = row.textContent;
+      const n = row.textContent.replace(/\D/g, "");  // shown as 139 0000 0001
       if (!(n in window.__seen)) window.__seen[n] = t;
     }
   }).observe(calls, { childList: true, subtree: true, characterData: true });

@@ -222,13 +222,18 @@ async def test_every_observer_sees_the_customer_and_the_reps_state(tmp_path: Pat
         ended = next(p for e, p in seen if e == "call" and p["kind"] == "ended")
         assert ended["call"]["customer"]["name"] == "陈<b>老板</b>"
         assert agent.bus.snapshot()["rep_state"]["state"] == "available"
-        samples = {
-            (s.labels["state"], s.name): s.value
-            for family in agent.registry.collect()
-            for s in family.samples
-            if s.name.startswith("cti_rep_state")
-        }
-        assert samples[("available", "cti_rep_state")] == 1
+        # The page is told first (from the line task); the metrics observer follows a step later.
+        async with asyncio.timeout(5):
+            while True:
+                samples = {
+                    (s.labels["state"], s.name): s.value
+                    for family in agent.registry.collect()
+                    for s in family.samples
+                    if s.name.startswith("cti_rep_state")
+                }
+                if samples[("available", "cti_rep_state")] == 1:
+                    break
+                await asyncio.sleep(0.01)
         assert samples[("wrap_up", "cti_rep_state_seconds_total")] == pytest.approx(0.3, abs=0.05)
         assert agent.engine is not None
         # Storage writes in a worker thread behind the page: wait for it to catch up.

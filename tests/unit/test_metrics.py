@@ -116,8 +116,9 @@ async def test_only_ended_calls_are_counted(metrics: Metrics, registry: Collecto
     assert value(registry, "cti_talk_seconds_total", **labels) == 75.0
     assert value(registry, "cti_ring_seconds_total", **labels) == 5.0
     assert value(registry, "cti_effective_calls_total", **labels) == 1
-    assert value(registry, "cti_call_talk_seconds_count", **labels) == 1
-    assert value(registry, "cti_call_talk_seconds_sum", **labels) == 75.0
+    owner = {"rep": "alice", "team": "north"}  # the talk-time histogram has no direction
+    assert value(registry, "cti_call_talk_seconds_count", **owner) == 1
+    assert value(registry, "cti_call_talk_seconds_sum", **owner) == 75.0
 
 
 async def test_counters_by_rep_direction_and_disposition(
@@ -148,8 +149,8 @@ async def test_counters_by_rep_direction_and_disposition(
     assert value(registry, "cti_talk_seconds_total", **alice_out) == 0.0
     assert value(registry, "cti_talk_seconds_total", **bob_out) == 200.0
     # A missed or abandoned call is not a talk-time observation.
-    assert value(registry, "cti_call_talk_seconds_count", **alice_in) == 1
-    assert value(registry, "cti_call_talk_seconds_count", **alice_out) == 0
+    assert value(registry, "cti_call_talk_seconds_count", rep="alice", team="north") == 1
+    assert value(registry, "cti_call_talk_seconds_count", rep="bob", team="north") == 1
     total = sum(
         value(registry, "cti_calls_total", rep=rep, team="north", direction=d.value, disposition=disp.value)
         or 0
@@ -183,8 +184,9 @@ async def test_unanswered_calls_are_never_effective(metrics: Metrics, registry: 
 
 async def test_talk_histogram_uses_telesales_buckets(metrics: Metrics, registry: CollectorRegistry) -> None:
     for n, talk in enumerate((8.0, 45.0, 75.0, 75.0, 1000.0, 5000.0)):
-        await metrics.notify(ended(make_call(uuid=str(n), talk=talk)))
-    labels = {"rep": "alice", "team": "north", "direction": "in"}
+        direction = Direction.OUT if n % 2 else Direction.IN  # one histogram for both directions
+        await metrics.notify(ended(make_call(uuid=str(n), talk=talk, direction=direction)))
+    labels = {"rep": "alice", "team": "north"}
     buckets = {
         le: value(registry, "cti_call_talk_seconds_bucket", **labels, le=str(float(le)))
         for le in TALK_BUCKETS
@@ -202,6 +204,8 @@ async def test_talk_histogram_uses_telesales_buckets(metrics: Metrics, registry:
         3600: 5,
     }
     assert value(registry, "cti_call_talk_seconds_bucket", **labels, le="+Inf") == 6
+    assert value(registry, "cti_call_talk_seconds_count", **labels) == 6
+    assert value(registry, "cti_call_talk_seconds_sum", **labels) == 6203.0
 
 
 async def test_call_series_exist_at_zero_once_a_rep_is_seen(
@@ -254,16 +258,27 @@ async def test_line_state_collector(metrics: Metrics, registry: CollectorRegistr
 
     l1 = {"seat": SEAT, "line": "L1", "rep": "alice", "team": "north"}
     l2 = {"seat": SEAT, "line": "L2", "rep": "bob", "team": "north"}
-    for state in LineState:
-        assert value(registry, "cti_line_state", **l1, state=state.value) == (state is LineState.TALKING)
-        assert value(registry, "cti_line_state", **l2, state=state.value) == (state is LineState.IDLE)
+    assert line_states(registry) == {("L1", "talking"): 1.0, ("L2", "idle"): 1.0}
+    assert value(registry, "cti_line_state", **l1, state="talking") == 1
+    assert value(registry, "cti_line_state", **l2, state="idle") == 1
     assert value(registry, "cti_line_call_started_timestamp_seconds", **l1) == talking_since.timestamp()
     assert value(registry, "cti_line_call_started_timestamp_seconds", **l2) == 0
 
     await metrics.notify(status("L1", LineState.DOWN, T0 + timedelta(minutes=5)))
-    assert value(registry, "cti_line_state", **l1, state="down") == 1
-    assert value(registry, "cti_line_state", **l1, state="talking") == 0
+    assert line_states(registry) == {("L1", "down"): 1.0, ("L2", "idle"): 1.0}
     assert value(registry, "cti_line_call_started_timestamp_seconds", **l1) == 0
+
+
+def line_states(registry: CollectorRegistry) -> dict[tuple[str, str], float]:
+    """Every cti_line_state series: one per line, its state in the label."""
+    found: dict[tuple[str, str], float] = {}
+    for family in registry.collect():
+        for sample in family.samples:
+            if sample.name == "cti_line_state":
+                key = (sample.labels["line"], sample.labels["state"])
+                assert key not in found
+                found[key] = sample.value
+    return found
 
 
 def test_device_up_gauge(metrics: Metrics, registry: CollectorRegistry) -> None:

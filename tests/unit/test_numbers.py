@@ -132,3 +132,66 @@ def test_the_fast_path_gives_what_phonenumbers_gives(number: str, spelling: str,
     assert to_e164(raw, region) == (
         None if "*" in raw or "#" in raw or not clean(raw) else _slow(raw, region)
     )
+
+
+# -- the fast path for mainland landlines agrees with phonenumbers --------------------------------
+
+#: Real area codes (Beijing, the 2x cities, provincial capitals, some prefecture cities) and
+#: made-up ones of every length, so the generated numbers are often valid and often not.
+_area = st.one_of(
+    st.sampled_from(["10", "20", "21", "22", "23", "24", "25", "27", "28", "29", "311", "371", "431"]),
+    st.sampled_from(["451", "510", "512", "531", "571", "591", "731", "755", "757", "769", "851", "898"]),
+    st.text("0123456789", min_size=1, max_size=4),
+)
+#: Mostly the 7 or 8 digits a mainland subscriber number has, sometimes any length.
+_subscriber = st.one_of(st.text("0123456789", min_size=7, max_size=8), st.text("0123456789", max_size=10))
+_landline_spellings = st.sampled_from(
+    [
+        "0{a}-{s}",
+        "0{a} {s}",
+        "(0{a}) {s}",
+        "0{a}{s}",
+        "+86 {a} {s}",
+        "+86-{a}-{s}",
+        "0086{a}{s}",
+        "{a}{s}",
+        "86{a}{s}",
+        "+86 0{a} {s}",
+        "00{a}{s}",
+        "１{a}{s}",
+    ]
+)
+
+
+@settings(max_examples=4000, deadline=None)
+@given(area=_area, subscriber=_subscriber, spelling=_landline_spellings, region=st.sampled_from(["CN", "US"]))
+def test_the_landline_fast_path_gives_what_phonenumbers_gives(
+    area: str, subscriber: str, spelling: str, region: str
+) -> None:
+    from agent.numbers import _fast_cn_landline
+
+    raw = spelling.format(a=area, s=subscriber)
+    cleaned = clean(raw)
+    slow = _slow(raw, region)
+    fast = _fast_cn_landline(cleaned, region)
+    assert fast is None or fast == slow
+    to_e164.cache_clear()
+    assert to_e164(raw, region) == slow
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "010-65529988",
+        "022-2345 6789",
+        "0755 8601 3388",
+        "+86 21 6123 4567",
+        "0086 571 8888 6666",
+        "2223456789",
+    ],
+)
+def test_common_landlines_take_the_fast_path(raw: str) -> None:
+    from agent.numbers import _fast_cn_landline
+
+    assert _fast_cn_landline(clean(raw), "CN") == _slow(raw, "CN")
+    assert _slow(raw, "CN") is not None

@@ -98,7 +98,7 @@ def call_event(kind: CallEventKind, at: datetime, rep: str = "alice") -> CallEve
     return CallEvent(kind, call, at)
 
 
-def test_bus_follows_the_reps_calls_streams_and_counts() -> None:
+async def test_bus_follows_the_reps_calls_streams_and_counts() -> None:
     sink = Sink()
     assert isinstance(sink, RepStateSink)
     rep = RepState("alice", T0, wrap_up_seconds=30)
@@ -121,8 +121,8 @@ def test_bus_follows_the_reps_calls_streams_and_counts() -> None:
         fan_out(call_event(CallEventKind.ANSWERED, s(20)))
         fan_out(call_event(CallEventKind.ENDED, s(80)))
         fan_out(rep.tick(s(110)))
-        items = [sub._replay.popleft() if sub._replay else sub._queue.get_nowait() for _ in range(6)]
-    reps = [payload for _, event, payload in items if event == "rep"]
+        items = [await sub.get(timeout=1) for _ in range(6)]
+    reps = [item[2] for item in items if item is not None and item[1] == "rep"]
     assert [(r["previous"], r["state"]) for r in reps] == [
         ("available", "on_call"),
         ("on_call", "wrap_up"),

@@ -46,7 +46,6 @@ from agent.web import (
     SecurityHeadersMiddleware,
     bearer_ok,
     format_duration,
-    format_sse,
     i18n,
     parse_last_event_id,
     to_json,
@@ -69,7 +68,7 @@ LISTEN_CHUNK_BYTES = 1600
 class EventStreamResponse(Response):
     """Streams a bus subscription as ``text/event-stream`` until the client goes or the bus ends it.
 
-    Sends a ``retry`` field first, then one frame per message, and a comment
+    Sends a ``retry`` field first, then the frames (all that wait, in one write), and a comment
     line every ``heartbeat`` seconds of silence so proxies and browsers keep the
     connection open and a dead client is noticed. The subscription is closed
     however the stream ends.
@@ -110,11 +109,17 @@ class EventStreamResponse(Response):
         )
         while True:
             try:
-                item = await self.subscription.get(timeout=self.heartbeat)
+                waiting = await self.subscription.frames(timeout=self.heartbeat)
             except SubscriptionEnded:
                 break
-            body = b": heartbeat\n\n" if item is None else format_sse(*item)
+            if waiting is None:
+                await send({"type": "http.response.body", "body": b": heartbeat\n\n", "more_body": True})
+                continue
+            # Everything waiting in one write (8 lines ringing at once are one send, not 8),
+            # each frame encoded once by the bus for every client.
+            last_id, body = waiting
             await send({"type": "http.response.body", "body": body, "more_body": True})
+            self.subscription.written(last_id)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 

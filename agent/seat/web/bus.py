@@ -7,6 +7,12 @@ of the latest messages, so a browser whose ``EventSource`` reconnects with
 bounded queue: a client too slow to keep up is dropped (its browser reconnects
 and replays) instead of holding up the bus or growing memory without bound.
 
+Each message is encoded as an SSE frame once, however many clients get it, and a client's
+stream sends what is waiting as one write (:meth:`Subscription.frames`). The stream tells
+its subscription what it has handed to the server (:meth:`Subscription.written`), so the
+runtime can hold its heavy work (the database writes, the customer lookup's thread)
+until the pop is on its way (:meth:`SeatBus.sent`).
+
 Everything here runs on the event loop; nothing blocks and nothing is locked.
 """
 
@@ -21,6 +27,7 @@ from typing import Any
 
 from agent.events import Call, CallEvent, LineStatus, Message, RepStateChange
 from agent.numbers import DEFAULT_REGION, national
+from agent.web import format_sse
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +39,25 @@ Item = tuple[int, str, dict[str, Any]]
 CALL, LINE, RESET, REP = "call", "line", "reset", "rep"
 
 _END = object()
+
+#: How long :meth:`SeatBus.sent` waits for a slow client before it lets the caller go on.
+SENT_TIMEOUT = 0.05
+
+
+class _Entry:
+    """A message and its SSE frame, encoded the first time a client needs it (once for all)."""
+
+    __slots__ = ("_frame", "item")
+
+    def __init__(self, item: Item) -> None:
+        self.item = item
+        self._frame: bytes | None = None
+
+    @property
+    def frame(self) -> bytes:
+        if self._frame is None:
+            self._frame = format_sse(*self.item)
+        return self._frame
 
 
 class SubscriptionEnded(Exception):
@@ -46,19 +72,19 @@ class Subscription:
     block unsubscribes.
     """
 
-    def __init__(self, bus: SeatBus, replay: list[Item], maxsize: int) -> None:
+    def __init__(self, bus: SeatBus, replay: list[_Entry], maxsize: int) -> None:
         self._bus = bus
-        self._replay: deque[Item] = deque(replay)
-        self._queue: asyncio.Queue[Item | object] = asyncio.Queue(maxsize)
+        self._replay: deque[_Entry] = deque(replay)
+        self._queue: asyncio.Queue[_Entry | object] = asyncio.Queue(maxsize)
         self._ended = False
         #: True when the bus dropped this client for falling behind.
         self.dropped = False
+        #: True once :meth:`SeatBus.sent` gave up waiting for this client, until it catches up.
+        self.lagging = False
+        #: The id of the last message this client's stream handed over (see :meth:`written`).
+        self.written_id = replay[0].item[0] - 1 if replay else bus.last_id
 
-    async def get(self, timeout: float | None = None) -> Item | None:
-        """The next message, or None when none came within ``timeout`` seconds.
-
-        :raises SubscriptionEnded: once the bus closed or dropped this client.
-        """
+    async def _next(self, timeout: float | None) -> _Entry | None:
         if self._replay:
             return self._replay.popleft()
         if self._ended:
@@ -66,14 +92,58 @@ class Subscription:
         try:
             # asyncio.timeout cancels queue.get() cleanly: no message is lost on a timeout.
             async with asyncio.timeout(timeout):
-                item = await self._queue.get()
+                entry = await self._queue.get()
         except TimeoutError:
             return None
-        if item is _END:
+        if entry is _END:
             self._ended = True
             raise SubscriptionEnded
-        assert isinstance(item, tuple)
-        return item
+        assert isinstance(entry, _Entry)
+        return entry
+
+    async def get(self, timeout: float | None = None) -> Item | None:
+        """The next message, or None when none came within ``timeout`` seconds (it counts as written).
+
+        :raises SubscriptionEnded: once the bus closed or dropped this client.
+        """
+        entry = await self._next(timeout)
+        if entry is None:
+            return None
+        self.written(entry.item[0])
+        return entry.item
+
+    async def frames(self, timeout: float | None = None) -> tuple[int, bytes] | None:
+        """Every message waiting (at least one), as SSE frames in one piece, and the last one's id.
+
+        None when nothing came within ``timeout`` seconds. Call :meth:`written` with the id
+        once the piece is handed to the server.
+
+        :raises SubscriptionEnded: once the bus closed or dropped this client and nothing is left.
+        """
+        entry = await self._next(timeout)
+        if entry is None:
+            return None
+        entries = [entry]
+        while self._replay:
+            entries.append(self._replay.popleft())
+        while not self._queue.empty():
+            more = self._queue.get_nowait()
+            if more is _END:
+                self._ended = True  # the next call raises SubscriptionEnded
+                break
+            assert isinstance(more, _Entry)
+            entries.append(more)
+        if len(entries) == 1:
+            return entry.item[0], entry.frame
+        return entries[-1].item[0], b"".join([e.frame for e in entries])
+
+    def written(self, message_id: int) -> None:
+        """Note that the stream handed over every message up to ``message_id``."""
+        if message_id > self.written_id:
+            self.written_id = message_id
+            if message_id >= self._bus.last_id:
+                self.lagging = False
+            self._bus._written()
 
     def __aiter__(self) -> Subscription:
         return self
@@ -99,9 +169,9 @@ class Subscription:
     ) -> None:
         self.close()
 
-    def _offer(self, item: Item) -> bool:
+    def _offer(self, entry: _Entry) -> bool:
         try:
-            self._queue.put_nowait(item)
+            self._queue.put_nowait(entry)
         except asyncio.QueueFull:
             return False
         return True
@@ -147,8 +217,10 @@ class SeatBus:
         self._client_queue = client_queue
         self._calls: OrderedDict[str, Call] = OrderedDict()
         self._lines: dict[str, dict[str, Any]] = {}
-        self._replay: deque[Item] = deque(maxlen=replay_size)
+        self._replay: deque[_Entry] = deque(maxlen=replay_size)
         self._subscribers: set[Subscription] = set()
+        #: Callers of sent(): the message id each waits for and its future.
+        self._sent_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._last_id = 0
         self._closed = False
         self._rep_state = dict(rep_state) if rep_state is not None else None
@@ -215,15 +287,50 @@ class SeatBus:
 
     def _send(self, event: str, payload: dict[str, Any]) -> int:
         self._last_id += 1
-        item: Item = (self._last_id, event, payload)
-        self._replay.append(item)
+        entry = _Entry((self._last_id, event, payload))
+        self._replay.append(entry)
         for sub in list(self._subscribers):
-            if not sub._offer(item):
+            if not sub._offer(entry):
                 logger.info("seat page client fell %d messages behind; disconnecting it", self._client_queue)
                 sub.dropped = True
                 self._subscribers.discard(sub)
                 sub._end()
+                self._written()
         return self._last_id
+
+    async def sent(self, timeout: float = SENT_TIMEOUT) -> None:
+        """Return once every client's stream has handed over everything published so far.
+
+        At most ``timeout`` seconds: a slow or stuck client never holds the caller up for
+        longer. Returns at once when there is no client or nothing is waiting.
+        """
+        target = self._last_id
+        behind = [sub for sub in self._subscribers if sub.written_id < target and not sub.lagging]
+        if not behind:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (target, waiter)
+        self._sent_waiters.append(entry)
+        try:
+            async with asyncio.timeout(timeout):
+                await waiter
+        except TimeoutError:
+            # Not waited for again until it catches up: one stall costs one time-out, not one each.
+            for sub in behind:
+                if sub.written_id < target:
+                    sub.lagging = True
+        finally:
+            if entry in self._sent_waiters:
+                self._sent_waiters.remove(entry)
+
+    def _written(self) -> None:
+        """A client wrote something or went away: wake the callers of :meth:`sent` now satisfied."""
+        if not self._sent_waiters:
+            return
+        lowest = min((sub.written_id for sub in self._subscribers if not sub.lagging), default=self._last_id)
+        for target, waiter in list(self._sent_waiters):
+            if target <= lowest and not waiter.done():
+                waiter.set_result(None)
 
     def call(self, uuid: str) -> Call | None:
         """The latest snapshot of a recent call (with its customer, once known), or None."""
@@ -237,13 +344,13 @@ class SeatBus:
         the stream starts with a ``reset`` event carrying the current id: the
         client must reload :meth:`snapshot`. After :meth:`close` the stream is empty.
         """
-        replay: list[Item] = []
+        replay: list[_Entry] = []
         if last_event_id is not None and last_event_id != self._last_id:
-            oldest = self._replay[0][0] if self._replay else self._last_id + 1
+            oldest = self._replay[0].item[0] if self._replay else self._last_id + 1
             if last_event_id > self._last_id or last_event_id < oldest - 1:
-                replay = [(self._last_id, RESET, {"last_id": self._last_id})]
+                replay = [_Entry((self._last_id, RESET, {"last_id": self._last_id}))]
             else:
-                replay = [item for item in self._replay if item[0] > last_event_id]
+                replay = [entry for entry in self._replay if entry.item[0] > last_event_id]
         sub = Subscription(self, replay, self._client_queue)
         if self._closed:
             sub._end()
@@ -271,6 +378,8 @@ class SeatBus:
         for sub in list(self._subscribers):
             self._subscribers.discard(sub)
             sub._end()
+        self._written()
 
     def _unsubscribe(self, sub: Subscription) -> None:
         self._subscribers.discard(sub)
+        self._written()
