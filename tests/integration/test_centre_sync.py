@@ -159,24 +159,29 @@ def test_a_seat_with_a_bad_token_keeps_its_calls_and_says_why(tmp_path: Path) ->
 
 
 @pytest.mark.slow
-def test_demo_seats_runs_a_floor_the_console_shows_whole(tmp_path: Path) -> None:
-    root = tmp_path / "floor"
-    port = free_port()
+def start_floor(root: Path, port: int, *options: str) -> tuple[subprocess.Popen[str], str]:
+    """``cti-agent demo`` with ``options``, read until it is up; the process and what it printed."""
     demo = subprocess.Popen(
-        [*CLI, "demo", "--seats", "2", "--data-dir", str(root), "--listen", f"127.0.0.1:{port}",
-         "--speed", "30", "--rate", "20", "--seed", "7"],
+        [*CLI, "demo", "--data-dir", str(root), "--listen", f"127.0.0.1:{port}", *options],
         stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
         env=dict(os.environ, PYTHONUNBUFFERED="1"),
     )  # fmt: skip
     assert demo.stderr is not None
     shown: list[str] = []
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and not any("press Ctrl-C" in line for line in shown):
+        line = demo.stderr.readline()
+        if not line and demo.poll() is not None:
+            raise AssertionError("".join(shown))
+        shown.append(line)
+    return demo, "".join(shown)
+
+
+def test_demo_seats_runs_a_floor_the_console_shows_whole(tmp_path: Path) -> None:
+    root = tmp_path / "floor"
+    port = free_port()
+    demo, text = start_floor(root, port, "--seats", "2", "--speed", "30", "--rate", "20", "--seed", "7")
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and not any("press Ctrl-C" in line for line in shown):
-            line = demo.stderr.readline()
-            assert line or demo.poll() is None, "".join(shown)
-            shown.append(line)
-        text = "".join(shown)
         login = re.search(r"console log-in: manager / (\S+)\)", text)
         assert login, text
         seat_page = re.search(r"seat-01:\s+(http://127\.0\.0\.1:\d+)/", text)

@@ -8,12 +8,9 @@ centre then holds the dispositions and the leads moved on. English and Chinese.
 
 from __future__ import annotations
 
-import os
 import re
 import signal
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -22,7 +19,7 @@ from typing import Any
 import pytest
 from browser import chromium
 from playwright.async_api import expect
-from test_centre_sync import wait_for
+from test_centre_sync import start_floor, wait_for
 from test_crash_recovery import free_port, query
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -34,22 +31,11 @@ CLI = [sys.executable, "-m", "agent.cli"]
 def floor(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """A one-seat demo floor: the seat page's URL and the centre's data directory."""
     root = tmp_path / "floor"
-    demo = subprocess.Popen(
-        [*CLI, "demo", "--seats", "1", "--data-dir", str(root), "--listen", f"127.0.0.1:{free_port()}",
-         "--speed", "30", "--rate", "2", "--seed", "11"],
-        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-        env=dict(os.environ, PYTHONUNBUFFERED="1"),
-    )  # fmt: skip
-    assert demo.stderr is not None
-    shown: list[str] = []
+    options = ("--seats", "1", "--speed", "30", "--rate", "2", "--seed", "11")
+    demo, text = start_floor(root, free_port(), *options)
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and not any("press Ctrl-C" in line for line in shown):
-            line = demo.stderr.readline()
-            assert line or demo.poll() is None, "".join(shown)
-            shown.append(line)
-        page = re.search(r"seat-01:\s+(http://127\.0\.0\.1:\d+)/", "".join(shown))
-        assert page, "".join(shown)
+        page = re.search(r"seat-01:\s+(http://127\.0\.0\.1:\d+)/", text)
+        assert page, text
         yield page.group(1), root / "centre"
     finally:
         demo.send_signal(signal.SIGINT)
