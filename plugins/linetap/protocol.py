@@ -361,7 +361,13 @@ class LineTapDecoder:
             found, _ = find_messages(burst.data, name_encoding=self.name_encoding)
             if burst.soft and not any(isinstance(item, CallerIdMessage) for item in found):
                 # A failed burst may be a bit or two off: repaired only when unambiguous.
-                repaired = correct(burst.data, burst.soft, name_encoding=self.name_encoding)
+                repaired = correct(
+                    burst.data,
+                    burst.soft,
+                    standard=burst.standard,
+                    name_encoding=self.name_encoding,
+                    plausible=lambda number: plausible_dial_string(number, self.region),
+                )
                 if repaired is not None:
                     logger.debug("%s: %s burst repaired by its checksum", self.device_id, burst.standard)
                     found = [repaired]

@@ -114,3 +114,57 @@ def test_sdmf_is_repaired_too() -> None:
     repaired = correct(data, soft)
     assert repaired is not None
     assert repaired.number == "13812345678"
+
+
+def test_a_ratio_without_a_log_likelihood_margin_is_no_repair() -> None:
+    """0.02 against 0.07 is 3.5 times less sure, and still a coin toss: refused."""
+    k = 8 * 16 + 2
+    data, soft = flipped(MESSAGE, k)
+    soft[k] = -0.02 if soft[k] < 0 else 0.02
+    other = next(
+        j
+        for j in range(16, 8 * len(data))
+        if j != k and j % 8 == k % 8 and (data[j // 8] >> (j % 8) & 1) == (data[k // 8] >> (k % 8) & 1)
+    )
+    soft[other] = 0.07 if soft[other] > 0 else -0.07
+    assert correct(data, soft) is None
+    soft[other] = 0.9 if soft[other] > 0 else -0.9
+    repaired = correct(data, soft)
+    assert repaired is not None
+    assert repaired.number == "13812345678"
+
+
+def test_v23_soft_decisions_weigh_more_per_unit() -> None:
+    """V.23's smaller soft decisions for the same certainty: a margin enough there is not for Bell 202."""
+    k = 8 * 16 + 2
+    data, soft = flipped(MESSAGE, k)
+    soft[k] = -0.02 if soft[k] < 0 else 0.02
+    other = next(
+        j
+        for j in range(16, 8 * len(data))
+        if j != k and j % 8 == k % 8 and (data[j // 8] >> (j % 8) & 1) == (data[k // 8] >> (k % 8) & 1)
+    )
+    soft[other] = 0.3 if soft[other] > 0 else -0.3
+    assert correct(data, soft, standard="bell202") is None
+    assert correct(data, soft, standard="v23") is not None
+
+
+def test_a_burst_too_noisy_for_its_soft_decisions_is_not_repaired() -> None:
+    k = 8 * 16 + 2
+    data, soft = flipped(MESSAGE, k)
+
+    def spread(factor: float) -> list[float]:
+        """One bit in ten ``factor`` as sure as the rest (the wrong bit kept at its doubt)."""
+        return [s * (factor if i % 10 == 0 and i != k else 1.0) for i, s in enumerate(soft)]
+
+    # 0.44 against a median of 0.9: under MIN_SPREAD, though the margin alone would pass.
+    assert correct(data, spread(0.44 / 0.9)) is None
+    repaired = correct(data, spread(0.47 / 0.9))
+    assert repaired is not None
+    assert repaired.number == "13812345678"
+
+
+def test_a_repair_to_a_number_the_plan_rules_out_is_refused() -> None:
+    data, soft = flipped(MESSAGE, 8 * 16 + 2)
+    assert correct(data, soft, plausible=lambda number: True) is not None
+    assert correct(data, soft, plausible=lambda number: False) is None
