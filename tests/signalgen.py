@@ -21,7 +21,8 @@ multimon-ng) can be checked against the same files:
 - Impairments: white noise at a chosen SNR, carrier frequency offset, level
   changes, clipping; any rate (8, 16, 44.1, 48 kHz).
 - Distractors: speech-like sound (voiced pulse trains and noise through moving
-  formant filters, with a syllabic envelope), music-like note sequences, silence.
+  formant filters, with a syllabic envelope), music-like note sequences, silence;
+  and real synthesised speech (espeak-ng, Mandarin and English) for talk-off.
 
 Levels are in dBFS: a full-scale sine is 0 dBFS.
 """
@@ -29,6 +30,8 @@ Levels are in dBFS: a full-scale sine is 0 dBFS.
 from __future__ import annotations
 
 import math
+import subprocess
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -234,6 +237,57 @@ def speech_like(
         out[pos : pos + seg_n] = seg
         pos += seg_n + int(rng.uniform(0.02, 0.25) * rate)
     return _fft_filter(out, rate)
+
+
+#: What a rep and a customer say on a telesales call: sentences with numbers spoken (digits
+#: are what a DTMF detector should not hear in speech), for espeak-ng's voices.
+SPEECH_TEXTS = {
+    "cmn": (
+        "你好，我是上海分公司的小王，想问一下您上次看的那款产品还需要吗？"
+        "价格是三千八百八十八元，本周下单可以打九折。"
+        "我的手机号码是一三八一二三四五六七八，座机是零二一六二三四五六七八。"
+        "好的，那我明天下午三点再给您打电话，谢谢您，再见。"
+    ),
+    "en": (
+        "Good morning, this is Sam calling from the sales office about your order. "
+        "The price is three hundred and forty nine dollars, and delivery takes five to seven days. "
+        "You can reach me on one eight hundred, five five five, zero one nine nine, extension four two. "
+        "Shall I call you back tomorrow at half past two? Thank you, goodbye."
+    ),
+}
+
+
+def espeak(text: str, voice: str, rate: int, *, pitch: int = 50, words_per_minute: int = 160) -> np.ndarray:
+    """Speech synthesised by espeak-ng (``voice`` ``cmn``, ``en``, ...), resampled by sox to ``rate``.
+
+    espeak-ng writes 22050 Hz; sox resamples to 32-bit float (no clipping on the way).
+    Needs the Debian packages espeak-ng and sox (tests/system-deps.sh).
+    """
+    import soundfile
+
+    with tempfile.TemporaryDirectory(prefix="cti-espeak-") as tmp:
+        raw, out = Path(tmp) / "speech.wav", Path(tmp) / f"speech-{rate}.wav"
+        subprocess.run(
+            ["espeak-ng", "-v", voice, "-p", str(pitch), "-s", str(words_per_minute), "-w", str(raw), text],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        subprocess.run(
+            ["sox", str(raw), "-e", "floating-point", "-b", "32", "-r", str(rate), str(out)],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        x, _ = soundfile.read(str(out), dtype="float64")
+    return np.asarray(x)
+
+
+def at_level(x: np.ndarray, level_dbfs: float) -> np.ndarray:
+    """``x`` scaled so its active samples (above -60 dBFS) have the power of a sine at ``level_dbfs``."""
+    active = x[np.abs(x) > 1e-3]
+    power = float(np.mean(active**2)) if len(active) else 1.0
+    return x * math.sqrt(amplitude(level_dbfs) ** 2 / 2 / power)
 
 
 def music_like(

@@ -21,6 +21,7 @@ PACKAGES=(
     minimodem multimon-ng sox # independent caller-ID decoders (tests/integration/test_linetap_peers.py, bench)
     ceph-mon ceph-osd ceph-common radosgw uuid-runtime curl # a real S3 store, Ceph RGW (tests/integration/rgw_fixture.py)
     flac          # `flac -d -F`, the reference for what a torn FLAC holds (tests/integration/test_crash_recovery.py)
+    espeak-ng     # real speech (Chinese and English) for the talk-off test (tests/integration/test_linetap_talkoff.py, bench)
     gcc libc6-dev libspandsp-dev # SpanDSP, built into a helper with cc: transmitters and receivers as an independent reference (tests/spandsp_helper.c)
 )
 

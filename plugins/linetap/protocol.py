@@ -361,7 +361,13 @@ class LineTapDecoder:
             found, _ = find_messages(burst.data, name_encoding=self.name_encoding)
             if burst.soft and not any(isinstance(item, CallerIdMessage) for item in found):
                 # A failed burst may be a bit or two off: repaired only when unambiguous.
-                repaired = correct(burst.data, burst.soft, name_encoding=self.name_encoding)
+                repaired = correct(
+                    burst.data,
+                    burst.soft,
+                    standard=burst.standard,
+                    name_encoding=self.name_encoding,
+                    plausible=lambda number: plausible_dial_string(number, self.region),
+                )
                 if repaired is not None:
                     logger.debug("%s: %s burst repaired by its checksum", self.device_id, burst.standard)
                     found = [repaired]
@@ -636,8 +642,16 @@ def _gap_in_cadence(starts: list[int]) -> bool:
 
 
 def _looks_like_message(error: CallerIdError) -> bool:
-    """Junk that starts like a caller-ID message is worth reporting; channel noise is not."""
-    return len(error.raw) >= 3 and error.raw[0] in (SDMF, MDMF)
+    """Junk that starts like a caller-ID message is worth reporting; channel noise is not.
+
+    "Like a message": a type byte and a length that type can have (SDMF: 8 date digits
+    and at least one more; MDMF: one parameter at least). Speech that arms the FSK
+    receiver frames bytes such as ``04 00`` or ``04 01``, which no transmitter sends.
+    """
+    if len(error.raw) < 3:
+        return False
+    kind, length = error.raw[0], error.raw[1]
+    return (kind == SDMF and 9 <= length <= 32) or (kind == MDMF and length >= 3)
 
 
 def event_dict(decoder: LineTapDecoder, event: LineEvent, region: str = DEFAULT_REGION) -> dict[str, Any]:

@@ -52,17 +52,27 @@ def test_a_wrong_bit_the_demodulator_was_sure_of_is_not_repaired() -> None:
     assert correct(data, soft) is None
 
 
+#: '8' of the number turned '9' (bit 0): still a digit, so the message parses either way
+DIGIT_TO_DIGIT = 8 * 16 + 0
+#: '1' (the number's first digit) to '0' repairs the sum as well, and parses too: a true rival
+RIVAL = 8 * 14 + 0
+
+
 def test_two_equally_doubtful_candidates_are_ambiguous() -> None:
+    data, soft = flipped(MESSAGE, DIGIT_TO_DIGIT)
+    soft[RIVAL] = 0.06 if soft[RIVAL] > 0 else -0.06
+    assert correct(data, soft) is None
+
+
+def test_a_rival_repair_that_does_not_parse_is_no_rival() -> None:
+    """'8' turned '<' (bit 2): fixing any other bit 2 leaves the '<', so only one repair parses."""
     k = 8 * 16 + 2
     data, soft = flipped(MESSAGE, k)
-    # Another bit of the same weight and value would repair the sum as well.
-    other = next(
-        j
-        for j in range(16, 8 * len(data))
-        if j != k and j % 8 == k % 8 and (data[j // 8] >> (j % 8) & 1) == (data[k // 8] >> (k % 8) & 1)
-    )
-    soft[other] = 0.06 if soft[other] > 0 else -0.06
-    assert correct(data, soft) is None
+    rival = next(j for j in range(16, 8 * len(data)) if j != k and j % 8 == 2 and data[j // 8] >> 2 & 1)
+    soft[rival] = 0.06 if soft[rival] > 0 else -0.06  # repairs the sum too, as doubtful, but leaves the '<'
+    repaired = correct(data, soft)
+    assert repaired is not None
+    assert repaired.number == "13812345678"
 
 
 def test_a_damaged_header_is_not_repaired() -> None:
@@ -114,3 +124,47 @@ def test_sdmf_is_repaired_too() -> None:
     repaired = correct(data, soft)
     assert repaired is not None
     assert repaired.number == "13812345678"
+
+
+def test_a_ratio_without_a_log_likelihood_margin_is_no_repair() -> None:
+    """0.02 against 0.07 is 3.5 times less sure, and still a coin toss: refused."""
+    k = DIGIT_TO_DIGIT
+    data, soft = flipped(MESSAGE, k)
+    soft[k] = -0.02 if soft[k] < 0 else 0.02
+    soft[RIVAL] = 0.07 if soft[RIVAL] > 0 else -0.07
+    assert correct(data, soft) is None
+    soft[RIVAL] = 0.9 if soft[RIVAL] > 0 else -0.9
+    repaired = correct(data, soft)
+    assert repaired is not None
+    assert repaired.number == "13812345678"
+
+
+def test_v23_soft_decisions_weigh_more_per_unit() -> None:
+    """V.23's smaller soft decisions for the same certainty: a margin enough there is not for Bell 202."""
+    k = DIGIT_TO_DIGIT
+    data, soft = flipped(MESSAGE, k)
+    soft[k] = -0.02 if soft[k] < 0 else 0.02
+    soft[RIVAL] = 0.3 if soft[RIVAL] > 0 else -0.3
+    assert correct(data, soft, standard="bell202") is None
+    assert correct(data, soft, standard="v23") is not None
+
+
+def test_a_burst_too_noisy_for_its_soft_decisions_is_not_repaired() -> None:
+    k = 8 * 16 + 2
+    data, soft = flipped(MESSAGE, k)
+
+    def spread(factor: float) -> list[float]:
+        """One bit in ten ``factor`` as sure as the rest (the wrong bit kept at its doubt)."""
+        return [s * (factor if i % 10 == 0 and i != k else 1.0) for i, s in enumerate(soft)]
+
+    # 0.44 against a median of 0.9: under MIN_SPREAD, though the margin alone would pass.
+    assert correct(data, spread(0.44 / 0.9)) is None
+    repaired = correct(data, spread(0.47 / 0.9))
+    assert repaired is not None
+    assert repaired.number == "13812345678"
+
+
+def test_a_repair_to_a_number_the_plan_rules_out_is_refused() -> None:
+    data, soft = flipped(MESSAGE, 8 * 16 + 2)
+    assert correct(data, soft, plausible=lambda number: True) is not None
+    assert correct(data, soft, plausible=lambda number: False) is None
