@@ -420,23 +420,20 @@ def coverage_by_list(
     per_lead = _per_lead([])
     found: dict[tuple[str, str], list[int]] = {}
     for name, team, *values in session.execute(
-        select(LeadList.name, func.coalesce(per_lead.c.team, ""), *_sums(per_lead, stale)[:5])
+        select(LeadList.name, per_lead.c.team, *_sums(per_lead, stale)[:5])
         .join(LeadList, LeadList.id == per_lead.c.list_id)
-        .group_by(LeadList.name, func.coalesce(per_lead.c.team, ""))
+        .group_by(LeadList.name, per_lead.c.team)
     ):
-        found[(str(name), str(team))] = [int(v or 0) for v in values]
+        found[(str(name), team or "")] = [int(v or 0) for v in values]
     passed: dict[tuple[str, str], int] = {}
     for name, team, n in session.execute(
-        select(
-            LeadList.name,
-            func.coalesce(Transfer.from_team, ""),
-            func.count(func.distinct(Transfer.customer_id)),
-        )
+        select(LeadList.name, Transfer.from_team, func.count(func.distinct(Transfer.customer_id)))
         .join(LeadList, LeadList.id == Transfer.list_id)
         .where(_passed_undialed([]))
-        .group_by(LeadList.name, func.coalesce(Transfer.from_team, ""))
+        .group_by(LeadList.name, Transfer.from_team)
     ):
-        passed[(str(name), str(team))] = int(n)
+        key = (str(name), team or "")
+        passed[key] = passed.get(key, 0) + int(n)
     out = []
     for name, team in sorted(set(found) | set(passed)):
         assigned, dialed, reached, attempts, untouched = found.get((name, team), [0] * 5)
