@@ -99,8 +99,8 @@ def build(engine: Engine, leads: int, calls: int, lists: int) -> None:
         (
             "phones",
             "INSERT INTO customer_phones (customer_id, number_e164, number_raw) "
-            "SELECT i, '+861' || (3 + i % 7) || lpad((i * 7919 % 1000000000)::text, 9, '0'), "
-            "'1' || (3 + i % 7) || lpad((i * 7919 % 1000000000)::text, 9, '0') "
+            "SELECT i, '+861' || (3 + i % 7) || lpad((i::bigint * 7919 % 1000000000)::text, 9, '0'), "
+            "'1' || (3 + i % 7) || lpad((i::bigint * 7919 % 1000000000)::text, 9, '0') "
             f"FROM generate_series(1, {leads}) i",
         ),
         (
