@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from coverage_factories import seed_coverage
@@ -66,3 +67,20 @@ def test_a_scrape_within_max_age_reads_the_cache(engine: Engine) -> None:
     with engine.begin() as connection:
         connection.exec_driver_sql("DELETE FROM leads")
     assert samples(registry) == first
+
+
+def test_the_centre_serves_them_on_its_metrics(engine: Engine, tmp_path: Path) -> None:
+    import warnings
+
+    from agent.centre.context import ConsoleSettings
+    from agent.centre.server import make_centre_app
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from starlette.testclient import TestClient
+
+    settings = ConsoleSettings(secret=b"m" * 32, recordings_dir=tmp_path)
+    app = make_centre_app(engine, settings, registry=CollectorRegistry(), hosts=["127.0.0.1"])
+    text = TestClient(app, base_url="http://127.0.0.1").get("/metrics").text
+    assert 'cti_leads_assigned{list="spring",team="north"} 4.0' in text
+    assert 'cti_leads_passed_undialed{list="spring",team="south"} 1.0' in text
