@@ -1,4 +1,4 @@
-"""Leads on the centre: reps, lead lists, handing leads to teams and reps, the transfer log, coverage.
+"""Leads on the centre: reps, lead lists, handing leads to teams and reps, the transfer log.
 
 A floor's lead data (数据) arrives as lists; the manager gives leads of a list to a team, the
 team lead gives them on to reps. Each customer is a lead of one list at most, and the rep
@@ -12,9 +12,7 @@ gets fewer leads (and takes more from what is still free) or, for one lead, a :c
 naming who has it. On PostgreSQL the candidates are read ``FOR UPDATE SKIP LOCKED``, so two
 hand-overs at once take different leads instead of waiting on each other.
 
-Coverage (打透) counts, per rep of a list, the outbound calls the rep made to a lead's numbers
-since it was handed to them: dialed (at least one), reached (one answered), attempts, and leads
-untouched for N days.
+Coverage (打透), what the holders made of a list's leads, is :mod:`storage.coverage`.
 """
 
 from __future__ import annotations
@@ -22,16 +20,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, case, func, insert, select, update
+from sqlalchemy import Select, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from agent.errors import StorageError
 from storage.models import (
-    CallRecord,
-    CustomerPhone,
     CustomerRecord,
     Lead,
     LeadList,
@@ -44,7 +40,6 @@ from storage.models import (
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "Coverage",
     "LeadError",
     "LeadTaken",
     "RepRecord",
@@ -53,7 +48,6 @@ __all__ = [
     "assign_to_rep",
     "assign_to_team",
     "claim_lead",
-    "coverage",
     "get_list",
     "list_reps",
     "open_list",
@@ -483,87 +477,3 @@ def transfers_of(session: Session, customer_id: int) -> list[Transfer]:
     return list(
         session.scalars(select(Transfer).where(Transfer.customer_id == customer_id).order_by(Transfer.id))
     )
-
-
-# -- coverage (打透) -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Coverage:
-    """One rep's leads of a list: held, dialed at least once, reached, calls made, untouched for N days."""
-
-    rep: str
-    assigned: int
-    dialed: int
-    reached: int
-    attempts: int
-    untouched: int
-
-    def to_dict(self) -> dict[str, int | str]:
-        """The JSON ``leads coverage --json`` prints."""
-        return {
-            "rep": self.rep,
-            "assigned": self.assigned,
-            "dialed": self.dialed,
-            "reached": self.reached,
-            "attempts": self.attempts,
-            "untouched": self.untouched,
-        }
-
-
-def coverage(
-    session: Session, list_name: str, *, untouched_days: float = 3.0, now: datetime | None = None
-) -> list[Coverage]:
-    """Per rep holding leads of the list: what :class:`Coverage` counts, by rep name.
-
-    A call counts for a lead when the rep holding it dialed one of its numbers since it was handed
-    to them (``calls.number_e164`` against the customer's numbers). Untouched: held for more than
-    ``untouched_days`` without such a call.
-
-    :raises LeadError: no such list.
-    """
-    lead_list = get_list(session, list_name)
-    moment = now or utcnow()
-    answered = CallRecord.disposition == "answered"
-    per_lead = (
-        select(
-            Lead.id.label("lead"),
-            Lead.rep.label("rep"),
-            Lead.rep_at.label("rep_at"),
-            func.count(CallRecord.id).label("attempts"),
-            func.coalesce(func.sum(case((answered, 1), else_=0)), 0).label("reached"),
-        )
-        .select_from(Lead)
-        .join(CustomerPhone, CustomerPhone.customer_id == Lead.customer_id)
-        .outerjoin(
-            CallRecord,
-            and_(
-                CallRecord.number_e164 == CustomerPhone.number_e164,
-                CallRecord.direction == "out",
-                CallRecord.rep == Lead.rep,
-                CallRecord.started_at >= Lead.rep_at,
-            ),
-        )
-        .where(Lead.list_id == lead_list.id, Lead.rep.is_not(None))
-        .group_by(Lead.id, Lead.rep, Lead.rep_at)
-        .subquery()
-    )
-    stale = moment - timedelta(days=untouched_days)
-    query = (
-        select(
-            per_lead.c.rep,
-            func.count(),
-            func.sum(case((per_lead.c.attempts > 0, 1), else_=0)),
-            func.sum(case((per_lead.c.reached > 0, 1), else_=0)),
-            func.sum(per_lead.c.attempts),
-            func.sum(case((and_(per_lead.c.attempts == 0, per_lead.c.rep_at < stale), 1), else_=0)),
-        )
-        .group_by(per_lead.c.rep)
-        .order_by(per_lead.c.rep)
-    )
-    return [
-        Coverage(
-            str(rep), int(n), int(dialed or 0), int(reached or 0), int(attempts or 0), int(untouched or 0)
-        )
-        for rep, n, dialed, reached, attempts, untouched in session.execute(query)
-    ]

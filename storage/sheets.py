@@ -173,6 +173,15 @@ HEADERS: dict[str, dict[str, str]] = {
     "outbound": {"zh-CN": "呼出"},
     "outbound_connected": {"zh-CN": "呼出接通"},
     "connect_rate": {"zh-CN": "接通率"},
+    # lead coverage (the console's coverage export)
+    "assigned": {"zh-CN": "已分配"},
+    "dialed": {"zh-CN": "已拨打"},
+    "reached": {"zh-CN": "已接通"},
+    "attempts": {"zh-CN": "拨打次数"},
+    "attempts_per_lead": {"zh-CN": "每条拨打次数"},
+    "untouched": {"zh-CN": "未动"},
+    "closed": {"zh-CN": "已结束"},
+    "passed_undialed": {"zh-CN": "未拨即转出"},
     # reports against targets
     "days_worked": {"zh-CN": "出勤天数"},
     "target_calls": {"zh-CN": "通话目标"},

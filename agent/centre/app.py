@@ -17,6 +17,8 @@ Routes (all but ``/login``, ``/logout``, ``/healthz`` and ``/static`` need a ses
     GET  /live/{uuid}/audio          listen in: the seat's live PCM, proxied (audited; see listen.py)
     GET  /leads/import, POST         a manager's lead file: upload, preview and mapping, import onto a
                                      list, the reject and changes files (managers and admins; audited)
+    GET  /leads/coverage             a list's coverage (打透) per rep, chart, 过数据 warnings (leads)
+    GET  /leads/coverage/export.csv|.xlsx   the same rows (audited)
 
 :func:`make_console_app` builds one :class:`~agent.centre.context.ConsoleContext`
 and binds it to the views of :data:`ROUTES` (``agent/centre/views/``); who may
@@ -49,7 +51,7 @@ from agent.centre.context import (
     make_context,
 )
 from agent.centre.relay import ListenRelay
-from agent.centre.views import audit, auth, calls, collisions, leads, live, recordings, stats, users
+from agent.centre.views import audit, auth, calls, collisions, coverage, leads, live, recordings, stats, users
 from agent.web import SecurityHeadersMiddleware
 
 __all__ = [
@@ -88,6 +90,9 @@ ROUTES: tuple[tuple[str, Endpoint, tuple[str, ...] | None, str | None], ...] = (
     ("/leads/import/{upload_id}", leads.preview_page, ("GET", "POST"), "lead_preview"),
     ("/leads/import/{upload_id}/rejects.csv", leads.download_rejects, ("GET",), "lead_rejects"),
     ("/leads/import/{upload_id}/changes.csv", leads.download_changes, ("GET",), "lead_changes"),
+    ("/leads/coverage", coverage.coverage_page, ("GET",), "lead_coverage"),
+    ("/leads/coverage/export.csv", coverage.coverage_csv, ("GET",), "lead_coverage_csv"),
+    ("/leads/coverage/export.xlsx", coverage.coverage_xlsx, ("GET",), "lead_coverage_xlsx"),
     ("/healthz", auth.healthz, None, "healthz"),
 )
 

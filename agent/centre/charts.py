@@ -76,5 +76,36 @@ def bar_chart_svg(labels: list[str], values: list[float], *, target: float | Non
     )
 
 
+def grouped_bar_chart_svg(labels: list[str], values: list[list[float]], *, series: list[str]) -> str:
+    """Bars side by side per label, one colour per series (``values[i]``, named ``series[i]``), as inline SVG.
+
+    Each bar's class is ``bar s<i>``; a legend of the series names is drawn above the bars.
+    """
+    group = max(len(values), 1) * 12 + 10
+    width, height, bottom, top_margin = max(len(labels), 1) * group + 10, 180, 20, 24
+    top = max([v for row in values for v in row] + [1.0])
+    parts = []
+    for i, name in enumerate(series):
+        parts.append(
+            f'<rect class="bar s{i}" x="{6 + i * 90}" y="4" width="10" height="10"/>'
+            f'<text x="{20 + i * 90}" y="13">{_xml(name)}</text>'
+        )
+    for n, label in enumerate(labels):
+        x0 = n * group + 10
+        for i, row in enumerate(values):
+            bar = (height - bottom - top_margin) * row[n] / top
+            parts.append(
+                f'<rect class="bar s{i}" x="{x0 + i * 12}" y="{height - bottom - bar:.1f}" width="10" '
+                f'height="{bar:.1f}"><title>{_xml(label)} · {_xml(series[i])}: {row[n]:g}</title></rect>'
+            )
+        parts.append(
+            f'<text x="{x0 + len(values) * 6}" y="{height - 5}" text-anchor="middle">{_xml(label)}</text>'
+        )
+    return (
+        f'<svg class="chart grouped" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
+        f'role="img">{"".join(parts)}</svg>'
+    )
+
+
 def _xml(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")

@@ -15,6 +15,7 @@ from agent.centre.api import SeatApiContext, seat_api_routes
 from agent.centre.api.context import SeatApiMetrics
 from agent.centre.app import make_console_app
 from agent.centre.context import ConsoleSettings
+from agent.centre.lead_metrics import register_lead_metrics
 from agent.centre.metrics import register_team_metrics
 from agent.centre.relay import ListenRelay
 from agent.centre.relaybus import RelayBus, bus_dsn
@@ -33,6 +34,7 @@ def make_centre_app(
     Requests for a ``Host`` not in ``hosts`` are refused before any route (DNS rebinding).
     """
     register_team_metrics(registry, engine, settings.zone, settings.effective_seconds)
+    register_lead_metrics(registry, engine)
     relay = ListenRelay()
     dsn = bus_dsn(engine)
     seat_api = SeatApiContext(

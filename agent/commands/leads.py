@@ -183,8 +183,9 @@ def assign(
 def coverage_command(
     list_name: str, untouched_days: float, as_json: bool, config_path: Path | None, data_dir: Path | None
 ) -> None:
-    """Per rep: leads assigned, dialed at least once, reached, attempts, untouched (打透)."""
-    from storage.leads import LeadError, coverage
+    """Per rep: leads assigned, dialed, reached, attempts, untouched, passed on undialed (打透)."""
+    from storage.coverage import coverage
+    from storage.leads import LeadError
 
     config = load_centre(config_path, data_dir)
     try:
@@ -196,9 +197,20 @@ def coverage_command(
         for row in rows:
             click.echo(json.dumps(row.to_dict(), ensure_ascii=False))
         return
-    table: list[tuple[str, ...]] = [("REP", "ASSIGNED", "DIALED", "REACHED", "ATTEMPTS", "UNTOUCHED")]
+    table: list[tuple[str, ...]] = [
+        ("REP", "ASSIGNED", "DIALED", "REACHED", "ATTEMPTS", "UNTOUCHED", "PER_LEAD", "PASSED_UNDIALED")
+    ]
     table += [
-        (r.rep, str(r.assigned), str(r.dialed), str(r.reached), str(r.attempts), str(r.untouched))
+        (
+            r.rep,
+            str(r.assigned),
+            str(r.dialed),
+            str(r.reached),
+            str(r.attempts),
+            str(r.untouched),
+            f"{r.attempts_per_lead:.2f}" if r.attempts_per_lead is not None else "-",
+            str(r.passed_undialed),
+        )
         for r in rows
     ]
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]

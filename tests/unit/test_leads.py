@@ -15,8 +15,9 @@ from sqlalchemy.orm import Session
 from agent.commands.leads import leads
 from agent.commands.reps import reps
 from agent.events import Call, Direction, Disposition
+from storage.coverage import coverage
 from storage.db import make_engine, upgrade
-from storage.leads import LeadError, LeadTaken, assign_to_rep, claim_lead, coverage, transfers_of
+from storage.leads import LeadError, LeadTaken, assign_to_rep, claim_lead, transfers_of
 from storage.models import CustomerPhone, CustomerRecord, Lead, Transfer, utcnow
 from storage.repository import upsert_call
 
@@ -242,6 +243,8 @@ def test_coverage_counts_the_holders_dials_since_the_hand_over(centre: Path, tmp
         upsert_call(session, call_to("c5", amy[3], "amy", 90, Disposition.ANSWERED))  # before the hand-over
     with session_of(centre) as session:
         rows = {row.rep: row.to_dict() for row in coverage(session, "june", untouched_days=0)}
+    original = ("rep", "assigned", "dialed", "reached", "attempts", "untouched")
+    rows = {rep: {key: row[key] for key in original} for rep, row in rows.items()}  # more keys follow them
     assert rows == {
         "amy": {"rep": "amy", "assigned": 4, "dialed": 2, "reached": 1, "attempts": 3, "untouched": 2},
         "bob": {"rep": "bob", "assigned": 2, "dialed": 0, "reached": 0, "attempts": 0, "untouched": 2},
