@@ -128,6 +128,9 @@ async def _page_of(
                 detail=kind + (f" before={before_text}" if before_text else ""),
                 remote_addr=addr,
             )
+            # Flushed, then detached: the commit would expire the rows the page still reads.
+            session.flush()
+            session.expunge_all()
         return found
 
     found = await ctx.write(read_and_audit)
