@@ -6,6 +6,8 @@ Routes (all but ``/login``, ``/logout``, ``/healthz`` and ``/static`` need a ses
     GET  /calls                      search (the query string is the search: bookmark or share it)
     GET  /calls/export.csv|.xlsx     the whole result (audited)
     GET  /calls/{uuid}               one call, its notes and recordings with a player
+    GET  /customers, /customers/{id}[.json]   customers by name, company or number; one customer's
+                                     history across the floor, newest first, keyset-paged (audited)
     GET  /recordings/{id}/audio      the audio, inline, with HTTP Range (each play audited)
     GET  /recordings/{id}/download   the audio as an attachment (audited)
     GET  /recordings/{id}/waveform.svg
@@ -51,7 +53,19 @@ from agent.centre.context import (
     make_context,
 )
 from agent.centre.relay import ListenRelay
-from agent.centre.views import audit, auth, calls, collisions, coverage, leads, live, recordings, stats, users
+from agent.centre.views import (
+    audit,
+    auth,
+    calls,
+    collisions,
+    coverage,
+    customers,
+    leads,
+    live,
+    recordings,
+    stats,
+    users,
+)
 from agent.web import SecurityHeadersMiddleware
 
 __all__ = [
@@ -74,6 +88,9 @@ ROUTES: tuple[tuple[str, Endpoint, tuple[str, ...] | None, str | None], ...] = (
     ("/calls/export.csv", calls.export_csv, None, "export_csv"),
     ("/calls/export.xlsx", calls.export_xlsx, None, "export_xlsx"),
     ("/calls/{call_uuid}", calls.call_page, None, "call"),
+    ("/customers", customers.customers_page, ("GET",), "customers"),
+    ("/customers/{customer_id:int}.json", customers.customer_json, ("GET",), "customer_json"),
+    ("/customers/{customer_id:int}", customers.customer_page, ("GET",), "customer"),
     ("/recordings/{recording_id:int}/audio", recordings.recording_audio, None, "audio"),
     ("/recordings/{recording_id:int}/download", recordings.recording_download, None, "download"),
     ("/recordings/{recording_id:int}/waveform.svg", recordings.recording_waveform, None, "waveform"),

@@ -280,6 +280,8 @@ class CallRow:
     talk_seconds: float | None
     notes: str
     recording_id: int | None
+    #: The customer the seat matched the call to (links the row to the customer's history).
+    customer_id: int | None = None
 
     def export_values(self, zone: tzinfo) -> list[Any]:
         """The :data:`EXPORT_COLUMNS` values, times in ``zone``."""
@@ -349,6 +351,7 @@ def _row(call: CallRecord, recording_id: int | None, masked: bool) -> CallRow:
         talk_seconds=call.talk_seconds,
         notes=call.notes or "",
         recording_id=recording_id,
+        customer_id=call.customer_id,
     )
 
 

@@ -36,6 +36,7 @@ from agent.centre.views.recordings import availability
 from storage.models import CallRecord, Recording
 from storage.repository import add_audit
 from storage.sheets import ExportOutcome
+from storage.timeline import customer_of_number
 
 logger = logging.getLogger(__name__)
 
@@ -158,11 +159,12 @@ async def export_xlsx(ctx: ConsoleContext, request: Request, current: Visit, who
 
 def _call_and_recordings(
     session: Session, call_uuid: str, who: Principal
-) -> tuple[CallRecord, list[Recording]] | None:
+) -> tuple[CallRecord, list[Recording], int | None] | None:
     call = visible_call(session, call_uuid, who)
     if call is None:
         return None
-    return call, queries.call_recordings(session, call.uuid)
+    customer_id = call.customer_id or customer_of_number(session, call.number_e164)
+    return call, queries.call_recordings(session, call.uuid), customer_id
 
 
 @requires(*STAFF)
@@ -171,7 +173,7 @@ async def call_page(ctx: ConsoleContext, request: Request, current: Visit, who: 
     found = await ctx.read(_call_and_recordings, request.path_params["call_uuid"], who)
     if found is None:
         return error(ctx, request, current, 404, "error.not_found")
-    call, recordings = found
+    call, recordings, customer_id = found
     store = ctx.store if ctx.store is not None else ctx.settings.store()
     root = ctx.settings.recordings_dir
     playable = {rec.id: await run_in_threadpool(availability, rec, root, store) for rec in recordings}
@@ -184,5 +186,6 @@ async def call_page(ctx: ConsoleContext, request: Request, current: Visit, who: 
         call=call,
         recordings=recordings,
         playable=playable,
+        customer_id=customer_id,
         number=mask_number(number) if ctx.masked_for(who) else number,
     )
